@@ -1,0 +1,67 @@
+/**
+ * The Kubernetes clients the activities use, and how an API error becomes a typed activity failure: retried when
+ * the cluster may heal by itself, not retried when only a person can fix it.
+ */
+import { ApiException, BatchV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { ApplicationFailure } from '@temporalio/common';
+
+export interface Kube {
+  config: KubeConfig;
+  core: CoreV1Api;
+  batch: BatchV1Api;
+}
+
+export function createKube(config: KubeConfig): Kube {
+  return { config, core: config.makeApiClient(CoreV1Api), batch: config.makeApiClient(BatchV1Api) };
+}
+
+export interface ApiStatus {
+  code: number;
+  reason: string;
+  message: string;
+}
+
+/** The HTTP status and Kubernetes Status reason of an API error, or undefined for other errors. */
+export function apiStatus(err: unknown): ApiStatus | undefined {
+  if (!(err instanceof ApiException)) return undefined;
+  const e = err as ApiException<unknown>;
+  let body: { reason?: string; message?: string } = {};
+  try {
+    body = typeof e.body === 'string' ? JSON.parse(e.body) : ((e.body as typeof body) ?? {});
+  } catch {
+    // Not a Status object (e.g. a proxy's HTML page).
+  }
+  return { code: e.code, reason: body.reason ?? '', message: body.message ?? String(e.body ?? e.message) };
+}
+
+export const isNotFound = (err: unknown): boolean => apiStatus(err)?.code === 404;
+export const isAlreadyExists = (err: unknown): boolean => apiStatus(err)?.code === 409;
+
+/** Failure types the workflow tells apart. */
+export const FAILURE = {
+  /** The cluster said no in a way that a retry will not change (RBAC, validation, missing namespace). */
+  kubernetesRejected: 'KubernetesRejected',
+  /** The cluster is unreachable or overloaded: retried. */
+  kubernetesUnavailable: 'KubernetesUnavailable',
+  /** A quota is full: retried until it frees up or the activity's time runs out. */
+  quotaExceeded: 'QuotaExceeded',
+  /** An object with our deterministic name exists but belongs to something else. */
+  nameConflict: 'NameConflict',
+} as const;
+
+/** Wraps an error from the Kubernetes API into an ApplicationFailure with a type and the right retry behaviour. */
+export function kubeFailure(err: unknown, action: string): ApplicationFailure {
+  const s = apiStatus(err);
+  if (!s) {
+    const message = err instanceof Error ? err.message : String(err);
+    return ApplicationFailure.retryable(`${action}: ${message}`, FAILURE.kubernetesUnavailable);
+  }
+  const text = `${action}: HTTP ${s.code} ${s.reason}: ${s.message}`;
+  if (s.code === 403 && /exceeded quota/i.test(s.message)) {
+    return ApplicationFailure.retryable(text, FAILURE.quotaExceeded, s);
+  }
+  if ([400, 401, 403, 404, 422].includes(s.code)) {
+    return ApplicationFailure.nonRetryable(text, FAILURE.kubernetesRejected, s);
+  }
+  return ApplicationFailure.retryable(text, FAILURE.kubernetesUnavailable, s);
+}

@@ -1,0 +1,147 @@
+/**
+ * The typed client an agent backend uses: start an execution (idempotent by execution id), wait for its result,
+ * look it up later, or cancel it. Input is validated here before anything is started, and again in the workflow.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  type ConnectionOptions,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { DEFAULT_POLICY, type ExecutionPolicy } from '../core/policy';
+import type { ExecutionInput, ExecutionResult } from '../core/types';
+import { validateExecutionId, validateInput } from '../core/validate';
+import type { executeCode as executeCodeWorkflow } from '../workflows';
+import { progressQuery, timelineQuery, type ExecutionProgress } from '../workflows/queries';
+
+export { InvalidInputError } from '../core/validate';
+export type * from '../core/types';
+export type { ExecutionProgress } from '../workflows/queries';
+
+export const DEFAULT_TASK_QUEUE = 'durable-sandbox';
+
+export interface SandboxClientOptions {
+  /** An existing Temporal client; otherwise one is made from `connection` (default: 127.0.0.1:7233). */
+  client?: Client;
+  connection?: ConnectionOptions;
+  namespace?: string;
+  taskQueue?: string;
+  /** Limits the client checks before starting; the worker's policy is what the workflow enforces. */
+  policy?: ExecutionPolicy;
+}
+
+export interface StartOptions {
+  /** The execution's id and workflow id. Starting the same id again attaches to the same run. Default: random. */
+  executionId?: string;
+}
+
+export type ExecutionState =
+  | { executionId: string; state: 'running'; progress: ExecutionProgress }
+  | { executionId: string; state: 'completed'; result: ExecutionResult }
+  | { executionId: string; state: 'failed' | 'cancelled' | 'terminated' | 'timed_out'; error: string };
+
+type Handle = WorkflowHandle<typeof executeCodeWorkflow>;
+
+function firstLine(code: string): string {
+  const line = code.split('\n').find((l) => l.trim().length > 0) ?? '';
+  return line.length > 80 ? `${line.slice(0, 77)}...` : line;
+}
+
+function preview(input: ExecutionInput): string {
+  const lines = input.code.split('\n');
+  const shown = lines.slice(0, 40).join('\n').slice(0, 2000);
+  const more = lines.length > 40 || shown.length < input.code.length ? '\n…' : '';
+  return `\`\`\`${input.language ?? 'python'}\n${shown}${more}\n\`\`\``;
+}
+
+export class SandboxClient {
+  private constructor(
+    readonly temporal: Client,
+    private readonly taskQueue: string,
+    private readonly policy: ExecutionPolicy,
+    private readonly ownedConnection?: Connection,
+  ) {}
+
+  static async connect(options: SandboxClientOptions = {}): Promise<SandboxClient> {
+    let connection: Connection | undefined;
+    let client = options.client;
+    if (!client) {
+      connection = await Connection.connect(options.connection ?? { address: '127.0.0.1:7233' });
+      client = new Client({ connection, namespace: options.namespace ?? 'default' });
+    }
+    return new SandboxClient(client, options.taskQueue ?? DEFAULT_TASK_QUEUE, options.policy ?? DEFAULT_POLICY, connection);
+  }
+
+  /**
+   * Starts an execution, or attaches to the one already started (running or finished) under the same id.
+   * Throws InvalidInputError (naming the field and the limit) before anything is started.
+   */
+  async startExecution(input: ExecutionInput, options: StartOptions = {}): Promise<Handle> {
+    const executionId = validateExecutionId(options.executionId ?? randomUUID());
+    validateInput(input, this.policy);
+    const language = input.language ?? 'python';
+    try {
+      return await this.temporal.workflow.start<typeof executeCodeWorkflow>('executeCode', {
+        taskQueue: this.taskQueue,
+        workflowId: executionId,
+        args: [input],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        staticSummary: `${language}: ${firstLine(input.code)}`,
+        staticDetails: preview(input),
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) return this.handle(executionId);
+      throw err;
+    }
+  }
+
+  /** Runs code to the end and returns its result (the program failing is a result, not an exception). */
+  async executeCode(input: ExecutionInput, options: StartOptions = {}): Promise<ExecutionResult> {
+    return (await this.startExecution(input, options)).result();
+  }
+
+  handle(executionId: string): Handle {
+    return this.temporal.workflow.getHandle<typeof executeCodeWorkflow>(executionId);
+  }
+
+  /** Where an execution stands: its progress while it runs, its result once done. */
+  async getExecution(executionId: string): Promise<ExecutionState> {
+    const handle = this.handle(executionId);
+    const { status } = await handle.describe();
+    switch (status.name) {
+      case 'RUNNING':
+      case 'CONTINUED_AS_NEW':
+        return { executionId, state: 'running', progress: await handle.query(progressQuery) };
+      case 'COMPLETED':
+        return { executionId, state: 'completed', result: await handle.result() };
+      default: {
+        const state = status.name === 'TIMED_OUT' ? 'timed_out' : (status.name.toLowerCase() as 'failed');
+        const error = await handle.result().then(
+          () => status.name,
+          (e: unknown) => (e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e)),
+        );
+        return { executionId, state, error };
+      }
+    }
+  }
+
+  /** The phase timeline so far. */
+  async timeline(executionId: string) {
+    return this.handle(executionId).query(timelineQuery);
+  }
+
+  /**
+   * Requests cancellation. The sandbox pod is stopped, cleanup still runs, and the execution's result has status
+   * 'cancelled' with whatever output the program had written.
+   */
+  async cancelExecution(executionId: string): Promise<void> {
+    await this.handle(executionId).cancel();
+  }
+
+  async close(): Promise<void> {
+    await this.ownedConnection?.close();
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Builds the two objects of one attempt: the ConfigMap holding the code (and the launcher and input files) and the
+ * hardened Job that runs it. Pure: the same inputs give the same manifests.
+ */
+import type { V1ConfigMap, V1Job, V1KeyToPath, V1OwnerReference } from '@kubernetes/client-node';
+import { LANGUAGES, SANDBOX_DIR } from './languages';
+import { ANNOTATIONS, LABELS, MANAGED_BY, resourceNames } from './names';
+import type { ExecutionPolicy } from './policy';
+import { bytes, cpuMillis } from './quantity';
+import type { ExecutionRequest } from './validate';
+
+export const CONTAINER_NAME = 'sandbox';
+export const SANDBOX_UID = 1001;
+export const SCRATCH_DIR = '/tmp';
+/** Finished Jobs the workflow could not delete are removed by Kubernetes after this long: a backstop only. */
+export const TTL_AFTER_FINISHED_SECONDS = 3600;
+/** Time between SIGTERM and SIGKILL when a sandbox pod is stopped. */
+export const TERMINATION_GRACE_SECONDS = 3;
+const LAUNCHER_KEY = 'launcher.py';
+const CODE_KEY = 'code';
+const fileKey = (name: string): string => `file.${name}`;
+
+export interface SandboxSpec {
+  executionId: string;
+  attempt: number;
+  namespace: string;
+  request: ExecutionRequest;
+  policy: ExecutionPolicy;
+  /** Source of launcher/launcher.py. */
+  launcherSource: string;
+}
+
+export function labelsFor(executionId: string, attempt: number): Record<string, string> {
+  const names = resourceNames(executionId, attempt);
+  return {
+    [LABELS.managedBy]: MANAGED_BY,
+    [LABELS.execution]: names.executionLabel,
+    [LABELS.attempt]: String(attempt),
+  };
+}
+
+function annotationsFor(spec: SandboxSpec): Record<string, string> {
+  return { [ANNOTATIONS.executionId]: spec.executionId, [ANNOTATIONS.language]: spec.request.language };
+}
+
+export function buildConfigMap(spec: SandboxSpec): V1ConfigMap {
+  const { name } = resourceNames(spec.executionId, spec.attempt);
+  const data: Record<string, string> = { [LAUNCHER_KEY]: spec.launcherSource, [CODE_KEY]: spec.request.code };
+  const binaryData: Record<string, string> = {};
+  for (const f of spec.request.files) {
+    if (f.encoding === 'base64') binaryData[fileKey(f.name)] = f.content;
+    else data[fileKey(f.name)] = f.content;
+  }
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name,
+      namespace: spec.namespace,
+      labels: labelsFor(spec.executionId, spec.attempt),
+      annotations: annotationsFor(spec),
+    },
+    immutable: true,
+    data,
+    ...(Object.keys(binaryData).length ? { binaryData } : {}),
+  };
+}
+
+/** The ownerReference that makes a ConfigMap go when its Job is deleted. */
+export function ownerReferenceTo(job: { name: string; uid: string }): V1OwnerReference {
+  return { apiVersion: 'batch/v1', kind: 'Job', name: job.name, uid: job.uid, blockOwnerDeletion: false };
+}
+
+function smaller(a: string, b: string, parse: (q: string) => number | null): string {
+  return (parse(a) ?? Infinity) <= (parse(b) ?? Infinity) ? a : b;
+}
+
+export function activeDeadlineSeconds(request: ExecutionRequest, policy: ExecutionPolicy): number {
+  return request.timeoutSeconds + policy.startupAllowanceSeconds;
+}
+
+export function buildJob(spec: SandboxSpec): V1Job {
+  const { request, policy } = spec;
+  const { name } = resourceNames(spec.executionId, spec.attempt);
+  const language = LANGUAGES[request.language];
+  const labels = labelsFor(spec.executionId, spec.attempt);
+  const items: V1KeyToPath[] = [
+    { key: LAUNCHER_KEY, path: LAUNCHER_KEY },
+    { key: CODE_KEY, path: language.file },
+    ...request.files.map((f) => ({ key: fileKey(f.name), path: `files/${f.name}` })),
+  ];
+  const env = { ...language.env, HOME: SCRATCH_DIR, TMPDIR: SCRATCH_DIR, ...request.env };
+  const command = [
+    'python3',
+    `${SANDBOX_DIR}/${LAUNCHER_KEY}`,
+    '--timeout',
+    String(request.timeoutSeconds),
+    '--stdout-cap',
+    String(policy.stdoutCapBytes),
+    '--stderr-cap',
+    String(policy.stderrCapBytes),
+    '--',
+    ...language.command,
+  ];
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name, namespace: spec.namespace, labels, annotations: annotationsFor(spec) },
+    spec: {
+      // The user's code failing is a result, never a silent re-run.
+      backoffLimit: 0,
+      // Kubernetes kills the pod at this deadline even if every worker is gone.
+      activeDeadlineSeconds: activeDeadlineSeconds(request, policy),
+      ttlSecondsAfterFinished: TTL_AFTER_FINISHED_SECONDS,
+      template: {
+        metadata: { labels, annotations: annotationsFor(spec) },
+        spec: {
+          restartPolicy: 'Never',
+          ...(policy.runtimeClassName ? { runtimeClassName: policy.runtimeClassName } : {}),
+          tolerations: [{ key: 'sandbox.gke.io/runtime', operator: 'Equal', value: 'gvisor', effect: 'NoSchedule' }],
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          // No cluster DNS: a name lookup from the sandbox gets nothing.
+          dnsPolicy: 'None',
+          dnsConfig: { nameservers: ['127.0.0.1'] },
+          terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: SANDBOX_UID,
+            runAsGroup: SANDBOX_UID,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: CONTAINER_NAME,
+              image: policy.images[request.language],
+              imagePullPolicy: 'IfNotPresent',
+              command,
+              workingDir: SCRATCH_DIR,
+              env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })),
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                capabilities: { drop: ['ALL'] },
+                readOnlyRootFilesystem: true,
+                runAsNonRoot: true,
+                privileged: false,
+              },
+              resources: {
+                requests: {
+                  cpu: smaller(policy.requestCpu, request.cpu, cpuMillis),
+                  memory: smaller(policy.requestMemory, request.memory, bytes),
+                  'ephemeral-storage': smaller('64Mi', policy.scratchSize, bytes),
+                },
+                limits: { cpu: request.cpu, memory: request.memory, 'ephemeral-storage': policy.scratchSize },
+              },
+              volumeMounts: [
+                { name: 'code', mountPath: SANDBOX_DIR, readOnly: true },
+                { name: 'scratch', mountPath: SCRATCH_DIR },
+              ],
+              terminationMessagePolicy: 'File',
+            },
+          ],
+          volumes: [
+            { name: 'code', configMap: { name, items, defaultMode: 0o444 } },
+            { name: 'scratch', emptyDir: { sizeLimit: policy.scratchSize } },
+          ],
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * The execution policy: defaults and ceilings that apply to every execution. The worker builds it from its
+ * configuration; the workflow fetches it once (recorded in history) so validation and the Job spec agree.
+ */
+import type { Language } from './types';
+
+export interface ExecutionPolicy {
+  /** Namespace the sandbox Jobs run in. */
+  namespace: string;
+  defaultTimeoutSeconds: number;
+  maxTimeoutSeconds: number;
+  /** Container limits when the caller sets none. */
+  defaultCpu: string;
+  defaultMemory: string;
+  /** Container requests (what the scheduler reserves); capped at the limits. */
+  requestCpu: string;
+  requestMemory: string;
+  maxCpu: string;
+  maxMemory: string;
+  /** Size of the writable scratch directory (/tmp) and the container's ephemeral-storage limit. */
+  scratchSize: string;
+  /** Captured bytes per stream; the rest is counted, not kept. */
+  stdoutCapBytes: number;
+  stderrCapBytes: number;
+  /** Attempts with fresh resources when the infrastructure fails (1 = no retry). */
+  maxInfraAttempts: number;
+  /** How long a pod may stay unschedulable before the attempt fails as an infrastructure error. */
+  unschedulableGraceSeconds: number;
+  /** Time the Job's server-side deadline allows, on top of the program's timeout, for scheduling and startup. */
+  startupAllowanceSeconds: number;
+  /** The image each language runs in. */
+  images: Record<Language, string>;
+  /** RuntimeClass of sandbox pods ('' for none: only for clusters without gVisor, never in production). */
+  runtimeClassName: string;
+  /** Whether the workflow sets the Sandbox* search attributes (they must be registered in the namespace). */
+  searchAttributes: boolean;
+}
+
+/** Hard ceilings that no configuration can raise: they keep every payload far below Temporal's 2 MB limit. */
+export const HARD_LIMITS = {
+  maxCodeBytes: 256 * 1024,
+  maxFiles: 20,
+  maxFileBytesTotal: 512 * 1024,
+  maxFileNameLength: 100,
+  maxEnvVars: 50,
+  maxEnvBytesTotal: 32 * 1024,
+  maxInputJsonBytes: 1536 * 1024,
+  /** stdout + stderr caps together: even escaped 6x in JSON, a result stays under 2 MB. */
+  maxOutputCapBytesTotal: 256 * 1024,
+  maxTimeoutSeconds: 24 * 3600,
+  minCpuMillis: 10,
+  minMemoryBytes: 16 * 1024 * 1024,
+} as const;
+
+export const DEFAULT_POLICY: ExecutionPolicy = {
+  namespace: 'durable-sandbox',
+  defaultTimeoutSeconds: 60,
+  maxTimeoutSeconds: 3600,
+  defaultCpu: '500m',
+  defaultMemory: '512Mi',
+  requestCpu: '100m',
+  requestMemory: '128Mi',
+  maxCpu: '2',
+  maxMemory: '4Gi',
+  scratchSize: '256Mi',
+  stdoutCapBytes: 64 * 1024,
+  stderrCapBytes: 64 * 1024,
+  maxInfraAttempts: 3,
+  unschedulableGraceSeconds: 30,
+  startupAllowanceSeconds: 120,
+  images: { python: 'python:3.12-slim', bash: 'python:3.12-slim' },
+  runtimeClassName: 'gvisor',
+  searchAttributes: true,
+};

@@ -1,0 +1,104 @@
+/**
+ * The public shapes of an execution: what a caller sends, what it gets back. Shared by the client, the workflow
+ * and the activities; pure types only.
+ */
+
+/** Languages the sandbox runs; each maps to an image and a command in the language table. */
+export type Language = 'python' | 'bash';
+
+export interface InputFile {
+  /** File name, shown to the program as /sandbox/files/<name>. Letters, digits, '.', '_' and '-' only. */
+  name: string;
+  /** The file's content: text, or base64 when `encoding` is 'base64'. */
+  content: string;
+  encoding?: 'utf8' | 'base64';
+}
+
+export interface ResourceLimits {
+  /** Kubernetes CPU quantity, e.g. "500m" or "1". */
+  cpu?: string;
+  /** Kubernetes memory quantity, e.g. "512Mi". */
+  memory?: string;
+}
+
+export interface ExecutionInput {
+  /** The program's source. */
+  code: string;
+  /** Defaults to 'python'. */
+  language?: Language;
+  /** Wall-clock limit for the program itself, in seconds. Defaults to the worker's configured default. */
+  timeoutSeconds?: number;
+  /** Small read-only input files mounted beside the code. */
+  files?: InputFile[];
+  /** Resource limits of the sandbox container. Defaults to the worker's configured defaults. */
+  limits?: ResourceLimits;
+  /** Extra environment variables for the program. */
+  env?: Record<string, string>;
+}
+
+export type ExecutionStatus = 'succeeded' | 'failed' | 'timed_out' | 'oom_killed' | 'cancelled' | 'infra_error';
+
+export type PhaseName =
+  | 'started'
+  | 'jobCreated'
+  | 'podScheduled'
+  | 'containerStarted'
+  | 'containerFinished'
+  | 'outputCollected'
+  | 'cleanedUp';
+
+/** One entry of the phase timeline: when the execution reached a phase (ms since the epoch), in which attempt. */
+export interface PhaseEvent {
+  phase: PhaseName;
+  at: number;
+  attempt: number;
+}
+
+export interface StreamOutput {
+  /** The captured text (invalid UTF-8 replaced by U+FFFD), at most the configured cap. */
+  text: string;
+  /** Bytes the program wrote to the stream in all. */
+  totalBytes: number;
+  /** Bytes captured (<= the cap). */
+  capturedBytes: number;
+  /** True when the program wrote more than was captured, or the capture was cut short. */
+  truncated: boolean;
+}
+
+export interface KubernetesRefs {
+  namespace: string;
+  job: string;
+  configMap: string;
+  pod?: string;
+  node?: string;
+  image: string;
+}
+
+export interface InfraError {
+  /** A stable, machine-readable reason, e.g. ImagePullFailed, Unschedulable, PodLost. */
+  reason: string;
+  message: string;
+  /** Whether this kind of failure is retried with fresh resources. */
+  retryable: boolean;
+}
+
+export interface ExecutionResult {
+  executionId: string;
+  status: ExecutionStatus;
+  /** The program's exit code; null when it never exited by itself (timed out, cancelled, infrastructure error). */
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  stdoutInfo: Omit<StreamOutput, 'text'>;
+  stderrInfo: Omit<StreamOutput, 'text'>;
+  /** Set when status is 'infra_error' (and for earlier attempts' failures, in `attemptErrors`). */
+  error?: InfraError;
+  /** Infrastructure attempts made (1 unless an infrastructure failure forced a retry with fresh resources). */
+  attempts: number;
+  attemptErrors: InfraError[];
+  language: Language;
+  kubernetes: KubernetesRefs;
+  timeline: PhaseEvent[];
+  /** The program's own run time in ms, as measured inside the sandbox, when known. */
+  durationMs?: number;
+}

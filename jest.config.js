@@ -1,0 +1,29 @@
+// Unit tests cover pure logic; integration tests run against the real local stack (scripts/stack/up.sh) or the
+// cluster and Temporal named by KUBECONFIG / TEMPORAL_ADDRESS. There is no mock cluster.
+// @kubernetes/client-node 1.x and a few of its dependencies ship ES modules only, so ts-jest also transforms them.
+const esmPackages = ['@kubernetes/client-node', 'openid-client', 'oauth4webapi', 'jose'].join('|');
+const transform = {
+  '^.+\\.[tj]sx?$': ['ts-jest', { tsconfig: { allowJs: true, isolatedModules: true }, diagnostics: false }],
+};
+const transformIgnorePatterns = [`/node_modules/(?!(${esmPackages})/)`];
+
+module.exports = {
+  projects: [
+    {
+      displayName: 'unit',
+      testEnvironment: 'node',
+      testMatch: ['<rootDir>/test/unit/**/*.test.ts'],
+      transform,
+      transformIgnorePatterns,
+    },
+    {
+      displayName: 'integration',
+      testEnvironment: 'node',
+      testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
+      transform,
+      transformIgnorePatterns,
+      globalSetup: '<rootDir>/test/integration/global-setup.ts',
+      slowTestThreshold: 60,
+    },
+  ],
+};

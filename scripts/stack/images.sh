@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the sandbox images without a registry and imports them into containerd's k8s.io namespace.
+# Usage: images.sh build | import
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+MIRROR=${DS_DEBIAN_MIRROR:-$(sed -nE 's/^URIs: (http[^ ]*debian)\/?$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SANDBOX_UID=1001
+
+archive_for() { local ref=$1; echo "$IMAGE_DIR/$(tr '/:' '__' <<<"$ref").oci.tar"; }
+
+# Packs ROOTFS as a one-layer OCI image named REF into its archive. Extra args are `umoci config` flags.
+pack() {
+  local ref=$1 rootfs=$2; shift 2
+  local work tag=${ref##*:}
+  work=$(mktemp -d "$IMAGE_DIR/pack.XXXXXX")
+  umoci init --layout "$work/oci"
+  umoci new --image "$work/oci:$tag"
+  umoci unpack --image "$work/oci:$tag" "$work/bundle" >/dev/null
+  cp -a "$rootfs/." "$work/bundle/rootfs/"
+  umoci repack --image "$work/oci:$tag" "$work/bundle"
+  umoci config --image "$work/oci:$tag" "$@"
+  umoci gc --layout "$work/oci"
+  tar -C "$work/oci" -cf "$(archive_for "$ref").tmp" .
+  mv "$(archive_for "$ref").tmp" "$(archive_for "$ref")"
+  rm -rf "$work"
+}
+
+build_python() {
+  [[ -f $(archive_for "$PYTHON_IMAGE") ]] && return 0
+  need debootstrap "apt-get install debootstrap"
+  local root=$IMAGE_DIR/python-rootfs
+  rm -rf "$root"
+  with_progress "python image (debootstrap $IMAGE_SUITE from $MIRROR)" "$DS_CACHE_DIR/build-logs/image-python.log" \
+    debootstrap --variant=minbase --include=python3 "$IMAGE_SUITE" "$root" "$MIRROR"
+  # The sandbox user; pods run as this uid whatever the image says.
+  echo "sandbox:x:$SANDBOX_UID:$SANDBOX_UID:sandbox:/tmp:/usr/sbin/nologin" >>"$root/etc/passwd"
+  echo "sandbox:x:$SANDBOX_UID:" >>"$root/etc/group"
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc "$root"/usr/share/man
+  with_progress "python image (pack)" "$DS_CACHE_DIR/build-logs/image-python-pack.log" \
+    pack "$PYTHON_IMAGE" "$root" --config.user "$SANDBOX_UID:$SANDBOX_UID" --config.workingdir /tmp \
+    --config.cmd python3 --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  rm -rf "$root"
+}
+
+build_pause() {
+  [[ -f $(archive_for "$PAUSE_IMAGE") ]] && return 0
+  need catatonit "apt-get install catatonit"
+  local root
+  root=$(mktemp -d "$IMAGE_DIR/pause.XXXXXX")
+  # Debian's catatonit is static: it is the whole image. -P makes it sleep as a pause container.
+  install -m 0755 "$(command -v catatonit)" "$root/catatonit"
+  pack "$PAUSE_IMAGE" "$root" --config.entrypoint /catatonit --config.entrypoint -P --config.user 65535:65535
+  rm -rf "$root"
+  log "pause image packed"
+}
+
+import_one() {
+  local ref=$1
+  if ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qxF "$ref"; then return 0; fi
+  ctr --address "$CONTAINERD_SOCK" -n k8s.io images import --base-name "${ref%:*}" "$(archive_for "$ref")" >/dev/null
+  ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qxF "$ref" || die "import of $ref did not produce that name"
+  log "imported $ref"
+}
+
+case ${1:-} in
+  build)
+    need umoci "apt-get install umoci"
+    mkdir -p "$IMAGE_DIR"
+    build_pause
+    build_python
+    ;;
+  import)
+    import_one "$PAUSE_IMAGE"
+    import_one "$PYTHON_IMAGE"
+    ;;
+  *) die "usage: images.sh build | import" ;;
+esac

@@ -1,0 +1,115 @@
+# Shared by the stack scripts: paths, versions, logging and small helpers. Sourced, never run.
+set -euo pipefail
+
+DS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=versions.env
+source "$DS_ROOT/scripts/stack/versions.env"
+
+# Data, logs, PIDs, PKI and kubeconfig of this checkout's stack (git-ignored).
+DS_STACK_DIR=${DS_STACK_DIR:-$DS_ROOT/.stack}
+# Binaries and images, cached per version so a second checkout or a CI run reuses them.
+DS_CACHE_DIR=${DS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/durable-sandbox}
+
+BIN_DIR=$DS_CACHE_DIR/bin
+K8S_BIN=$BIN_DIR/kubernetes-$KUBERNETES_VERSION
+ETCD_BIN=$BIN_DIR/etcd-$ETCD_VERSION
+TEMPORAL_BIN=$BIN_DIR/temporal-$TEMPORAL_CLI_VERSION
+GVISOR_BIN=$BIN_DIR/gvisor-$GVISOR_VERSION
+CRICTL_BIN=$BIN_DIR/crictl-$CRICTL_VERSION
+IMAGE_DIR=$DS_CACHE_DIR/images
+
+LOG_DIR=$DS_STACK_DIR/logs
+PID_DIR=$DS_STACK_DIR/pids
+PKI_DIR=$DS_STACK_DIR/pki
+RUN_DIR=$DS_STACK_DIR/run
+KUBECONFIG_PATH=$DS_STACK_DIR/kubeconfig
+TEMPORAL_ENV_PATH=$DS_STACK_DIR/temporal.env
+
+# Ports (loopback unless stated); override by environment.
+TEMPORAL_PORT=${DS_TEMPORAL_PORT:-7233}
+TEMPORAL_UI_PORT=${DS_TEMPORAL_UI_PORT:-8233}
+APISERVER_PORT=${DS_APISERVER_PORT:-6443}
+ETCD_PORT=${DS_ETCD_PORT:-2379}
+ETCD_PEER_PORT=${DS_ETCD_PEER_PORT:-2380}
+SANDBOX_NAMESPACE=${DS_SANDBOX_NAMESPACE:-durable-sandbox}
+POD_CIDR=10.88.0.0/16
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_IP=10.96.0.1
+NODE_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
+
+CONTAINERD_SOCK=$RUN_DIR/containerd.sock
+
+ts() { date +%H:%M:%S; }
+log() { printf '[stack %s] %s\n' "$(ts)" "$*" >&2; }
+die() { printf '[stack %s] error: %s\n' "$(ts)" "$*" >&2; exit 1; }
+
+# The node's primary IPv4 address (the source address of the default route).
+node_ip() {
+  ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit }}'
+}
+
+need() {
+  local cmd=$1 hint=$2
+  command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found: $hint"
+}
+
+# Runs a long command with its output in a log file, printing elapsed time every 30 s.
+# On failure prints the end of the log and the log's path.
+with_progress() {
+  local name=$1 logfile=$2; shift 2
+  local start=$SECONDS
+  log "$name: started (log: $logfile)"
+  mkdir -p "$(dirname "$logfile")"
+  "$@" >"$logfile" 2>&1 &
+  local pid=$!
+  local next=$((start + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 2
+    if (( SECONDS >= next )) && kill -0 "$pid" 2>/dev/null; then
+      log "$name: still working, $((SECONDS - start)) s elapsed"
+      next=$((next + 30))
+    fi
+  done
+  if ! wait "$pid"; then
+    tail -n 30 "$logfile" >&2
+    die "$name failed after $((SECONDS - start)) s; full log: $logfile"
+  fi
+  log "$name: done in $((SECONDS - start)) s"
+}
+
+pid_file() { echo "$PID_DIR/$1.pid"; }
+
+# Prints the PID of a component started by `up` if that process is still alive.
+running_pid() {
+  local f pid
+  f=$(pid_file "$1")
+  [[ -f $f ]] || return 1
+  pid=$(cat "$f")
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+# Which process listens on a TCP port, as "PID (name)", or nothing.
+port_owner() {
+  local port=$1 line
+  line=$(ss -Htlnp "sport = :$port" 2>/dev/null | head -n 1) || true
+  [[ -n $line ]] || return 1
+  sed -nE 's/.*users:\(\("([^"]+)",pid=([0-9]+).*/\2 (\1)/p' <<<"$line"
+}
+
+ensure_port_free() {
+  local port=$1 component=$2 owner
+  if owner=$(port_owner "$port"); then
+    die "port $port, needed by $component, is taken by PID $owner; stop it or set the DS_*_PORT override"
+  fi
+}
+
+wait_until() {
+  local what=$1 timeout=$2; shift 2
+  local start=$SECONDS
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS - start < timeout )) || return 1
+    sleep 0.5
+  done
+  log "$what ready after $((SECONDS - start)) s"
+}

@@ -1,0 +1,146 @@
+/**
+ * What integration tests share: connections to the real stack (the local one from scripts/stack/up.sh, or the
+ * cluster and Temporal named by KUBECONFIG / TEMPORAL_ADDRESS), a worker running this project's code on a task
+ * queue of the test's own, and checks that nothing was left behind.
+ */
+import { Watch, type V1Job } from '@kubernetes/client-node';
+import { Connection } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, Runtime, DefaultLogger, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { SandboxClient } from '../../client';
+import { createKube, type Kube } from '../../activities/kube';
+import { LABELS, MANAGED_BY, resourceNames } from '../../core/names';
+import { loadConfig, type WorkerConfig } from '../../worker/config';
+import { loadKubeConfig } from '../../worker/connect';
+import { applyStackEnv } from '../../worker/stack-env';
+import { createSandboxWorker } from '../../worker/worker';
+
+applyStackEnv();
+
+let runtimeInstalled = false;
+function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+}
+
+/** Kubernetes with admin rights, for the tests' own checks (the worker uses its ServiceAccount's credentials). */
+export function adminKube(): Kube {
+  return createKube(loadKubeConfig(process.env.DS_ADMIN_KUBECONFIG ?? process.env.KUBECONFIG));
+}
+
+export const SANDBOX_NAMESPACE = process.env.DS_SANDBOX_NAMESPACE ?? 'durable-sandbox';
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: new DefaultLogger('WARN') });
+  return bundle;
+}
+
+export interface TestWorker {
+  config: WorkerConfig;
+  client: SandboxClient;
+  worker: Worker;
+  stop(): Promise<void>;
+}
+
+/** Starts the real worker (this project's workflows and activities) on a fresh task queue. */
+export async function startWorker(env: Record<string, string> = {}): Promise<TestWorker> {
+  quietRuntime();
+  const taskQueue = `test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+  const config = loadConfig({ ...process.env, DS_TASK_QUEUE: taskQueue, ...env });
+  const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
+  const worker = await createSandboxWorker(config, nativeConnection, {
+    workflowBundle: await workflowBundle(),
+    workflowsPath: undefined,
+  });
+  const running = worker.run();
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const client = await SandboxClient.connect({
+    client: new (await import('@temporalio/client')).Client({ connection, namespace: config.temporal.namespace }),
+    taskQueue,
+    policy: config.policy,
+  });
+  return {
+    config,
+    client,
+    worker,
+    async stop() {
+      worker.shutdown();
+      await running;
+      await nativeConnection.close();
+      await connection.close();
+    },
+  };
+}
+
+export interface Leftovers {
+  jobs: string[];
+  pods: string[];
+  configMaps: string[];
+}
+
+/** Every Job, Pod and ConfigMap of an execution still in the cluster. */
+export async function leftovers(kube: Kube, executionId: string): Promise<Leftovers> {
+  const labelSelector = resourceNames(executionId, 1).executionSelector;
+  const namespace = SANDBOX_NAMESPACE;
+  const [jobs, pods, cms] = await Promise.all([
+    kube.batch.listNamespacedJob({ namespace, labelSelector }),
+    kube.core.listNamespacedPod({ namespace, labelSelector }),
+    kube.core.listNamespacedConfigMap({ namespace, labelSelector }),
+  ]);
+  const names = (l: { items: { metadata?: { name?: string } }[] }) => l.items.map((i) => i.metadata!.name!);
+  return { jobs: names(jobs), pods: names(pods), configMaps: names(cms) };
+}
+
+export const NOTHING_LEFT: Leftovers = { jobs: [], pods: [], configMaps: [] };
+
+/**
+ * Records every Job the project creates, from a watch kept for the whole test file: how many distinct Jobs
+ * (by uid) each execution got.
+ */
+export class JobRecorder {
+  private readonly uids = new Map<string, Set<string>>();
+  private abort?: AbortController;
+
+  async start(kube: Kube): Promise<void> {
+    const list = await kube.batch.listNamespacedJob({ namespace: SANDBOX_NAMESPACE, labelSelector: `${LABELS.managedBy}=${MANAGED_BY}` });
+    list.items.forEach((j) => this.add(j));
+    this.abort = await new Watch(kube.config).watch(
+      `/apis/batch/v1/namespaces/${SANDBOX_NAMESPACE}/jobs`,
+      { labelSelector: `${LABELS.managedBy}=${MANAGED_BY}`, resourceVersion: list.metadata?.resourceVersion },
+      (type: string, job: V1Job) => {
+        if (type === 'ADDED') this.add(job);
+      },
+      () => undefined,
+    );
+  }
+
+  private add(job: V1Job): void {
+    const label = job.metadata?.labels?.[LABELS.execution];
+    if (!label) return;
+    const set = this.uids.get(label) ?? new Set<string>();
+    set.add(job.metadata!.uid!);
+    this.uids.set(label, set);
+  }
+
+  jobsFor(executionId: string): number {
+    return this.uids.get(resourceNames(executionId, 1).executionLabel)?.size ?? 0;
+  }
+
+  stop(): void {
+    this.abort?.abort();
+  }
+}
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+}
+
+export async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (ok(v) || Date.now() - start > timeoutMs) return v;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

@@ -1,0 +1,109 @@
+/** The worker's configuration, read from the environment with every value checked. */
+import { DEFAULT_POLICY, HARD_LIMITS, type ExecutionPolicy } from '../core/policy';
+import { bytes, cpuMillis } from '../core/quantity';
+
+export interface WorkerConfig {
+  temporal: {
+    address: string;
+    namespace: string;
+    taskQueue: string;
+    /** mTLS client certificate and key (PEM file paths), for Temporal Cloud or a TLS-enabled server. */
+    tlsCertPath?: string;
+    tlsKeyPath?: string;
+    /** API key auth (Temporal Cloud); implies TLS. */
+    apiKey?: string;
+  };
+  /** kubeconfig path; unset means in-cluster credentials (or ~/.kube/config outside a cluster). */
+  kubeconfig?: string;
+  policy: ExecutionPolicy;
+  maxConcurrentActivities: number;
+  logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export const DEFAULT_TASK_QUEUE = 'durable-sandbox';
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, key: string, fallback: number, min: number, max: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${key}=${raw}: must be a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+function quantity(env: Env, key: string, fallback: string, parse: (q: string) => number | null): string {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return fallback;
+  if (parse(raw) === null) throw new ConfigError(`${key}=${raw}: not a Kubernetes quantity`);
+  return raw;
+}
+
+function flag(env: Env, key: string, fallback: boolean): boolean {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'on', 'yes'].includes(raw)) return true;
+  if (['0', 'false', 'off', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${key}=${raw}: must be on or off`);
+}
+
+export function loadConfig(env: Env = process.env): WorkerConfig {
+  const d = DEFAULT_POLICY;
+  const image = env.DS_IMAGE;
+  const policy: ExecutionPolicy = {
+    namespace: env.DS_SANDBOX_NAMESPACE || d.namespace,
+    defaultTimeoutSeconds: int(env, 'DS_DEFAULT_TIMEOUT_SECONDS', d.defaultTimeoutSeconds, 1, HARD_LIMITS.maxTimeoutSeconds),
+    maxTimeoutSeconds: int(env, 'DS_MAX_TIMEOUT_SECONDS', d.maxTimeoutSeconds, 1, HARD_LIMITS.maxTimeoutSeconds),
+    defaultCpu: quantity(env, 'DS_DEFAULT_CPU', d.defaultCpu, cpuMillis),
+    defaultMemory: quantity(env, 'DS_DEFAULT_MEMORY', d.defaultMemory, bytes),
+    requestCpu: quantity(env, 'DS_REQUEST_CPU', d.requestCpu, cpuMillis),
+    requestMemory: quantity(env, 'DS_REQUEST_MEMORY', d.requestMemory, bytes),
+    maxCpu: quantity(env, 'DS_MAX_CPU', d.maxCpu, cpuMillis),
+    maxMemory: quantity(env, 'DS_MAX_MEMORY', d.maxMemory, bytes),
+    scratchSize: quantity(env, 'DS_SCRATCH_SIZE', d.scratchSize, bytes),
+    stdoutCapBytes: int(env, 'DS_STDOUT_CAP_BYTES', d.stdoutCapBytes, 0, HARD_LIMITS.maxOutputCapBytesTotal),
+    stderrCapBytes: int(env, 'DS_STDERR_CAP_BYTES', d.stderrCapBytes, 0, HARD_LIMITS.maxOutputCapBytesTotal),
+    maxInfraAttempts: int(env, 'DS_MAX_INFRA_ATTEMPTS', d.maxInfraAttempts, 1, 10),
+    unschedulableGraceSeconds: int(env, 'DS_UNSCHEDULABLE_GRACE_SECONDS', d.unschedulableGraceSeconds, 1, 3600),
+    startupAllowanceSeconds: int(env, 'DS_STARTUP_ALLOWANCE_SECONDS', d.startupAllowanceSeconds, 5, 3600),
+    images: {
+      python: env.DS_IMAGE_PYTHON || image || d.images.python,
+      bash: env.DS_IMAGE_BASH || image || d.images.bash,
+    },
+    runtimeClassName: env.DS_RUNTIME_CLASS ?? d.runtimeClassName,
+    searchAttributes: flag(env, 'DS_SEARCH_ATTRIBUTES', d.searchAttributes),
+  };
+  if (policy.stdoutCapBytes + policy.stderrCapBytes > HARD_LIMITS.maxOutputCapBytesTotal) {
+    throw new ConfigError(
+      `DS_STDOUT_CAP_BYTES + DS_STDERR_CAP_BYTES = ${policy.stdoutCapBytes + policy.stderrCapBytes}: ` +
+        `at most ${HARD_LIMITS.maxOutputCapBytesTotal} together (keeps results under Temporal's 2 MB payload limit)`,
+    );
+  }
+  if (policy.defaultTimeoutSeconds > policy.maxTimeoutSeconds) {
+    throw new ConfigError('DS_DEFAULT_TIMEOUT_SECONDS is above DS_MAX_TIMEOUT_SECONDS');
+  }
+  const logLevel = (env.DS_LOG_LEVEL ?? 'INFO').toUpperCase();
+  if (!['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(logLevel)) {
+    throw new ConfigError(`DS_LOG_LEVEL=${env.DS_LOG_LEVEL}: one of TRACE, DEBUG, INFO, WARN, ERROR`);
+  }
+  return {
+    temporal: {
+      address: env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
+      namespace: env.TEMPORAL_NAMESPACE || 'default',
+      taskQueue: env.DS_TASK_QUEUE || DEFAULT_TASK_QUEUE,
+      tlsCertPath: env.TEMPORAL_TLS_CERT || undefined,
+      tlsKeyPath: env.TEMPORAL_TLS_KEY || undefined,
+      apiKey: env.TEMPORAL_API_KEY || undefined,
+    },
+    kubeconfig: env.KUBECONFIG || undefined,
+    policy,
+    maxConcurrentActivities: int(env, 'DS_MAX_CONCURRENT_ACTIVITIES', 200, 1, 10_000),
+    logLevel: logLevel as WorkerConfig['logLevel'],
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * The worker process. Configuration comes from the environment (see README, "Configuration"); without KUBECONFIG
+ * or TEMPORAL_ADDRESS it uses the local stack. SIGINT/SIGTERM drain running activities and stop it.
+ */
+import { DefaultLogger, Runtime, type LogEntry } from '@temporalio/worker';
+import { loadConfig } from './config';
+import { connectTemporal } from './connect';
+import { applyStackEnv } from './stack-env';
+import { createSandboxWorker } from './worker';
+
+function jsonLine(entry: LogEntry): void {
+  const { level, message, meta, timestampNanos } = entry;
+  process.stdout.write(
+    `${JSON.stringify({ time: new Date(Number(timestampNanos / 1_000_000n)).toISOString(), level, message, ...meta })}\n`,
+  );
+}
+
+async function run(): Promise<void> {
+  applyStackEnv();
+  const config = loadConfig();
+  Runtime.install({ logger: new DefaultLogger(config.logLevel, jsonLine), shutdownSignals: ['SIGINT', 'SIGTERM'] });
+  const connection = await connectTemporal(config.temporal);
+  const worker = await createSandboxWorker(config, connection);
+  Runtime.instance().logger.info('worker started', {
+    temporal: config.temporal.address,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    sandboxNamespace: config.policy.namespace,
+    images: config.policy.images,
+  });
+  try {
+    await worker.run();
+  } finally {
+    await connection.close();
+  }
+}
+
+run().catch((err) => {
+  process.stderr.write(`worker failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

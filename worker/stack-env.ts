@@ -1,0 +1,42 @@
+/**
+ * Points a process at the local stack (scripts/stack/up.sh writes .stack/stack.env) unless the environment already
+ * names a real cluster or Temporal: KUBECONFIG set means "use that cluster", TEMPORAL_ADDRESS set means "use that
+ * Temporal", and nothing of the local stack is used for that side.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export const PROJECT_ROOT = path.resolve(__dirname, '..');
+export const STACK_DIR = process.env.DS_STACK_DIR ?? path.join(PROJECT_ROOT, '.stack');
+export const STACK_ENV_FILE = path.join(STACK_DIR, 'stack.env');
+
+/** Keys that belong to the Kubernetes side and to the Temporal side of stack.env. */
+const KUBE_KEYS = ['KUBECONFIG', 'DS_ADMIN_KUBECONFIG', 'DS_IMAGE'];
+const TEMPORAL_KEYS = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'TEMPORAL_UI'];
+
+export function readStackEnv(file = STACK_ENV_FILE): Record<string, string> {
+  if (!existsSync(file)) return {};
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (m) out[m[1]] = m[2];
+  }
+  return out;
+}
+
+/** Which sides use the local stack: true unless the environment points that side elsewhere. */
+export function localSides(env: NodeJS.ProcessEnv = process.env): { kube: boolean; temporal: boolean } {
+  return { kube: !env.KUBECONFIG, temporal: !env.TEMPORAL_ADDRESS };
+}
+
+/** Fills `env` (process.env by default) with the local stack's settings for each side not pointed elsewhere. */
+export function applyStackEnv(env: NodeJS.ProcessEnv = process.env): { kube: boolean; temporal: boolean } {
+  const sides = localSides(env);
+  const stack = readStackEnv();
+  const apply = (keys: string[]): void => {
+    for (const k of keys) if (stack[k] !== undefined && env[k] === undefined) env[k] = stack[k];
+  };
+  if (sides.kube) apply(KUBE_KEYS);
+  if (sides.temporal) apply(TEMPORAL_KEYS);
+  return sides;
+}
