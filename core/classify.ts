@@ -47,19 +47,14 @@ function containerStatus(pod: V1Pod): V1ContainerStatus | undefined {
   return pod.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
 }
 
-function ms(t: Date | string | undefined): number | undefined {
-  if (t === undefined) return undefined;
-  const v = new Date(t).getTime();
-  return Number.isNaN(v) ? undefined : v;
-}
-
 /** Folds a pod update into what is known, keeping first-seen times. `now` is when the update was seen. */
 export function observe(progress: PodProgress, pod: V1Pod, now: number): PodProgress {
   const next: PodProgress = { ...progress, podName: pod.metadata?.name ?? progress.podName };
   if (pod.spec?.nodeName) next.nodeName = pod.spec.nodeName;
   const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
   if (scheduled?.status === 'True') {
-    next.scheduledAt ??= Math.min(now, ms(scheduled.lastTransitionTime) ?? now);
+    // Observation time: the API's own timestamps have whole-second precision only.
+    next.scheduledAt ??= now;
     delete next.unschedulableSince;
   } else if (scheduled?.reason === 'Unschedulable') {
     next.unschedulableSince ??= now;

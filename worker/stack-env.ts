@@ -26,7 +26,10 @@ export function readStackEnv(file = STACK_ENV_FILE): Record<string, string> {
 
 /** Which sides use the local stack: true unless the environment points that side elsewhere. */
 export function localSides(env: NodeJS.ProcessEnv = process.env): { kube: boolean; temporal: boolean } {
-  return { kube: !env.KUBECONFIG, temporal: !env.TEMPORAL_ADDRESS };
+  return {
+    kube: !env.KUBECONFIG || env.DS_LOCAL_KUBE === '1',
+    temporal: !env.TEMPORAL_ADDRESS || env.DS_LOCAL_TEMPORAL === '1',
+  };
 }
 
 /** Fills `env` (process.env by default) with the local stack's settings for each side not pointed elsewhere. */
@@ -36,7 +39,14 @@ export function applyStackEnv(env: NodeJS.ProcessEnv = process.env): { kube: boo
   const apply = (keys: string[]): void => {
     for (const k of keys) if (stack[k] !== undefined && env[k] === undefined) env[k] = stack[k];
   };
-  if (sides.kube) apply(KUBE_KEYS);
-  if (sides.temporal) apply(TEMPORAL_KEYS);
+  // Remembered in the environment, so later checks (and child processes) still know the stack is local.
+  if (sides.kube && stack.KUBECONFIG) {
+    apply(KUBE_KEYS);
+    env.DS_LOCAL_KUBE = '1';
+  }
+  if (sides.temporal && stack.TEMPORAL_ADDRESS) {
+    apply(TEMPORAL_KEYS);
+    env.DS_LOCAL_TEMPORAL = '1';
+  }
   return sides;
 }
