@@ -1,0 +1,52 @@
+import { DEFAULT_POLICY } from '../../core/policy';
+import { ConfigError, loadConfig } from '../../worker/config';
+
+test('defaults need no environment at all', () => {
+  const c = loadConfig({});
+  expect(c.policy).toEqual(DEFAULT_POLICY);
+  expect(c.temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'durable-sandbox' });
+  expect(c.kubeconfig).toBeUndefined();
+});
+
+test('reads every knob', () => {
+  const c = loadConfig({
+    TEMPORAL_ADDRESS: 'ns.tmprl.cloud:7233',
+    TEMPORAL_NAMESPACE: 'ns',
+    TEMPORAL_API_KEY: 'k',
+    DS_TASK_QUEUE: 'q',
+    KUBECONFIG: '/kc',
+    DS_SANDBOX_NAMESPACE: 'sbx',
+    DS_IMAGE: 'img:1',
+    DS_IMAGE_BASH: 'bash:1',
+    DS_DEFAULT_TIMEOUT_SECONDS: '10',
+    DS_MAX_TIMEOUT_SECONDS: '20',
+    DS_STDOUT_CAP_BYTES: '1000',
+    DS_RUNTIME_CLASS: '',
+    DS_SEARCH_ATTRIBUTES: 'off',
+    DS_MAX_INFRA_ATTEMPTS: '1',
+  });
+  expect(c.temporal).toMatchObject({ address: 'ns.tmprl.cloud:7233', namespace: 'ns', apiKey: 'k', taskQueue: 'q' });
+  expect(c.kubeconfig).toBe('/kc');
+  expect(c.policy).toMatchObject({
+    namespace: 'sbx',
+    images: { python: 'img:1', bash: 'bash:1' },
+    defaultTimeoutSeconds: 10,
+    maxTimeoutSeconds: 20,
+    stdoutCapBytes: 1000,
+    runtimeClassName: '',
+    searchAttributes: false,
+    maxInfraAttempts: 1,
+  });
+});
+
+test.each([
+  [{ DS_MAX_TIMEOUT_SECONDS: 'ten' }, /DS_MAX_TIMEOUT_SECONDS=ten: must be a whole number/],
+  [{ DS_DEFAULT_CPU: 'fast' }, /DS_DEFAULT_CPU=fast: not a Kubernetes quantity/],
+  [{ DS_STDOUT_CAP_BYTES: '200000', DS_STDERR_CAP_BYTES: '200000' }, /at most 262144 together/],
+  [{ DS_DEFAULT_TIMEOUT_SECONDS: '100', DS_MAX_TIMEOUT_SECONDS: '50' }, /above DS_MAX_TIMEOUT_SECONDS/],
+  [{ DS_SEARCH_ATTRIBUTES: 'maybe' }, /must be on or off/],
+  [{ DS_LOG_LEVEL: 'LOUD' }, /DS_LOG_LEVEL=LOUD/],
+])('rejects %j', (env, message) => {
+  expect(() => loadConfig(env)).toThrow(ConfigError);
+  expect(() => loadConfig(env)).toThrow(message);
+});

@@ -1,0 +1,133 @@
+import { buildConfigMap, buildJob, ownerReferenceTo, SANDBOX_UID } from '../../core/manifests';
+import { DEFAULT_POLICY } from '../../core/policy';
+import { validateInput } from '../../core/validate';
+
+const policy = { ...DEFAULT_POLICY, images: { python: 'img/python:1', bash: 'img/bash:1' } };
+const request = validateInput(
+  {
+    code: 'print(1)',
+    files: [
+      { name: 'data.csv', content: 'a,b' },
+      { name: 'blob.bin', content: 'AAEC', encoding: 'base64' },
+    ],
+    env: { FOO: 'bar' },
+    limits: { cpu: '250m', memory: '256Mi' },
+    timeoutSeconds: 30,
+  },
+  policy,
+);
+const spec = { executionId: 'exec-1', attempt: 2, namespace: 'sbx', request, policy, launcherSource: '# launcher' };
+
+describe('buildJob', () => {
+  const job = buildJob(spec);
+  const pod = job.spec!.template.spec!;
+  const c = pod.containers[0];
+
+  test('is hardened as Pod Security "restricted" requires, and more', () => {
+    expect(pod.runtimeClassName).toBe('gvisor');
+    expect(pod.tolerations).toContainEqual({ key: 'sandbox.gke.io/runtime', operator: 'Equal', value: 'gvisor', effect: 'NoSchedule' });
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.enableServiceLinks).toBe(false);
+    expect(pod.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: SANDBOX_UID,
+      runAsGroup: SANDBOX_UID,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(c.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      privileged: false,
+    });
+    expect(pod.dnsPolicy).toBe('None');
+    expect(pod.restartPolicy).toBe('Never');
+  });
+
+  test('never re-runs the program and has a server-side deadline and a TTL backstop', () => {
+    expect(job.spec!.backoffLimit).toBe(0);
+    expect(job.spec!.activeDeadlineSeconds).toBe(30 + policy.startupAllowanceSeconds);
+    expect(job.spec!.ttlSecondsAfterFinished).toBeGreaterThan(0);
+  });
+
+  test('sets requests and limits, including ephemeral storage, with a size-limited scratch dir', () => {
+    expect(c.resources).toEqual({
+      requests: { cpu: '100m', memory: '128Mi', 'ephemeral-storage': '64Mi' },
+      limits: { cpu: '250m', memory: '256Mi', 'ephemeral-storage': policy.scratchSize },
+    });
+    expect(pod.volumes).toContainEqual({ name: 'scratch', emptyDir: { sizeLimit: policy.scratchSize } });
+    expect(c.volumeMounts).toEqual([
+      { name: 'code', mountPath: '/sandbox', readOnly: true },
+      { name: 'scratch', mountPath: '/tmp' },
+    ]);
+  });
+
+  test('requests never exceed limits', () => {
+    const small = buildJob({ ...spec, request: { ...request, cpu: '50m', memory: '64Mi' } });
+    expect(small.spec!.template.spec!.containers[0].resources!.requests).toMatchObject({ cpu: '50m', memory: '64Mi' });
+  });
+
+  test('runs the program through the launcher with the caps and timeout', () => {
+    expect(c.command).toEqual([
+      'python3', '/sandbox/launcher.py', '--timeout', '30',
+      '--stdout-cap', String(policy.stdoutCapBytes), '--stderr-cap', String(policy.stderrCapBytes),
+      '--', 'python3', '/sandbox/main.py',
+    ]);
+    expect(c.image).toBe('img/python:1');
+    expect(c.env).toEqual(expect.arrayContaining([{ name: 'FOO', value: 'bar' }, { name: 'HOME', value: '/tmp' }]));
+  });
+
+  test('mounts code, launcher and files from the ConfigMap of the same name', () => {
+    const code = pod.volumes!.find((v) => v.name === 'code')!.configMap!;
+    expect(code.name).toBe(job.metadata!.name);
+    expect(code.items).toEqual([
+      { key: 'launcher.py', path: 'launcher.py' },
+      { key: 'code', path: 'main.py' },
+      { key: 'file.data.csv', path: 'files/data.csv' },
+      { key: 'file.blob.bin', path: 'files/blob.bin' },
+    ]);
+  });
+
+  test('labels Job and pod with project, execution and attempt', () => {
+    const labels = {
+      'app.kubernetes.io/managed-by': 'durable-sandbox',
+      'durable-sandbox.dev/execution': expect.stringMatching(/^[0-9a-f]{16}$/),
+      'durable-sandbox.dev/attempt': '2',
+    };
+    expect(job.metadata!.labels).toEqual(labels);
+    expect(job.spec!.template.metadata!.labels).toEqual(labels);
+    expect(job.metadata!.annotations!['durable-sandbox.dev/execution-id']).toBe('exec-1');
+  });
+
+  test('runtimeClassName can be turned off by policy', () => {
+    expect(buildJob({ ...spec, policy: { ...policy, runtimeClassName: '' } }).spec!.template.spec!.runtimeClassName).toBeUndefined();
+  });
+
+  test('bash uses its own file and command', () => {
+    const bash = buildJob({ ...spec, request: { ...request, language: 'bash' } });
+    const bc = bash.spec!.template.spec!.containers[0];
+    expect(bc.command!.slice(-2)).toEqual(['bash', '/sandbox/main.sh']);
+    expect(bc.image).toBe('img/bash:1');
+  });
+});
+
+describe('buildConfigMap', () => {
+  test('holds the launcher, the code and the files, immutable', () => {
+    const cm = buildConfigMap(spec);
+    expect(cm.metadata!.name).toBe(buildJob(spec).metadata!.name);
+    expect(cm.immutable).toBe(true);
+    expect(cm.data).toEqual({ 'launcher.py': '# launcher', code: 'print(1)', 'file.data.csv': 'a,b' });
+    expect(cm.binaryData).toEqual({ 'file.blob.bin': 'AAEC' });
+  });
+});
+
+test('ownerReferenceTo points at the Job', () => {
+  expect(ownerReferenceTo({ name: 'j', uid: 'u' })).toEqual({
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    name: 'j',
+    uid: 'u',
+    blockOwnerDeletion: false,
+  });
+});
