@@ -6,7 +6,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-export const PROJECT_ROOT = path.resolve(__dirname, '..');
+/** The checkout this code runs from (the folder holding package.json), from the sources or from dist/. */
+export const PROJECT_ROOT = ((): string => {
+  for (let dir = path.resolve(__dirname, '..'); ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(__dirname, '..');
+  }
+})();
 export const STACK_DIR = process.env.DS_STACK_DIR ?? path.join(PROJECT_ROOT, '.stack');
 export const STACK_ENV_FILE = path.join(STACK_DIR, 'stack.env');
 
