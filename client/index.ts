@@ -10,6 +10,8 @@ import {
   type ConnectionOptions,
   type WorkflowHandle,
 } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { PodProgress } from '../core/classify';
 import { DEFAULT_POLICY, type ExecutionPolicy } from '../core/policy';
 import type { ExecutionInput, ExecutionResult } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
@@ -19,6 +21,7 @@ import { progressQuery, timelineQuery, type ExecutionProgress } from '../workflo
 export { InvalidInputError } from '../core/validate';
 export type * from '../core/types';
 export type { ExecutionProgress } from '../workflows/queries';
+export type { PodProgress } from '../core/classify';
 
 export const DEFAULT_TASK_QUEUE = 'durable-sandbox';
 
@@ -38,7 +41,13 @@ export interface StartOptions {
 }
 
 export type ExecutionState =
-  | { executionId: string; state: 'running'; progress: ExecutionProgress }
+  | {
+      executionId: string;
+      state: 'running';
+      progress: ExecutionProgress;
+      /** What the await step last reported from the cluster (pod, node, what it waits for), when it runs. */
+      pod?: PodProgress;
+    }
   | { executionId: string; state: 'completed'; result: ExecutionResult }
   | { executionId: string; state: 'failed' | 'cancelled' | 'terminated' | 'timed_out'; error: string };
 
@@ -110,11 +119,15 @@ export class SandboxClient {
   /** Where an execution stands: its progress while it runs, its result once done. */
   async getExecution(executionId: string): Promise<ExecutionState> {
     const handle = this.handle(executionId);
-    const { status } = await handle.describe();
+    const { status, raw } = await handle.describe();
     switch (status.name) {
       case 'RUNNING':
-      case 'CONTINUED_AS_NEW':
-        return { executionId, state: 'running', progress: await handle.query(progressQuery) };
+      case 'CONTINUED_AS_NEW': {
+        const awaiting = raw.pendingActivities?.find((a) => a.activityType?.name === 'awaitCompletion');
+        const payload = awaiting?.heartbeatDetails?.payloads?.[0];
+        const pod = payload ? (defaultPayloadConverter.fromPayload(payload) as PodProgress) : undefined;
+        return { executionId, state: 'running', progress: await handle.query(progressQuery), ...(pod ? { pod } : {}) };
+      }
       case 'COMPLETED':
         return { executionId, state: 'completed', result: await handle.result() };
       default: {

@@ -136,11 +136,25 @@ export function uniqueId(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
 }
 
+/** Polls until `ok` holds and returns that value; throws (with the last value seen) when time runs out. */
 export async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
   const start = Date.now();
   for (;;) {
     const v = await fn();
-    if (ok(v) || Date.now() - start > timeoutMs) return v;
+    if (ok(v)) return v;
+    if (Date.now() - start > timeoutMs) {
+      throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(v)?.slice(0, 500)}`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** Waits until the sandbox container of an execution's attempt is running, as the cluster itself reports it. */
+export async function whenRunning(kube: Kube, executionId: string, attempt = 1, timeoutMs = 60_000): Promise<string> {
+  const pods = await eventually(
+    () => kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: resourceNames(executionId, attempt).attemptSelector }),
+    (l) => l.items.some((p) => p.status?.containerStatuses?.some((c) => c.state?.running)),
+    timeoutMs,
+  );
+  return pods.items.find((p) => p.status?.containerStatuses?.some((c) => c.state?.running))!.metadata!.name!;
 }

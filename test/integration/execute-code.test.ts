@@ -6,7 +6,7 @@ import os from 'node:os';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidInputError, type ExecutionResult } from '../../client';
-import { adminKube, eventually, JobRecorder, leftovers, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
+import { adminKube, JobRecorder, whenRunning, leftovers, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -127,12 +127,8 @@ test('cancelling mid-run stops the pod and returns cancelled with the output so 
     { code: 'import time\nprint("started", flush=True)\ntime.sleep(600)', timeoutSeconds: 300 },
     { executionId },
   );
-  await eventually(
-    () => w.client.getExecution(executionId),
-    (s) => s.state === 'running' && s.progress.detail === 'running',
-    60_000,
-  );
-  await new Promise((r) => setTimeout(r, 1000));
+  await whenRunning(kube, executionId);
+  await new Promise((r) => setTimeout(r, 500));
   const cancelledAt = Date.now();
   await w.client.cancelExecution(executionId);
   const r = await handle.result();

@@ -1,0 +1,72 @@
+/**
+ * Records real workflow histories from the stack into test/replay/histories/*.json: one per way an execution can
+ * go. test/replay/replay.test.ts replays them against the current workflow code, so a change that would break
+ * running executions fails the tests. Re-record after an intentional, versioned change to the workflow.
+ *   npm run record:histories   (needs the stack: npm run stack:up)
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import type { ExecutionInput } from '../client';
+import { PROJECT_ROOT } from '../worker/stack-env';
+import { adminKube, startWorker, SANDBOX_NAMESPACE, whenRunning, type TestWorker } from '../test/helpers/stack';
+import { resourceNames } from '../core/names';
+
+const OUT = path.join(PROJECT_ROOT, 'test', 'replay', 'histories');
+
+async function record(w: TestWorker, name: string, input: ExecutionInput, during?: (id: string) => Promise<void>): Promise<void> {
+  const executionId = `replay-${name}-${Date.now()}`;
+  const handle = await w.client.startExecution(input, { executionId });
+  await during?.(executionId);
+  const outcome = await handle.result().then(
+    (r) => r.status,
+    (e: unknown) => `workflow failed: ${(e as Error).message}`,
+  );
+  const history = await handle.fetchHistory();
+  writeFileSync(path.join(OUT, `${name}.json`), `${historyToJSON(history)}\n`);
+  console.log(`${name}: ${outcome}, ${history.events?.length} events`);
+}
+
+const kube = adminKube();
+
+async function run(): Promise<void> {
+  const w = await startWorker();
+  const broken = await startWorker({ DS_IMAGE_PYTHON: 'localhost/durable-sandbox/no-such-image:1' });
+  try {
+    await record(w, 'succeeded', { code: 'print("hello")' });
+    await record(w, 'failed', { code: 'import sys\nprint("out")\nprint("err", file=sys.stderr)\nsys.exit(3)' });
+    await record(w, 'timed-out', { code: 'import time\ntime.sleep(600)', timeoutSeconds: 2 });
+    await record(w, 'oom-killed', { code: 'x = []\nwhile True:\n    x.append(bytearray(16 << 20))', limits: { memory: '64Mi' } });
+    await record(w, 'cancelled', { code: 'import time\nprint("started", flush=True)\ntime.sleep(600)' }, async (id) => {
+      await whenRunning(kube, id);
+      await w.client.cancelExecution(id);
+    });
+    await record(w, 'infra-retry', { code: 'import time\ntime.sleep(4)\nprint("done")' }, async (id) => {
+      // Lose the first attempt's pod: the execution retries with fresh resources and succeeds.
+      await whenRunning(kube, id);
+      const pods = await kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: resourceNames(id, 1).attemptSelector });
+      await kube.core.deleteNamespacedPod({ name: pods.items[0].metadata!.name!, namespace: SANDBOX_NAMESPACE });
+    });
+    await record(broken, 'image-missing', { code: 'print(1)' });
+    await record(w, 'invalid-input', { code: 'print(1)', timeoutSeconds: 10 ** 6 } as ExecutionInput).catch(async () => {
+      // The client refuses this input itself; start the workflow directly to record the workflow's own refusal.
+      const executionId = `replay-invalid-input-${Date.now()}`;
+      const handle = await w.client.temporal.workflow.start('executeCode', {
+        taskQueue: w.config.temporal.taskQueue,
+        workflowId: executionId,
+        args: [{ code: 'print(1)', timeoutSeconds: 10 ** 6 }],
+      });
+      await handle.result().catch(() => undefined);
+      writeFileSync(path.join(OUT, 'invalid-input.json'), `${historyToJSON(await handle.fetchHistory())}\n`);
+      console.log('invalid-input: workflow failed as expected');
+    });
+  } finally {
+    await w.stop();
+    await broken.stop();
+  }
+}
+
+run().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
