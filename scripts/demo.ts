@@ -87,6 +87,7 @@ async function run(): Promise<void> {
     stopWorker = async () => {
       worker.shutdown();
       await running;
+      await worker.temporalClient.connection.close();
       await connection.close();
     };
   }

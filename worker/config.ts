@@ -17,6 +17,8 @@ export interface WorkerConfig {
   kubeconfig?: string;
   policy: ExecutionPolicy;
   maxConcurrentActivities: number;
+  /** The reconciler's Temporal Schedule; intervalSeconds 0 turns it off. */
+  reconcile: { scheduleId: string; intervalSeconds: number; minAgeSeconds: number; maxAgeSeconds: number };
   logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 }
 
@@ -92,11 +94,14 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   if (!['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(logLevel)) {
     throw new ConfigError(`DS_LOG_LEVEL=${env.DS_LOG_LEVEL}: one of TRACE, DEBUG, INFO, WARN, ERROR`);
   }
+  const taskQueue = env.DS_TASK_QUEUE || DEFAULT_TASK_QUEUE;
+  // Beyond this age an object is deleted whatever its execution's state: no execution can need it that long.
+  const ceiling = policy.maxTimeoutSeconds + policy.startupAllowanceSeconds + 3600;
   return {
     temporal: {
       address: env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
       namespace: env.TEMPORAL_NAMESPACE || 'default',
-      taskQueue: env.DS_TASK_QUEUE || DEFAULT_TASK_QUEUE,
+      taskQueue,
       tlsCertPath: env.TEMPORAL_TLS_CERT || undefined,
       tlsKeyPath: env.TEMPORAL_TLS_KEY || undefined,
       apiKey: env.TEMPORAL_API_KEY || undefined,
@@ -104,6 +109,12 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     kubeconfig: env.KUBECONFIG || undefined,
     policy,
     maxConcurrentActivities: int(env, 'DS_MAX_CONCURRENT_ACTIVITIES', 200, 1, 10_000),
+    reconcile: {
+      scheduleId: env.DS_RECONCILE_SCHEDULE_ID || `durable-sandbox-reconciler-${taskQueue}`,
+      intervalSeconds: int(env, 'DS_RECONCILE_INTERVAL_SECONDS', 300, 0, 86_400),
+      minAgeSeconds: int(env, 'DS_RECONCILE_MIN_AGE_SECONDS', 60, 0, 86_400),
+      maxAgeSeconds: int(env, 'DS_RECONCILE_MAX_AGE_SECONDS', ceiling, 60, 30 * 86_400),
+    },
     logLevel: logLevel as WorkerConfig['logLevel'],
   };
 }

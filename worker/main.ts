@@ -31,6 +31,7 @@ async function run(): Promise<void> {
   try {
     await worker.run();
   } finally {
+    await worker.temporalClient.connection.close();
     await connection.close();
   }
 }

@@ -1,11 +1,13 @@
 /** Builds the durable-sandbox worker: the executeCode workflow and its activities, bound to one cluster. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Client } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createKube } from '../activities/kube';
 import type { WorkerConfig } from './config';
-import { loadKubeConfig } from './connect';
+import { connectTemporalClient, loadKubeConfig } from './connect';
+import { ensureReconcilerSchedule } from './reconciler-schedule';
 
 /** launcher/launcher.py, found beside the sources (ts-node) or the compiled output (dist/). */
 export function readLauncherSource(): string {
@@ -19,14 +21,20 @@ export function readLauncherSource(): string {
   throw new Error('launcher/launcher.py not found next to the worker');
 }
 
+/**
+ * The worker, plus a Temporal client its reconciler activities use (close it after the worker stops). Also makes
+ * sure the reconciler's Schedule exists.
+ */
 export async function createSandboxWorker(
   config: WorkerConfig,
   connection: NativeConnection,
   extra: Partial<WorkerOptions> = {},
-): Promise<Worker> {
+): Promise<Worker & { temporalClient: Client }> {
   const kube = createKube(loadKubeConfig(config.kubeconfig));
-  const activities = createActivities({ kube, policy: config.policy, launcherSource: readLauncherSource() });
-  return Worker.create({
+  const temporalClient = await connectTemporalClient(config.temporal);
+  await ensureReconcilerSchedule(temporalClient, config);
+  const activities = createActivities({ kube, policy: config.policy, launcherSource: readLauncherSource() }, temporalClient);
+  const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
@@ -35,4 +43,5 @@ export async function createSandboxWorker(
     maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities,
     ...extra,
   });
+  return Object.assign(worker, { temporalClient });
 }

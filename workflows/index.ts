@@ -1,2 +1,3 @@
 /** Every workflow the worker registers. */
 export { executeCode } from './execute-code';
+export { reconcileSandboxes } from './reconcile';

@@ -85,7 +85,11 @@ running_pid() {
   f=$(pid_file "$1")
   [[ -f $f ]] || return 1
   pid=$(cat "$f")
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ -n $pid && -r /proc/$pid/stat ]] || return 1
+  # A killed daemon whose parent (here PID 1, which may not reap) has not reaped it is a zombie: not running.
+  local state
+  state=$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ $state != Z && $state != X ]] || return 1
   echo "$pid"
 }
 

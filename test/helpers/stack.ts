@@ -5,7 +5,7 @@
  */
 import { Watch, type V1Job } from '@kubernetes/client-node';
 import { Connection } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, Runtime, DefaultLogger, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Runtime, DefaultLogger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { SandboxClient } from '../../client';
 import { createKube, type Kube } from '../../activities/kube';
 import { LABELS, MANAGED_BY, resourceNames } from '../../core/names';
@@ -39,7 +39,7 @@ function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 export interface TestWorker {
   config: WorkerConfig;
   client: SandboxClient;
-  worker: Worker;
+  worker: Awaited<ReturnType<typeof createSandboxWorker>>;
   stop(): Promise<void>;
 }
 
@@ -47,7 +47,8 @@ export interface TestWorker {
 export async function startWorker(env: Record<string, string> = {}): Promise<TestWorker> {
   quietRuntime();
   const taskQueue = `test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
-  const config = loadConfig({ ...process.env, DS_TASK_QUEUE: taskQueue, ...env });
+  // The reconciler's Schedule is off unless a test asks for it.
+  const config = loadConfig({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', ...env });
   const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
   const worker = await createSandboxWorker(config, nativeConnection, {
     workflowBundle: await workflowBundle(),
@@ -67,6 +68,8 @@ export async function startWorker(env: Record<string, string> = {}): Promise<Tes
     async stop() {
       worker.shutdown();
       await running;
+      await worker.temporalClient.schedule.getHandle(config.reconcile.scheduleId).delete().catch(() => undefined);
+      await worker.temporalClient.connection.close();
       await nativeConnection.close();
       await connection.close();
     },

@@ -1,0 +1,57 @@
+/**
+ * reconcileSandboxes: run by a Temporal Schedule every few minutes. Deletes the Kubernetes objects of executions
+ * that are no longer running (or that Temporal does not know), and anything older than a hard ceiling; never
+ * touches an execution that is still running and younger than the ceiling.
+ */
+import { proxyActivities } from '@temporalio/workflow';
+import type { SandboxActivities } from '../activities';
+import type { SandboxObject } from '../activities/reconcile';
+
+const { listSandboxObjects, executionStates, deleteSandboxObjects } = proxyActivities<SandboxActivities>({
+  startToCloseTimeout: '2m',
+  retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5 },
+});
+
+export interface ReconcileOptions {
+  /** Objects older than this are deleted whatever their execution's state. */
+  maxAgeSeconds: number;
+  /** Objects younger than this are left alone (their execution may be a moment from cleaning up itself). */
+  minAgeSeconds: number;
+}
+
+export interface ReconcileReport {
+  examined: number;
+  deleted: { kind: SandboxObject['kind']; name: string; executionId?: string; why: string }[];
+  keptRunning: number;
+}
+
+export async function reconcileSandboxes(options: ReconcileOptions): Promise<ReconcileReport> {
+  const objects = await listSandboxObjects();
+  const ids = [...new Set(objects.flatMap((o) => (o.executionId ? [o.executionId] : [])))];
+  const states = ids.length ? await executionStates(ids) : {};
+  const now = Date.now();
+  const report: ReconcileReport = { examined: objects.length, deleted: [], keptRunning: 0 };
+  const doomed: SandboxObject[] = [];
+  for (const o of objects) {
+    const age = (now - o.createdAt) / 1000;
+    const state = o.executionId ? states[o.executionId] : 'missing';
+    const why =
+      age > options.maxAgeSeconds
+        ? `older than ${options.maxAgeSeconds} s`
+        : age < options.minAgeSeconds
+          ? undefined
+          : state === 'closed'
+            ? 'execution closed'
+            : state === 'missing'
+              ? 'execution unknown to Temporal'
+              : undefined;
+    if (why) {
+      doomed.push(o);
+      report.deleted.push({ kind: o.kind, name: o.name, executionId: o.executionId, why });
+    } else if (state === 'running') {
+      report.keptRunning++;
+    }
+  }
+  if (doomed.length) await deleteSandboxObjects(doomed);
+  return report;
+}
