@@ -19,7 +19,7 @@ const remote = proxyActivities<SandboxActivities>({
   retry: KUBE_RETRY,
 });
 
-const CREATE: ActivityOptions = { startToCloseTimeout: '30s', scheduleToCloseTimeout: '5m', retry: KUBE_RETRY };
+const CREATE: ActivityOptions = { startToCloseTimeout: '15s', scheduleToCloseTimeout: '5m', retry: KUBE_RETRY };
 
 export const getExecutionPolicy = local.getExecutionPolicy;
 
@@ -48,7 +48,7 @@ export function awaitCompletion(spec: AttemptSpec, name: string): Promise<AwaitR
 export function collectOutput(ref: AttemptRef, podName: string | undefined, caps: Caps): Promise<CollectedOutput> {
   return remote.collectOutput.executeWithOptions(
     {
-      startToCloseTimeout: '60s',
+      startToCloseTimeout: '15s',
       scheduleToCloseTimeout: '5m',
       retry: KUBE_RETRY,
       summary: `collect output of ${podName ?? 'the attempt\'s pod'}`,
@@ -61,7 +61,7 @@ export function cleanup(ref: AttemptRef, name: string): Promise<CleanupResult> {
   return remote.cleanup.executeWithOptions(
     {
       startToCloseTimeout: '90s',
-      heartbeatTimeout: '30s',
+      heartbeatTimeout: HEARTBEAT_TIMEOUT,
       retry: { ...KUBE_RETRY, maximumInterval: '30s' },
       summary: `clean up ${name}`,
     },

@@ -1,0 +1,354 @@
+/**
+ * The chaos harness: runs executions through the real client against the local stack while it kills the worker
+ * (at random moments and at chosen points), restarts the Temporal server, takes the apiserver away and deletes
+ * sandbox pods; then checks every execution: a result was delivered, it is the result the program gives without
+ * faults (or a typed status), each attempt made at most one Job and one pod, and nothing is left behind.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
+import { WorkflowFailedError } from '@temporalio/client';
+import { SandboxClient, type ExecutionResult } from '../../client';
+import { createKube, type Kube } from '../../activities/kube';
+import { LABELS, resourceNames } from '../../core/names';
+import { loadConfig } from '../../worker/config';
+import { loadKubeConfig } from '../../worker/connect';
+import { applyStackEnv, PROJECT_ROOT } from '../../worker/stack-env';
+import { killComponent, stackUp } from './faults';
+import { ClusterObserver } from './observer';
+import { WorkerSupervisor } from './supervisor';
+
+export interface ChaosOptions {
+  executions: number;
+  concurrency: number;
+  /** Mean time between random worker kills (0: none). */
+  killEveryMs: number;
+  /** Also kill the worker right after a Job is created, when a pod finishes and while a Job is being deleted. */
+  targetedKills: boolean;
+  temporalRestarts: number;
+  apiserverOutages: number;
+  apiserverDownMs: number;
+  podDeletions: number;
+  /** A result not delivered within this long counts as lost. */
+  resultTimeoutMs: number;
+  /** How long after the last result objects may still be going away. */
+  leakWindowMs: number;
+  seed: number;
+  log: (line: string) => void;
+}
+
+export const DEFAULT_CHAOS: ChaosOptions = {
+  executions: 20,
+  concurrency: 5,
+  killEveryMs: 8000,
+  targetedKills: true,
+  temporalRestarts: 1,
+  apiserverOutages: 1,
+  apiserverDownMs: 5000,
+  podDeletions: 2,
+  resultTimeoutMs: 300_000,
+  leakWindowMs: 60_000,
+  seed: 1,
+  log: (line) => console.log(line),
+};
+
+export interface ExecutionCheck {
+  executionId: string;
+  delivered: boolean;
+  matches: boolean;
+  status?: string;
+  attempts?: number;
+  jobs: number;
+  pods: number;
+  duplicate: boolean;
+  ms?: number;
+  note?: string;
+}
+
+export interface ChaosReport {
+  executions: number;
+  delivered: number;
+  lost: number;
+  matching: number;
+  /** Delivered, differing from the fault-free result, but with a typed status (e.g. infra_error after lost pods). */
+  typedDifferent: number;
+  /** Delivered with a wrong result and no typed excuse. */
+  wrong: number;
+  duplicates: number;
+  leaks: string[];
+  workerKills: number;
+  workerRestarts: number;
+  temporalRestarts: number;
+  apiserverOutages: number;
+  podDeletions: number;
+  worstMs: number;
+  medianMs: number;
+  checks: ExecutionCheck[];
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same fault schedule. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function program(i: number): { code: string; expected: Pick<ExecutionResult, 'status' | 'exitCode' | 'stdout' | 'stderr'> } {
+  const code = `import sys, time\ntime.sleep(${1 + (i % 3)})\nprint("exec ${i}")\nprint("err ${i}", file=sys.stderr)\nsys.exit(${i % 3})\n`;
+  const exitCode = i % 3;
+  return { code, expected: { status: exitCode === 0 ? 'succeeded' : 'failed', exitCode, stdout: `exec ${i}\n`, stderr: `err ${i}\n` } };
+}
+
+async function retrying<T>(what: () => Promise<T>, deadline: number): Promise<T> {
+  for (;;) {
+    try {
+      return await what();
+    } catch (err) {
+      if (err instanceof WorkflowFailedError || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
+  applyStackEnv();
+  const random = rng(opts.seed);
+  const log = opts.log;
+  const runId = `chaos-${Date.now().toString(36)}`;
+  const taskQueue = runId;
+  const workerEnv = { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_LOG_LEVEL: 'WARN' };
+  const config = loadConfig(workerEnv);
+  const kube: Kube = createKube(loadKubeConfig(process.env.DS_ADMIN_KUBECONFIG ?? process.env.KUBECONFIG));
+  const namespace = config.policy.namespace;
+  mkdirSync(path.join(PROJECT_ROOT, '.stack', 'logs'), { recursive: true });
+  const supervisor = new WorkerSupervisor(workerEnv, path.join(PROJECT_ROOT, '.stack', 'logs', `${runId}-worker.log`));
+  const observer = new ClusterObserver(kube, namespace);
+  const ids = Array.from({ length: opts.executions }, (_, i) => `${runId}-${i}`);
+  const labels = new Set(ids.map((id) => resourceNames(id, 1).executionLabel));
+  const ours = (o: KubernetesObject) => labels.has(o.metadata?.labels?.[LABELS.execution] ?? '');
+  let done = 0;
+  let podDeletions = 0;
+  let temporalRestarts = 0;
+  let apiserverOutages = 0;
+  let lastTargeted = 0;
+  let faultInProgress = false;
+
+  const targeted = (why: string): void => {
+    if (!opts.targetedKills || Date.now() - lastTargeted < 3000 || random() > 0.5) return;
+    lastTargeted = Date.now();
+    if (supervisor.kill()) log(`kill worker: ${why}`);
+  };
+  observer.on((kind, type, obj) => {
+    if (!ours(obj)) return;
+    if (kind === 'Job' && type === 'ADDED') targeted(`Job ${obj.metadata?.name} just created`);
+    if (kind === 'Job' && type === 'DELETED') targeted(`Job ${obj.metadata?.name} being deleted (cleanup)`);
+    const pod = obj as V1Pod;
+    const state = pod.status?.containerStatuses?.[0]?.state;
+    if (kind === 'Pod' && type === 'MODIFIED' && state?.terminated && !pod.metadata?.deletionTimestamp) {
+      targeted(`pod ${pod.metadata?.name} finished (collecting output)`);
+    }
+    if (kind === 'Pod' && type === 'MODIFIED' && state?.running && !pod.metadata?.deletionTimestamp && podDeletions < opts.podDeletions && random() < 0.3) {
+      podDeletions++;
+      log(`delete pod ${pod.metadata?.name} from outside`);
+      void kube.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace }).catch(() => undefined);
+    }
+  });
+
+  await observer.start();
+  supervisor.start();
+  const client = await SandboxClient.connect({
+    connection: { address: config.temporal.address },
+    namespace: config.temporal.namespace,
+    taskQueue,
+    policy: config.policy,
+  });
+
+  // Random worker kills, for as long as executions are running.
+  let killing = opts.killEveryMs > 0;
+  const killer = (async () => {
+    while (killing) {
+      await new Promise((r) => setTimeout(r, -Math.log(1 - random()) * opts.killEveryMs));
+      if (killing && supervisor.kill()) log('kill worker: random');
+    }
+  })();
+
+  // Server faults at fixed fractions of the completed executions, one at a time.
+  const faults: { at: number; run: () => Promise<void> }[] = [];
+  for (let k = 0; k < opts.temporalRestarts; k++) {
+    faults.push({
+      at: (k + 1) / (opts.temporalRestarts + 1) * 0.8,
+      run: async () => {
+        log('kill Temporal server');
+        await killComponent('temporal');
+        stackUp();
+        temporalRestarts++;
+        log('Temporal server back');
+      },
+    });
+  }
+  for (let k = 0; k < opts.apiserverOutages; k++) {
+    faults.push({
+      at: ((k + 1) / (opts.apiserverOutages + 1)) * 0.9,
+      run: async () => {
+        log(`kill kube-apiserver for ${opts.apiserverDownMs} ms`);
+        await killComponent('kube-apiserver');
+        await new Promise((r) => setTimeout(r, opts.apiserverDownMs));
+        stackUp();
+        apiserverOutages++;
+        log('kube-apiserver back');
+      },
+    });
+  }
+  faults.sort((a, b) => a.at - b.at);
+  const maybeFault = async (): Promise<void> => {
+    if (faultInProgress || !faults.length || done / opts.executions < faults[0].at) return;
+    faultInProgress = true;
+    const f = faults.shift()!;
+    try {
+      await f.run();
+    } finally {
+      faultInProgress = false;
+    }
+  };
+
+  const checks: ExecutionCheck[] = [];
+  let next = 0;
+  const runOne = async (i: number): Promise<void> => {
+    const executionId = ids[i];
+    const { code, expected } = program(i);
+    const started = Date.now();
+    const deadline = started + opts.resultTimeoutMs;
+    let result: ExecutionResult | undefined;
+    let note: string | undefined;
+    try {
+      const handle = await retrying(() => client.startExecution({ code, timeoutSeconds: 60 }, { executionId }), deadline);
+      result = await retrying(() => handle.result(), deadline);
+    } catch (err) {
+      note = String(err).slice(0, 300);
+    }
+    const ms = Date.now() - started;
+    done++;
+    void maybeFault();
+    const matches =
+      !!result &&
+      result.status === expected.status &&
+      result.exitCode === expected.exitCode &&
+      result.stdout === expected.stdout &&
+      result.stderr === expected.stderr;
+    checks.push({
+      executionId,
+      delivered: !!result,
+      matches,
+      status: result?.status,
+      attempts: result?.attempts,
+      jobs: 0,
+      pods: 0,
+      duplicate: false,
+      ms,
+      note: note ?? (result && !matches ? `${result.status} ${result.error?.reason ?? ''} ${JSON.stringify(result.stdout)}`.trim() : undefined),
+    });
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(opts.concurrency, opts.executions) }, async () => {
+      while (next < opts.executions) await runOne(next++);
+    }),
+  );
+  while (faults.length) {
+    faults[0].at = 0;
+    await maybeFault();
+  }
+  killing = false;
+  await killer;
+
+  // Leaks: 60 s after the last result, nothing of these executions may remain.
+  const until = Date.now() + opts.leakWindowMs;
+  let leaks: string[] = [];
+  for (;;) {
+    try {
+      const sel = 'app.kubernetes.io/managed-by=durable-sandbox';
+      const [jobs, pods, cms] = await Promise.all([
+        kube.batch.listNamespacedJob({ namespace, labelSelector: sel }),
+        kube.core.listNamespacedPod({ namespace, labelSelector: sel }),
+        kube.core.listNamespacedConfigMap({ namespace, labelSelector: sel }),
+      ]);
+      leaks = [
+        ...jobs.items.filter(ours).map((o) => `Job/${o.metadata!.name}`),
+        ...pods.items.filter(ours).map((o) => `Pod/${o.metadata!.name}`),
+        ...cms.items.filter(ours).map((o) => `ConfigMap/${o.metadata!.name}`),
+      ];
+    } catch {
+      leaks = ['(apiserver unreachable)'];
+    }
+    if (leaks.length === 0 || Date.now() > until) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+
+  await supervisor.stop();
+  observer.stop();
+  await client.close();
+
+  for (const c of checks) {
+    const label = resourceNames(c.executionId, 1).executionLabel;
+    c.jobs = observer.jobs.get(label)?.size ?? 0;
+    c.pods = observer.pods.get(label)?.size ?? 0;
+    // Each attempt makes one Job, and a Job with backoffLimit 0 one pod: more means something ran twice.
+    c.duplicate = c.attempts !== undefined && (c.jobs > c.attempts || c.pods > c.attempts);
+  }
+  const times = checks.filter((c) => c.delivered).map((c) => c.ms!).sort((a, b) => a - b);
+  const typed = new Set(['infra_error', 'timed_out', 'oom_killed', 'cancelled']);
+  return {
+    executions: opts.executions,
+    delivered: checks.filter((c) => c.delivered).length,
+    lost: checks.filter((c) => !c.delivered).length,
+    matching: checks.filter((c) => c.matches).length,
+    typedDifferent: checks.filter((c) => c.delivered && !c.matches && typed.has(c.status!)).length,
+    wrong: checks.filter((c) => c.delivered && !c.matches && !typed.has(c.status!)).length,
+    duplicates: checks.filter((c) => c.duplicate).length,
+    leaks,
+    workerKills: supervisor.kills,
+    workerRestarts: supervisor.restarts,
+    temporalRestarts,
+    apiserverOutages,
+    podDeletions,
+    worstMs: times[times.length - 1] ?? 0,
+    medianMs: times[Math.floor(times.length / 2)] ?? 0,
+    checks: checks.sort((a, b) => a.executionId.localeCompare(b.executionId, 'en', { numeric: true })),
+  };
+}
+
+export function formatReport(r: ChaosReport): string {
+  const rows: [string, string | number][] = [
+    ['executions', r.executions],
+    ['results delivered', r.delivered],
+    ['lost (no result)', r.lost],
+    ['equal to the fault-free result', r.matching],
+    ['different, with a typed status', r.typedDifferent],
+    ['wrong result', r.wrong],
+    ['duplicated Jobs or runs', r.duplicates],
+    ['leaked objects after the window', r.leaks.length],
+    ['worker kills (restarts)', `${r.workerKills} (${r.workerRestarts})`],
+    ['Temporal restarts', r.temporalRestarts],
+    ['apiserver outages', r.apiserverOutages],
+    ['sandbox pods deleted from outside', r.podDeletions],
+    ['time to result, median / worst', `${(r.medianMs / 1000).toFixed(1)} s / ${(r.worstMs / 1000).toFixed(1)} s`],
+  ];
+  const lines = rows.map(([k, v]) => `  ${k.padEnd(36)} ${v}`);
+  const odd = r.checks.filter((c) => !c.matches || c.duplicate || (c.attempts ?? 1) > 1);
+  if (odd.length) {
+    lines.push('', '  executions that were not plain:');
+    for (const c of odd) {
+      lines.push(`    ${c.executionId}: ${c.status ?? 'NO RESULT'} attempts=${c.attempts ?? '-'} jobs=${c.jobs} pods=${c.pods}${c.duplicate ? ' DUPLICATE' : ''} ${c.note ?? ''}`);
+    }
+  }
+  if (r.leaks.length) lines.push('', `  leaked: ${r.leaks.join(', ')}`);
+  return lines.join('\n');
+}
+
+export function failed(r: ChaosReport): boolean {
+  return r.lost > 0 || r.wrong > 0 || r.duplicates > 0 || r.leaks.length > 0;
+}
