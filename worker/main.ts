@@ -20,7 +20,8 @@ async function run(): Promise<void> {
   const config = loadConfig();
   Runtime.install({ logger: new DefaultLogger(config.logLevel, jsonLine), shutdownSignals: ['SIGINT', 'SIGTERM'] });
   const connection = await connectTemporal(config.temporal);
-  const worker = await createSandboxWorker(config, connection);
+  // Activities get up to 10 s to finish on SIGTERM; the rest are retried by another worker.
+  const worker = await createSandboxWorker(config, connection, { shutdownGraceTime: '10s' });
   Runtime.instance().logger.info('worker started', {
     temporal: config.temporal.address,
     namespace: config.temporal.namespace,
