@@ -29,6 +29,12 @@ export type Verdict =
 const IMAGE_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull']);
 const CONFIG_FAILURES = new Set(['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError']);
 const START_FAILURES = new Set(['StartError', 'ContainerCannotRun']);
+/**
+ * The kubelet's messages when it evicts a pod for outgrowing its own local storage limits (the emptyDir's sizeLimit,
+ * the pod's or a container's ephemeral-storage limit). Such evictions carry no DisruptionTarget condition; evictions
+ * for node pressure do.
+ */
+const STORAGE_LIMIT_EVICTION = /EmptyDir volume .* exceeds the limit|ephemeral local storage usage exceeds|exceeded its local ephemeral storage limit/i;
 
 function infra(reason: string, message: string, retryable: boolean): Verdict {
   return { state: 'infra', error: { reason, message, retryable } };
@@ -92,6 +98,17 @@ export function classify(input: {
   const terminated = cs?.state?.terminated;
   if (disruption) {
     return infra('PodDisrupted', `the pod was disrupted: ${disruption.reason}: ${disruption.message ?? ''}`.trim(), true);
+  }
+  if (pod.status?.phase === 'Failed' && pod.status.reason === 'Evicted') {
+    // Checked before the container's exit: an evicted container ends with the launcher's SIGTERM exit code (143),
+    // which is not the program's doing.
+    const message = (pod.status.message ?? '').trim();
+    if (STORAGE_LIMIT_EVICTION.test(message)) {
+      // The program filled its scratch space (/tmp) or wrote past its ephemeral storage: running it again would only
+      // do the same.
+      return infra('StorageLimitExceeded', message, false);
+    }
+    return infra('Evicted', `Evicted: ${message}`.trim(), true);
   }
   if (terminated) {
     if (START_FAILURES.has(terminated.reason ?? '')) {

@@ -7,12 +7,25 @@ line, "x <json>", reports byte totals, the program's exit status, whether the ti
 The container exits with the program's exit code (128 + signal when a signal ended it), so the exit code the worker
 reports comes from the container status.
 
+The program runs as the same user as the launcher, so the launcher guards itself and the pod:
+- it makes itself non-dumpable, so the program cannot open /proc/<launcher>/fd/1 (and write frames or a trailer into
+  the container log past the caps) nor read /proc/<launcher>/environ;
+- the program's environment lacks the KUBERNETES_SERVICE_* / KUBERNETES_PORT* variables that the kubelet always
+  injects (enableServiceLinks: false does not drop the master service's);
+- as the container's first process (PID 1) it kills every other process in the container, not only the program's
+  process group, when the program ends or its time is up (children that called setsid() included);
+- as PID 1 under gVisor it caps the sandbox user's processes and threads (RLIMIT_NPROC), so a fork bomb gets EAGAIN
+  instead of exhausting the pod's host PIDs (which crashes the whole sandbox). Not under runc: there the host kernel
+  counts RLIMIT_NPROC per user across all containers, and the pod's PID limit already makes fork fail cleanly.
+
 Usage: launcher.py --timeout SECONDS --stdout-cap BYTES --stderr-cap BYTES -- COMMAND...
 """
 
 import base64
+import ctypes
 import json
 import os
+import resource
 import selectors
 import signal
 import subprocess
@@ -22,6 +35,13 @@ import time
 FORMAT = "durable-sandbox-launcher 1"
 CHUNK = 8192  # raw bytes per frame: a frame line stays under the runtime's 16 KiB log line size
 DRAIN_AFTER_EXIT = 0.5  # seconds to keep reading after the program exits (children may still hold the pipes)
+# Processes + threads the sandbox user may have (RLIMIT_NPROC, set only as PID 1 under gVisor, which counts them per
+# sandbox). Every process of the program costs the pod about two host PIDs there (threads cost none): this keeps a
+# fork bomb well inside a podPidsLimit of 512.
+MAX_TASKS = 128
+PR_SET_DUMPABLE = 4
+# Variables the kubelet injects for the cluster's own API service even with enableServiceLinks: false.
+SERVICE_ENV_PREFIXES = ("KUBERNETES_SERVICE_", "KUBERNETES_PORT")
 
 
 def write_line(line):
@@ -71,10 +91,35 @@ def kill_group(pid):
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    if os.getpid() == 1:
+        # The container's init: every other process in the container is the program's, whatever its session.
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def harden():
+    """Guards the launcher against the program (same user) and returns the program's environment."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getpid() == 1 and "gvisor" in os.uname().release.lower():
+        def capped(v):
+            return MAX_TASKS if v == resource.RLIM_INFINITY else min(v, MAX_TASKS)
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+        try:
+            resource.setrlimit(resource.RLIMIT_NPROC, (capped(soft), capped(hard)))
+        except (ValueError, OSError):
+            pass
+    return {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_ENV_PREFIXES)}
 
 
 def main():
     timeout, stdout_cap, stderr_cap, command = parse_args(sys.argv[1:])
+    env = harden()
     write_line(FORMAT)
     streams = {}
     state = {"terminated": None}
@@ -94,6 +139,7 @@ def main():
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            env=env,
         )
     except OSError as exc:
         error = "could not start %s: %s" % (command[0], exc)
@@ -139,7 +185,7 @@ def main():
                     continue
                 for i in range(0, len(data), CHUNK):
                     streams[key.fd].feed(data[i:i + CHUNK])
-        # Whatever the program left behind in its session goes with it.
+        # Whatever the program left behind goes with it (as PID 1: in any session).
         kill_group(child.pid)
         child.wait()
     finished = now_ms()
