@@ -62,7 +62,8 @@ for ns in /var/run/netns/cni-*; do
   [[ -e $ns ]] || continue
   ip netns delete "$(basename "$ns")" 2>/dev/null || true
 done
-if ip link show dsbr0 >/dev/null 2>&1; then ip link delete dsbr0; fi
+if ip link show "$POD_BRIDGE" >/dev/null 2>&1; then ip link delete "$POD_BRIDGE"; fi
+while iptables -D FORWARD "${POD_ISOLATION_RULE[@]}" 2>/dev/null; do :; done
 # Empty pod cgroups, leaves first.
 for ctl in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
   [[ -d $ctl ]] && find "$ctl" -depth -type d -exec rmdir {} \; 2>/dev/null || true

@@ -38,6 +38,8 @@ SERVICE_IP=10.96.0.1
 NODE_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
 
 CONTAINERD_SOCK=$RUN_DIR/containerd.sock
+POD_BRIDGE=dsbr0
+POD_ISOLATION_RULE=(-i "$POD_BRIDGE" -o "$POD_BRIDGE" -m comment --comment "durable-sandbox: no traffic between sandbox pods" -j DROP)
 
 ts() { date +%H:%M:%S; }
 log() { printf '[stack %s] %s\n' "$(ts)" "$*" >&2; }

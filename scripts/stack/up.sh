@@ -51,8 +51,14 @@ prepare_host() {
   local cur
   cur=$(sysctl -n fs.inotify.max_user_instances)
   (( cur >= 1024 )) || sysctl -qw fs.inotify.max_user_instances=1024
-  modprobe br_netfilter 2>/dev/null || true
   mkdir -p "$DS_STACK_DIR/cni/net.d" "$DS_STACK_DIR/containerd" "$DS_STACK_DIR/kubelet"
+  # The bridge CNI enforces no NetworkPolicy: keep sandbox pods from talking to each other by dropping traffic
+  # forwarded between ports of the pod bridge (bridged frames pass iptables once br_netfilter is on).
+  modprobe br_netfilter 2>/dev/null || true
+  [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] ||
+    die "br_netfilter is not available: sandbox pods could reach each other (modprobe br_netfilter)"
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1
+  iptables -C FORWARD "${POD_ISOLATION_RULE[@]}" 2>/dev/null || iptables -I FORWARD "${POD_ISOLATION_RULE[@]}"
 }
 
 TEMPORAL_SEARCH_ATTRIBUTES=(SandboxStatus=Keyword SandboxLanguage=Keyword SandboxExitCode=Int)
@@ -161,7 +167,7 @@ TOML
   "plugins": [
     {
       "type": "bridge",
-      "bridge": "dsbr0",
+      "bridge": "$POD_BRIDGE",
       "isGateway": false,
       "ipMasq": false,
       "ipam": {
