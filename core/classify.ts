@@ -84,13 +84,22 @@ export function classify(input: {
   unschedulableGraceSeconds: number;
 }): Verdict {
   const { job, pod, progress, now } = input;
-  if (deadlineExceeded(job)) return { state: 'deadline' };
+  if (deadlineExceeded(job)) {
+    if (!pod && !progress.podName) {
+      return infra(
+        'NoPodCreated',
+        "the Job's deadline passed before the Job controller could create its pod (a full ResourceQuota does this; the Job's events say why)",
+        false,
+      );
+    }
+    return { state: 'deadline' };
+  }
   if (input.podGone) return infra('PodLost', 'the sandbox pod was deleted before it finished', true);
   if (!job) return infra('JobLost', 'the Job was deleted before it finished', true);
   if (!pod) {
     const failed = jobCondition(job, 'Failed');
     if (failed) return infra('JobFailed', `the Job failed without a pod: ${failed.reason}: ${failed.message}`, true);
-    return { state: 'pending', detail: 'waiting for the Job controller to create the pod' };
+    return { state: 'pending', detail: 'waiting for the Job controller to create the pod (a full ResourceQuota delays it)' };
   }
 
   const disruption = pod.status?.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');

@@ -68,3 +68,13 @@ test('no pod yet is pending; a vanished Job is lost', () => {
     error: { reason: 'JobLost', retryable: true },
   });
 });
+
+test('a Job whose deadline passes before any pod exists (quota full) is a typed infrastructure error', () => {
+  const { job } = sample('deadline-exceeded');
+  expect(classify({ job, pod: undefined, progress: {}, now: NOW, unschedulableGraceSeconds: 30 })).toMatchObject({
+    state: 'infra',
+    error: { reason: 'NoPodCreated', retryable: false },
+  });
+  // Once a pod had been seen, the same Job condition is the program's timeout.
+  expect(classify({ job, pod: undefined, progress: { podName: 'p' }, now: NOW, unschedulableGraceSeconds: 30 })).toEqual({ state: 'deadline' });
+});
