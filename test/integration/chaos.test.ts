@@ -2,7 +2,7 @@
  * A bounded chaos pass on every CI run (the harness is scripts/chaos; `npm run chaos` runs longer ones): worker
  * SIGKILLs at random moments and at chosen points, one Temporal server restart, one apiserver outage and sandbox
  * pods deleted from outside. No result may be lost or wrong, no Job or run duplicated, nothing left behind.
- * (Named zz- so it runs after the other integration suites: it takes servers away.)
+ * It takes servers away: `npm test` runs suites one at a time (--runInBand), so nothing else runs alongside it.
  */
 import { formatReport, runChaos, DEFAULT_CHAOS } from '../../scripts/chaos/run';
 import { localSides } from '../../worker/stack-env';
