@@ -35,7 +35,11 @@ export function apiStatus(err: unknown): ApiStatus | undefined {
 }
 
 export const isNotFound = (err: unknown): boolean => apiStatus(err)?.code === 404;
-export const isAlreadyExists = (err: unknown): boolean => apiStatus(err)?.code === 409;
+/** 409 with reason AlreadyExists; a 409 Conflict (e.g. a ResourceQuota update race) is something else: retried. */
+export const isAlreadyExists = (err: unknown): boolean => {
+  const s = apiStatus(err);
+  return s?.code === 409 && s.reason === 'AlreadyExists';
+};
 
 /** Failure types the workflow tells apart. */
 export const FAILURE = {
