@@ -1,0 +1,354 @@
+/**
+ * npm run bench [-- --quick]: what durable-sandbox costs over the least a direct Kubernetes client must do.
+ *
+ * 1. Pairs: for each workload, the floor (scripts/bench/floor.ts: the same ConfigMap and Job, no Temporal) and ours
+ *    (SandboxClient.executeCode with the real worker in this process), interleaved floor, ours, floor, ours … so
+ *    drift hits both. Latency, per-pair ratio and overhead, phase medians, API requests per execution (from the
+ *    apiserver's audit log), Temporal history size, and this process's CPU.
+ * 2. Scaling: bursts of concurrent print(1) executions, floor then ours for each size, with sandbox requests of
+ *    cpu 10m / memory 32Mi (so 50 pods fit on the node), sampling node and per-process CPU and the worker's RSS.
+ *
+ * Needs the local stack (npm run stack:up) or KUBECONFIG/DS_ADMIN_KUBECONFIG and TEMPORAL_ADDRESS. Writes
+ * bench-results/bench-<time>.json and .md. Ctrl-C stops it and deletes whatever it created.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { createKube } from '../../activities/kube';
+import { loadConfig } from '../../worker/config';
+import { loadKubeConfig } from '../../worker/connect';
+import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../worker/stack-env';
+import { readLauncherSource } from '../../worker/worker';
+import { auditCursor, countRequests, readSince, type RequestCounts } from './audit';
+import { runFloor, type FloorDeps } from './floor';
+import { Leftovers } from './leftovers';
+import { historyCost, runOurs, startBenchWorker, workflowBundle, type BenchWorker, type HistoryCost } from './ours';
+import {
+  costTable,
+  latencyTable,
+  phaseTable,
+  saturation,
+  scalingPhaseTable,
+  scalingTable,
+  summarizeBursts,
+  summarizePairs,
+  type Burst,
+  type Pair,
+} from './report';
+import { Sampler } from './sampler';
+import type { RunRecord, Side } from './types';
+import { WORKLOADS, workload, type Workload } from './workloads';
+
+const USAGE = `usage: npm run bench [-- options]
+  --quick              few pairs (4 per workload) and bursts 1 and 10 only (under 5 minutes)
+  --pairs N            pairs per workload (default 15; 4 with --quick)
+  --bursts 1,10,25,50  burst sizes for the scaling part (default 1,10,25,50; 1,10 with --quick)
+  --workloads a,b      workloads for the pairs: ${WORKLOADS.map((w) => w.key).join(', ')} (default all)
+  --no-pairs           skip the pairs
+  --no-scaling         skip the scaling bursts
+  --out DIR            where to write the results (default bench-results/)`;
+
+/** The scaling part's sandbox requests: 50 pods of the default 100m would not fit on a 2-core node. */
+const SCALING_ENV = { DS_REQUEST_CPU: '10m', DS_REQUEST_MEMORY: '32Mi' };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (s: string) => process.stdout.write(`${s}\n`);
+/** Set once a signal came: the signal handler cleans up and exits, nothing else may exit first. */
+let stopping: Promise<void> | undefined;
+class Interrupted extends Error {}
+
+function machine(): string {
+  const osName = /PRETTY_NAME="?([^"\n]+)"?/.exec(safeRead('/etc/os-release'))?.[1] ?? os.platform();
+  const mem = Math.round(os.totalmem() / 2 ** 30);
+  const platform = /platform\s*=\s*"(\w+)"/.exec(safeRead(path.join(PROJECT_ROOT, 'scripts', 'stack', 'up.sh')))?.[1];
+  return `${os.cpus().length} cores, ${mem} GiB, ${osName}, kernel ${os.release()}, gVisor ${platform ?? '?'}, node ${process.version}`;
+}
+
+function safeRead(f: string): string {
+  try {
+    return readFileSync(f, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      pairs: { type: 'string' },
+      bursts: { type: 'string' },
+      workloads: { type: 'string' },
+      'no-pairs': { type: 'boolean', default: false },
+      'no-scaling': { type: 'boolean', default: false },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    log(USAGE);
+    return;
+  }
+  const quick = values.quick!;
+  const pairsPerWorkload = Number(values.pairs ?? (quick ? 4 : 15));
+  const burstSizes = (values.bursts ?? (quick ? '1,10' : '1,10,25,50')).split(',').map(Number);
+  const workloads: Workload[] = values.workloads ? values.workloads.split(',').map(workload) : WORKLOADS;
+  if (!Number.isInteger(pairsPerWorkload) || pairsPerWorkload < 1 || burstSizes.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new Error(`bad --pairs or --bursts\n${USAGE}`);
+  }
+
+  applyStackEnv();
+  Runtime.install({ logger: new DefaultLogger('WARN'), shutdownSignals: [] });
+  const config = loadConfig();
+  const namespace = config.policy.namespace;
+  const adminKubeconfig = process.env.DS_ADMIN_KUBECONFIG ?? process.env.KUBECONFIG;
+  const kube = createKube(loadKubeConfig(adminKubeconfig));
+  const launcherSource = readLauncherSource();
+  const auditFile = path.join(STACK_DIR, 'logs', 'audit.log');
+  const outDir = path.resolve(values.out ?? path.join(PROJECT_ROOT, 'bench-results'));
+  const started = new Date();
+  const tag = Date.now().toString(36);
+  let seq = 0;
+  const leftovers = new Leftovers(kube, namespace);
+  const newId = (side: Side): string => {
+    const id = `bench-${side}-${tag}-${seq++}`;
+    leftovers.track(id);
+    return id;
+  };
+
+  // Interruption: stop starting things, terminate our running workflows (so no new attempt is made), stop the
+  // workers, then delete every object of the bench's executions.
+  let aborted = false;
+  const workers = new Set<BenchWorker>();
+  const running = new Map<string, BenchWorker>();
+  const shutdown = async (why: string): Promise<void> => {
+    aborted = true;
+    log(`\n${why}: terminating ${running.size} running workflow(s), stopping the worker, deleting what the bench created…`);
+    const terminate = () =>
+      Promise.all([...running].map(([id, w]) => w.temporal.workflow.getHandle(id).terminate('bench interrupted').catch(() => undefined)));
+    await terminate();
+    await Promise.race([Promise.all([...workers].map((w) => w.stop())), sleep(15_000)]);
+    // Again, for a start that was still on its way the first time.
+    await terminate();
+    await sleep(1000);
+    const swept = await leftovers.sweepUntilClean(90_000);
+    log(`deleted ${swept.jobs} Job(s), ${swept.configMaps} ConfigMap(s), ${swept.pods} pod(s) of the bench`);
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (stopping) {
+        log('second signal: exiting without waiting for cleanup');
+        process.exit(130);
+      }
+      stopping = shutdown(sig).then(
+        () => process.exit(130),
+        (err) => {
+          log(`cleanup failed: ${String(err)}`);
+          process.exit(131);
+        },
+      );
+    });
+  }
+
+  const floorDeps = (policy = config.policy): FloorDeps => ({ kube, policy, launcherSource, aborted: () => aborted });
+  const check = () => {
+    if (aborted) throw new Interrupted('interrupted');
+  };
+  const floor = (w: Workload, deps: FloorDeps) => runFloor(deps, w, newId('floor'));
+  const ours = async (w: Workload, worker: BenchWorker): Promise<RunRecord> => {
+    check();
+    const id = newId('ours');
+    running.set(id, worker);
+    try {
+      return await runOurs(worker, w, id);
+    } finally {
+      running.delete(id);
+    }
+  };
+  const show = (r: RunRecord) => (r.ok ? `${r.latencyMs} ms` : `FAILED (${r.status}: ${r.error})`);
+
+  log(`durable-sandbox bench${quick ? ' --quick' : ''}: ${started.toISOString()}; ${machine()}`);
+  log(`namespace ${namespace}, image ${config.policy.images.python}, runtimeClass ${config.policy.runtimeClassName || '-'}`);
+  await kube.core.listNamespacedPod({ namespace, limit: 1 });
+  log('bundling the workflow code…');
+  await workflowBundle();
+
+  const result: Record<string, unknown> = {
+    startedAt: started.toISOString(),
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    machine: machine(),
+    quick,
+    namespace,
+    image: config.policy.images.python,
+    floorKubeconfig: adminKubeconfig,
+    workerKubeconfig: config.kubeconfig,
+    historyBytes: 'temporal.api.history.v1.History protobuf-encoded (@temporalio/proto), as fetchHistory() returns it',
+  };
+  const md: string[] = [];
+  const section = (title: string, body: string) => {
+    log(`\n## ${title}\n\n${body}`);
+    md.push(`## ${title}\n\n${body}\n`);
+  };
+
+  try {
+    // ---------------------------------------------------------------------------------------------- pairs
+    if (!values['no-pairs']) {
+      const worker = await startBenchWorker();
+      workers.add(worker);
+      log(`worker on task queue ${worker.config.temporal.taskQueue}; warming up (one floor, one ours; not counted)…`);
+      const warm = [await floor(WORKLOADS[0], floorDeps()), await ours(WORKLOADS[0], worker)];
+      for (const r of warm) if (!r.ok) log(`warm-up ${r.side} failed: ${r.status}: ${r.error}`);
+      const cursor = auditCursor(auditFile);
+      const pairs: Pair[] = [];
+      const cpuPairs0 = process.cpuUsage();
+      for (let i = 0; i < pairsPerWorkload; i++) {
+        for (const w of workloads) {
+          check();
+          const f = await floor(w, floorDeps());
+          const o = await ours(w, worker);
+          check();
+          pairs.push({ workload: w.key, floor: f, ours: o });
+          log(`pair ${i + 1}/${pairsPerWorkload} ${w.label.padEnd(12)} floor ${show(f).padEnd(10)} ours ${show(o)}`);
+        }
+      }
+      const cpuPairs = process.cpuUsage(cpuPairs0);
+      // Let the apiserver write its last events (watch ends are logged when they close).
+      await sleep(3000);
+      const ids = pairs.flatMap((p) => [p.floor.executionId, p.ours.executionId]);
+      let requests = new Map<string, RequestCounts>();
+      if (cursor) requests = countRequests(readSince(cursor), ids, namespace);
+      else log(`no audit log at ${auditFile}: API requests not counted`);
+      const histories = new Map<string, HistoryCost>();
+      for (const p of pairs) {
+        try {
+          histories.set(p.ours.executionId, await historyCost(worker.temporal, p.ours.executionId));
+        } catch (err) {
+          log(`history of ${p.ours.executionId}: ${String(err)}`);
+        }
+      }
+      await worker.close();
+      workers.delete(worker);
+      const summary = summarizePairs(pairs, requests, histories);
+      result.pairs = {
+        perWorkload: pairsPerWorkload,
+        processCpuMs: (cpuPairs.user + cpuPairs.system) / 1000,
+        summary,
+        records: pairs,
+        requests: Object.fromEntries(requests),
+        histories: Object.fromEntries(histories),
+      };
+      section(
+        `End-to-end latency, ms (${pairsPerWorkload} interleaved pairs per workload)`,
+        `${latencyTable(summary)}\n\nratio = ours/floor per pair; overhead = ours − floor per pair (ms). ` +
+          `floor: create ConfigMap + Job, watch the pod, read the log, delete, wait until the pod is gone. ` +
+          `ours: SandboxClient.executeCode until the result is in hand (cleanup included).`,
+      );
+      section(
+        'Phases, median ms per step',
+        `${phaseTable(summary)}\n\ncall = client call made; result = result in hand (floor: pod gone). ` +
+          `containerStarted/containerFinished are the launcher's own clock on both sides; the other marks are when each ` +
+          `client saw the event (floor: Date.now() in its watch; ours: the workflow timeline).`,
+      );
+      section(
+        'Cost per execution (medians)',
+        `${costTable(summary)}\n\nAPI requests from the apiserver audit log, client = the floor's admin user or the worker's ` +
+          `ServiceAccount; cluster = kubelet, controllers and garbage collector on the same objects (pod creation by the ` +
+          `Job controller is not attributable by name and is left out on both sides). History bytes: protobuf-encoded ` +
+          `temporal.api.history.v1.History. CPU: this process (worker + client for ours, client for the floor; the idle ` +
+          `worker's polling falls on the floor's side).`,
+      );
+      const detail = summary
+        .map((s) => `- ${s.workload}: floor ${JSON.stringify(s.costs.floor.clientRequestsByCall)}; ours ${JSON.stringify(s.costs.ours.clientRequestsByCall)}`)
+        .join('\n');
+      section('Client requests per execution by call (medians)', detail);
+      const cluster = summary
+        .map((s) => `- ${s.workload}: floor ${JSON.stringify(s.costs.floor.clusterRequestsByUser)}; ours ${JSON.stringify(s.costs.ours.clusterRequestsByUser)}`)
+        .join('\n');
+      section('Cluster requests per execution by component (medians)', cluster);
+      const hist = summary.map((s) => `- ${s.workload}: ${JSON.stringify(s.costs.ours.historyEventsByType)}`).join('\n');
+      section('History events per execution by type (medians)', hist);
+    }
+
+    // -------------------------------------------------------------------------------------------- scaling
+    if (!values['no-scaling']) {
+      const w = WORKLOADS[0];
+      const worker = await startBenchWorker(SCALING_ENV);
+      workers.add(worker);
+      const policy = loadConfig({ ...process.env, ...SCALING_ENV }).policy;
+      const deps = floorDeps(policy);
+      log(`\nscaling: bursts of ${burstSizes.join(', ')} concurrent ${w.label}; sandbox requests cpu ${policy.requestCpu}, memory ${policy.requestMemory} (both sides)`);
+      await ours(w, worker);
+      const bursts: Burst[] = [];
+      for (const size of burstSizes) {
+        for (const side of ['floor', 'ours'] as Side[]) {
+          check();
+          // The node's load just before the burst (other users of the machine), for comparison.
+          const before = new Sampler(STACK_DIR).start();
+          await sleep(3000);
+          const baseline = before.stop();
+          check();
+          const sampler = new Sampler(STACK_DIR).start();
+          const cpu0 = process.cpuUsage();
+          const t0 = Date.now();
+          const records = await Promise.all(
+            Array.from({ length: size }, () => (side === 'floor' ? floor(w, deps) : ours(w, worker))),
+          );
+          check();
+          const wallMs = Date.now() - t0;
+          const cpu = process.cpuUsage(cpu0);
+          const load = sampler.stop();
+          bursts.push({ size, side, workload: w.key, wallMs, records, load, baseline, cpuMs: (cpu.user + cpu.system) / 1000 });
+          const ok = records.filter((r) => r.ok).length;
+          log(`burst ${String(size).padStart(2)} ${side.padEnd(5)} ok ${ok}/${size} in ${(wallMs / 1000).toFixed(1)} s, node CPU ${load.nodeBusyAvgPct.toFixed(0)}%, RSS peak ${load.rssPeakMiB.toFixed(0)} MiB`);
+          for (const r of records.filter((x) => !x.ok).slice(0, 3)) log(`  failed ${r.executionId}: ${r.status}: ${r.error}`);
+        }
+      }
+      await worker.close();
+      workers.delete(worker);
+      const summary = summarizeBursts(bursts);
+      result.scaling = { env: SCALING_ENV, workload: w.key, summary, records: bursts.map((b) => ({ ...b, load: undefined })) };
+      section(
+        `Scaling: concurrent bursts of ${w.label}, one worker (sandbox requests cpu ${SCALING_ENV.DS_REQUEST_CPU}, memory ${SCALING_ENV.DS_REQUEST_MEMORY})`,
+        `${scalingTable(summary)}\n\nexec/s = successful executions / burst wall time. CPU ms/exec = this process's CPU ` +
+          `over the burst / burst size. node CPU before = the 3 s just before the burst (what others ran). RSS = this process (worker and client together), sampled every 500 ms. Load ` +
+          `columns: average CPU over the burst in % of one core; sandbox pods = the kubepods cgroup (every pod on the ` +
+          `node, gVisor sandboxes included); runsc shims = containerd-shim-runsc-v1 and runsc CLI processes (outside the ` +
+          `pods' cgroups, sampled every 500 ms); rest of node = node busy time not in the named processes: other users of this ` +
+          `machine, and processes too short-lived for the sampler (runsc calls, CNI plugins) plus interrupts.`,
+      );
+      section('Scaling: phases, median ms per step', scalingPhaseTable(summary));
+      section('What saturates first', saturation(summary).map((l) => `- ${l}`).join('\n'));
+    }
+  } finally {
+    if (aborted) await stopping;
+    const swept = await leftovers.sweepUntilClean(60_000).catch((err) => {
+      log(`leftover check failed: ${String(err)}`);
+      return undefined;
+    });
+    if (swept) {
+      result.leftovers = swept;
+      log(`\nleftovers after the bench: ${swept.jobs} Job(s), ${swept.configMaps} ConfigMap(s), ${swept.pods} pod(s)${swept.jobs + swept.configMaps + swept.pods ? ' (deleted)' : ''}`);
+    }
+  }
+
+  result.finishedAt = new Date().toISOString();
+  mkdirSync(outDir, { recursive: true });
+  const base = path.join(outDir, `bench-${started.toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
+  const header = `# durable-sandbox bench ${started.toISOString()}\n\n${result.command}; ${machine()}; took ${((Date.now() - started.getTime()) / 60000).toFixed(1)} min\n\n`;
+  writeFileSync(`${base}.md`, header + md.join('\n'));
+  log(`\nwrote ${base}.json and ${base}.md (${((Date.now() - started.getTime()) / 60000).toFixed(1)} min)`);
+}
+
+main().then(
+  () => {
+    if (!stopping) process.exit(0);
+  },
+  (err) => {
+    // After a signal, the handler finishes the cleanup and exits.
+    if (stopping) return;
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,155 @@
+/**
+ * Ours: the same programs through SandboxClient.executeCode, with the real worker (this project's workflows and
+ * activities, as in test/helpers/stack.ts startWorker) running in this process on a task queue of its own.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { SandboxClient } from '../../client';
+import { resourceNames } from '../../core/names';
+import type { PhaseName } from '../../core/types';
+import { loadConfig, type WorkerConfig } from '../../worker/config';
+import { createSandboxWorker } from '../../worker/worker';
+import type { RunRecord } from './types';
+import type { Workload } from './workloads';
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: new DefaultLogger('WARN') });
+  return bundle;
+}
+
+export interface BenchWorker {
+  config: WorkerConfig;
+  client: SandboxClient;
+  temporal: Client;
+  /** Stops the worker (the client stays usable). */
+  stop(): Promise<void>;
+  /** Stops the worker and closes the client. */
+  close(): Promise<void>;
+}
+
+/** Starts the real worker with `env` on top of the process environment, and a client bound to its task queue. */
+export async function startBenchWorker(env: Record<string, string> = {}): Promise<BenchWorker> {
+  const taskQueue = `bench-${process.pid}-${Date.now().toString(36)}`;
+  // No reconciler Schedule for a bench worker: it would outlive the bench on a task queue nobody polls.
+  const config = loadConfig({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', ...env });
+  const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
+  const worker = await createSandboxWorker(config, nativeConnection, {
+    workflowBundle: await workflowBundle(),
+    workflowsPath: undefined,
+  });
+  const running = worker.run();
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const temporalClient = new Client({ connection, namespace: config.temporal.namespace });
+  const client = await SandboxClient.connect({ client: temporalClient, taskQueue, policy: config.policy });
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running.catch(() => undefined);
+      await worker.temporalClient.connection.close().catch(() => undefined);
+      await nativeConnection.close().catch(() => undefined);
+    })();
+    return stopped;
+  };
+  return {
+    config,
+    client,
+    temporal: temporalClient,
+    stop,
+    async close() {
+      await stop();
+      await connection.close().catch(() => undefined);
+    },
+  };
+}
+
+/** Longest one execution of ours may take before the bench calls it failed. */
+const OURS_TIMEOUT_MS = 300_000;
+
+export async function runOurs(w: BenchWorker, wl: Workload, executionId: string): Promise<RunRecord> {
+  const t0 = Date.now();
+  const cpu0 = process.cpuUsage();
+  const base = {
+    side: 'ours' as const,
+    workload: wl.key,
+    executionId,
+    resourceName: resourceNames(executionId, 1).name,
+  };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const result = await Promise.race([
+      w.client.executeCode(wl.input, { executionId }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no result after ${OURS_TIMEOUT_MS / 1000} s`)), OURS_TIMEOUT_MS);
+      }),
+    ]);
+    const t1 = Date.now();
+    const cpu = process.cpuUsage(cpu0);
+    const phases: Partial<Record<PhaseName, number>> = {};
+    // The last attempt's phases ('started' belongs to attempt 1: the workflow's start).
+    for (const e of result.timeline) if (e.attempt === result.attempts || e.phase === 'started') phases[e.phase] = e.at;
+    const ok = result.status === 'succeeded' && wl.check(result.stdout, result.stdoutInfo.totalBytes);
+    return {
+      ...base,
+      resourceName: resourceNames(executionId, result.attempts).name,
+      ok,
+      status: result.status,
+      exitCode: result.exitCode,
+      ...(ok ? {} : { error: result.error ? `${result.error.reason}: ${result.error.message}` : `unexpected output` }),
+      attempts: result.attempts,
+      t0,
+      t1,
+      latencyMs: t1 - t0,
+      phases,
+      stdoutTotalBytes: result.stdoutInfo.totalBytes,
+      stdoutCapturedBytes: result.stdoutInfo.capturedBytes,
+      cpuUserMs: cpu.user / 1000,
+      cpuSystemMs: cpu.system / 1000,
+    };
+  } catch (err) {
+    const t1 = Date.now();
+    const cpu = process.cpuUsage(cpu0);
+    // Given up on: stop it, so it makes nothing more (the bench's sweep deletes what it made).
+    await w.temporal.workflow.getHandle(executionId).terminate('bench gave up waiting').catch(() => undefined);
+    return {
+      ...base,
+      ok: false,
+      status: 'error',
+      exitCode: null,
+      error: err instanceof Error ? err.message : String(err),
+      attempts: 0,
+      t0,
+      t1,
+      latencyMs: t1 - t0,
+      phases: {},
+      stdoutTotalBytes: 0,
+      stdoutCapturedBytes: 0,
+      cpuUserMs: cpu.user / 1000,
+      cpuSystemMs: cpu.system / 1000,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface HistoryCost {
+  events: number;
+  /** Size of the history as the server sends it: temporal.api.history.v1.History, protobuf-encoded. */
+  bytes: number;
+  /** Events by type, e.g. ACTIVITY_TASK_SCHEDULED. */
+  byType: Record<string, number>;
+}
+
+export async function historyCost(client: Client, executionId: string): Promise<HistoryCost> {
+  const history = await client.workflow.getHandle(executionId).fetchHistory();
+  const events = history.events ?? [];
+  const byType: Record<string, number> = {};
+  for (const e of events) {
+    const t = temporal.api.enums.v1.EventType[e.eventType ?? 0] ?? String(e.eventType);
+    const key = String(t).replace(/^EVENT_TYPE_/, '');
+    byType[key] = (byType[key] ?? 0) + 1;
+  }
+  return { events: events.length, bytes: temporal.api.history.v1.History.encode(history).finish().length, byType };
+}

@@ -1,0 +1,305 @@
+/** Turns the bench's records into the summary (written as JSON) and the tables (printed, and written as Markdown). */
+import type { RequestCounts } from './audit';
+import type { HistoryCost } from './ours';
+import type { LoadReport } from './sampler';
+import { fmt, median, quantile, summarize, table, type Summary } from './stats';
+import { PHASES, type RunRecord, type Side } from './types';
+import { WORKLOADS } from './workloads';
+
+export interface Pair {
+  workload: string;
+  floor: RunRecord;
+  ours: RunRecord;
+}
+
+export interface Burst {
+  size: number;
+  side: Side;
+  workload: string;
+  wallMs: number;
+  records: RunRecord[];
+  load: LoadReport;
+  /** The 3 s before the burst. */
+  baseline: LoadReport;
+  cpuMs: number;
+}
+
+/** Phase steps, each from one mark to the next; 'call' and 'result' are the client's own clock. */
+export const STEPS: [string, string][] = [
+  ['call', 'started'],
+  ...PHASES.slice(1).map((p, i) => [PHASES[i], p] as [string, string]),
+  ['cleanedUp', 'result'],
+];
+
+function stepMs(r: RunRecord, from: string, to: string): number {
+  const at = (p: string): number | undefined =>
+    p === 'call' ? r.t0 : p === 'result' ? r.t1 : r.phases[p as keyof RunRecord['phases']];
+  const a = at(from);
+  const b = at(to);
+  return a !== undefined && b !== undefined ? b - a : NaN;
+}
+
+export function phaseMedians(records: RunRecord[]): Record<string, number> {
+  const ok = records.filter((r) => r.ok);
+  return Object.fromEntries(STEPS.map(([a, b]) => [`${a}→${b}`, median(ok.map((r) => stepMs(r, a, b)))]));
+}
+
+export interface PairSummary {
+  workload: string;
+  pairs: number;
+  floor: Summary & { ok: number };
+  ours: Summary & { ok: number };
+  ratio: { p50: number; p95: number };
+  overheadMs: { p50: number; p95: number; max: number };
+  phases: { floor: Record<string, number>; ours: Record<string, number> };
+  costs: { floor: CostSummary; ours: CostSummary };
+}
+
+export interface CostSummary {
+  /** Medians per execution. */
+  clientRequestsByVerb: Record<string, number>;
+  clientRequestsByCall: Record<string, number>;
+  clientRequests: number;
+  clusterRequests: number;
+  clusterRequestsByUser: Record<string, number>;
+  historyEvents?: number;
+  historyBytes?: number;
+  historyEventsByType?: Record<string, number>;
+  cpuMs: number;
+}
+
+function medianOfKeys(rows: Record<string, number>[]): Record<string, number> {
+  const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))].sort();
+  return Object.fromEntries(keys.map((k) => [k, median(rows.map((r) => r[k] ?? 0))]));
+}
+
+function costSummary(
+  records: RunRecord[],
+  requests: Map<string, RequestCounts>,
+  histories: Map<string, HistoryCost>,
+): CostSummary {
+  const req = records.map((r) => requests.get(r.executionId)).filter((x): x is RequestCounts => !!x);
+  const hist = records.map((r) => histories.get(r.executionId)).filter((x): x is HistoryCost => !!x);
+  return {
+    clientRequestsByVerb: medianOfKeys(req.map((r) => r.client)),
+    clientRequestsByCall: medianOfKeys(req.map((r) => r.clientDetail)),
+    clientRequests: median(req.map((r) => r.clientTotal)),
+    clusterRequests: median(req.map((r) => r.clusterTotal)),
+    clusterRequestsByUser: medianOfKeys(req.map((r) => r.cluster)),
+    ...(hist.length
+      ? {
+          historyEvents: median(hist.map((h) => h.events)),
+          historyBytes: median(hist.map((h) => h.bytes)),
+          historyEventsByType: medianOfKeys(hist.map((h) => h.byType)),
+        }
+      : {}),
+    cpuMs: median(records.map((r) => r.cpuUserMs + r.cpuSystemMs)),
+  };
+}
+
+export function summarizePairs(
+  pairs: Pair[],
+  requests: Map<string, RequestCounts>,
+  histories: Map<string, HistoryCost>,
+): PairSummary[] {
+  const out: PairSummary[] = [];
+  for (const w of WORKLOADS) {
+    const ps = pairs.filter((p) => p.workload === w.key);
+    if (!ps.length) continue;
+    const both = ps.filter((p) => p.floor.ok && p.ours.ok);
+    const lat = (side: Side) => ({
+      ...summarize(ps.filter((p) => p[side].ok).map((p) => p[side].latencyMs)),
+      ok: ps.filter((p) => p[side].ok).length,
+    });
+    const ratios = both.map((p) => p.ours.latencyMs / p.floor.latencyMs);
+    const over = both.map((p) => p.ours.latencyMs - p.floor.latencyMs);
+    out.push({
+      workload: w.key,
+      pairs: ps.length,
+      floor: lat('floor'),
+      ours: lat('ours'),
+      ratio: { p50: quantile(ratios, 0.5), p95: quantile(ratios, 0.95) },
+      overheadMs: { p50: quantile(over, 0.5), p95: quantile(over, 0.95), max: over.length ? Math.max(...over) : NaN },
+      phases: { floor: phaseMedians(ps.map((p) => p.floor)), ours: phaseMedians(ps.map((p) => p.ours)) },
+      costs: {
+        floor: costSummary(ps.map((p) => p.floor), requests, histories),
+        ours: costSummary(ps.map((p) => p.ours), requests, histories),
+      },
+    });
+  }
+  return out;
+}
+
+export interface BurstSummary {
+  size: number;
+  side: Side;
+  workload: string;
+  ok: number;
+  wallS: number;
+  throughputPerS: number;
+  latency: Summary;
+  rssStartMiB: number;
+  rssPeakMiB: number;
+  cpuMsPerExecution: number;
+  load: LoadReport;
+  baseline: LoadReport;
+  phases: Record<string, number>;
+}
+
+export function summarizeBursts(bursts: Burst[]): BurstSummary[] {
+  return bursts.map((b) => ({
+    size: b.size,
+    side: b.side,
+    workload: b.workload,
+    ok: b.records.filter((r) => r.ok).length,
+    wallS: b.wallMs / 1000,
+    throughputPerS: b.records.filter((r) => r.ok).length / (b.wallMs / 1000),
+    latency: summarize(b.records.filter((r) => r.ok).map((r) => r.latencyMs)),
+    rssStartMiB: b.load.rssStartMiB,
+    rssPeakMiB: b.load.rssPeakMiB,
+    cpuMsPerExecution: b.cpuMs / b.size,
+    load: b.load,
+    baseline: b.baseline,
+    phases: phaseMedians(b.records),
+  }));
+}
+
+const label = (key: string) => WORKLOADS.find((w) => w.key === key)?.label ?? key;
+
+export function latencyTable(s: PairSummary[]): string {
+  const rows: (string | number)[][] = [
+    ['workload', 'pairs', 'floor p50', 'floor p95', 'floor max', 'ours p50', 'ours p95', 'ours max', 'ratio p50', 'ratio p95', 'overhead p50', 'overhead p95'],
+  ];
+  for (const x of s) {
+    rows.push([
+      label(x.workload),
+      `${x.pairs} (ok ${x.floor.ok}/${x.ours.ok})`,
+      fmt(x.floor.p50),
+      fmt(x.floor.p95),
+      fmt(x.floor.max),
+      fmt(x.ours.p50),
+      fmt(x.ours.p95),
+      fmt(x.ours.max),
+      `${fmt(x.ratio.p50, 2)}x`,
+      `${fmt(x.ratio.p95, 2)}x`,
+      `+${fmt(x.overheadMs.p50)}`,
+      `+${fmt(x.overheadMs.p95)}`,
+    ]);
+  }
+  return table(rows);
+}
+
+export function phaseTable(s: PairSummary[]): string {
+  const header: string[] = ['step (median ms)'];
+  for (const x of s) header.push(`${label(x.workload)} floor`, `${label(x.workload)} ours`, 'Δ');
+  const rows: (string | number)[][] = [header];
+  for (const [a, b] of STEPS) {
+    const k = `${a}→${b}`;
+    const row: (string | number)[] = [k];
+    for (const x of s) row.push(fmt(x.phases.floor[k]), fmt(x.phases.ours[k]), fmt(x.phases.ours[k] - x.phases.floor[k]));
+    rows.push(row);
+  }
+  return table(rows);
+}
+
+const VERBS = ['create', 'get', 'list', 'watch', 'patch', 'delete'];
+
+export function costTable(s: PairSummary[]): string {
+  const rows: (string | number)[][] = [
+    ['workload', 'side', ...VERBS, 'client total', 'cluster total', 'history events', 'history bytes', 'CPU ms'],
+  ];
+  for (const x of s) {
+    for (const side of ['floor', 'ours'] as const) {
+      const c = x.costs[side];
+      rows.push([
+        label(x.workload),
+        side,
+        ...VERBS.map((v) => fmt(c.clientRequestsByVerb[v] ?? 0)),
+        fmt(c.clientRequests),
+        fmt(c.clusterRequests),
+        c.historyEvents === undefined ? '-' : fmt(c.historyEvents),
+        c.historyBytes === undefined ? '-' : fmt(c.historyBytes),
+        fmt(c.cpuMs),
+      ]);
+    }
+  }
+  return table(rows);
+}
+
+/** The components shown in the scaling table's load columns. */
+const LOAD_KEYS = ['sandbox pods', 'kube-apiserver', 'kubelet', 'containerd', 'etcd', 'temporal', 'bench (worker+client)', 'runsc shims', 'rest of node'];
+
+export function scalingTable(s: BurstSummary[]): string {
+  const rows: (string | number)[][] = [
+    [
+      'burst',
+      'side',
+      'ok',
+      'wall s',
+      'exec/s',
+      'p50 ms',
+      'p95 ms',
+      'CPU ms/exec',
+      'RSS start/peak MiB',
+      'node CPU before %',
+      'node CPU avg/peak %',
+      ...LOAD_KEYS.map((k) => `${k} %`),
+    ],
+  ];
+  for (const b of s) {
+    rows.push([
+      b.size,
+      b.side,
+      `${b.ok}/${b.size}`,
+      fmt(b.wallS, 1),
+      fmt(b.throughputPerS, 2),
+      fmt(b.latency.p50),
+      fmt(b.latency.p95),
+      fmt(b.cpuMsPerExecution),
+      `${fmt(b.rssStartMiB)}/${fmt(b.rssPeakMiB)}`,
+      fmt(b.baseline.nodeBusyAvgPct),
+      `${fmt(b.load.nodeBusyAvgPct)}/${fmt(b.load.nodeBusyPeakPct)}`,
+      ...LOAD_KEYS.map((k) => fmt(b.load.cpuAvgPct[k] ?? NaN)),
+    ]);
+  }
+  return table(rows);
+}
+
+export function scalingPhaseTable(s: BurstSummary[]): string {
+  const rows: (string | number)[][] = [['step (median ms)', ...s.map((b) => `${b.size} ${b.side}`)]];
+  for (const [a, b] of STEPS) {
+    const k = `${a}→${b}`;
+    rows.push([k, ...s.map((x) => fmt(x.phases[k]))]);
+  }
+  return table(rows);
+}
+
+/** A sentence on what runs out first at the largest burst, from the measured load. */
+export function saturation(s: BurstSummary[]): string[] {
+  if (!s.length) return [];
+  const biggest = Math.max(...s.map((b) => b.size));
+  const lines: string[] = [];
+  for (const b of s.filter((x) => x.size === biggest)) {
+    const top = Object.entries(b.load.cpuAvgPct)
+      .filter(([, v]) => Number.isFinite(v))
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 4)
+      .map(([k, v]) => `${k} ${fmt(v)}%`)
+      .join(', ');
+    const small = s.find((x) => x.side === b.side && x.size === Math.min(...s.map((y) => y.size)));
+    const grow = (k: string) => `${k} ${fmt(small?.phases[k] ?? NaN)} → ${fmt(b.phases[k])} ms`;
+    const rest = Object.entries(b.load.restByCommand)
+      .slice(0, 5)
+      .map(([k, v]) => `${k} ${fmt(v)}%`)
+      .join(', ');
+    lines.push(
+      `burst ${b.size} ${b.side}: node CPU busy ${fmt(b.load.nodeBusyAvgPct)}% on average (peak ${fmt(b.load.nodeBusyPeakPct)}%; ` +
+        `${fmt(b.baseline.nodeBusyAvgPct)}% in the 3 s before, rest of node ${fmt(b.baseline.cpuAvgPct['rest of node'] ?? NaN)}% then) of ` +
+        `${b.load.cores} cores; top CPU users (% of one core): ${top}; medians from burst ${small?.size}: ` +
+        `${grow('call→started')}, ${grow('started→jobCreated')}, ${grow('jobCreated→podScheduled')}, ` +
+        `${grow('podScheduled→containerStarted')}, ${grow('containerFinished→outputCollected')}, ${grow('outputCollected→cleanedUp')}; ` +
+        `the rest of the node by command: ${rest}`,
+    );
+  }
+  return lines;
+}

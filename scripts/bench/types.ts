@@ -1,0 +1,38 @@
+/** What one benchmarked execution records, for either side. */
+import type { PhaseName } from '../../core/types';
+
+export type Side = 'floor' | 'ours';
+
+export const PHASES: PhaseName[] = [
+  'started',
+  'jobCreated',
+  'podScheduled',
+  'containerStarted',
+  'containerFinished',
+  'outputCollected',
+  'cleanedUp',
+];
+
+export interface RunRecord {
+  side: Side;
+  workload: string;
+  executionId: string;
+  /** Name of the Job and ConfigMap (attempt 1). */
+  resourceName: string;
+  ok: boolean;
+  status: string;
+  exitCode: number | null;
+  error?: string;
+  attempts: number;
+  /** Client clock: call made, and result in hand (ours) / pod gone (floor). */
+  t0: number;
+  t1: number;
+  latencyMs: number;
+  /** Phase times (ms since the epoch), the same definitions on both sides. */
+  phases: Partial<Record<PhaseName, number>>;
+  stdoutTotalBytes: number;
+  stdoutCapturedBytes: number;
+  /** This process's CPU during the run (only meaningful when runs do not overlap). */
+  cpuUserMs: number;
+  cpuSystemMs: number;
+}
