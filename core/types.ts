@@ -1,6 +1,6 @@
 /**
  * The public shapes of an execution: what a caller sends, what it gets back. Shared by the client, the workflow
- * and the activities; pure types only.
+ * and the activities; types and constants only.
  */
 
 /** Languages the sandbox runs; each maps to an image and a command in the language table. */
@@ -38,14 +38,18 @@ export interface ExecutionInput {
 
 export type ExecutionStatus = 'succeeded' | 'failed' | 'timed_out' | 'oom_killed' | 'cancelled' | 'infra_error';
 
-export type PhaseName =
-  | 'started'
-  | 'jobCreated'
-  | 'podScheduled'
-  | 'containerStarted'
-  | 'containerFinished'
-  | 'outputCollected'
-  | 'cleanedUp';
+/** The phases of one attempt, in the order they happen. */
+export const PHASES = [
+  'started',
+  'jobCreated',
+  'podScheduled',
+  'containerStarted',
+  'containerFinished',
+  'outputCollected',
+  'cleanedUp',
+] as const;
+
+export type PhaseName = (typeof PHASES)[number];
 
 /** One entry of the phase timeline: when the execution reached a phase (ms since the epoch), in which attempt. */
 export interface PhaseEvent {

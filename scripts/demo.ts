@@ -13,11 +13,11 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { SandboxClient, type ExecutionInput, type ExecutionResult, type Language } from '../client';
 import { loadConfig } from '../worker/config';
 import { applyStackEnv, localSides, PROJECT_ROOT } from '../worker/stack-env';
-import { createSandboxWorker } from '../worker/worker';
+import { startInProcessWorker } from '../worker/in-process';
 
 const SAMPLE = `import platform, sys
 print("hello from", platform.system(), platform.release())
@@ -77,33 +77,24 @@ async function run(): Promise<void> {
 
   ensureLocalStack();
   applyStackEnv();
-  const config = loadConfig();
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  let stopWorker = async (): Promise<void> => undefined;
-  if (!values['no-worker']) {
-    const connection = await NativeConnection.connect({ address: config.temporal.address });
-    const worker = await createSandboxWorker(config, connection);
-    const running = worker.run();
-    stopWorker = async () => {
-      worker.shutdown();
-      await running;
-      await worker.temporalClient.connection.close();
-      await connection.close();
-    };
-  }
-  const client = await SandboxClient.connect({
-    connection: { address: config.temporal.address },
-    namespace: config.temporal.namespace,
-    taskQueue: config.temporal.taskQueue,
-    policy: config.policy,
-  });
+  const config = loadConfig();
+  const inProcess = values['no-worker'] ? undefined : await startInProcessWorker(process.env);
+  const client =
+    inProcess?.client ??
+    (await SandboxClient.connect({
+      connection: { address: config.temporal.address },
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      policy: config.policy,
+    }));
   try {
     const executionId = values.id ?? `demo-${randomUUID()}`;
     console.log(`running ${input.language} (${input.code.length} bytes) as ${executionId}; Temporal UI: ${process.env.TEMPORAL_UI ?? config.temporal.address}`);
     print(await client.executeCode(input, { executionId }));
   } finally {
-    await client.close();
-    await stopWorker();
+    if (inProcess) await inProcess.stop();
+    else await client.close();
   }
 }
 

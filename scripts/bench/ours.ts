@@ -2,22 +2,17 @@
  * Ours: the same programs through SandboxClient.executeCode, with the real worker (this project's workflows and
  * activities, as in test/helpers/stack.ts startWorker) running in this process on a task queue of its own.
  */
-import { Client, Connection } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { SandboxClient } from '../../client';
+import type { SandboxClient } from '../../client';
 import { resourceNames } from '../../core/names';
 import type { PhaseName } from '../../core/types';
-import { loadConfig, type WorkerConfig } from '../../worker/config';
-import { createSandboxWorker } from '../../worker/worker';
+import type { WorkerConfig } from '../../worker/config';
+import { startInProcessWorker, workflowBundle } from '../../worker/in-process';
 import type { RunRecord } from './types';
 import type { Workload } from './workloads';
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: new DefaultLogger('WARN') });
-  return bundle;
-}
+export { workflowBundle };
 
 export interface BenchWorker {
   config: WorkerConfig;
@@ -33,36 +28,8 @@ export interface BenchWorker {
 export async function startBenchWorker(env: Record<string, string> = {}): Promise<BenchWorker> {
   const taskQueue = `bench-${process.pid}-${Date.now().toString(36)}`;
   // No reconciler Schedule for a bench worker: it would outlive the bench on a task queue nobody polls.
-  const config = loadConfig({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', ...env });
-  const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
-  const worker = await createSandboxWorker(config, nativeConnection, {
-    workflowBundle: await workflowBundle(),
-    workflowsPath: undefined,
-  });
-  const running = worker.run();
-  const connection = await Connection.connect({ address: config.temporal.address });
-  const temporalClient = new Client({ connection, namespace: config.temporal.namespace });
-  const client = await SandboxClient.connect({ client: temporalClient, taskQueue, policy: config.policy });
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
-      await running.catch(() => undefined);
-      await worker.temporalClient.connection.close().catch(() => undefined);
-      await nativeConnection.close().catch(() => undefined);
-    })();
-    return stopped;
-  };
-  return {
-    config,
-    client,
-    temporal: temporalClient,
-    stop,
-    async close() {
-      await stop();
-      await connection.close().catch(() => undefined);
-    },
-  };
+  const w = await startInProcessWorker({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', ...env }, { ephemeral: true });
+  return { config: w.config, client: w.client, temporal: w.temporal, stop: w.stopWorker, close: w.stop };
 }
 
 /** Longest one execution of ours may take before the bench calls it failed. */

@@ -1,17 +1,9 @@
 /** What one benchmarked execution records, for either side. */
-import type { PhaseName } from '../../core/types';
+import { PHASES, type PhaseName } from '../../core/types';
 
 export type Side = 'floor' | 'ours';
 
-export const PHASES: PhaseName[] = [
-  'started',
-  'jobCreated',
-  'podScheduled',
-  'containerStarted',
-  'containerFinished',
-  'outputCollected',
-  'cleanedUp',
-];
+export { PHASES };
 
 export interface RunRecord {
   side: Side;

@@ -4,15 +4,12 @@
  * queue of the test's own, and checks that nothing was left behind.
  */
 import { Watch, type V1Job } from '@kubernetes/client-node';
-import { Connection } from '@temporalio/client';
-import { bundleWorkflowCode, NativeConnection, Runtime, DefaultLogger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { SandboxClient } from '../../client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createKube, type Kube } from '../../activities/kube';
 import { LABELS, MANAGED_BY, resourceNames } from '../../core/names';
-import { loadConfig, type WorkerConfig } from '../../worker/config';
 import { loadKubeConfig } from '../../worker/connect';
 import { applyStackEnv } from '../../worker/stack-env';
-import { createSandboxWorker } from '../../worker/worker';
+import { startInProcessWorker, type InProcessWorker } from '../../worker/in-process';
 
 applyStackEnv();
 
@@ -30,50 +27,14 @@ export function adminKube(): Kube {
 
 export const SANDBOX_NAMESPACE = process.env.DS_SANDBOX_NAMESPACE ?? 'durable-sandbox';
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: new DefaultLogger('WARN') });
-  return bundle;
-}
-
-export interface TestWorker {
-  config: WorkerConfig;
-  client: SandboxClient;
-  worker: Awaited<ReturnType<typeof createSandboxWorker>>;
-  stop(): Promise<void>;
-}
+export type TestWorker = InProcessWorker;
 
 /** Starts the real worker (this project's workflows and activities) on a fresh task queue. */
 export async function startWorker(env: Record<string, string> = {}): Promise<TestWorker> {
   quietRuntime();
   const taskQueue = `test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
   // The reconciler's Schedule is off unless a test asks for it.
-  const config = loadConfig({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', ...env });
-  const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
-  const worker = await createSandboxWorker(config, nativeConnection, {
-    workflowBundle: await workflowBundle(),
-    workflowsPath: undefined,
-  });
-  const running = worker.run();
-  const connection = await Connection.connect({ address: config.temporal.address });
-  const client = await SandboxClient.connect({
-    client: new (await import('@temporalio/client')).Client({ connection, namespace: config.temporal.namespace }),
-    taskQueue,
-    policy: config.policy,
-  });
-  return {
-    config,
-    client,
-    worker,
-    async stop() {
-      worker.shutdown();
-      await running;
-      await worker.temporalClient.schedule.getHandle(config.reconcile.scheduleId).delete().catch(() => undefined);
-      await worker.temporalClient.connection.close();
-      await nativeConnection.close();
-      await connection.close();
-    },
-  };
+  return startInProcessWorker({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', ...env }, { ephemeral: true });
 }
 
 export interface Leftovers {

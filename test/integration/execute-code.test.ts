@@ -6,6 +6,7 @@ import os from 'node:os';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidInputError, type ExecutionResult } from '../../client';
+import { PHASES } from '../../core/types';
 import { adminKube, JobRecorder, whenRunning, leftovers, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
 
 jest.setTimeout(240_000);
@@ -45,15 +46,7 @@ test('a program that prints succeeds, under gVisor, with its timeline', async ()
   expect(r.attempts).toBe(1);
   expect(r.kubernetes.pod).toMatch(/^ds-exec-/);
   expect(r.kubernetes.node).toBeTruthy();
-  expect(phases(r)).toEqual([
-    'started',
-    'jobCreated',
-    'podScheduled',
-    'containerStarted',
-    'containerFinished',
-    'outputCollected',
-    'cleanedUp',
-  ]);
+  expect(phases(r)).toEqual(PHASES);
   const times = r.timeline.map((e) => e.at);
   expect([...times].sort((a, b) => a - b)).toEqual(times);
 });

@@ -1,0 +1,68 @@
+/**
+ * The real worker running inside this process, with a client bound to its task queue: what the demo, the
+ * integration tests and the benchmark use (production runs worker/main.ts instead).
+ */
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { SandboxClient } from '../client';
+import { loadConfig, type WorkerConfig } from './config';
+import { createSandboxWorker } from './worker';
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** The workflow bundle, built once per process (webpack takes a few seconds). */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: new DefaultLogger('WARN') });
+  return bundle;
+}
+
+export interface InProcessWorker {
+  config: WorkerConfig;
+  worker: Awaited<ReturnType<typeof createSandboxWorker>>;
+  client: SandboxClient;
+  temporal: Client;
+  /** Stops the worker (once; later calls wait for the first); the client stays usable. */
+  stopWorker(): Promise<void>;
+  /** Stops the worker and closes the client. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the worker configured by `env` (see worker/config.ts). With `ephemeral`, the task queue is a throwaway
+ * one: its reconciler Schedule (if `env` turns one on) is deleted again when the worker stops.
+ */
+export async function startInProcessWorker(
+  env: Record<string, string | undefined>,
+  options: { ephemeral?: boolean } = {},
+): Promise<InProcessWorker> {
+  const config = loadConfig(env);
+  const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
+  const worker = await createSandboxWorker(config, nativeConnection, { workflowBundle: await workflowBundle(), workflowsPath: undefined });
+  const running = worker.run();
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const temporal = new Client({ connection, namespace: config.temporal.namespace });
+  const client = await SandboxClient.connect({ client: temporal, taskQueue: config.temporal.taskQueue, policy: config.policy });
+  let stopped: Promise<void> | undefined;
+  const stopWorker = (): Promise<void> => {
+    stopped ??= (async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running.catch(() => undefined);
+      if (options.ephemeral && config.reconcile.intervalSeconds > 0) {
+        await worker.temporalClient.schedule.getHandle(config.reconcile.scheduleId).delete().catch(() => undefined);
+      }
+      await worker.temporalClient.connection.close().catch(() => undefined);
+      await nativeConnection.close().catch(() => undefined);
+    })();
+    return stopped;
+  };
+  return {
+    config,
+    worker,
+    client,
+    temporal,
+    stopWorker,
+    async stop() {
+      await stopWorker();
+      await connection.close().catch(() => undefined);
+    },
+  };
+}
