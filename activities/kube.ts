@@ -43,8 +43,13 @@ export const isAlreadyExists = (err: unknown): boolean => {
 
 /** Failure types the workflow tells apart. */
 export const FAILURE = {
-  /** The cluster said no in a way that a retry will not change (RBAC, validation, missing namespace). */
+  /** The cluster said no in a way that a retry will not change (validation, missing namespace). */
   kubernetesRejected: 'KubernetesRejected',
+  /**
+   * 401/403: wrong credentials or RBAC, or an apiserver that has just restarted and not yet synced its
+   * authorizer (seen under chaos). Retried; a real misconfiguration fails when the step's retry window ends.
+   */
+  kubernetesForbidden: 'KubernetesForbidden',
   /** The cluster is unreachable or overloaded: retried. */
   kubernetesUnavailable: 'KubernetesUnavailable',
   /** A quota is full: retried until it frees up or the activity's time runs out. */
@@ -64,7 +69,10 @@ export function kubeFailure(err: unknown, action: string): ApplicationFailure {
   if (s.code === 403 && /exceeded quota/i.test(s.message)) {
     return ApplicationFailure.retryable(text, FAILURE.quotaExceeded, s);
   }
-  if ([400, 401, 403, 404, 422].includes(s.code)) {
+  if (s.code === 401 || s.code === 403) {
+    return ApplicationFailure.retryable(text, FAILURE.kubernetesForbidden, s);
+  }
+  if ([400, 404, 422].includes(s.code)) {
     return ApplicationFailure.nonRetryable(text, FAILURE.kubernetesRejected, s);
   }
   return ApplicationFailure.retryable(text, FAILURE.kubernetesUnavailable, s);

@@ -26,12 +26,14 @@ test('20 executions through worker kills, a Temporal restart and an apiserver ou
   });
   const summary = formatReport(report);
   process.stdout.write(`chaos pass:\n${summary}\n`);
-  expect({ lost: report.lost, wrong: report.wrong, duplicates: report.duplicates, leaks: report.leaks }).toEqual({
-    lost: 0,
-    wrong: 0,
-    duplicates: 0,
-    leaks: [],
-  });
+  // Two pod deletions cannot exhaust three attempts, so every result must equal the fault-free one.
+  expect({
+    lost: report.lost,
+    wrong: report.wrong,
+    typedDifferent: report.typedDifferent,
+    duplicates: report.duplicates,
+    leaks: report.leaks,
+  }).toEqual({ lost: 0, wrong: 0, typedDifferent: 0, duplicates: 0, leaks: [] });
   expect(report.delivered).toBe(20);
   expect(report.workerKills).toBeGreaterThan(0);
   expect(report.temporalRestarts).toBe(1);

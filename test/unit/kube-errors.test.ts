@@ -12,7 +12,10 @@ test('only AlreadyExists is an adoptable 409; a quota Conflict is retried', () =
 });
 
 test.each([
-  [403, 'Forbidden', 'jobs.batch is forbidden: User cannot create', 'KubernetesRejected', true],
+  // Also what a freshly restarted apiserver answers until its authorizer has synced: retried.
+  [403, 'Forbidden', 'jobs.batch is forbidden: User cannot create', 'KubernetesForbidden', false],
+  [401, 'Unauthorized', 'Unauthorized', 'KubernetesForbidden', false],
+  [404, 'NotFound', 'namespaces "nope" not found', 'KubernetesRejected', true],
   [403, 'Forbidden', 'exceeded quota: sandbox-quota, requested: configmaps=1', 'QuotaExceeded', false],
   [422, 'Invalid', 'Job.batch is invalid', 'KubernetesRejected', true],
   [500, 'InternalError', 'etcdserver: request timed out', 'KubernetesUnavailable', false],
