@@ -55,11 +55,19 @@ build_pause() {
   log "pause image packed"
 }
 
+# Whether containerd has an image by this name. (The list is read whole first: `ctr ... | grep -q` can make ctr
+# die of SIGPIPE, which pipefail turns into a false "missing".)
+has_image() {
+  local refs
+  refs=$(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q) || return 1
+  grep -qxF "$1" <<<"$refs"
+}
+
 import_one() {
   local ref=$1
-  if ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qxF "$ref"; then return 0; fi
+  if has_image "$ref"; then return 0; fi
   ctr --address "$CONTAINERD_SOCK" -n k8s.io images import --base-name "${ref%:*}" "$(archive_for "$ref")" >/dev/null
-  ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qxF "$ref" || die "import of $ref did not produce that name"
+  has_image "$ref" || die "import of $ref did not produce that name"
   log "imported $ref"
 }
 
