@@ -18,7 +18,7 @@ export interface SandboxObject {
   createdAt: number;
 }
 
-export type ExecutionState = 'running' | 'closed' | 'missing';
+export type OwnerState = 'running' | 'closed' | 'missing';
 
 export function reconcileActivities({ kube, policy }: ActivityDeps, temporal: Client | undefined) {
   const namespace = policy.namespace;
@@ -42,9 +42,9 @@ export function reconcileActivities({ kube, policy }: ActivityDeps, temporal: Cl
       }
     },
 
-    async executionStates(executionIds: string[]): Promise<Record<string, ExecutionState>> {
+    async executionStates(executionIds: string[]): Promise<Record<string, OwnerState>> {
       if (!temporal) throw ApplicationFailure.nonRetryable('the reconciler needs a Temporal client', 'Misconfigured');
-      const states: Record<string, ExecutionState> = {};
+      const states: Record<string, OwnerState> = {};
       for (const id of executionIds) {
         try {
           const { status } = await temporal.workflow.getHandle(id).describe();

@@ -23,7 +23,6 @@ PID_DIR=$DS_STACK_DIR/pids
 PKI_DIR=$DS_STACK_DIR/pki
 RUN_DIR=$DS_STACK_DIR/run
 KUBECONFIG_PATH=$DS_STACK_DIR/kubeconfig
-TEMPORAL_ENV_PATH=$DS_STACK_DIR/temporal.env
 
 # Ports (loopback unless stated); override by environment.
 TEMPORAL_PORT=${DS_TEMPORAL_PORT:-7233}
