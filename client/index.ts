@@ -12,7 +12,7 @@ import {
 } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { PodProgress } from '../core/classify';
-import { DEFAULT_POLICY, type ExecutionPolicy } from '../core/policy';
+import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, type ExecutionPolicy } from '../core/policy';
 import type { ExecutionInput, ExecutionResult } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
@@ -23,7 +23,7 @@ export type * from '../core/types';
 export type { ExecutionProgress } from '../workflows/queries';
 export type { PodProgress } from '../core/classify';
 
-export const DEFAULT_TASK_QUEUE = 'durable-sandbox';
+export { DEFAULT_TASK_QUEUE };
 
 export interface SandboxClientOptions {
   /** An existing Temporal client; otherwise one is made from `connection` (default: 127.0.0.1:7233). */

@@ -4,6 +4,9 @@
  */
 import type { Language } from './types';
 
+/** The task queue workers poll and clients start executions on, unless configured otherwise. */
+export const DEFAULT_TASK_QUEUE = 'durable-sandbox';
+
 export interface ExecutionPolicy {
   /** Namespace the sandbox Jobs run in. */
   namespace: string;

@@ -1,5 +1,5 @@
 /** The worker's configuration, read from the environment with every value checked. */
-import { DEFAULT_POLICY, HARD_LIMITS, type ExecutionPolicy } from '../core/policy';
+import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, HARD_LIMITS, type ExecutionPolicy } from '../core/policy';
 import { bytes, cpuMillis } from '../core/quantity';
 
 export interface WorkerConfig {
@@ -26,7 +26,6 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-export const DEFAULT_TASK_QUEUE = 'durable-sandbox';
 
 type Env = Record<string, string | undefined>;
 
