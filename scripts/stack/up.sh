@@ -3,15 +3,11 @@
 # manager, scheduler, containerd with runc and gVisor, kubelet). Idempotent: running components are left alone.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-[[ $(id -u) == 0 ]] || die "the local stack needs root (containerd, kubelet and network devices): run it as root"
-need ip "apt-get install iproute2"
-need ss "apt-get install iproute2"
-need curl "apt-get install curl"
-for pkg in containerd:containerd runc:runc ctr:containerd umoci:umoci debootstrap:debootstrap catatonit:catatonit \
-  iptables:iptables; do
-  need "${pkg%%:*}" "apt-get install ${pkg#*:} (or run scripts/stack/install-deps.sh)"
-done
-[[ -x /usr/lib/cni/bridge ]] || die "CNI plugins missing in /usr/lib/cni: apt-get install containernetworking-plugins"
+[[ $(id -u) == 0 ]] ||
+  die "the local stack needs root (containerd, kubelet and network devices): run \`sudo npm run stack:up\` once"
+# Missing Debian packages are installed here (a no-op when everything is present), so a fresh machine needs no
+# manual step before its first `npm run demo` or `npm run stack:up`.
+"$DS_ROOT/scripts/stack/install-deps.sh"
 
 up_start=$SECONDS
 "$DS_ROOT/scripts/stack/build.sh"
