@@ -6,7 +6,7 @@
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { LABELS } from '../core/names';
-import { FAILURE, isAlreadyExists, kubeFailure } from './kube';
+import { FAILURE, isAlreadyExists, kubeCall, kubeFailure } from './kube';
 
 export async function createOrAdopt<T extends { metadata?: V1ObjectMeta }>(
   kind: string,
@@ -19,12 +19,7 @@ export async function createOrAdopt<T extends { metadata?: V1ObjectMeta }>(
   } catch (err) {
     if (!isAlreadyExists(err)) throw kubeFailure(err, `create ${kind} ${desired.metadata?.name}`);
   }
-  let existing: T;
-  try {
-    existing = await read();
-  } catch (err) {
-    throw kubeFailure(err, `read existing ${kind} ${desired.metadata?.name}`);
-  }
+  const existing = await kubeCall(`read existing ${kind} ${desired.metadata?.name}`, read);
   const want = desired.metadata?.labels ?? {};
   const have = existing.metadata?.labels ?? {};
   const ours = [LABELS.managedBy, LABELS.execution, LABELS.attempt].every((k) => have[k] === want[k]);

@@ -1,61 +1,56 @@
 /**
- * Step 5, the compensation: deletes the attempt's Job (its pods go with it) and ConfigMap, and waits until no pod
- * of the attempt is left. Idempotent: what is already gone counts as deleted. The workflow retries it until it
- * succeeds.
+ * The compensation step: deletes the attempt's Job (its pod goes with it) and ConfigMap, and waits, on a watch,
+ * until no pod of the attempt is left. Idempotent: what is already gone counts as deleted. The workflow retries it
+ * until it succeeds.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import type { AttemptRef, CleanupResult } from '../core/attempt';
+import { STEP_FAILURES } from '../core/failures';
 import { resourceNames } from '../core/names';
+import { AttemptPods } from './attempt-pods';
 import type { ActivityDeps } from './deps';
-import { isNotFound, kubeFailure } from './kube';
+import { kubeCallOrMissing } from './kube';
+import { deleteAttemptObjects } from './sandbox-objects';
 
-/** How long to wait for pods to go before deleting them directly. */
+/** How long to wait for pods to go before deleting them directly, without grace. */
 const POD_GRACE_MS = 10_000;
+/** How long one try waits in all before it fails (and is retried). */
+const GIVE_UP_MS = 6 * POD_GRACE_MS;
 
 export function cleanupActivity({ kube }: ActivityDeps) {
   return async function cleanup(ref: AttemptRef): Promise<CleanupResult> {
     const ctx = Context.current();
     const { name, attemptSelector } = resourceNames(ref.executionId, ref.attempt);
     const { namespace } = ref;
-    const gone = async (what: string, del: () => Promise<unknown>): Promise<boolean> => {
-      try {
-        await del();
-        return true;
-      } catch (err) {
-        if (isNotFound(err)) return false;
-        throw kubeFailure(err, `delete ${what}`);
-      }
-    };
-    // Background propagation: the Job goes now and the garbage collector takes its pods (the API's default for
-    // Jobs would orphan them).
-    const jobDeleted = await gone(`Job ${name}`, () =>
-      kube.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' }),
-    );
-    const configMapDeleted = await gone(`ConfigMap ${name}`, () => kube.core.deleteNamespacedConfigMap({ name, namespace }));
+    const deleted = await deleteAttemptObjects(kube, namespace, name);
+    const pods = new AttemptPods(kube, namespace, attemptSelector);
     const started = Date.now();
-    for (;;) {
-      let pods;
-      try {
-        pods = await kube.core.listNamespacedPod({ namespace, labelSelector: attemptSelector });
-      } catch (err) {
-        throw kubeFailure(err, `list pods of ${name}`);
-      }
-      const left = pods.items.filter((p) => !p.metadata?.deletionTimestamp || Date.now() - started > POD_GRACE_MS);
-      if (pods.items.length === 0) return { jobDeleted, configMapDeleted, podsRemaining: 0, at: Date.now() };
-      ctx.heartbeat({ podsRemaining: pods.items.length });
-      if (Date.now() - started > POD_GRACE_MS) {
-        // The garbage collector is slow or gone: delete what is left directly, without grace.
-        for (const p of left) {
-          await gone(`pod ${p.metadata!.name}`, () =>
-            kube.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace, gracePeriodSeconds: 0 }),
-          );
+    let forced = false;
+    try {
+      await pods.start(true);
+      for (;;) {
+        const left = pods.all;
+        if (left.length === 0) return { ...deleted, podsRemaining: 0, at: Date.now() };
+        ctx.heartbeat({ podsRemaining: left.length });
+        const waited = Date.now() - started;
+        if (waited > GIVE_UP_MS) {
+          throw ApplicationFailure.retryable(`${left.length} pod(s) of ${name} still present`, STEP_FAILURES.cleanupIncomplete);
         }
+        if (waited > POD_GRACE_MS && !forced) {
+          // The garbage collector or the kubelet is slow or gone: delete what is left directly, without grace.
+          forced = true;
+          for (const p of left) {
+            await kubeCallOrMissing(`delete pod ${p.metadata!.name}`, () =>
+              kube.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace, gracePeriodSeconds: 0 }),
+            );
+          }
+        }
+        await pods.changed(1000);
+        if (!pods.isWatching) await pods.start(true);
       }
-      if (Date.now() - started > 6 * POD_GRACE_MS) {
-        throw ApplicationFailure.retryable(`${pods.items.length} pod(s) of ${name} still present`, 'CleanupIncomplete');
-      }
-      await new Promise((r) => setTimeout(r, 250));
+    } finally {
+      pods.stop();
     }
   };
 }

@@ -4,13 +4,12 @@
  */
 import type { Client } from '@temporalio/client';
 import type { ExecutionPolicy } from '../core/policy';
-import { awaitCompletionActivity } from './await-completion';
 import { cleanupActivity } from './cleanup';
 import { collectOutputActivity } from './collect-output';
-import { createCodeConfigMapActivity } from './create-code-config-map';
-import { createJobActivity } from './create-job';
 import type { ActivityDeps } from './deps';
 import { reconcileActivities } from './reconcile';
+import { runSandboxActivity } from './run-sandbox';
+import { v1Activities } from './v1';
 
 export type { ActivityDeps } from './deps';
 
@@ -20,12 +19,11 @@ export function createActivities(deps: ActivityDeps, temporal?: Client) {
     async getExecutionPolicy(): Promise<ExecutionPolicy> {
       return deps.policy;
     },
-    createCodeConfigMap: createCodeConfigMapActivity(deps),
-    createJob: createJobActivity(deps),
-    awaitCompletion: awaitCompletionActivity(deps),
+    runSandbox: runSandboxActivity(deps),
     collectOutput: collectOutputActivity(deps),
     cleanup: cleanupActivity(deps),
     ...reconcileActivities(deps, temporal),
+    ...v1Activities(deps),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { ApiException, BatchV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
+import type { FailureReason } from '../core/failures';
 
 export interface Kube {
   config: KubeConfig;
@@ -41,25 +42,23 @@ export const isAlreadyExists = (err: unknown): boolean => {
   return s?.code === 409 && s.reason === 'AlreadyExists';
 };
 
-/** Failure types the workflow tells apart. */
+/**
+ * Failure types of the Kubernetes API's answers (their meanings: core/failures.ts). 401/403 may come from wrong
+ * credentials or RBAC, or from an apiserver that has just restarted and not yet synced its authorizer (seen under
+ * chaos): retried, and a real misconfiguration fails when the step's retry window ends. A full quota is retried
+ * until it frees up or the step's time runs out.
+ */
 export const FAILURE = {
-  /** The cluster said no in a way that a retry will not change (validation, missing namespace). */
   kubernetesRejected: 'KubernetesRejected',
-  /**
-   * 401/403: wrong credentials or RBAC, or an apiserver that has just restarted and not yet synced its
-   * authorizer (seen under chaos). Retried; a real misconfiguration fails when the step's retry window ends.
-   */
   kubernetesForbidden: 'KubernetesForbidden',
-  /** The cluster is unreachable or overloaded: retried. */
   kubernetesUnavailable: 'KubernetesUnavailable',
-  /** A quota is full: retried until it frees up or the activity's time runs out. */
   quotaExceeded: 'QuotaExceeded',
-  /** An object with our deterministic name exists but belongs to something else. */
   nameConflict: 'NameConflict',
-} as const;
+} as const satisfies Record<string, FailureReason>;
 
 /** Wraps an error from the Kubernetes API into an ApplicationFailure with a type and the right retry behaviour. */
 export function kubeFailure(err: unknown, action: string): ApplicationFailure {
+  if (err instanceof ApplicationFailure) return err;
   const s = apiStatus(err);
   if (!s) {
     const message = err instanceof Error ? err.message : String(err);
@@ -76,4 +75,23 @@ export function kubeFailure(err: unknown, action: string): ApplicationFailure {
     return ApplicationFailure.nonRetryable(text, FAILURE.kubernetesRejected, s);
   }
   return ApplicationFailure.retryable(text, FAILURE.kubernetesUnavailable, s);
+}
+
+/** Runs one API call; its error becomes a typed failure that names `action`. */
+export async function kubeCall<T>(action: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw kubeFailure(err, action);
+  }
+}
+
+/** Runs one API call that may find nothing: 404 gives undefined, other errors a typed failure. */
+export async function kubeCallOrMissing<T>(action: string, call: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await call();
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw kubeFailure(err, action);
+  }
 }

@@ -6,9 +6,11 @@
  */
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { STEP_FAILURES } from '../core/failures';
 import { ANNOTATIONS, LABELS, MANAGED_BY } from '../core/names';
 import type { ActivityDeps } from './deps';
-import { isNotFound, kubeFailure } from './kube';
+import { kubeCall } from './kube';
+import { deleteAttemptObjects } from './sandbox-objects';
 
 export interface SandboxObject {
   kind: 'Job' | 'ConfigMap';
@@ -20,30 +22,33 @@ export interface SandboxObject {
 
 export type OwnerState = 'running' | 'closed' | 'missing';
 
+type Meta = { metadata?: { name?: string; annotations?: Record<string, string>; creationTimestamp?: Date } };
+
+const describe =
+  (kind: SandboxObject['kind']) =>
+  (o: Meta): SandboxObject => ({
+    kind,
+    name: o.metadata!.name!,
+    executionId: o.metadata?.annotations?.[ANNOTATIONS.executionId],
+    createdAt: new Date(o.metadata?.creationTimestamp ?? 0).getTime(),
+  });
+
 export function reconcileActivities({ kube, policy }: ActivityDeps, temporal: Client | undefined) {
   const namespace = policy.namespace;
   const labelSelector = `${LABELS.managedBy}=${MANAGED_BY}`;
   return {
     async listSandboxObjects(): Promise<SandboxObject[]> {
-      try {
-        const [jobs, cms] = await Promise.all([
+      const [jobs, cms] = await kubeCall('list sandbox objects', () =>
+        Promise.all([
           kube.batch.listNamespacedJob({ namespace, labelSelector }),
           kube.core.listNamespacedConfigMap({ namespace, labelSelector }),
-        ]);
-        const describe = (kind: SandboxObject['kind']) => (o: { metadata?: { name?: string; annotations?: Record<string, string>; creationTimestamp?: Date } }): SandboxObject => ({
-          kind,
-          name: o.metadata!.name!,
-          executionId: o.metadata?.annotations?.[ANNOTATIONS.executionId],
-          createdAt: new Date(o.metadata?.creationTimestamp ?? 0).getTime(),
-        });
-        return [...jobs.items.map(describe('Job')), ...cms.items.map(describe('ConfigMap'))];
-      } catch (err) {
-        throw kubeFailure(err, 'list sandbox objects');
-      }
+        ]),
+      );
+      return [...jobs.items.map(describe('Job')), ...cms.items.map(describe('ConfigMap'))];
     },
 
     async executionStates(executionIds: string[]): Promise<Record<string, OwnerState>> {
-      if (!temporal) throw ApplicationFailure.nonRetryable('the reconciler needs a Temporal client', 'Misconfigured');
+      if (!temporal) throw ApplicationFailure.nonRetryable('the reconciler needs a Temporal client', STEP_FAILURES.misconfigured);
       const states: Record<string, OwnerState> = {};
       for (const id of executionIds) {
         try {
@@ -60,16 +65,8 @@ export function reconcileActivities({ kube, policy }: ActivityDeps, temporal: Cl
     async deleteSandboxObjects(objects: SandboxObject[]): Promise<number> {
       let deleted = 0;
       for (const o of objects) {
-        try {
-          if (o.kind === 'Job') {
-            await kube.batch.deleteNamespacedJob({ name: o.name, namespace, propagationPolicy: 'Background' });
-          } else {
-            await kube.core.deleteNamespacedConfigMap({ name: o.name, namespace });
-          }
-          deleted++;
-        } catch (err) {
-          if (!isNotFound(err)) throw kubeFailure(err, `delete ${o.kind} ${o.name}`);
-        }
+        const d = await deleteAttemptObjects(kube, namespace, o.name, o.kind);
+        if (d.jobDeleted || d.configMapDeleted) deleted++;
       }
       return deleted;
     },

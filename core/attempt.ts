@@ -1,7 +1,7 @@
 /** What the workflow hands each activity of one attempt, and what the steps report back. */
 import type { PodProgress } from './classify';
 import type { ExecutionPolicy } from './policy';
-import type { InfraError, StreamOutput } from './types';
+import type { InfraError, LiveOutput, StreamOutput } from './types';
 import type { ExecutionRequest } from './validate';
 
 export interface AttemptSpec {
@@ -35,6 +35,23 @@ export type AttemptEnd =
 export interface AwaitResult {
   end: Exclude<AttemptEnd, { kind: 'cancelled' }>;
   progress: PodProgress;
+}
+
+/** What the run step reports in its heartbeats: where the attempt stands and the output so far. */
+export interface RunHeartbeat {
+  /** The execution's attempt (a new one starts its output from the beginning). */
+  attempt: number;
+  progress: PodProgress;
+  /** When the attempt's Job was created (set once it exists: a resumed step never creates it again). */
+  jobCreatedAt?: number;
+  output?: LiveOutput;
+}
+
+/** What the run step returns: how the attempt ended and everything the program wrote, capped. */
+export interface RunResult extends AwaitResult {
+  output: CollectedOutput;
+  /** When the Job was created; undefined only when the step never got that far. */
+  jobCreatedAt?: number;
 }
 
 export interface CollectedOutput {

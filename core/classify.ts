@@ -4,6 +4,7 @@
  * Pure: the await activity feeds it what the watch saw.
  */
 import type { V1ContainerStatus, V1Job, V1Pod } from '@kubernetes/client-node';
+import { FAILURE_REASONS, type FailureReason } from './failures';
 import { CONTAINER_NAME } from './manifests';
 import type { InfraError } from './types';
 
@@ -36,8 +37,13 @@ const START_FAILURES = new Set(['StartError', 'ContainerCannotRun']);
  */
 const STORAGE_LIMIT_EVICTION = /EmptyDir volume .* exceeds the limit|ephemeral local storage usage exceeds|exceeded its local ephemeral storage limit/i;
 
-function infra(reason: string, message: string, retryable: boolean): Verdict {
-  return { state: 'infra', error: { reason, message, retryable } };
+function infra(reason: FailureReason, message: string): Verdict {
+  return { state: 'infra', error: infraError(reason, message) };
+}
+
+/** An InfraError whose retryability is the one core/failures.ts gives its reason. */
+export function infraError(reason: FailureReason, message: string): InfraError {
+  return { reason, message, retryable: FAILURE_REASONS[reason].retryable };
 }
 
 function jobCondition(job: V1Job | undefined, type: string): { reason?: string; message?: string } | undefined {
@@ -89,16 +95,15 @@ export function classify(input: {
       return infra(
         'NoPodCreated',
         "the Job's deadline passed before the Job controller could create its pod (a full ResourceQuota does this; the Job's events say why)",
-        false,
       );
     }
     return { state: 'deadline' };
   }
-  if (input.podGone) return infra('PodLost', 'the sandbox pod was deleted before it finished', true);
-  if (!job) return infra('JobLost', 'the Job was deleted before it finished', true);
+  if (input.podGone) return infra('PodLost', 'the sandbox pod was deleted before it finished');
+  if (!job) return infra('JobLost', 'the Job was deleted before it finished');
   if (!pod) {
     const failed = jobCondition(job, 'Failed');
-    if (failed) return infra('JobFailed', `the Job failed without a pod: ${failed.reason}: ${failed.message}`, true);
+    if (failed) return infra('JobFailed', `the Job failed without a pod: ${failed.reason}: ${failed.message}`);
     return { state: 'pending', detail: 'waiting for the Job controller to create the pod (a full ResourceQuota delays it)' };
   }
 
@@ -106,7 +111,7 @@ export function classify(input: {
   const cs = containerStatus(pod);
   const terminated = cs?.state?.terminated;
   if (disruption) {
-    return infra('PodDisrupted', `the pod was disrupted: ${disruption.reason}: ${disruption.message ?? ''}`.trim(), true);
+    return infra('PodDisrupted', `the pod was disrupted: ${disruption.reason}: ${disruption.message ?? ''}`.trim());
   }
   if (pod.status?.phase === 'Failed' && pod.status.reason === 'Evicted') {
     // Checked before the container's exit: an evicted container ends with the launcher's SIGTERM exit code (143),
@@ -115,17 +120,17 @@ export function classify(input: {
     if (STORAGE_LIMIT_EVICTION.test(message)) {
       // The program filled its scratch space (/tmp) or wrote past its ephemeral storage: running it again would only
       // do the same.
-      return infra('StorageLimitExceeded', message, false);
+      return infra('StorageLimitExceeded', message);
     }
-    return infra('Evicted', `Evicted: ${message}`.trim(), true);
+    return infra('Evicted', `Evicted: ${message}`.trim());
   }
   if (terminated) {
     if (START_FAILURES.has(terminated.reason ?? '')) {
-      return infra('ContainerStartFailed', `${terminated.reason}: ${terminated.message ?? ''}`.trim(), false);
+      return infra('ContainerStartFailed', `${terminated.reason}: ${terminated.message ?? ''}`.trim());
     }
     if (pod.metadata?.deletionTimestamp && terminated.reason !== 'OOMKilled') {
       // Stopped from outside (pod deleted, node drained): not the program's doing.
-      return infra('PodLost', `the sandbox pod was deleted while it ran (exit ${terminated.exitCode})`, true);
+      return infra('PodLost', `the sandbox pod was deleted while it ran (exit ${terminated.exitCode})`);
     }
     return {
       state: 'finished',
@@ -136,20 +141,20 @@ export function classify(input: {
   }
   if (pod.status?.phase === 'Failed') {
     const reason = pod.status.reason ?? 'Failed';
-    return infra(reason === 'Evicted' ? 'Evicted' : 'PodFailed', `${reason}: ${pod.status.message ?? ''}`.trim(), true);
+    return infra(reason === 'Evicted' ? 'Evicted' : 'PodFailed', `${reason}: ${pod.status.message ?? ''}`.trim());
   }
   const waiting = cs?.state?.waiting;
   if (waiting && IMAGE_FAILURES.has(waiting.reason ?? '')) {
-    return infra('ImagePullFailed', `${waiting.reason}: ${waiting.message ?? ''}`.trim(), false);
+    return infra('ImagePullFailed', `${waiting.reason}: ${waiting.message ?? ''}`.trim());
   }
   if (waiting && CONFIG_FAILURES.has(waiting.reason ?? '')) {
-    return infra('ContainerConfigError', `${waiting.reason}: ${waiting.message ?? ''}`.trim(), false);
+    return infra('ContainerConfigError', `${waiting.reason}: ${waiting.message ?? ''}`.trim());
   }
   if (progress.unschedulableSince !== undefined) {
     const waited = (now - progress.unschedulableSince) / 1000;
     const why = pod.status?.conditions?.find((c) => c.type === 'PodScheduled')?.message ?? 'no node fits';
     if (waited >= input.unschedulableGraceSeconds) {
-      return infra('Unschedulable', `unschedulable for ${Math.round(waited)} s: ${why}`, false);
+      return infra('Unschedulable', `unschedulable for ${Math.round(waited)} s: ${why}`);
     }
     return { state: 'pending', detail: `unschedulable for ${Math.round(waited)} s: ${why}` };
   }

@@ -1,11 +1,17 @@
 /**
- * Turns the launcher's pod log back into separate, capped stdout and stderr plus its trailer. The log is read
- * with a byte limit and every frame is capped again here, so nothing a program prints (or forges) can make a
- * result larger than the caps.
+ * Turns the launcher's pod log back into separate, capped stdout and stderr plus its trailer, incrementally: the
+ * run step feeds it the log as it streams, so memory stays bounded whatever the program prints, and the text decoded
+ * so far is available at any moment (live output). Every frame is capped again here, so nothing a program prints
+ * (or forges) can make a result larger than the caps.
  */
-import type { StreamOutput } from './types';
+import type { CollectedOutput } from './attempt';
+import type { LiveOutput, OutputTail, StreamOutput } from './types';
 
 export const LAUNCHER_FORMAT = 'durable-sandbox-launcher 1';
+/** The longest line a launcher writes is a frame of 8 KiB (about 11 KB of base64): anything longer is not ours. */
+const MAX_LINE_CHARS = 64 * 1024;
+/** Characters of each stream that live output (heartbeats, getExecution) carries: the newest ones. */
+export const LIVE_TAIL_CHARS = 16 * 1024;
 
 export interface LauncherTrailer {
   exitCode: number;
@@ -38,24 +44,36 @@ export function logReadLimit(caps: Caps): number {
   return Math.ceil((payload * 4) / 3) + Math.ceil(payload / 8192 + 2) * 4 + 4096;
 }
 
-class Collector {
-  private readonly chunks: Buffer[] = [];
+/**
+ * One stream: keeps at most `cap` bytes and decodes them as they come (UTF-8, invalid bytes replaced), so the text
+ * decoded so far is always a prefix of the final text.
+ */
+class StreamCollector {
+  private readonly decoder = new TextDecoder('utf-8', { fatal: false });
+  private text = '';
+  private finished: string | undefined;
   private kept = 0;
-  seen = 0;
+  private seen = 0;
   constructor(private readonly cap: number) {}
-  add(data: Buffer): void {
+
+  add(data: Uint8Array): void {
     this.seen += data.length;
     const room = this.cap - this.kept;
-    if (room <= 0) return;
+    if (room <= 0 || this.finished !== undefined) return;
     const part = data.subarray(0, room);
-    this.chunks.push(part);
     this.kept += part.length;
+    this.text += this.decoder.decode(part, { stream: true });
   }
+
+  tail(chars: number): OutputTail {
+    return { text: this.text.slice(-chars), end: this.text.length };
+  }
+
   result(total: number | undefined, cutShort: boolean): StreamOutput {
-    const buf = Buffer.concat(this.chunks);
+    this.finished ??= this.text + this.decoder.decode();
     const totalBytes = Math.max(total ?? this.seen, this.kept);
     return {
-      text: new TextDecoder('utf-8', { fatal: false }).decode(buf),
+      text: this.finished,
       totalBytes,
       capturedBytes: this.kept,
       truncated: cutShort || totalBytes > this.kept,
@@ -86,35 +104,120 @@ function parseTrailer(json: string): LauncherTrailer | null {
 }
 
 /**
- * Parses a launcher log. `complete` is false when the log was cut at the read limit: the streams are then
- * flagged truncated even if the trailer is missing.
+ * Parses a launcher log fed in pieces of any size. The launcher writes ASCII only (base64 frames, an ASCII JSON
+ * trailer), so pieces are handled as latin1 text and a line split across pieces is joined.
  */
-export function parseLauncherLog(log: string, caps: Caps, complete = true): ParsedOutput {
-  const out = new Collector(caps.stdoutCapBytes);
-  const err = new Collector(caps.stderrCapBytes);
-  let trailer: LauncherTrailer | null = null;
-  let launcherSeen = false;
-  for (const line of log.split('\n')) {
+export class LauncherLogParser {
+  private readonly out: StreamCollector;
+  private readonly err: StreamCollector;
+  private partial = '';
+  /** The current line grew past MAX_LINE_CHARS: skip it up to its end. */
+  private skipping = false;
+  trailer: LauncherTrailer | null = null;
+  launcherSeen = false;
+  /** Log bytes consumed so far. */
+  bytes = 0;
+
+  constructor(caps: Caps) {
+    this.out = new StreamCollector(caps.stdoutCapBytes);
+    this.err = new StreamCollector(caps.stderrCapBytes);
+  }
+
+  push(piece: string | Uint8Array): void {
+    const text = typeof piece === 'string' ? piece : Buffer.from(piece).toString('latin1');
+    this.bytes += typeof piece === 'string' ? Buffer.byteLength(piece, 'latin1') : piece.length;
+    let from = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', from);
+      if (nl < 0) break;
+      const rest = text.slice(from, nl);
+      if (!this.skipping) this.line(this.partial + rest);
+      this.partial = '';
+      this.skipping = false;
+      from = nl + 1;
+    }
+    if (this.skipping) return;
+    this.partial += text.slice(from);
+    if (this.partial.length > MAX_LINE_CHARS) {
+      this.partial = '';
+      this.skipping = true;
+    }
+  }
+
+  private line(line: string): void {
     if (line === LAUNCHER_FORMAT) {
-      launcherSeen = true;
-      continue;
+      this.launcherSeen = true;
+      return;
     }
     const tag = line.slice(0, 2);
     if (tag === 'o ' || tag === 'e ') {
-      (tag === 'o ' ? out : err).add(Buffer.from(line.slice(2), 'base64'));
+      (tag === 'o ' ? this.out : this.err).add(Buffer.from(line.slice(2), 'base64'));
     } else if (tag === 'x ') {
-      trailer = parseTrailer(line.slice(2)) ?? trailer;
+      this.trailer = parseTrailer(line.slice(2)) ?? this.trailer;
     }
   }
-  const cutShort = !complete || trailer === null;
+
+  /** The newest text of each stream, for live output. */
+  live(chars = LIVE_TAIL_CHARS): LiveOutput {
+    return { stdout: this.out.tail(chars), stderr: this.err.tail(chars) };
+  }
+
+  /**
+   * The final output. `complete` is false when the log was cut short (read limit, stream lost): the streams are
+   * then flagged truncated, as they are when the trailer is missing.
+   */
+  result(complete = true): ParsedOutput {
+    if (!this.skipping && this.partial) this.line(this.partial);
+    this.partial = '';
+    const cutShort = !complete || this.trailer === null;
+    return {
+      stdout: this.out.result(this.trailer?.stdoutBytes, cutShort),
+      stderr: this.err.result(this.trailer?.stderrBytes, cutShort),
+      trailer: this.trailer,
+      launcherSeen: this.launcherSeen,
+    };
+  }
+}
+
+/** Parses a whole launcher log at once. */
+export function parseLauncherLog(log: string, caps: Caps, complete = true): ParsedOutput {
+  const parser = new LauncherLogParser(caps);
+  parser.push(log);
+  return parser.result(complete);
+}
+
+/** What a step reports of a parsed log (the trailer's fields the workflow uses). */
+export function collectedOutput(parsed: ParsedOutput, at: number): CollectedOutput {
+  const t = parsed.trailer;
   return {
-    stdout: out.result(trailer?.stdoutBytes, cutShort),
-    stderr: err.result(trailer?.stderrBytes, cutShort),
-    trailer,
-    launcherSeen,
+    available: parsed.launcherSeen,
+    stdout: parsed.stdout,
+    stderr: parsed.stderr,
+    trailer: t && {
+      exitCode: t.exitCode,
+      timedOut: t.timedOut,
+      terminated: t.terminated,
+      startedAt: t.startedAt,
+      finishedAt: t.finishedAt,
+      error: t.error,
+    },
+    at,
   };
 }
 
 export function emptyStream(): StreamOutput {
   return { text: '', totalBytes: 0, capturedBytes: 0, truncated: false };
+}
+
+/**
+ * What a reader of live output has not seen yet. `delivered` counts the characters of the stream already handed
+ * out; a tail that starts after that (the reader fell behind by more than the tail) yields nothing, so the reader
+ * never skips text: the rest comes from the final result. A tail that ends before it (a step that restarted and
+ * is reading the log again) yields nothing either.
+ */
+export function unseen(tail: OutputTail | undefined, delivered: number): string {
+  if (!tail) return '';
+  const start = tail.end - tail.text.length;
+  if (start > delivered || tail.end <= delivered) return '';
+  return tail.text.slice(delivered - start);
 }

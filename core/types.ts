@@ -2,6 +2,9 @@
  * The public shapes of an execution: what a caller sends, what it gets back. Shared by the client, the workflow
  * and the activities; types and constants only.
  */
+import type { FailureReason } from './failures';
+
+export type { FailureReason } from './failures';
 
 /** Languages the sandbox runs; each maps to an image and a command in the language table. */
 export type Language = 'python' | 'bash';
@@ -69,6 +72,20 @@ export interface StreamOutput {
   truncated: boolean;
 }
 
+/** The newest text of one stream while the program runs. */
+export interface OutputTail {
+  /** The newest captured text (at most a few KiB). */
+  text: string;
+  /** Where `text` ends in the stream's captured text, in UTF-16 code units: it starts at `end - text.length`. */
+  end: number;
+}
+
+/** Output so far of a running program, per stream. */
+export interface LiveOutput {
+  stdout: OutputTail;
+  stderr: OutputTail;
+}
+
 export interface KubernetesRefs {
   namespace: string;
   job: string;
@@ -79,8 +96,8 @@ export interface KubernetesRefs {
 }
 
 export interface InfraError {
-  /** A stable, machine-readable reason, e.g. ImagePullFailed, Unschedulable, PodLost. */
-  reason: string;
+  /** A stable, machine-readable reason, e.g. ImagePullFailed, Unschedulable, PodLost (core/failures.ts). */
+  reason: FailureReason;
   message: string;
   /** Whether this kind of failure is retried with fresh resources. */
   retryable: boolean;

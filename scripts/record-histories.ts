@@ -1,7 +1,9 @@
 /**
  * Records real workflow histories from the stack into test/replay/histories/*.json: one per way an execution can
- * go. test/replay/replay.test.ts replays them against the current workflow code, so a change that would break
- * running executions fails the tests. Re-record after an intentional, versioned change to the workflow.
+ * go, each started the way clients start them (executeCode: update-with-start). test/replay/replay.test.ts replays
+ * them, and the older ones kept in histories/v1/ (recorded before the fast path), against the current workflow code,
+ * so a change that would break running executions fails the tests. Record again only with a versioned change to
+ * the workflow (a patch or a new workflow type), and keep the old recordings in a folder of their own.
  *   npm run record:histories   (needs the stack: npm run stack:up)
  */
 import { writeFileSync } from 'node:fs';
@@ -16,8 +18,11 @@ const OUT = path.join(PROJECT_ROOT, 'test', 'replay', 'histories');
 
 async function record(w: TestWorker, name: string, input: ExecutionInput, during?: (id: string) => Promise<void>): Promise<void> {
   const executionId = `replay-${name}-${Date.now()}`;
-  const handle = await w.client.startExecution(input, { executionId });
+  const answered = w.client.executeCode(input, { executionId });
+  answered.catch(() => undefined);
   await during?.(executionId);
+  await answered.catch(() => undefined);
+  const handle = w.client.handle(executionId);
   const outcome = await handle.result().then(
     (r) => r.status,
     (e: unknown) => `workflow failed: ${(e as Error).message}`,

@@ -9,6 +9,9 @@ import type { WorkerConfig } from './config';
 import { connectTemporalClient, loadKubeConfig } from './connect';
 import { ensureReconcilerSchedule } from './reconciler-schedule';
 
+/** The longest a heartbeat (and with it the live output clients read) is held back by the worker. */
+export const LIVE_OUTPUT_INTERVAL = '250ms';
+
 /** launcher/launcher.py, found beside the sources (ts-node) or the compiled output (dist/). */
 export function readLauncherSource(): string {
   for (const dir of [path.resolve(__dirname, '..'), path.resolve(__dirname, '..', '..')]) {
@@ -41,6 +44,8 @@ export async function createSandboxWorker(
     workflowsPath: require.resolve('../workflows'),
     activities,
     maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities,
+    // Heartbeats carry live output: clients see it this soon (Temporal's default would hold it back for seconds).
+    maxHeartbeatThrottleInterval: LIVE_OUTPUT_INTERVAL,
     ...extra,
   });
   return Object.assign(worker, { temporalClient });

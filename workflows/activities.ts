@@ -2,44 +2,36 @@
  * The workflow's handles on its activities, each with the timeouts and retries its step needs. Kubernetes calls
  * retry with backoff for as long as the cluster may heal; cleanup retries until it succeeds.
  */
-import { proxyActivities, proxyLocalActivities, type ActivityOptions, type RetryPolicy } from '@temporalio/workflow';
+import { ActivityCancellationType, proxyActivities, proxyLocalActivities, type RetryPolicy } from '@temporalio/workflow';
 import type { SandboxActivities } from '../activities';
-import type { AttemptRef, AttemptSpec, AwaitResult, CleanupResult, CollectedOutput, Created } from '../core/attempt';
+import type { AttemptRef, AttemptSpec, CleanupResult, CollectedOutput, RunResult } from '../core/attempt';
 import { activeDeadlineSeconds } from '../core/manifests';
 import type { Caps } from '../core/output';
 
 const KUBE_RETRY: RetryPolicy = { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s' };
-/** A dead worker is noticed within this long and its await step resumes elsewhere. */
+/** A dead worker is noticed within this long and its step resumes elsewhere. */
 export const HEARTBEAT_TIMEOUT = '10s';
 
 const local = proxyLocalActivities<SandboxActivities>({ startToCloseTimeout: '10s', retry: KUBE_RETRY });
-const remote = proxyActivities<SandboxActivities>({
-  startToCloseTimeout: '30s',
-  scheduleToCloseTimeout: '5m',
-  retry: KUBE_RETRY,
-});
-
-const CREATE: ActivityOptions = { startToCloseTimeout: '15s', scheduleToCloseTimeout: '5m', retry: KUBE_RETRY };
+const remote = proxyActivities<SandboxActivities>({ startToCloseTimeout: '30s', scheduleToCloseTimeout: '5m', retry: KUBE_RETRY });
 
 export const getExecutionPolicy = local.getExecutionPolicy;
 
-export function createCodeConfigMap(spec: AttemptSpec, name: string): Promise<Created> {
-  return remote.createCodeConfigMap.executeWithOptions({ ...CREATE, summary: `create ConfigMap ${name}` }, [spec]);
-}
-
-export function createJob(spec: AttemptSpec, name: string): Promise<Created> {
-  return remote.createJob.executeWithOptions({ ...CREATE, summary: `create Job ${name}` }, [spec]);
-}
-
-export function awaitCompletion(spec: AttemptSpec, name: string): Promise<AwaitResult> {
+/**
+ * Creates the attempt's objects and follows it to its end. The step ends the attempt itself at the Job's deadline
+ * plus a grace; the timeouts here are the backstop. On cancellation the workflow waits until the step has stopped,
+ * so cleanup never races a create.
+ */
+export function runSandbox(spec: AttemptSpec, name: string): Promise<RunResult> {
   const seconds = activeDeadlineSeconds(spec.request, spec.policy) + 60;
-  return remote.awaitCompletion.executeWithOptions(
+  return remote.runSandbox.executeWithOptions(
     {
       startToCloseTimeout: `${seconds}s`,
-      scheduleToCloseTimeout: `${seconds * 2}s`,
+      scheduleToCloseTimeout: `${Math.max(seconds * 2, 300)}s`,
       heartbeatTimeout: HEARTBEAT_TIMEOUT,
       retry: KUBE_RETRY,
-      summary: `await Job ${name}`,
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      summary: `run Job ${name}`,
     },
     [spec],
   );
@@ -47,12 +39,7 @@ export function awaitCompletion(spec: AttemptSpec, name: string): Promise<AwaitR
 
 export function collectOutput(ref: AttemptRef, podName: string | undefined, caps: Caps): Promise<CollectedOutput> {
   return remote.collectOutput.executeWithOptions(
-    {
-      startToCloseTimeout: '15s',
-      scheduleToCloseTimeout: '5m',
-      retry: KUBE_RETRY,
-      summary: `collect output of ${podName ?? 'the attempt\'s pod'}`,
-    },
+    { startToCloseTimeout: '15s', scheduleToCloseTimeout: '5m', retry: KUBE_RETRY, summary: `collect output of ${podName ?? "the attempt's pod"}` },
     [{ ...ref, podName, caps }],
   );
 }

@@ -1,27 +1,39 @@
 /**
- * executeCode: runs one program in a fresh, hardened Kubernetes Job and returns a typed result. Infrastructure
- * failures retry the whole attempt with fresh resources; the program's own failure is a result, never re-run.
+ * executeCode: runs one program in a fresh, hardened Kubernetes Job and returns a typed result. The `result`
+ * update answers as soon as the output is in; the workflow then cleans up and completes with the same result.
+ * Infrastructure failures retry the whole attempt with fresh resources; the program's own failure is a result,
+ * never re-run.
  */
-import { ApplicationFailure, sleep, workflowInfo } from '@temporalio/workflow';
+import { patched, sleep, workflowInfo } from '@temporalio/workflow';
 import { buildResult } from '../core/result';
 import type { ExecutionInput, ExecutionResult, InfraError } from '../core/types';
-import { InvalidInputError, validateInput, type ExecutionRequest } from '../core/validate';
-import type { ExecutionPolicy } from '../core/policy';
 import { getExecutionPolicy } from './activities';
-import { runAttempt } from './attempt';
+import { cleanupAttempt, runAttempt, type Execution } from './attempt';
 import { Progress } from './progress';
+import { ResultGate } from './result-gate';
+import { executeCodeV1 } from './v1/execute-code';
+import { validated } from './validated';
+
+/** Executions started before the fast path have no marker for it and replay (and finish) as they began. */
+export const FAST_PATH = 'fast-path';
 
 export async function executeCode(input: ExecutionInput): Promise<ExecutionResult> {
+  const gate = new ResultGate();
+  return gate.settle(patched(FAST_PATH) ? fastPath(input, gate) : executeCodeV1(input));
+}
+
+async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<ExecutionResult> {
   const executionId = workflowInfo().workflowId;
   const policy = await getExecutionPolicy();
   const request = validated(input, policy);
-  const progress = new Progress(policy.searchAttributes, request.language);
+  const exec: Execution = { executionId, request, policy, progress: new Progress(policy.searchAttributes, request.language) };
   const attemptErrors: InfraError[] = [];
   for (let attempt = 1; ; attempt++) {
-    const { end, output, refs } = await runAttempt({ executionId, request, policy, progress }, attempt);
+    const { end, output, refs } = await runAttempt(exec, attempt);
     if (end.kind === 'infra') attemptErrors.push(end.error);
     if (end.kind === 'infra' && end.error.retryable && attempt < policy.maxInfraAttempts) {
-      progress.detail(`attempt ${attempt} failed (${end.error.reason}); retrying with fresh resources`, attempt + 1);
+      await cleanupAttempt(exec, attempt);
+      exec.progress.detail(`attempt ${attempt} failed (${end.error.reason}); retrying with fresh resources`, attempt + 1);
       await sleep(attempt * 1000);
       continue;
     }
@@ -33,25 +45,12 @@ export async function executeCode(input: ExecutionInput): Promise<ExecutionResul
       attempts: attempt,
       attemptErrors,
       kubernetes: refs,
-      timeline: progress.timeline,
+      timeline: [...exec.progress.timeline],
     });
-    progress.finish(result);
+    exec.progress.finish(result);
+    gate.resolve(result);
+    await cleanupAttempt(exec, attempt);
+    exec.progress.detail(`finished: ${result.status}; cleaned up`, attempt);
     return result;
-  }
-}
-
-function validated(input: ExecutionInput, policy: ExecutionPolicy): ExecutionRequest {
-  try {
-    return validateInput(input, policy);
-  } catch (err) {
-    if (err instanceof InvalidInputError) {
-      throw ApplicationFailure.create({
-        message: err.message,
-        type: 'InvalidInput',
-        nonRetryable: true,
-        details: [{ field: err.field, limit: err.limit }],
-      });
-    }
-    throw err;
   }
 }

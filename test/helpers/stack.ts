@@ -6,6 +6,7 @@
 import { Watch, type V1Job } from '@kubernetes/client-node';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createKube, type Kube } from '../../activities/kube';
+import type { SandboxClient } from '../../client';
 import { LABELS, MANAGED_BY, resourceNames } from '../../core/names';
 import { loadKubeConfig } from '../../worker/connect';
 import { applyStackEnv } from '../../worker/stack-env';
@@ -57,6 +58,15 @@ export async function leftovers(kube: Kube, executionId: string): Promise<Leftov
 }
 
 export const NOTHING_LEFT: Leftovers = { jobs: [], pods: [], configMaps: [] };
+
+/**
+ * What is left of an execution once it has completed. executeCode answers before cleanup; the workflow completes
+ * only after it, so this waits for the completion and then looks.
+ */
+export async function leftoversAfterCompletion(kube: Kube, client: SandboxClient, executionId: string): Promise<Leftovers> {
+  await client.handle(executionId).result().catch(() => undefined);
+  return leftovers(kube, executionId);
+}
 
 /**
  * Records every Job the project creates, from a watch kept for the whole test file: how many distinct Jobs

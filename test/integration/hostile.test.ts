@@ -8,7 +8,7 @@ import os from 'node:os';
 import type { V1Node } from '@kubernetes/client-node';
 import { InvalidInputError, type ExecutionInput, type ExecutionResult } from '../../client';
 import { HARD_LIMITS } from '../../core/policy';
-import { adminKube, JobRecorder, leftovers, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
+import { adminKube, JobRecorder, leftovers, leftoversAfterCompletion, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
 
 jest.setTimeout(90_000);
 const kube = adminKube();
@@ -52,7 +52,7 @@ async function run(code: string, extra: Partial<ExecutionInput> = {}): Promise<E
   started.push(executionId);
   const result = await w.client.executeCode({ code, ...extra }, { executionId });
   expect(result.executionId).toBe(executionId);
-  expect(await leftovers(kube, executionId)).toEqual(NOTHING_LEFT);
+  expect(await leftoversAfterCompletion(kube, w.client, executionId)).toEqual(NOTHING_LEFT);
   expect(jobs.jobsFor(executionId)).toBe(result.attempts);
   // Whatever the program did, the result is a small, well-formed payload.
   expect(Buffer.byteLength(JSON.stringify(result))).toBeLessThan(512 * 1024);

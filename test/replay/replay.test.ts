@@ -1,6 +1,8 @@
 /**
  * Replays every recorded history (scripts/record-histories.ts records them from the real stack) against the
- * current workflow code. A change that would make running executions non-deterministic fails here.
+ * current workflow code: the fast path's (histories/) and those recorded before it (histories/v1/, which must keep
+ * replaying while such executions may still be running). A change that would make running executions
+ * non-deterministic fails here.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -9,22 +11,22 @@ import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 
 jest.setTimeout(120_000);
 const DIR = path.join(__dirname, 'histories');
-const files = readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
+const WAYS = ['cancelled', 'failed', 'image-missing', 'infra-retry', 'invalid-input', 'oom-killed', 'succeeded', 'timed-out'];
+const recorded = (dir: string) => readdirSync(path.join(DIR, dir)).filter((f) => f.endsWith('.json')).sort();
+const generations = { current: '.', 'before the fast path': 'v1' };
 
-test('there is a recorded history for every way an execution ends', () => {
-  expect(files).toEqual(
-    ['cancelled', 'failed', 'image-missing', 'infra-retry', 'invalid-input', 'oom-killed', 'succeeded', 'timed-out'].map(
-      (n) => `${n}.json`,
-    ),
-  );
+test.each(Object.entries(generations))('there is a recorded history for every way an execution ends (%s)', (_name, dir) => {
+  expect(recorded(dir)).toEqual(WAYS.map((n) => `${n}.json`));
 });
 
 test('every recorded history replays against the current workflow code', async () => {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const histories = files.map((f) => ({
-    workflowId: path.basename(f, '.json'),
-    history: historyFromJSON(JSON.parse(readFileSync(path.join(DIR, f), 'utf8'))),
-  }));
+  const histories = Object.values(generations).flatMap((dir) =>
+    recorded(dir).map((f) => ({
+      workflowId: `${dir}/${path.basename(f, '.json')}`,
+      history: historyFromJSON(JSON.parse(readFileSync(path.join(DIR, dir, f), 'utf8'))),
+    })),
+  );
   const failures: string[] = [];
   let replayed = 0;
   for await (const r of Worker.runReplayHistories({ workflowsPath: require.resolve('../../workflows') }, histories)) {
@@ -32,5 +34,5 @@ test('every recorded history replays against the current workflow code', async (
     if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
   }
   expect(failures).toEqual([]);
-  expect(replayed).toBe(files.length);
+  expect(replayed).toBe(2 * WAYS.length);
 });

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { logReadLimit, parseLauncherLog } from '../../core/output';
+import { LauncherLogParser, logReadLimit, parseLauncherLog, unseen } from '../../core/output';
 
 const LAUNCHER = path.join(__dirname, '..', '..', 'launcher', 'launcher.py');
 const caps = { stdoutCapBytes: 64, stderrCapBytes: 32 };
@@ -75,5 +75,67 @@ describe('launcher + parseLauncherLog', () => {
     const { log } = launch('print("hi")');
     const p = parseLauncherLog(log, caps, false);
     expect(p.stdout.truncated).toBe(true);
+  });
+});
+
+describe('streaming: the log fed in pieces', () => {
+  test('pieces of any size give the same result as the whole log, and the text so far is always a prefix', () => {
+    // Multi-byte characters split across frames and across pieces, invalid bytes, both streams.
+    const program = 'import sys\nfor i in range(40):\n    sys.stdout.buffer.write("é€😀".encode()[i % 5:] + b"\\xff")\n    sys.stderr.write("err%d " % i)\n    sys.stdout.flush()';
+    const big = { stdoutCapBytes: 4096, stderrCapBytes: 4096 };
+    const { log } = launch(program, 5, big);
+    const whole = parseLauncherLog(log, big);
+    for (const size of [1, 7, 64, 1000]) {
+      const parser = new LauncherLogParser(big);
+      let previous = '';
+      for (let i = 0; i < log.length; i += size) {
+        parser.push(Buffer.from(log.slice(i, i + size), 'latin1'));
+        const now = parser.live(1 << 20).stdout.text;
+        expect(now.startsWith(previous)).toBe(true);
+        previous = now;
+      }
+      const r = parser.result();
+      expect(r).toEqual(whole);
+      expect(r.stdout.text.startsWith(previous)).toBe(true);
+    }
+  });
+
+  test('a line longer than any frame is skipped without holding it in memory', () => {
+    const parser = new LauncherLogParser(caps);
+    parser.push('durable-sandbox-launcher 1\no ');
+    for (let i = 0; i < 100; i++) parser.push('A'.repeat(10_000));
+    parser.push('\no aGk=\n');
+    expect(parser.result().stdout.text).toBe('hi');
+  });
+
+  test('a character split across two frames is held back until it is whole', () => {
+    const euro = Buffer.from('a€', 'utf8');
+    const parser = new LauncherLogParser(caps);
+    parser.push(`o ${euro.subarray(0, 2).toString('base64')}\n`);
+    expect(parser.live().stdout).toEqual({ text: 'a', end: 1 });
+    parser.push(`o ${euro.subarray(2).toString('base64')}\n`);
+    expect(parser.live().stdout).toEqual({ text: 'a€', end: 2 });
+  });
+
+  test('the live tail carries the newest text and where it ends', () => {
+    const parser = new LauncherLogParser({ stdoutCapBytes: 1000, stderrCapBytes: 10 });
+    parser.push(`o ${Buffer.from('abcdefghij').toString('base64')}\n`);
+    expect(parser.live(4)).toEqual({ stdout: { text: 'ghij', end: 10 }, stderr: { text: '', end: 0 } });
+  });
+});
+
+describe('unseen: what a live-output reader gets from a tail', () => {
+  const tail = (text: string, end: number) => ({ text, end });
+  test('the part after what was delivered', () => {
+    expect(unseen(tail('hello', 5), 0)).toBe('hello');
+    expect(unseen(tail('llo w', 7), 5)).toBe(' w');
+    expect(unseen(tail('world', 10), 10)).toBe('');
+  });
+  test('nothing when the tail starts after it (the reader fell behind): the result supplies the rest in order', () => {
+    expect(unseen(tail('xyz', 20), 5)).toBe('');
+  });
+  test('nothing when the tail ends before it (a restarted step reading the log again)', () => {
+    expect(unseen(tail('abc', 3), 8)).toBe('');
+    expect(unseen(undefined, 0)).toBe('');
   });
 });

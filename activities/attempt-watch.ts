@@ -1,0 +1,241 @@
+/**
+ * Watches one attempt to its end: the pod through a watch (attempt-pods.ts), and, when asked, the container's log
+ * as it is written (log-stream.ts), parsed into capped stdout and stderr as it streams (core/output.ts).
+ *
+ * It ends as soon as the launcher's trailer says the program exited by itself or hit its time limit. Without such
+ * a trailer (OOM kill, eviction, the Job's deadline, a lost pod, a program ended by a signal) the kubelet's status
+ * decides, classified by core/classify.ts, after the rest of the log has been read.
+ */
+import type { V1Job } from '@kubernetes/client-node';
+import type { AttemptEnd, AttemptSpec, RunHeartbeat } from '../core/attempt';
+import { classify, observe, type PodProgress, type Verdict } from '../core/classify';
+import { activeDeadlineSeconds, CONTAINER_NAME } from '../core/manifests';
+import { resourceNames } from '../core/names';
+import { LauncherLogParser, logReadLimit, type LauncherTrailer, type ParsedOutput } from '../core/output';
+import { AttemptPods } from './attempt-pods';
+import { apiStatus, kubeCallOrMissing, kubeFailure, type Kube } from './kube';
+import { openLogStream, type LogStream } from './log-stream';
+
+/** Full re-read of the Job and pods, in case a watch event was missed or the watch stalled. */
+const RESYNC_MS = 10_000;
+/** Longest sleep between evaluations (the unschedulable grace is measured in these steps). */
+const TICK_MS = 2_000;
+/** Once the kubelet says the container is done, how long the rest of its log may take to arrive. */
+const LOG_DRAIN_MS = 3_000;
+/** Beyond the Job's own deadline, how long the step waits before calling the attempt timed out itself. */
+export const DEADLINE_GRACE_MS = 30_000;
+/**
+ * Heartbeats go out at once when something changed (the worker's heartbeat throttle, LIVE_OUTPUT_INTERVAL, spaces
+ * them) and at least this often otherwise, well inside the heartbeat timeout.
+ */
+const HEARTBEAT_MS = 3_000;
+
+export type AttemptEndNotCancelled = Exclude<AttemptEnd, { kind: 'cancelled' }>;
+
+export interface WatchContext {
+  heartbeat(details: RunHeartbeat): void;
+  cancellationSignal: AbortSignal;
+  /** Rejects with the activity's CancelledFailure once cancellation is requested. */
+  cancelled: Promise<never>;
+}
+
+export interface WatchOutcome {
+  end: AttemptEndNotCancelled;
+  progress: PodProgress;
+  /** The parsed log, when the watch followed it. */
+  output?: ParsedOutput;
+}
+
+/** A trailer that settles the attempt by itself: the program exited on its own, or the launcher timed it out. */
+function settles(t: LauncherTrailer | null): t is LauncherTrailer {
+  return !!t && !t.terminated && (t.signal === null || t.timedOut);
+}
+
+function endOf(verdict: Exclude<Verdict, { state: 'pending' }>): AttemptEndNotCancelled {
+  switch (verdict.state) {
+    case 'finished':
+      return { kind: 'finished', exitCode: verdict.exitCode, reason: verdict.reason, oomKilled: verdict.oomKilled };
+    case 'deadline':
+      return { kind: 'deadline' };
+    case 'infra':
+      return { kind: 'infra', error: verdict.error };
+  }
+}
+
+export class AttemptWatch {
+  private progress: PodProgress;
+  private readonly pods: AttemptPods;
+  private job: V1Job | undefined;
+  private jobRead = false;
+  private readonly limit: number;
+  private parser: LauncherLogParser;
+  private log: LogStream | undefined;
+  private logState: 'none' | 'open' | 'ended' | 'broken' = 'none';
+  private drainSince: number | undefined;
+  private lastBeat = { at: 0, key: '' };
+
+  constructor(
+    private readonly kube: Kube,
+    private readonly spec: AttemptSpec,
+    private readonly ctx: WatchContext,
+    private readonly options: {
+      followLog: boolean;
+      /** The Job as its create returned it: spares a read until a decision needs a fresh one. */
+      job?: V1Job;
+      jobCreatedAt?: number;
+      /** What an earlier try of the step had seen (its last heartbeat). */
+      resumed?: PodProgress;
+    },
+  ) {
+    this.job = options.job;
+    this.progress = { ...(options.resumed ?? {}) };
+    const { attemptSelector } = resourceNames(spec.executionId, spec.attempt);
+    const known = this.progress.podName
+      ? { name: this.progress.podName, finished: this.progress.containerFinishedAt !== undefined }
+      : undefined;
+    this.pods = new AttemptPods(kube, spec.policy.namespace, attemptSelector, known);
+    this.limit = logReadLimit({ stdoutCapBytes: spec.policy.stdoutCapBytes, stderrCapBytes: spec.policy.stderrCapBytes });
+    this.parser = this.newParser();
+  }
+
+  async run(): Promise<WatchOutcome> {
+    const onCancel = (): void => this.pods.poke();
+    this.ctx.cancellationSignal.addEventListener('abort', onCancel);
+    try {
+      // A fresh attempt starts its watch from the current state (one request); a resumed one lists first.
+      await this.pods.start(this.options.resumed !== undefined);
+      let lastResync = Date.now();
+      for (;;) {
+        if (this.ctx.cancellationSignal.aborted) await this.ctx.cancelled;
+        if (!this.pods.isWatching) await this.pods.start(true);
+        const now = Date.now();
+        const pod = this.pods.pod;
+        if (pod) this.progress = observe(this.progress, pod, now);
+        if (this.options.followLog) await this.follow();
+        const end = await this.decide(now);
+        if (end) {
+          this.beat(true);
+          return { end, progress: this.progress, ...(this.options.followLog ? { output: this.output() } : {}) };
+        }
+        this.beat(false);
+        await this.pods.changed(TICK_MS);
+        if (Date.now() - lastResync >= RESYNC_MS) {
+          await this.pods.resync();
+          await this.readJob();
+          lastResync = Date.now();
+        }
+      }
+    } finally {
+      this.ctx.cancellationSignal.removeEventListener('abort', onCancel);
+      this.stop();
+    }
+  }
+
+  stop(): void {
+    this.pods.stop();
+    this.log?.abort();
+  }
+
+  /** Everything the log held, capped; flagged truncated when it was cut at the read limit. */
+  private output(): ParsedOutput {
+    return this.parser.result(this.parser.bytes < this.limit);
+  }
+
+  private newParser(): LauncherLogParser {
+    return new LauncherLogParser({ stdoutCapBytes: this.spec.policy.stdoutCapBytes, stderrCapBytes: this.spec.policy.stderrCapBytes });
+  }
+
+  /** Opens the log stream once the container has started (again from the top if a stream broke). */
+  private async follow(): Promise<void> {
+    if (this.logState === 'open' || this.logState === 'ended') return;
+    const pod = this.pods.pod;
+    const cs = pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
+    if (!pod || !(cs?.state?.running || cs?.state?.terminated)) return;
+    if (this.logState === 'broken') this.parser = this.newParser();
+    const parser = this.parser;
+    try {
+      this.log = await openLogStream(
+        this.kube,
+        { namespace: this.spec.policy.namespace, pod: pod.metadata!.name!, container: CONTAINER_NAME, limitBytes: this.limit, follow: true },
+        (piece) => {
+          parser.push(piece);
+          this.pods.poke();
+        },
+      );
+    } catch (err) {
+      const s = apiStatus(err);
+      // 400: the container is not ready to be read yet; 404: the pod is gone (the watch will say so).
+      if (s && (s.code === 400 || s.code === 404)) return;
+      throw kubeFailure(err, `follow the log of pod ${pod.metadata!.name}`);
+    }
+    this.logState = 'open';
+    const stream = this.log;
+    void stream.done.then((how) => {
+      if (this.log !== stream) return;
+      this.logState = how === 'end' ? 'ended' : 'broken';
+      this.pods.poke();
+    });
+  }
+
+  private async readJob(): Promise<void> {
+    const { name } = resourceNames(this.spec.executionId, this.spec.attempt);
+    this.job = await kubeCallOrMissing(`read Job ${name}`, () =>
+      this.kube.batch.readNamespacedJob({ name, namespace: this.spec.policy.namespace }),
+    );
+    this.jobRead = true;
+  }
+
+  private classify(now: number): Verdict {
+    return classify({
+      job: this.job,
+      pod: this.pods.pod,
+      podGone: this.pods.gone,
+      progress: this.progress,
+      now,
+      unschedulableGraceSeconds: this.spec.policy.unschedulableGraceSeconds,
+    });
+  }
+
+  private async decide(now: number): Promise<AttemptEndNotCancelled | undefined> {
+    const trailer = this.parser.trailer;
+    if (settles(trailer)) {
+      this.progress.waitingFor = undefined;
+      return { kind: 'finished', exitCode: trailer.exitCode, reason: trailer.timedOut ? 'TimedOut' : 'Completed', oomKilled: false };
+    }
+    if (!this.job && !this.jobRead) await this.readJob();
+    let verdict = this.classify(now);
+    if (verdict.state === 'pending') {
+      const deadline = this.options.jobCreatedAt
+        ? this.options.jobCreatedAt + activeDeadlineSeconds(this.spec.request, this.spec.policy) * 1000 + DEADLINE_GRACE_MS
+        : Infinity;
+      this.progress.waitingFor = verdict.detail;
+      return now > deadline ? { kind: 'deadline' } : undefined;
+    }
+    if (this.drainSince === undefined) {
+      // The Job's deadline condition may be newer than the pod event: read it once more before deciding.
+      await this.readJob();
+      verdict = this.classify(now);
+      if (verdict.state === 'pending') return undefined;
+    }
+    if (this.options.followLog && verdict.state !== 'infra' && this.logState === 'open') {
+      // The kubelet says the container is done: let the last of its log arrive.
+      this.drainSince ??= now;
+      if (now - this.drainSince < LOG_DRAIN_MS) return undefined;
+    }
+    this.progress.waitingFor = undefined;
+    return endOf(verdict);
+  }
+
+  private beat(force: boolean): void {
+    const key = `${this.parser.bytes}|${JSON.stringify(this.progress)}`;
+    const now = Date.now();
+    if (!force && key === this.lastBeat.key && now - this.lastBeat.at < HEARTBEAT_MS) return;
+    this.lastBeat = { at: now, key };
+    this.ctx.heartbeat({
+      attempt: this.spec.attempt,
+      progress: this.progress,
+      ...(this.options.jobCreatedAt !== undefined ? { jobCreatedAt: this.options.jobCreatedAt } : {}),
+      ...(this.options.followLog ? { output: this.parser.live() } : {}),
+    });
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Every reason an execution's infrastructure can fail for: the one home of `InfraError.reason` and of the
+ * ApplicationFailure types the activities throw. Classification, the activities, the reconciler and the result all
+ * take their reasons from here; the README's table of reasons is checked against it.
+ */
+
+export const FAILURE_REASONS = {
+  // What the cluster did to the sandbox (core/classify.ts).
+  ImagePullFailed: { retryable: false, meaning: 'the sandbox image could not be pulled' },
+  ContainerConfigError: { retryable: false, meaning: 'the kubelet could not create the container from its spec' },
+  ContainerStartFailed: { retryable: false, meaning: 'the container runtime could not start the container' },
+  Unschedulable: { retryable: false, meaning: 'no node could take the pod within the unschedulable grace' },
+  NoPodCreated: { retryable: false, meaning: "the Job's deadline passed before its pod was created (a full quota)" },
+  StorageLimitExceeded: { retryable: false, meaning: 'the program outgrew its scratch space or ephemeral storage' },
+  PodLost: { retryable: true, meaning: 'the sandbox pod was deleted before it finished' },
+  PodDisrupted: { retryable: true, meaning: 'the pod was disrupted (preemption, node drain, taint)' },
+  Evicted: { retryable: true, meaning: 'the kubelet evicted the pod (node pressure)' },
+  PodFailed: { retryable: true, meaning: 'the pod failed without its container finishing' },
+  JobLost: { retryable: true, meaning: 'the Job was deleted before it finished' },
+  JobFailed: { retryable: true, meaning: 'the Job failed without a pod' },
+  // What the Kubernetes API answered (activities/kube.ts).
+  KubernetesRejected: { retryable: false, meaning: 'the API refused a request in a way a retry cannot change' },
+  KubernetesForbidden: { retryable: false, meaning: 'the API kept answering 401/403 (credentials or RBAC)' },
+  KubernetesUnavailable: { retryable: false, meaning: 'the API could not be reached within the step’s retry window' },
+  QuotaExceeded: { retryable: false, meaning: 'a ResourceQuota stayed full for the whole retry window' },
+  NameConflict: { retryable: false, meaning: "an object with the attempt's name belongs to something else" },
+  // The workflow's own view.
+  StepFailed: { retryable: false, meaning: 'a step failed in an unexpected way (its message says how)' },
+} as const;
+
+export type FailureReason = keyof typeof FAILURE_REASONS;
+
+/** ApplicationFailure types thrown by steps that are not execution outcomes. */
+export const STEP_FAILURES = {
+  /** Cleanup found pods still present after its wait: retried until they are gone. */
+  cleanupIncomplete: 'CleanupIncomplete',
+  /** A worker is missing something it needs (e.g. the reconciler's Temporal client). */
+  misconfigured: 'Misconfigured',
+  /** Bad input, refused by the workflow (the client refuses it first). */
+  invalidInput: 'InvalidInput',
+} as const;
+
+export function isFailureReason(value: unknown): value is FailureReason {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(FAILURE_REASONS, value);
+}

@@ -1,0 +1,22 @@
+/** The workflow's own check of its input: bad input fails the execution, typed and non-retryable. */
+import { ApplicationFailure } from '@temporalio/workflow';
+import { STEP_FAILURES } from '../core/failures';
+import type { ExecutionPolicy } from '../core/policy';
+import type { ExecutionInput } from '../core/types';
+import { InvalidInputError, validateInput, type ExecutionRequest } from '../core/validate';
+
+export function validated(input: ExecutionInput, policy: ExecutionPolicy): ExecutionRequest {
+  try {
+    return validateInput(input, policy);
+  } catch (err) {
+    if (err instanceof InvalidInputError) {
+      throw ApplicationFailure.create({
+        message: err.message,
+        type: STEP_FAILURES.invalidInput,
+        nonRetryable: true,
+        details: [{ field: err.field, limit: err.limit }],
+      });
+    }
+    throw err;
+  }
+}
