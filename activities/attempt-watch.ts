@@ -67,6 +67,8 @@ export class AttemptWatch {
   private readonly pods: AttemptPods;
   private job: V1Job | undefined;
   private jobRead = false;
+  /** The Job was read for the decision at hand. */
+  private jobFresh = false;
   private readonly limit: number;
   private parser: LauncherLogParser;
   private log: LogStream | undefined;
@@ -209,18 +211,20 @@ export class AttemptWatch {
         ? this.options.jobCreatedAt + activeDeadlineSeconds(this.spec.request, this.spec.policy) * 1000 + DEADLINE_GRACE_MS
         : Infinity;
       this.progress.waitingFor = verdict.detail;
+      this.jobFresh = false;
       return now > deadline ? { kind: 'deadline' } : undefined;
     }
-    if (this.drainSince === undefined) {
-      // The Job's deadline condition may be newer than the pod event: read it once more before deciding.
-      await this.readJob();
-      verdict = this.classify(now);
-      if (verdict.state === 'pending') return undefined;
-    }
     if (this.options.followLog && verdict.state !== 'infra' && this.logState === 'open') {
-      // The kubelet says the container is done: let the last of its log arrive.
+      // The kubelet says the container is done: let the last of its log (and the trailer) arrive first.
       this.drainSince ??= now;
       if (now - this.drainSince < LOG_DRAIN_MS) return undefined;
+    }
+    if (!this.jobFresh) {
+      // The Job's deadline condition may be newer than the pod event: read it once more before deciding.
+      await this.readJob();
+      this.jobFresh = true;
+      verdict = this.classify(now);
+      if (verdict.state === 'pending') return undefined;
     }
     this.progress.waitingFor = undefined;
     return endOf(verdict);

@@ -21,7 +21,7 @@ export const FAILURE_REASONS = {
   // What the Kubernetes API answered (activities/kube.ts).
   KubernetesRejected: { retryable: false, meaning: 'the API refused a request in a way a retry cannot change' },
   KubernetesForbidden: { retryable: false, meaning: 'the API kept answering 401/403 (credentials or RBAC)' },
-  KubernetesUnavailable: { retryable: false, meaning: 'the API could not be reached within the step’s retry window' },
+  KubernetesUnavailable: { retryable: false, meaning: "the API could not be reached within the step's retry window" },
   QuotaExceeded: { retryable: false, meaning: 'a ResourceQuota stayed full for the whole retry window' },
   NameConflict: { retryable: false, meaning: "an object with the attempt's name belongs to something else" },
   // The workflow's own view.

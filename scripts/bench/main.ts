@@ -1,11 +1,13 @@
 /**
  * npm run bench [-- --quick]: what durable-sandbox costs over the least a direct Kubernetes client must do.
  *
- * 1. Pairs: for each workload, the floor (scripts/bench/floor.ts: the same ConfigMap and Job, no Temporal) and ours
- *    (SandboxClient.executeCode with the real worker in this process), interleaved floor, ours, floor, ours … so
- *    drift hits both. Latency, per-pair ratio and overhead, phase medians, API requests per execution (from the
- *    apiserver's audit log), Temporal history size, and this process's CPU.
- * 2. Scaling: bursts of concurrent print(1) executions, floor then ours for each size, with sandbox requests of
+ * 1. Rounds: for each workload, two floors and ours, interleaved floor, fast, ours, floor, fast, ours … so drift
+ *    hits all three: the floor (scripts/bench/floor.ts: the same ConfigMap and Job, no Temporal, result after the
+ *    pod is gone), the fast floor (scripts/bench/fast-floor.ts: follows the log to the trailer, returns, deletes in
+ *    the background) and ours (SandboxClient.executeCode with the real worker in this process). Each run's
+ *    background cleanup finishes before the next run starts. Latency, per-round ratios and overhead, phase medians,
+ *    API requests per execution (from the apiserver's audit log), Temporal history size, and this process's CPU.
+ * 2. Scaling: bursts of concurrent print(1) executions, each side for each size, with sandbox requests of
  *    cpu 10m / memory 32Mi (so 50 pods fit on the node), sampling node and per-process CPU and the worker's RSS.
  *
  * Needs the local stack (npm run stack:up) or KUBECONFIG/DS_ADMIN_KUBECONFIG and TEMPORAL_ADDRESS. Writes
@@ -22,6 +24,7 @@ import { loadKubeConfig } from '../../worker/connect';
 import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../worker/stack-env';
 import { readLauncherSource } from '../../worker/worker';
 import { auditCursor, countRequests, readSince, type RequestCounts } from './audit';
+import { runFastFloor } from './fast-floor';
 import { runFloor, type FloorDeps } from './floor';
 import { Leftovers } from './leftovers';
 import { historyCost, runOurs, startBenchWorker, workflowBundle, type BenchWorker, type HistoryCost } from './ours';
@@ -38,7 +41,7 @@ import {
   type Pair,
 } from './report';
 import { Sampler } from './sampler';
-import type { RunRecord, Side } from './types';
+import { SIDES, type RunRecord, type Side } from './types';
 import { WORKLOADS, workload, type Workload } from './workloads';
 
 const USAGE = `usage: npm run bench [-- options]
@@ -155,17 +158,30 @@ async function main(): Promise<void> {
   const check = () => {
     if (aborted) throw new Interrupted('interrupted');
   };
-  const floor = (w: Workload, deps: FloorDeps) => runFloor(deps, w, newId('floor'));
-  const ours = async (w: Workload, worker: BenchWorker): Promise<RunRecord> => {
+  /** One run of a side; `background` is its cleanup after the result (nothing for the floor, which waits for it). */
+  type Run = { record: RunRecord; background: Promise<void> };
+  const floor = async (w: Workload, deps: FloorDeps): Promise<Run> => ({ record: await runFloor(deps, w, newId('floor')), background: Promise.resolve() });
+  const fast = (w: Workload, deps: FloorDeps): Promise<Run> => runFastFloor(deps, w, newId('fast'));
+  const ours = async (w: Workload, worker: BenchWorker): Promise<Run> => {
     check();
     const id = newId('ours');
     running.set(id, worker);
     try {
-      return await runOurs(worker, w, id);
-    } finally {
+      const run = await runOurs(worker, w, id);
+      return { record: run.record, background: run.background.finally(() => running.delete(id)) };
+    } catch (err) {
       running.delete(id);
+      throw err;
     }
   };
+  /** Runs a side and waits for its background cleanup too, so the next measurement starts on a quiet cluster. */
+  const alone = async (run: Promise<Run>): Promise<RunRecord> => {
+    const r = await run;
+    await r.background;
+    return r.record;
+  };
+  const side = (name: Side, w: Workload, deps: FloorDeps, worker: BenchWorker): Promise<Run> =>
+    name === 'floor' ? floor(w, deps) : name === 'fast' ? fast(w, deps) : ours(w, worker);
   const show = (r: RunRecord) => (r.ok ? `${r.latencyMs} ms` : `FAILED (${r.status}: ${r.error})`);
 
   log(`durable-sandbox bench${quick ? ' --quick' : ''}: ${started.toISOString()}; ${machine()}`);
@@ -196,26 +212,29 @@ async function main(): Promise<void> {
     if (!values['no-pairs']) {
       const worker = await startBenchWorker();
       workers.add(worker);
-      log(`worker on task queue ${worker.config.temporal.taskQueue}; warming up (one floor, one ours; not counted)…`);
-      const warm = [await floor(WORKLOADS[0], floorDeps()), await ours(WORKLOADS[0], worker)];
-      for (const r of warm) if (!r.ok) log(`warm-up ${r.side} failed: ${r.status}: ${r.error}`);
+      log(`worker on task queue ${worker.config.temporal.taskQueue}; warming up (one run of each side; not counted)…`);
+      for (const name of SIDES) {
+        const r = await alone(side(name, WORKLOADS[0], floorDeps(), worker));
+        if (!r.ok) log(`warm-up ${r.side} failed: ${r.status}: ${r.error}`);
+      }
       const cursor = auditCursor(auditFile);
       const pairs: Pair[] = [];
       const cpuPairs0 = process.cpuUsage();
       for (let i = 0; i < pairsPerWorkload; i++) {
         for (const w of workloads) {
           check();
-          const f = await floor(w, floorDeps());
-          const o = await ours(w, worker);
+          const f = await alone(floor(w, floorDeps()));
+          const ff = await alone(fast(w, floorDeps()));
+          const o = await alone(ours(w, worker));
           check();
-          pairs.push({ workload: w.key, floor: f, ours: o });
-          log(`pair ${i + 1}/${pairsPerWorkload} ${w.label.padEnd(12)} floor ${show(f).padEnd(10)} ours ${show(o)}`);
+          pairs.push({ workload: w.key, floor: f, fast: ff, ours: o });
+          log(`round ${i + 1}/${pairsPerWorkload} ${w.label.padEnd(12)} floor ${show(f).padEnd(10)} fast ${show(ff).padEnd(10)} ours ${show(o)}`);
         }
       }
       const cpuPairs = process.cpuUsage(cpuPairs0);
       // Let the apiserver write its last events (watch ends are logged when they close).
       await sleep(3000);
-      const ids = pairs.flatMap((p) => [p.floor.executionId, p.ours.executionId]);
+      const ids = pairs.flatMap((p) => SIDES.map((name) => p[name].executionId));
       let requests = new Map<string, RequestCounts>();
       if (cursor) requests = countRequests(readSince(cursor), ids, namespace);
       else log(`no audit log at ${auditFile}: API requests not counted`);
@@ -247,6 +266,7 @@ async function main(): Promise<void> {
       section(
         'Phases, median ms per step',
         `${phaseTable(summary)}\n\ncall = client call made; result = result in hand (floor: pod gone). ` +
+          `outputCollected→cleanedUp: cleanup (floor: before the result; fast and ours: after it, in the background). ` +
           `containerStarted/containerFinished are the launcher's own clock on both sides; the other marks are when each ` +
           `client saw the event (floor: Date.now() in its watch; ours: the workflow timeline).`,
       );
@@ -259,11 +279,11 @@ async function main(): Promise<void> {
           `worker's polling falls on the floor's side).`,
       );
       const detail = summary
-        .map((s) => `- ${s.workload}: floor ${JSON.stringify(s.costs.floor.clientRequestsByCall)}; ours ${JSON.stringify(s.costs.ours.clientRequestsByCall)}`)
+        .map((s) => `- ${s.workload}: ${SIDES.map((n) => `${n} ${JSON.stringify(s.costs[n].clientRequestsByCall)}`).join('; ')}`)
         .join('\n');
       section('Client requests per execution by call (medians)', detail);
       const cluster = summary
-        .map((s) => `- ${s.workload}: floor ${JSON.stringify(s.costs.floor.clusterRequestsByUser)}; ours ${JSON.stringify(s.costs.ours.clusterRequestsByUser)}`)
+        .map((s) => `- ${s.workload}: ${SIDES.map((n) => `${n} ${JSON.stringify(s.costs[n].clusterRequestsByUser)}`).join('; ')}`)
         .join('\n');
       section('Cluster requests per execution by component (medians)', cluster);
       const hist = summary.map((s) => `- ${s.workload}: ${JSON.stringify(s.costs.ours.historyEventsByType)}`).join('\n');
@@ -278,10 +298,10 @@ async function main(): Promise<void> {
       const policy = loadConfig({ ...process.env, ...SCALING_ENV }).policy;
       const deps = floorDeps(policy);
       log(`\nscaling: bursts of ${burstSizes.join(', ')} concurrent ${w.label}; sandbox requests cpu ${policy.requestCpu}, memory ${policy.requestMemory} (both sides)`);
-      await ours(w, worker);
+      await alone(ours(w, worker));
       const bursts: Burst[] = [];
       for (const size of burstSizes) {
-        for (const side of ['floor', 'ours'] as Side[]) {
+        for (const name of SIDES) {
           check();
           // The node's load just before the burst (other users of the machine), for comparison.
           const before = new Sampler(STACK_DIR).start();
@@ -291,16 +311,16 @@ async function main(): Promise<void> {
           const sampler = new Sampler(STACK_DIR).start();
           const cpu0 = process.cpuUsage();
           const t0 = Date.now();
-          const records = await Promise.all(
-            Array.from({ length: size }, () => (side === 'floor' ? floor(w, deps) : ours(w, worker))),
-          );
+          const runs = await Promise.all(Array.from({ length: size }, () => side(name, w, deps, worker)));
+          const records = runs.map((r) => r.record);
           check();
           const wallMs = Date.now() - t0;
           const cpu = process.cpuUsage(cpu0);
           const load = sampler.stop();
-          bursts.push({ size, side, workload: w.key, wallMs, records, load, baseline, cpuMs: (cpu.user + cpu.system) / 1000 });
+          await Promise.all(runs.map((r) => r.background));
+          bursts.push({ size, side: name, workload: w.key, wallMs, records, load, baseline, cpuMs: (cpu.user + cpu.system) / 1000 });
           const ok = records.filter((r) => r.ok).length;
-          log(`burst ${String(size).padStart(2)} ${side.padEnd(5)} ok ${ok}/${size} in ${(wallMs / 1000).toFixed(1)} s, node CPU ${load.nodeBusyAvgPct.toFixed(0)}%, RSS peak ${load.rssPeakMiB.toFixed(0)} MiB`);
+          log(`burst ${String(size).padStart(2)} ${name.padEnd(5)} ok ${ok}/${size} in ${(wallMs / 1000).toFixed(1)} s, node CPU ${load.nodeBusyAvgPct.toFixed(0)}%, RSS peak ${load.rssPeakMiB.toFixed(0)} MiB`);
           for (const r of records.filter((x) => !x.ok).slice(0, 3)) log(`  failed ${r.executionId}: ${r.status}: ${r.error}`);
         }
       }

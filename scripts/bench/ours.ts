@@ -35,7 +35,25 @@ export async function startBenchWorker(env: Record<string, string> = {}): Promis
 /** Longest one execution of ours may take before the bench calls it failed. */
 const OURS_TIMEOUT_MS = 300_000;
 
-export async function runOurs(w: BenchWorker, wl: Workload, executionId: string): Promise<RunRecord> {
+export interface OursRun {
+  record: RunRecord;
+  /** The execution's cleanup after the result: settles when the workflow has completed (cleanedUp recorded). */
+  background: Promise<void>;
+}
+
+export async function runOurs(w: BenchWorker, wl: Workload, executionId: string): Promise<OursRun> {
+  const record = await runOursRecord(w, wl, executionId);
+  const background = (async () => {
+    const handle = w.temporal.workflow.getHandle(executionId);
+    await handle.result().catch(() => undefined);
+    const timeline = await w.client.timeline(executionId).catch(() => []);
+    const cleaned = timeline.filter((e) => e.phase === 'cleanedUp' && e.attempt === (record.attempts || 1)).pop();
+    if (cleaned) record.phases.cleanedUp = cleaned.at;
+  })();
+  return { record, background };
+}
+
+async function runOursRecord(w: BenchWorker, wl: Workload, executionId: string): Promise<RunRecord> {
   const t0 = Date.now();
   const cpu0 = process.cpuUsage();
   const base = {

@@ -3,12 +3,14 @@ import type { RequestCounts } from './audit';
 import type { HistoryCost } from './ours';
 import type { LoadReport } from './sampler';
 import { fmt, median, quantile, summarize, table, type Summary } from './stats';
-import { PHASES, type RunRecord, type Side } from './types';
+import { PHASES, SIDES, type RunRecord, type Side } from './types';
 import { WORKLOADS } from './workloads';
 
+/** One round of a workload: the same program through each side, one after the other. */
 export interface Pair {
   workload: string;
   floor: RunRecord;
+  fast: RunRecord;
   ours: RunRecord;
 }
 
@@ -24,11 +26,15 @@ export interface Burst {
   cpuMs: number;
 }
 
-/** Phase steps, each from one mark to the next; 'call' and 'result' are the client's own clock. */
+/**
+ * Phase steps; 'call' and 'result' are the client's own clock. The result comes after the output (fast, ours) or
+ * after cleanup (floor); outputCollected→cleanedUp is cleanup, on the caller's time or in the background.
+ */
 export const STEPS: [string, string][] = [
   ['call', 'started'],
-  ...PHASES.slice(1).map((p, i) => [PHASES[i], p] as [string, string]),
-  ['cleanedUp', 'result'],
+  ...PHASES.slice(1, -1).map((p, i) => [PHASES[i], p] as [string, string]),
+  ['outputCollected', 'result'],
+  ['outputCollected', 'cleanedUp'],
 ];
 
 function stepMs(r: RunRecord, from: string, to: string): number {
@@ -47,12 +53,13 @@ export function phaseMedians(records: RunRecord[]): Record<string, number> {
 export interface PairSummary {
   workload: string;
   pairs: number;
-  floor: Summary & { ok: number };
-  ours: Summary & { ok: number };
-  ratio: { p50: number; p95: number };
+  latency: Record<Side, Summary & { ok: number }>;
+  /** ours / floor and ours / fast, per round. */
+  ratio: { floor: { p50: number; p95: number }; fast: { p50: number; p95: number } };
+  /** ours − fast per round, ms. */
   overheadMs: { p50: number; p95: number; max: number };
-  phases: { floor: Record<string, number>; ours: Record<string, number> };
-  costs: { floor: CostSummary; ours: CostSummary };
+  phases: Record<Side, Record<string, number>>;
+  costs: Record<Side, CostSummary>;
 }
 
 export interface CostSummary {
@@ -97,6 +104,10 @@ function costSummary(
   };
 }
 
+function bySide<T>(f: (side: Side) => T): Record<Side, T> {
+  return Object.fromEntries(SIDES.map((side) => [side, f(side)])) as Record<Side, T>;
+}
+
 export function summarizePairs(
   pairs: Pair[],
   requests: Map<string, RequestCounts>,
@@ -106,25 +117,22 @@ export function summarizePairs(
   for (const w of WORKLOADS) {
     const ps = pairs.filter((p) => p.workload === w.key);
     if (!ps.length) continue;
-    const both = ps.filter((p) => p.floor.ok && p.ours.ok);
-    const lat = (side: Side) => ({
-      ...summarize(ps.filter((p) => p[side].ok).map((p) => p[side].latencyMs)),
-      ok: ps.filter((p) => p[side].ok).length,
-    });
-    const ratios = both.map((p) => p.ours.latencyMs / p.floor.latencyMs);
-    const over = both.map((p) => p.ours.latencyMs - p.floor.latencyMs);
+    const ratio = (base: Side) => {
+      const both = ps.filter((p) => p[base].ok && p.ours.ok).map((p) => p.ours.latencyMs / p[base].latencyMs);
+      return { p50: quantile(both, 0.5), p95: quantile(both, 0.95) };
+    };
+    const over = ps.filter((p) => p.fast.ok && p.ours.ok).map((p) => p.ours.latencyMs - p.fast.latencyMs);
     out.push({
       workload: w.key,
       pairs: ps.length,
-      floor: lat('floor'),
-      ours: lat('ours'),
-      ratio: { p50: quantile(ratios, 0.5), p95: quantile(ratios, 0.95) },
+      latency: bySide((side) => ({
+        ...summarize(ps.filter((p) => p[side].ok).map((p) => p[side].latencyMs)),
+        ok: ps.filter((p) => p[side].ok).length,
+      })),
+      ratio: { floor: ratio('floor'), fast: ratio('fast') },
       overheadMs: { p50: quantile(over, 0.5), p95: quantile(over, 0.95), max: over.length ? Math.max(...over) : NaN },
-      phases: { floor: phaseMedians(ps.map((p) => p.floor)), ours: phaseMedians(ps.map((p) => p.ours)) },
-      costs: {
-        floor: costSummary(ps.map((p) => p.floor), requests, histories),
-        ours: costSummary(ps.map((p) => p.ours), requests, histories),
-      },
+      phases: bySide((side) => phaseMedians(ps.map((p) => p[side]))),
+      costs: bySide((side) => costSummary(ps.map((p) => p[side]), requests, histories)),
     });
   }
   return out;
@@ -168,22 +176,22 @@ const label = (key: string) => WORKLOADS.find((w) => w.key === key)?.label ?? ke
 
 export function latencyTable(s: PairSummary[]): string {
   const rows: (string | number)[][] = [
-    ['workload', 'pairs', 'floor p50', 'floor p95', 'floor max', 'ours p50', 'ours p95', 'ours max', 'ratio p50', 'ratio p95', 'overhead p50', 'overhead p95'],
+    ['workload', 'rounds (ok)', 'floor p50', 'fast p50', 'fast p95', 'ours p50', 'ours p95', 'ours max', 'ours/floor p50', 'ours/fast p50 (p95)', 'ours−fast p50 (p95)'],
   ];
   for (const x of s) {
+    const l = x.latency;
     rows.push([
       label(x.workload),
-      `${x.pairs} (ok ${x.floor.ok}/${x.ours.ok})`,
-      fmt(x.floor.p50),
-      fmt(x.floor.p95),
-      fmt(x.floor.max),
-      fmt(x.ours.p50),
-      fmt(x.ours.p95),
-      fmt(x.ours.max),
-      `${fmt(x.ratio.p50, 2)}x`,
-      `${fmt(x.ratio.p95, 2)}x`,
-      `+${fmt(x.overheadMs.p50)}`,
-      `+${fmt(x.overheadMs.p95)}`,
+      `${x.pairs} (${l.floor.ok}/${l.fast.ok}/${l.ours.ok})`,
+      fmt(l.floor.p50),
+      fmt(l.fast.p50),
+      fmt(l.fast.p95),
+      fmt(l.ours.p50),
+      fmt(l.ours.p95),
+      fmt(l.ours.max),
+      `${fmt(x.ratio.floor.p50, 2)}x`,
+      `${fmt(x.ratio.fast.p50, 2)}x (${fmt(x.ratio.fast.p95, 2)}x)`,
+      `+${fmt(x.overheadMs.p50)} (+${fmt(x.overheadMs.p95)})`,
     ]);
   }
   return table(rows);
@@ -191,12 +199,12 @@ export function latencyTable(s: PairSummary[]): string {
 
 export function phaseTable(s: PairSummary[]): string {
   const header: string[] = ['step (median ms)'];
-  for (const x of s) header.push(`${label(x.workload)} floor`, `${label(x.workload)} ours`, 'Δ');
+  for (const x of s) header.push(...SIDES.map((side) => `${label(x.workload)} ${side}`));
   const rows: (string | number)[][] = [header];
   for (const [a, b] of STEPS) {
     const k = `${a}→${b}`;
     const row: (string | number)[] = [k];
-    for (const x of s) row.push(fmt(x.phases.floor[k]), fmt(x.phases.ours[k]), fmt(x.phases.ours[k] - x.phases.floor[k]));
+    for (const x of s) row.push(...SIDES.map((side) => fmt(x.phases[side][k])));
     rows.push(row);
   }
   return table(rows);
@@ -209,7 +217,7 @@ export function costTable(s: PairSummary[]): string {
     ['workload', 'side', ...VERBS, 'client total', 'cluster total', 'history events', 'history bytes', 'CPU ms'],
   ];
   for (const x of s) {
-    for (const side of ['floor', 'ours'] as const) {
+    for (const side of SIDES) {
       const c = x.costs[side];
       rows.push([
         label(x.workload),
@@ -297,7 +305,7 @@ export function saturation(s: BurstSummary[]): string[] {
         `${fmt(b.baseline.nodeBusyAvgPct)}% in the 3 s before, rest of node ${fmt(b.baseline.cpuAvgPct['rest of node'] ?? NaN)}% then) of ` +
         `${b.load.cores} cores; top CPU users (% of one core): ${top}; medians from burst ${small?.size}: ` +
         `${grow('call→started')}, ${grow('started→jobCreated')}, ${grow('jobCreated→podScheduled')}, ` +
-        `${grow('podScheduled→containerStarted')}, ${grow('containerFinished→outputCollected')}, ${grow('outputCollected→cleanedUp')}; ` +
+        `${grow('podScheduled→containerStarted')}, ${grow('containerFinished→outputCollected')}, ${grow('outputCollected→result')}; ` +
         `the rest of the node by command: ${rest}`,
     );
   }

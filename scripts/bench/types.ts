@@ -1,7 +1,10 @@
 /** What one benchmarked execution records, for either side. */
 import { PHASES, type PhaseName } from '../../core/types';
 
-export type Side = 'floor' | 'ours';
+/** floor: the plain direct client; fast: the fastest direct client (scripts/bench/fast-floor.ts); ours: executeCode. */
+export type Side = 'floor' | 'fast' | 'ours';
+
+export const SIDES: Side[] = ['floor', 'fast', 'ours'];
 
 export { PHASES };
 
@@ -16,7 +19,7 @@ export interface RunRecord {
   exitCode: number | null;
   error?: string;
   attempts: number;
-  /** Client clock: call made, and result in hand (ours) / pod gone (floor). */
+  /** Client clock: call made, and result in hand (floor: pod gone). */
   t0: number;
   t1: number;
   latencyMs: number;

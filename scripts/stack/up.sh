@@ -65,10 +65,13 @@ temporal_up() {
     ensure_port_free "$TEMPORAL_UI_PORT" "temporal UI"
   fi
   mkdir -p "$DS_STACK_DIR/temporal"
+  # Eager activity execution (as on Temporal Cloud): a worker that schedules an activity can start it at once,
+  # without another round trip through the task queue.
   local sa=() a
   for a in "${TEMPORAL_SEARCH_ATTRIBUTES[@]}"; do sa+=(--search-attribute "$a"); done
   start temporal "$TEMPORAL_BIN/temporal" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" \
-    --ui-port "$TEMPORAL_UI_PORT" --db-filename "$DS_STACK_DIR/temporal/temporal.db" --log-level warn "${sa[@]}"
+    --ui-port "$TEMPORAL_UI_PORT" --db-filename "$DS_STACK_DIR/temporal/temporal.db" --log-level warn "${sa[@]}" \
+    --dynamic-config-value system.enableActivityEagerExecution=true
   ready temporal 60 "$TEMPORAL_BIN/temporal" operator cluster health --address "127.0.0.1:$TEMPORAL_PORT"
   }
 
