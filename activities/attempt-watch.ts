@@ -179,6 +179,12 @@ export class AttemptWatch {
     });
   }
 
+  /** Whether the container has run (so it has a log to read). */
+  private containerRan(): boolean {
+    const cs = this.pods.pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
+    return this.progress.containerStartedAt !== undefined || !!(cs?.state?.running || cs?.state?.terminated);
+  }
+
   private async readJob(): Promise<void> {
     const { name } = resourceNames(this.spec.executionId, this.spec.attempt);
     this.job = await kubeCallOrMissing(`read Job ${name}`, () =>
@@ -214,13 +220,19 @@ export class AttemptWatch {
       this.jobFresh = false;
       return now > deadline ? { kind: 'deadline' } : undefined;
     }
-    if (this.options.followLog && verdict.state !== 'infra' && this.logState === 'open') {
-      // The kubelet says the container is done: let the last of its log (and the trailer) arrive first.
+    if (this.options.followLog && this.containerRan() && this.logState !== 'ended') {
+      // No trailer settled it: before the kubelet's word decides, read what the container wrote (the log may still
+      // be draining, or not open yet when the container ran and ended between two looks).
       this.drainSince ??= now;
-      if (now - this.drainSince < LOG_DRAIN_MS) return undefined;
+      if (now - this.drainSince < LOG_DRAIN_MS) {
+        await this.follow();
+        return undefined;
+      }
     }
     if (!this.jobFresh) {
-      // The Job's deadline condition may be newer than the pod event: read it once more before deciding.
+      // Look once more before deciding: a pod event may still be on its way, and the Job's deadline condition may
+      // be newer than the pod's status.
+      await this.pods.resync();
       await this.readJob();
       this.jobFresh = true;
       verdict = this.classify(now);

@@ -19,12 +19,14 @@ export function runSandboxActivity(deps: ActivityDeps) {
     let jobCreatedAt = resumed?.jobCreatedAt;
     let job: V1Job | undefined;
     let ownership: Promise<void> | undefined;
+    let adopted = false;
     if (jobCreatedAt === undefined) {
       // The ConfigMap first: the pod mounts it, and must not wait on a retry of the mount.
       await createCodeConfigMap(deps, spec);
       const created = await createSandboxJob(deps, spec);
       jobCreatedAt = created.createdAt;
       job = created.object;
+      adopted = created.adopted;
       ctx.heartbeat({ attempt: spec.attempt, progress: {}, jobCreatedAt });
       // A backstop only (the Job's TTL then takes the ConfigMap too), so off the critical path.
       ownership = makeConfigMapDependent(deps.kube, spec.policy.namespace, created).catch((err: unknown) => {
@@ -37,7 +39,8 @@ export function runSandboxActivity(deps: ActivityDeps) {
       followLog: true,
       job,
       jobCreatedAt,
-      resumed: resumed?.progress,
+      // An adopted Job was made by an earlier try that died before its heartbeat: resume as from an empty one.
+      resumed: resumed?.progress ?? (adopted ? {} : undefined),
     });
     const { end, progress, output } = await watch.run();
     await ownership;
