@@ -43,15 +43,19 @@ export class AttemptPods {
   }
 
   /**
-   * Starts watching. Without `list`, the watch starts from the current state (the server sends every existing pod
-   * first), which is all a fresh attempt needs: one request. With `list` (a resumed step, or a broken watch), a
-   * list comes first, so a pod deleted in between is noticed.
+   * Starts watching. With `from` (a fresh attempt: the resourceVersion its Job's create or its pod's claim returned,
+   * and the claimed pod itself) the watch starts right there and misses nothing after it: one request, served at
+   * once. Without it and without `list`, it starts from the current state (the server sends every existing pod
+   * first, after making sure its cache is current, which can take a moment). With `list` (a resumed step, or a
+   * broken watch), a list comes first, so a pod deleted in between is noticed.
    */
-  async start(list: boolean): Promise<void> {
+  async start(list: boolean, from?: { resourceVersion?: string; pod?: V1Pod }): Promise<void> {
     if (list) await this.resync();
+    else if (from?.resourceVersion) this.resourceVersion = from.resourceVersion;
+    if (from?.pod) this.pods.set(from.pod.metadata!.name!, from.pod);
     this.watching = true;
     const params: Record<string, string | boolean> = { labelSelector: this.selector, allowWatchBookmarks: true };
-    if (list && this.resourceVersion) params.resourceVersion = this.resourceVersion;
+    if ((list || from?.resourceVersion) && this.resourceVersion) params.resourceVersion = this.resourceVersion;
     try {
       this.watch = await new Watch(this.kube.config).watch(
         `/api/v1/namespaces/${this.namespace}/pods`,

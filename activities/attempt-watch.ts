@@ -6,9 +6,9 @@
  * a trailer (OOM kill, eviction, the Job's deadline, a lost pod, a program ended by a signal) the kubelet's status
  * decides, classified by core/classify.ts, after the rest of the log has been read.
  */
-import type { V1Job } from '@kubernetes/client-node';
+import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { AttemptEnd, AttemptSpec, RunHeartbeat } from '../core/attempt';
-import { classify, observe, type PodProgress, type Verdict } from '../core/classify';
+import { classify, infraError, observe, type PodProgress, type Verdict } from '../core/classify';
 import { activeDeadlineSeconds, CONTAINER_NAME } from '../core/manifests';
 import { resourceNames } from '../core/names';
 import { LauncherLogParser, logReadLimit, type LauncherTrailer, type ParsedOutput } from '../core/output';
@@ -75,6 +75,7 @@ export class AttemptWatch {
   private logState: 'none' | 'open' | 'ended' | 'broken' = 'none';
   private drainSince: number | undefined;
   private lastBeat = { at: 0, key: '' };
+  private stopped = false;
 
   constructor(
     private readonly kube: Kube,
@@ -84,9 +85,13 @@ export class AttemptWatch {
       followLog: boolean;
       /** The Job as its create returned it: spares a read until a decision needs a fresh one. */
       job?: V1Job;
-      jobCreatedAt?: number;
+      acquiredAt?: number;
       /** What an earlier try of the step had seen (its last heartbeat). */
       resumed?: PodProgress;
+      /** A warm pool pod: no Job; its launcher must accept this attempt's task and no other. */
+      warm?: boolean;
+      /** Where a fresh attempt's watch starts: the resourceVersion of its Job's create or its pod's claim. */
+      from?: { resourceVersion?: string; pod?: V1Pod };
     },
   ) {
     this.job = options.job;
@@ -104,10 +109,11 @@ export class AttemptWatch {
     const onCancel = (): void => this.pods.poke();
     this.ctx.cancellationSignal.addEventListener('abort', onCancel);
     try {
-      // A fresh attempt starts its watch from the current state (one request); a resumed one lists first.
-      await this.pods.start(this.options.resumed !== undefined);
+      // A fresh attempt starts its watch where its sandbox was made or claimed (one request); a resumed one lists first.
+      await this.pods.start(this.options.resumed !== undefined, this.options.from);
       let lastResync = Date.now();
       for (;;) {
+        if (this.stopped) throw new Error('the watch was stopped');
         if (this.ctx.cancellationSignal.aborted) await this.ctx.cancelled;
         if (!this.pods.isWatching) await this.pods.start(true);
         const now = Date.now();
@@ -134,8 +140,10 @@ export class AttemptWatch {
   }
 
   stop(): void {
+    this.stopped = true;
     this.pods.stop();
     this.log?.abort();
+    this.pods.poke();
   }
 
   /** Everything the log held, capped; flagged truncated when it was cut at the read limit. */
@@ -186,6 +194,7 @@ export class AttemptWatch {
   }
 
   private async readJob(): Promise<void> {
+    if (this.options.warm) return;
     const { name } = resourceNames(this.spec.executionId, this.spec.attempt);
     this.job = await kubeCallOrMissing(`read Job ${name}`, () =>
       this.kube.batch.readNamespacedJob({ name, namespace: this.spec.policy.namespace }),
@@ -201,20 +210,35 @@ export class AttemptWatch {
       progress: this.progress,
       now,
       unschedulableGraceSeconds: this.spec.policy.unschedulableGraceSeconds,
+      owner: this.options.warm ? 'pod' : 'job',
     });
   }
 
+  /** A warm sandbox that ran nothing of ours: its launcher refused the task, or accepted another one. */
+  private deliveryFailure(): AttemptEndNotCancelled | undefined {
+    if (!this.options.warm) return undefined;
+    const accepted = this.parser.accepted;
+    if (accepted && (accepted.executionId !== this.spec.executionId || accepted.attempt !== this.spec.attempt)) {
+      return { kind: 'infra', error: infraError('DeliveryFailed', `the warm sandbox accepted another task (${accepted.executionId} #${accepted.attempt})`) };
+    }
+    const t = this.parser.trailer;
+    if (t && !accepted) return { kind: 'infra', error: infraError('DeliveryFailed', t.error ?? 'the warm sandbox ended before it accepted the task') };
+    return undefined;
+  }
+
   private async decide(now: number): Promise<AttemptEndNotCancelled | undefined> {
+    const refused = this.deliveryFailure();
+    if (refused) return refused;
     const trailer = this.parser.trailer;
     if (settles(trailer)) {
       this.progress.waitingFor = undefined;
       return { kind: 'finished', exitCode: trailer.exitCode, reason: trailer.timedOut ? 'TimedOut' : 'Completed', oomKilled: false };
     }
-    if (!this.job && !this.jobRead) await this.readJob();
+    if (!this.job && !this.jobRead && !this.options.warm) await this.readJob();
     let verdict = this.classify(now);
     if (verdict.state === 'pending') {
-      const deadline = this.options.jobCreatedAt
-        ? this.options.jobCreatedAt + activeDeadlineSeconds(this.spec.request, this.spec.policy) * 1000 + DEADLINE_GRACE_MS
+      const deadline = this.options.acquiredAt
+        ? this.options.acquiredAt + activeDeadlineSeconds(this.spec.request, this.spec.policy) * 1000 + DEADLINE_GRACE_MS
         : Infinity;
       this.progress.waitingFor = verdict.detail;
       this.jobFresh = false;
@@ -239,6 +263,10 @@ export class AttemptWatch {
       if (verdict.state === 'pending') return undefined;
     }
     this.progress.waitingFor = undefined;
+    if (this.options.warm && !this.parser.accepted && verdict.state !== 'infra') {
+      // The pool pod ended without ever taking the task: nothing of the program ran there.
+      return { kind: 'infra', error: infraError('DeliveryFailed', 'the warm sandbox ended before it accepted the task') };
+    }
     return endOf(verdict);
   }
 
@@ -249,8 +277,9 @@ export class AttemptWatch {
     this.lastBeat = { at: now, key };
     this.ctx.heartbeat({
       attempt: this.spec.attempt,
+      sandbox: this.options.warm ? 'warm' : 'cold',
       progress: this.progress,
-      ...(this.options.jobCreatedAt !== undefined ? { jobCreatedAt: this.options.jobCreatedAt } : {}),
+      ...(this.options.acquiredAt !== undefined ? { acquiredAt: this.options.acquiredAt } : {}),
       ...(this.options.followLog ? { output: this.parser.live() } : {}),
     });
   }

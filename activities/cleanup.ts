@@ -1,6 +1,6 @@
 /**
- * The compensation step: deletes the attempt's Job (its pod goes with it) and ConfigMap, and waits, on a watch,
- * until no pod of the attempt is left. Idempotent: what is already gone counts as deleted. The workflow retries it
+ * The compensation step: deletes the attempt's Job (its pod goes with it) and ConfigMap, or its warm pool pod, and
+ * waits, on a watch, until no pod of the attempt is left. Idempotent: what is already gone counts as deleted. The workflow retries it
  * until it succeeds.
  */
 import { ApplicationFailure } from '@temporalio/common';
@@ -29,6 +29,10 @@ export function cleanupActivity({ kube }: ActivityDeps) {
     let forced = false;
     try {
       await pods.start(true);
+      // A warm attempt's pod belongs to no Job: it is deleted directly (its one program has run; never reused).
+      for (const p of pods.all.filter((x) => !x.metadata?.ownerReferences?.length && !x.metadata?.deletionTimestamp)) {
+        await kubeCallOrMissing(`delete pod ${p.metadata!.name}`, () => kube.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }));
+      }
       for (;;) {
         const left = pods.all;
         if (left.length === 0) return { ...deleted, podsRemaining: 0, at: Date.now() };

@@ -2,7 +2,6 @@
  * The activities of an execution, built from their dependencies so that the worker gives them a real cluster
  * and tests can give them another one.
  */
-import type { Client } from '@temporalio/client';
 import type { ExecutionPolicy } from '../core/policy';
 import { cleanupActivity } from './cleanup';
 import { collectOutputActivity } from './collect-output';
@@ -10,10 +9,11 @@ import type { ActivityDeps } from './deps';
 import { reconcileActivities } from './reconcile';
 import { runSandboxActivity } from './run-sandbox';
 import { v1Activities } from './v1';
+import { warmPoolActivities } from './warm-pool';
 
 export type { ActivityDeps } from './deps';
 
-export function createActivities(deps: ActivityDeps, temporal?: Client) {
+export function createActivities(deps: ActivityDeps) {
   return {
     /** The worker's execution policy, recorded in the workflow's history so every step of a run agrees on it. */
     async getExecutionPolicy(): Promise<ExecutionPolicy> {
@@ -22,7 +22,8 @@ export function createActivities(deps: ActivityDeps, temporal?: Client) {
     runSandbox: runSandboxActivity(deps),
     collectOutput: collectOutputActivity(deps),
     cleanup: cleanupActivity(deps),
-    ...reconcileActivities(deps, temporal),
+    ...reconcileActivities(deps),
+    ...warmPoolActivities(deps),
     ...v1Activities(deps),
   };
 }

@@ -59,11 +59,8 @@ export const FAILURE = {
 /** Wraps an error from the Kubernetes API into an ApplicationFailure with a type and the right retry behaviour. */
 export function kubeFailure(err: unknown, action: string): ApplicationFailure {
   if (err instanceof ApplicationFailure) return err;
-  const s = apiStatus(err);
-  if (!s) {
-    const message = err instanceof Error ? err.message : String(err);
-    return ApplicationFailure.retryable(`${action}: ${message}`, FAILURE.kubernetesUnavailable);
-  }
+  const s = apiStatus(err) ?? upgradeStatus(err);
+  if (!s) return ApplicationFailure.retryable(`${action}: ${messageOf(err)}`, FAILURE.kubernetesUnavailable);
   const text = `${action}: HTTP ${s.code} ${s.reason}: ${s.message}`;
   if (s.code === 403 && /exceeded quota/i.test(s.message)) {
     return ApplicationFailure.retryable(text, FAILURE.quotaExceeded, s);
@@ -75,6 +72,18 @@ export function kubeFailure(err: unknown, action: string): ApplicationFailure {
     return ApplicationFailure.nonRetryable(text, FAILURE.kubernetesRejected, s);
   }
   return ApplicationFailure.retryable(text, FAILURE.kubernetesUnavailable, s);
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  const m = (err as { message?: unknown } | null)?.message;
+  return typeof m === 'string' ? m : String(err);
+}
+
+/** A refused WebSocket upgrade (attach) carries only its HTTP status, in the message. */
+function upgradeStatus(err: unknown): ApiStatus | undefined {
+  const m = /Unexpected server response: (\d{3})/.exec(messageOf(err));
+  return m ? { code: Number(m[1]), reason: '', message: messageOf(err) } : undefined;
 }
 
 /** Runs one API call; its error becomes a typed failure that names `action`. */

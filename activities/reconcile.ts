@@ -1,22 +1,22 @@
 /**
- * The reconciler's activities: find every Job and ConfigMap the project made, ask Temporal whether the execution
- * that owns each is still running, and delete what belongs to executions that are closed, unknown to Temporal,
- * or older than a hard ceiling. Catches what compensation cannot reach: a terminated workflow (terminate runs no
- * workflow code), a reset namespace, a cluster restored from a backup.
+ * The reconciler's activities: find every Job, ConfigMap and warm pool pod the project made, ask Temporal whether
+ * the workflow that owns each (its execution, or for a pool pod nobody claimed, its pool) is still running, and
+ * delete what belongs to workflows that are closed, unknown to Temporal, or older than a hard ceiling. Catches what
+ * compensation cannot reach: a terminated workflow (terminate runs no workflow code), a reset namespace, a cluster
+ * restored from a backup, a pool whose workers are all gone.
  */
-import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { STEP_FAILURES } from '../core/failures';
 import { ANNOTATIONS, LABELS, MANAGED_BY } from '../core/names';
 import type { ActivityDeps } from './deps';
-import { kubeCall } from './kube';
-import { deleteAttemptObjects } from './sandbox-objects';
+import { kubeCall, kubeCallOrMissing } from './kube';
+import { deleteAttemptObjects, retirePoolPod } from './sandbox-objects';
 
 export interface SandboxObject {
-  kind: 'Job' | 'ConfigMap';
+  kind: 'Job' | 'ConfigMap' | 'Pod';
   name: string;
-  /** The owning execution (workflow id), from the object's annotation. */
-  executionId?: string;
+  /** The owning workflow's id, from the object's annotations: its execution, or its pool (an unclaimed pool pod). */
+  owner?: string;
   createdAt: number;
 }
 
@@ -29,24 +29,26 @@ const describe =
   (o: Meta): SandboxObject => ({
     kind,
     name: o.metadata!.name!,
-    executionId: o.metadata?.annotations?.[ANNOTATIONS.executionId],
+    owner: o.metadata?.annotations?.[ANNOTATIONS.executionId] ?? o.metadata?.annotations?.[ANNOTATIONS.poolOwner],
     createdAt: new Date(o.metadata?.creationTimestamp ?? 0).getTime(),
   });
 
-export function reconcileActivities({ kube, policy }: ActivityDeps, temporal: Client | undefined) {
+export function reconcileActivities({ kube, policy, temporal }: ActivityDeps) {
   const namespace = policy.namespace;
   const labelSelector = `${LABELS.managedBy}=${MANAGED_BY}`;
   return {
     async listSandboxObjects(): Promise<SandboxObject[]> {
-      const [jobs, cms] = await kubeCall('list sandbox objects', () =>
+      const [jobs, cms, pods] = await kubeCall('list sandbox objects', () =>
         Promise.all([
           kube.batch.listNamespacedJob({ namespace, labelSelector }),
           kube.core.listNamespacedConfigMap({ namespace, labelSelector }),
+          kube.core.listNamespacedPod({ namespace, labelSelector: `${labelSelector},${LABELS.pool}` }),
         ]),
       );
-      return [...jobs.items.map(describe('Job')), ...cms.items.map(describe('ConfigMap'))];
+      return [...jobs.items.map(describe('Job')), ...cms.items.map(describe('ConfigMap')), ...pods.items.map(describe('Pod'))];
     },
 
+    /** The state of each owning workflow (an execution or a pool). */
     async executionStates(executionIds: string[]): Promise<Record<string, OwnerState>> {
       if (!temporal) throw ApplicationFailure.nonRetryable('the reconciler needs a Temporal client', STEP_FAILURES.misconfigured);
       const states: Record<string, OwnerState> = {};
@@ -65,10 +67,22 @@ export function reconcileActivities({ kube, policy }: ActivityDeps, temporal: Cl
     async deleteSandboxObjects(objects: SandboxObject[]): Promise<number> {
       let deleted = 0;
       for (const o of objects) {
+        if (o.kind === 'Pod') {
+          const pod = await kubeCallOrMissing(`read pool pod ${o.name}`, () => kube.core.readNamespacedPod({ name: o.name, namespace }));
+          if (!pod) continue;
+          // Unclaimed: retired (so never one claimed meanwhile). Claimed: its execution is gone, so it goes.
+          const claimed = pod.metadata?.labels?.[LABELS.poolState] === 'claimed';
+          if (claimed ? await deleteClaimedPod(kube, namespace, o.name) : await retirePoolPod(kube, namespace, pod)) deleted++;
+          continue;
+        }
         const d = await deleteAttemptObjects(kube, namespace, o.name, o.kind);
         if (d.jobDeleted || d.configMapDeleted) deleted++;
       }
       return deleted;
     },
   };
+}
+
+async function deleteClaimedPod(kube: ActivityDeps['kube'], namespace: string, name: string): Promise<boolean> {
+  return (await kubeCallOrMissing(`delete pod ${name}`, () => kube.core.deleteNamespacedPod({ name, namespace }))) !== undefined;
 }

@@ -2,12 +2,13 @@
  * The Kubernetes objects of one attempt: the ConfigMap holding the code and the hardened Job, created (or adopted
  * after a retry) and deleted. Every step that makes or removes them goes through here.
  */
-import { PatchStrategy, setHeaderOptions, type V1Job } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1Job, type V1Pod } from '@kubernetes/client-node';
 import type { AttemptSpec } from '../core/attempt';
 import { buildConfigMap, buildJob, ownerReferenceTo } from '../core/manifests';
+import { LABELS } from '../core/names';
 import { createOrAdopt } from './adopt';
 import type { ActivityDeps } from './deps';
-import { kubeCall, kubeCallOrMissing, type Kube } from './kube';
+import { apiStatus, kubeCall, kubeCallOrMissing, kubeFailure, type Kube } from './kube';
 
 export interface CreatedJob {
   object: V1Job;
@@ -78,4 +79,34 @@ export async function deleteAttemptObjects(kube: Kube, namespace: string, name: 
     (await kubeCallOrMissing(`delete ConfigMap ${name}`, () => kube.core.deleteNamespacedConfigMap({ name, namespace }))) !==
       undefined;
   return { jobDeleted, configMapDeleted };
+}
+
+/**
+ * Deletes a warm pool pod nobody has claimed. It is first marked `retiring` with a conditional write, the same way a
+ * claim is made, so a claim and a deletion of the same pod can never both succeed; a pod whose status merely changed
+ * meanwhile is read again and retried. Without grace: nothing of a program runs in a pod deleted this way. False
+ * when the pod was claimed first, or was already gone.
+ */
+export async function retirePoolPod(kube: Kube, namespace: string, pod: V1Pod): Promise<boolean> {
+  let current: V1Pod | undefined = pod;
+  for (let i = 0; i < 5 && current; i++) {
+    if (current.metadata?.labels?.[LABELS.poolState] === 'claimed') return false;
+    const name: string = current.metadata!.name!;
+    try {
+      await kube.core.patchNamespacedPod(
+        { name, namespace, body: { metadata: { resourceVersion: current.metadata!.resourceVersion, labels: { [LABELS.poolState]: 'retiring' } } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      await kubeCallOrMissing(`delete pool pod ${name}`, () =>
+        kube.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, body: { gracePeriodSeconds: 0 } }),
+      );
+      return true;
+    } catch (err) {
+      const s = apiStatus(err);
+      if (s?.code === 404) return false;
+      if (s?.code !== 409) throw kubeFailure(err, `retire pool pod ${name}`);
+      current = await kubeCallOrMissing(`read pool pod ${name}`, (): Promise<V1Pod> => kube.core.readNamespacedPod({ name, namespace }));
+    }
+  }
+  return false;
 }

@@ -59,6 +59,8 @@ export type ExecutionState =
       pod?: PodProgress;
       /** The newest stdout and stderr of the running program (a bounded tail). */
       output?: LiveOutput;
+      /** Where it runs, once it has a sandbox: a pod of the warm pool, or a Job made for it. */
+      sandbox?: 'warm' | 'cold';
     }
   /** The result is known (and was returned to callers); the sandbox's objects are being removed. */
   | { executionId: string; state: 'cleaning_up'; result: ExecutionResult; progress: ExecutionProgress }
@@ -183,7 +185,14 @@ export class SandboxClient {
         if (progress.result) return { executionId, state: 'cleaning_up', result: progress.result, progress };
         const run = runHeartbeat(raw);
         const pod = run?.progress ?? legacyAwaitProgress(raw);
-        return { executionId, state: 'running', progress, ...(pod ? { pod } : {}), ...(run?.output ? { output: run.output } : {}) };
+        return {
+          executionId,
+          state: 'running',
+          progress,
+          ...(pod ? { pod } : {}),
+          ...(run?.output ? { output: run.output } : {}),
+          ...(run?.sandbox ? { sandbox: run.sandbox } : {}),
+        };
       }
       case 'COMPLETED':
         return { executionId, state: 'completed', result: await handle.result() };

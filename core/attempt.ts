@@ -37,21 +37,29 @@ export interface AwaitResult {
   progress: PodProgress;
 }
 
+/** Where an attempt's program runs: a Job made for it (cold) or a pre-started pod of the warm pool. */
+export type SandboxKind = 'cold' | 'warm';
+
 /** What the run step reports in its heartbeats: where the attempt stands and the output so far. */
 export interface RunHeartbeat {
   /** The execution's attempt (a new one starts its output from the beginning). */
   attempt: number;
   progress: PodProgress;
-  /** When the attempt's Job was created (set once it exists: a resumed step never creates it again). */
-  jobCreatedAt?: number;
+  /**
+   * When the attempt got its sandbox: its Job created (cold) or its pool pod claimed (warm). Set once it has one,
+   * so a resumed step never creates a second Job or claims a second pod.
+   */
+  acquiredAt?: number;
+  sandbox?: SandboxKind;
   output?: LiveOutput;
 }
 
 /** What the run step returns: how the attempt ended and everything the program wrote, capped. */
 export interface RunResult extends AwaitResult {
   output: CollectedOutput;
-  /** When the Job was created; undefined only when the step never got that far. */
-  jobCreatedAt?: number;
+  /** When the attempt got its sandbox; undefined only when the step never got that far. */
+  acquiredAt?: number;
+  sandbox: SandboxKind;
 }
 
 export interface CollectedOutput {

@@ -88,8 +88,16 @@ export function classify(input: {
   progress: PodProgress;
   now: number;
   unschedulableGraceSeconds: number;
+  /** 'pod' for a warm pool pod: no Job, and the deadline is the pod's own. */
+  owner?: 'job' | 'pod';
 }): Verdict {
   const { job, pod, progress, now } = input;
+  // A pool pod's own deadline (a claim set it to the program's): the kubelet stopped it.
+  if (pod?.status?.reason === 'DeadlineExceeded') return { state: 'deadline' };
+  if (input.owner === 'pod') {
+    if (input.podGone || !pod) return infra('PodLost', 'the sandbox pod was deleted before it finished');
+    return classifyPod(pod, progress, now, input.unschedulableGraceSeconds);
+  }
   if (deadlineExceeded(job)) {
     if (!pod && !progress.podName) {
       return infra(
@@ -107,6 +115,11 @@ export function classify(input: {
     return { state: 'pending', detail: 'waiting for the Job controller to create the pod (a full ResourceQuota delays it)' };
   }
 
+  return classifyPod(pod, progress, now, input.unschedulableGraceSeconds);
+}
+
+/** What a pod's own status says, whoever owns it. */
+function classifyPod(pod: V1Pod, progress: PodProgress, now: number, unschedulableGraceSeconds: number): Verdict {
   const disruption = pod.status?.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
   const cs = containerStatus(pod);
   const terminated = cs?.state?.terminated;
@@ -153,7 +166,7 @@ export function classify(input: {
   if (progress.unschedulableSince !== undefined) {
     const waited = (now - progress.unschedulableSince) / 1000;
     const why = pod.status?.conditions?.find((c) => c.type === 'PodScheduled')?.message ?? 'no node fits';
-    if (waited >= input.unschedulableGraceSeconds) {
+    if (waited >= unschedulableGraceSeconds) {
       return infra('Unschedulable', `unschedulable for ${Math.round(waited)} s: ${why}`);
     }
     return { state: 'pending', detail: `unschedulable for ${Math.round(waited)} s: ${why}` };

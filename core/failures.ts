@@ -18,6 +18,7 @@ export const FAILURE_REASONS = {
   PodFailed: { retryable: true, meaning: 'the pod failed without its container finishing' },
   JobLost: { retryable: true, meaning: 'the Job was deleted before it finished' },
   JobFailed: { retryable: true, meaning: 'the Job failed without a pod' },
+  DeliveryFailed: { retryable: true, meaning: 'the program could not be handed to a warm sandbox, which ran nothing' },
   // What the Kubernetes API answered (activities/kube.ts).
   KubernetesRejected: { retryable: false, meaning: 'the API refused a request in a way a retry cannot change' },
   KubernetesForbidden: { retryable: false, meaning: 'the API kept answering 401/403 (credentials or RBAC)' },

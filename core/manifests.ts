@@ -2,11 +2,12 @@
  * Builds the two objects of one attempt: the ConfigMap holding the code (and the launcher and input files) and the
  * hardened Job that runs it. Pure: the same inputs give the same manifests.
  */
-import type { V1ConfigMap, V1Job, V1KeyToPath, V1OwnerReference } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Job, V1KeyToPath, V1OwnerReference, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { LANGUAGES, SANDBOX_DIR } from './languages';
 import { ANNOTATIONS, LABELS, MANAGED_BY, resourceNames } from './names';
 import type { ExecutionPolicy } from './policy';
 import { bytes, cpuMillis } from './quantity';
+import type { Language } from './types';
 import type { ExecutionRequest } from './validate';
 
 export const CONTAINER_NAME = 'sandbox';
@@ -89,7 +90,6 @@ export function buildJob(spec: SandboxSpec): V1Job {
     { key: CODE_KEY, path: language.file },
     ...request.files.map((f) => ({ key: fileKey(f.name), path: `files/${f.name}` })),
   ];
-  const env = { ...language.env, HOME: SCRATCH_DIR, TMPDIR: SCRATCH_DIR, ...request.env };
   const command = [
     'python3',
     `${SANDBOX_DIR}/${LAUNCHER_KEY}`,
@@ -114,58 +114,94 @@ export function buildJob(spec: SandboxSpec): V1Job {
       ttlSecondsAfterFinished: TTL_AFTER_FINISHED_SECONDS,
       template: {
         metadata: { labels, annotations: annotationsFor(spec) },
-        spec: {
-          restartPolicy: 'Never',
-          ...(policy.runtimeClassName ? { runtimeClassName: policy.runtimeClassName } : {}),
-          tolerations: [{ key: 'sandbox.gke.io/runtime', operator: 'Equal', value: 'gvisor', effect: 'NoSchedule' }],
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          // No cluster DNS: a name lookup from the sandbox gets nothing.
-          dnsPolicy: 'None',
-          dnsConfig: { nameservers: ['127.0.0.1'] },
-          terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: SANDBOX_UID,
-            runAsGroup: SANDBOX_UID,
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
-          containers: [
-            {
-              name: CONTAINER_NAME,
-              image: policy.images[request.language],
-              imagePullPolicy: 'IfNotPresent',
-              command,
-              workingDir: SCRATCH_DIR,
-              env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })),
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                capabilities: { drop: ['ALL'] },
-                readOnlyRootFilesystem: true,
-                runAsNonRoot: true,
-                privileged: false,
-              },
-              resources: {
-                requests: {
-                  cpu: smaller(policy.requestCpu, request.cpu, cpuMillis),
-                  memory: smaller(policy.requestMemory, request.memory, bytes),
-                  'ephemeral-storage': smaller('64Mi', policy.scratchSize, bytes),
-                },
-                limits: { cpu: request.cpu, memory: request.memory, 'ephemeral-storage': policy.scratchSize },
-              },
-              volumeMounts: [
-                { name: 'code', mountPath: SANDBOX_DIR, readOnly: true },
-                { name: 'scratch', mountPath: SCRATCH_DIR },
-              ],
-              terminationMessagePolicy: 'File',
-            },
-          ],
-          volumes: [
-            { name: 'code', configMap: { name, items, defaultMode: 0o444 } },
-            { name: 'scratch', emptyDir: { sizeLimit: policy.scratchSize } },
-          ],
-        },
+        spec: hardenedPodSpec(policy, {
+          image: policy.images[request.language],
+          command,
+          env: { ...programEnv(request.language), ...request.env },
+          cpu: request.cpu,
+          memory: request.memory,
+          sandboxVolume: { configMap: { name, items, defaultMode: 0o444 } },
+        }),
       },
     },
+  };
+}
+
+/** The environment every program of a language starts with (the request's own variables come on top). */
+export function programEnv(language: Language): Record<string, string> {
+  return { ...LANGUAGES[language].env, HOME: SCRATCH_DIR, TMPDIR: SCRATCH_DIR };
+}
+
+/**
+ * The hardened pod every sandbox runs in, cold (a Job's pod) or warm (a pool pod): gVisor, non-root, no
+ * capabilities, read-only root, no token, no service links, no DNS, limits. `sandboxVolume` is what /sandbox holds:
+ * the code's ConfigMap (cold) or an empty directory the launcher writes the delivered task into (warm).
+ */
+export function hardenedPodSpec(
+  policy: ExecutionPolicy,
+  parts: {
+    image: string;
+    command: string[];
+    env: Record<string, string>;
+    cpu: string;
+    memory: string;
+    sandboxVolume: Omit<V1Volume, 'name'>;
+    /** Warm pods: stdin open for exactly one attach (the task), closed for good after it. */
+    stdin?: boolean;
+    activeDeadlineSeconds?: number;
+  },
+): V1PodSpec {
+  return {
+    restartPolicy: 'Never',
+    ...(parts.activeDeadlineSeconds ? { activeDeadlineSeconds: parts.activeDeadlineSeconds } : {}),
+    ...(policy.runtimeClassName ? { runtimeClassName: policy.runtimeClassName } : {}),
+    tolerations: [{ key: 'sandbox.gke.io/runtime', operator: 'Equal', value: 'gvisor', effect: 'NoSchedule' }],
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    // No cluster DNS: a name lookup from the sandbox gets nothing.
+    dnsPolicy: 'None',
+    dnsConfig: { nameservers: ['127.0.0.1'] },
+    terminationGracePeriodSeconds: TERMINATION_GRACE_SECONDS,
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: SANDBOX_UID,
+      runAsGroup: SANDBOX_UID,
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    containers: [
+      {
+        name: CONTAINER_NAME,
+        image: parts.image,
+        imagePullPolicy: 'IfNotPresent',
+        command: parts.command,
+        workingDir: SCRATCH_DIR,
+        env: Object.entries(parts.env).map(([k, v]) => ({ name: k, value: v })),
+        ...(parts.stdin ? { stdin: true, stdinOnce: true } : {}),
+        securityContext: {
+          allowPrivilegeEscalation: false,
+          capabilities: { drop: ['ALL'] },
+          readOnlyRootFilesystem: true,
+          runAsNonRoot: true,
+          privileged: false,
+        },
+        resources: {
+          requests: {
+            cpu: smaller(policy.requestCpu, parts.cpu, cpuMillis),
+            memory: smaller(policy.requestMemory, parts.memory, bytes),
+            'ephemeral-storage': smaller('64Mi', policy.scratchSize, bytes),
+          },
+          limits: { cpu: parts.cpu, memory: parts.memory, 'ephemeral-storage': policy.scratchSize },
+        },
+        volumeMounts: [
+          { name: 'code', mountPath: SANDBOX_DIR, readOnly: !parts.stdin },
+          { name: 'scratch', mountPath: SCRATCH_DIR },
+        ],
+        terminationMessagePolicy: 'File',
+      },
+    ],
+    volumes: [
+      { name: 'code', ...parts.sandboxVolume },
+      { name: 'scratch', emptyDir: { sizeLimit: policy.scratchSize } },
+    ],
   };
 }

@@ -8,10 +8,16 @@ export const LABELS = {
   managedBy: 'app.kubernetes.io/managed-by',
   execution: 'durable-sandbox.dev/execution',
   attempt: 'durable-sandbox.dev/attempt',
+  /** Warm pool pods: which pool, ready or claimed, and the template they were made from. */
+  pool: 'durable-sandbox.dev/pool',
+  poolState: 'durable-sandbox.dev/pool-state',
+  template: 'durable-sandbox.dev/template',
 } as const;
 export const ANNOTATIONS = {
   executionId: 'durable-sandbox.dev/execution-id',
   language: 'durable-sandbox.dev/language',
+  /** Warm pool pods: the pool workflow that keeps them (the reconciler's owner until a claim). */
+  poolOwner: 'durable-sandbox.dev/pool-owner',
 } as const;
 
 /** 64-bit FNV-1a as 16 hex digits (two 32-bit halves with different offsets; no Node crypto in workflows). */

@@ -25,6 +25,13 @@ export interface LauncherTrailer {
   error: string | null;
 }
 
+/** A warm sandbox's launcher says which task it accepted (its one and only). */
+export interface LauncherAcceptance {
+  executionId: string;
+  attempt: number;
+  sha256: string;
+}
+
 export interface ParsedOutput {
   stdout: StreamOutput;
   stderr: StreamOutput;
@@ -103,6 +110,16 @@ function parseTrailer(json: string): LauncherTrailer | null {
   }
 }
 
+function parseAcceptance(json: string): LauncherAcceptance | null {
+  try {
+    const a = JSON.parse(json) as Partial<LauncherAcceptance>;
+    if (typeof a.executionId !== 'string' || typeof a.attempt !== 'number' || typeof a.sha256 !== 'string') return null;
+    return { executionId: a.executionId, attempt: a.attempt, sha256: a.sha256 };
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Parses a launcher log fed in pieces of any size. The launcher writes ASCII only (base64 frames, an ASCII JSON
  * trailer), so pieces are handled as latin1 text and a line split across pieces is joined.
@@ -114,6 +131,7 @@ export class LauncherLogParser {
   /** The current line grew past MAX_LINE_CHARS: skip it up to its end. */
   private skipping = false;
   trailer: LauncherTrailer | null = null;
+  accepted: LauncherAcceptance | null = null;
   launcherSeen = false;
   /** Log bytes consumed so far. */
   bytes = 0;
@@ -154,6 +172,8 @@ export class LauncherLogParser {
       (tag === 'o ' ? this.out : this.err).add(Buffer.from(line.slice(2), 'base64'));
     } else if (tag === 'x ') {
       this.trailer = parseTrailer(line.slice(2)) ?? this.trailer;
+    } else if (tag === 'a ' && !this.accepted) {
+      this.accepted = parseAcceptance(line.slice(2));
     }
   }
 

@@ -36,6 +36,7 @@ export function buildResult(args: {
   attemptErrors: InfraError[];
   kubernetes: KubernetesRefs;
   timeline: PhaseEvent[];
+  sandbox?: 'warm' | 'cold';
 }): ExecutionResult {
   const { status, exitCode } = statusOf(args.end, args.output);
   const stdout = args.output?.stdout ?? EMPTY;
@@ -54,6 +55,7 @@ export function buildResult(args: {
     attempts: args.attempts,
     attemptErrors: args.attemptErrors,
     language: args.language,
+    sandbox: args.sandbox ?? 'cold',
     kubernetes: args.kubernetes,
     timeline: args.timeline,
     ...(t && t.finishedAt >= t.startedAt && t.startedAt > 0 ? { durationMs: t.finishedAt - t.startedAt } : {}),

@@ -52,7 +52,11 @@ export const PHASES = [
   'cleanedUp',
 ] as const;
 
-export type PhaseName = (typeof PHASES)[number];
+/**
+ * A phase of the timeline: those of PHASES, and `claimed` (a warm attempt's pool pod was claimed: it takes the place
+ * of jobCreated and podScheduled).
+ */
+export type PhaseName = (typeof PHASES)[number] | 'claimed';
 
 /** One entry of the phase timeline: when the execution reached a phase (ms since the epoch), in which attempt. */
 export interface PhaseEvent {
@@ -88,8 +92,9 @@ export interface LiveOutput {
 
 export interface KubernetesRefs {
   namespace: string;
-  job: string;
-  configMap: string;
+  /** The attempt's Job and ConfigMap (cold); a warm attempt has neither, only its pod. */
+  job?: string;
+  configMap?: string;
   pod?: string;
   node?: string;
   image: string;
@@ -118,6 +123,8 @@ export interface ExecutionResult {
   attempts: number;
   attemptErrors: InfraError[];
   language: Language;
+  /** Where the program ran: a pre-started pod of the warm pool, or a Job made for it. */
+  sandbox: 'warm' | 'cold';
   kubernetes: KubernetesRefs;
   timeline: PhaseEvent[];
   /** The program's own run time in ms, as measured inside the sandbox, when known. */

@@ -18,11 +18,20 @@ The program runs as the same user as the launcher, so the launcher guards itself
   instead of exhausting the pod's host PIDs (which crashes the whole sandbox). Not under runc: there the host kernel
   counts RLIMIT_NPROC per user across all containers, and the pod's PID limit already makes fork fail cleanly.
 
+Warm mode (a pre-started sandbox of the warm pool): the launcher starts without a program and waits for exactly one
+task on its stdin, written there over the Kubernetes API (pods/attach; the sandbox has no network): a header line
+"durable-sandbox-task 1 <length> <sha256>" and <length> bytes of JSON (the program, its files, env, limits). It
+accepts the task only whole and with a matching checksum, closes its stdin for good (nothing else is ever read),
+writes the program and its files under the task directory, logs "a <json>" (which execution it accepted) and runs it
+as above. A task that arrives cut short or damaged runs nothing: the trailer says why and the container exits 125.
+
 Usage: launcher.py --timeout SECONDS --stdout-cap BYTES --stderr-cap BYTES -- COMMAND...
+       launcher.py --warm --max-task-bytes BYTES --task-dir DIR
 """
 
 import base64
 import ctypes
+import hashlib
 import json
 import os
 import resource
@@ -117,10 +126,131 @@ def harden():
     return {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_ENV_PREFIXES)}
 
 
+TASK_FORMAT = "durable-sandbox-task 1"
+MAX_HEADER = 256
+DELIVERY_FAILED = 125
+
+
+class DeliveryError(Exception):
+    pass
+
+
+def read_exactly(fd, n):
+    chunks = []
+    while n > 0:
+        data = os.read(fd, min(n, 65536))
+        if not data:
+            raise DeliveryError("the task ended %d bytes early" % n)
+        chunks.append(data)
+        n -= len(data)
+    return b"".join(chunks)
+
+
+def receive_task(max_bytes):
+    """Reads one framed task from stdin, verifies it, and closes stdin so that nothing else can ever be read."""
+    try:
+        header = b""
+        while not header.endswith(b"\n"):
+            if len(header) >= MAX_HEADER:
+                raise DeliveryError("the task header is too long")
+            byte = os.read(0, 1)
+            if not byte:
+                raise DeliveryError("stdin closed before a task arrived")
+            header += byte
+        parts = header.decode("ascii", "replace").split()
+        if len(parts) != 4 or " ".join(parts[:2]) != TASK_FORMAT or not parts[2].isdigit():
+            raise DeliveryError("not a task header")
+        length, digest = int(parts[2]), parts[3]
+        if length > max_bytes:
+            raise DeliveryError("the task is %d bytes, more than %d" % (length, max_bytes))
+        payload = read_exactly(0, length)
+        if hashlib.sha256(payload).hexdigest() != digest:
+            raise DeliveryError("the task's checksum does not match")
+        try:
+            task = json.loads(payload.decode("utf-8"))
+        except ValueError:
+            raise DeliveryError("the task is not JSON")
+        return task, digest
+    finally:
+        # Accepted or not, this sandbox reads no second task.
+        os.close(0)
+        os.open(os.devnull, os.O_RDONLY)
+
+
+def materialize(task, task_dir):
+    """Writes the program and its input files where the cold path's ConfigMap would mount them."""
+    files_dir = os.path.join(task_dir, "files")
+    os.makedirs(files_dir, exist_ok=True)
+    with open(os.path.join(task_dir, task["file"]), "w", encoding="utf-8") as f:
+        f.write(task["code"])
+    for item in task.get("files", []):
+        name = item["name"]
+        if "/" in name or name in (".", ".."):
+            raise DeliveryError("bad file name %r" % name)
+        data = base64.b64decode(item["content"]) if item.get("encoding") == "base64" else item["content"].encode("utf-8")
+        path = os.path.join(files_dir, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o444)
+    os.chmod(os.path.join(task_dir, task["file"]), 0o444)
+
+
+def parse_warm_args(argv):
+    opts = {"--max-task-bytes": None, "--task-dir": None}
+    i = 0
+    while i < len(argv):
+        if argv[i] not in opts or i + 1 >= len(argv):
+            raise SystemExit("launcher: bad argument %r" % argv[i])
+        opts[argv[i]] = argv[i + 1]
+        i += 2
+    if None in opts.values():
+        raise SystemExit("launcher: usage: launcher.py --warm --max-task-bytes N --task-dir DIR")
+    return int(opts["--max-task-bytes"]), opts["--task-dir"]
+
+
+def note_termination(message):
+    """The pod's termination message (kubectl shows it): which task this sandbox accepted, or why it ran none."""
+    try:
+        with open(os.environ.get("DS_TERMINATION_LOG", "/dev/termination-log"), "w") as f:
+            f.write(message)
+    except OSError:
+        pass
+
+
+def failed_delivery(reason):
+    trailer = {"exitCode": DELIVERY_FAILED, "signal": None, "timedOut": False, "terminated": False, "stdoutBytes": 0,
+               "stderrBytes": 0, "startedAt": 0, "finishedAt": 0, "error": "delivery failed: %s" % reason}
+    note_termination("delivery failed: %s" % reason)
+    write_line("x " + json.dumps(trailer, separators=(",", ":")))
+    return DELIVERY_FAILED
+
+
 def main():
-    timeout, stdout_cap, stderr_cap, command = parse_args(sys.argv[1:])
+    argv = sys.argv[1:]
+    if argv[:1] == ["--warm"]:
+        max_bytes, task_dir = parse_warm_args(argv[1:])
+        env = harden()
+        write_line(FORMAT)
+        # Waiting for a task, a stop request ends the sandbox at once (as PID 1 it would otherwise be ignored).
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+        try:
+            task, digest = receive_task(max_bytes)
+            materialize(task, task_dir)
+        except (DeliveryError, KeyError, TypeError, ValueError, OSError) as exc:
+            return failed_delivery(str(exc))
+        env.update({k: v for k, v in task.get("env", {}).items()})
+        accepted = json.dumps({"executionId": task.get("executionId"), "attempt": task.get("attempt"), "sha256": digest},
+                              separators=(",", ":"))
+        write_line("a " + accepted)
+        note_termination("accepted " + accepted)
+        return run(int(task["timeoutSeconds"]), int(task["stdoutCap"]), int(task["stderrCap"]), task["command"], env)
+    timeout, stdout_cap, stderr_cap, command = parse_args(argv)
     env = harden()
     write_line(FORMAT)
+    return run(timeout, stdout_cap, stderr_cap, command, env)
+
+
+def run(timeout, stdout_cap, stderr_cap, command, env):
     streams = {}
     state = {"terminated": None}
 

@@ -40,7 +40,8 @@ function print(r: ExecutionResult): void {
   const start = r.timeline[0]?.at ?? 0;
   console.log(`\nexecution ${r.executionId}: ${r.status}${r.exitCode !== null ? ` (exit code ${r.exitCode})` : ''}`);
   if (r.error) console.log(`error: ${r.error.reason}: ${r.error.message}`);
-  console.log(`attempts: ${r.attempts}; job ${r.kubernetes.job} in ${r.kubernetes.namespace}, pod ${r.kubernetes.pod ?? '-'} on ${r.kubernetes.node ?? '-'}`);
+  const where = r.sandbox === 'warm' ? 'a warm pool pod' : `job ${r.kubernetes.job}`;
+  console.log(`attempts: ${r.attempts}; ${where} in ${r.kubernetes.namespace}, pod ${r.kubernetes.pod ?? '-'} on ${r.kubernetes.node ?? '-'}`);
   const flag = (i: ExecutionResult['stdoutInfo']) => (i.truncated ? ` (truncated: ${i.capturedBytes} of ${i.totalBytes} bytes)` : '');
   console.log(`\n--- stdout${flag(r.stdoutInfo)}\n${r.stdout}--- stderr${flag(r.stderrInfo)}\n${r.stderr}---`);
   console.log('\ntimeline:');

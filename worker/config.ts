@@ -1,5 +1,6 @@
 /** The worker's configuration, read from the environment with every value checked. */
 import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, HARD_LIMITS, type ExecutionPolicy } from '../core/policy';
+import type { PoolConfig } from '../core/pool';
 import { bytes, cpuMillis } from '../core/quantity';
 
 export interface WorkerConfig {
@@ -17,6 +18,8 @@ export interface WorkerConfig {
   kubeconfig?: string;
   policy: ExecutionPolicy;
   maxConcurrentActivities: number;
+  /** The warm pool: pods kept ready per language (0: off) and how long one may idle before it is replaced. */
+  pool: PoolConfig;
   /** The reconciler's Temporal Schedule; intervalSeconds 0 turns it off. */
   reconcile: { scheduleId: string; intervalSeconds: number; minAgeSeconds: number; maxAgeSeconds: number };
   logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -108,6 +111,10 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     kubeconfig: env.KUBECONFIG || undefined,
     policy,
     maxConcurrentActivities: int(env, 'DS_MAX_CONCURRENT_ACTIVITIES', 200, 1, 10_000),
+    pool: {
+      size: int(env, 'DS_WARM_POOL_SIZE', 2, 0, 100),
+      maxIdleSeconds: int(env, 'DS_WARM_POOL_MAX_IDLE_SECONDS', 600, 10, 86_400),
+    },
     reconcile: {
       scheduleId: env.DS_RECONCILE_SCHEDULE_ID || `durable-sandbox-reconciler-${taskQueue}`,
       intervalSeconds: int(env, 'DS_RECONCILE_INTERVAL_SECONDS', 300, 0, 86_400),

@@ -6,6 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { SandboxClient } from '../client';
 import { loadConfig, type WorkerConfig } from './config';
+import { drainWarmPools } from './warm-pools';
 import { createSandboxWorker } from './worker';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
@@ -44,6 +45,10 @@ export async function startInProcessWorker(
   let stopped: Promise<void> | undefined;
   const stopWorker = (): Promise<void> => {
     stopped ??= (async () => {
+      // A throwaway worker empties its pools while it can still run their last round.
+      if (options.ephemeral && config.pool.size > 0 && worker.getState() === 'RUNNING') {
+        await drainWarmPools(worker.temporalClient, config).catch(() => undefined);
+      }
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running.catch(() => undefined);
       if (options.ephemeral && config.reconcile.intervalSeconds > 0) {

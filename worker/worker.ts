@@ -8,6 +8,7 @@ import { createKube } from '../activities/kube';
 import type { WorkerConfig } from './config';
 import { connectTemporalClient, loadKubeConfig } from './connect';
 import { ensureReconcilerSchedule } from './reconciler-schedule';
+import { ensureWarmPools } from './warm-pools';
 
 /** The longest a heartbeat (and with it the live output clients read) is held back by the worker. */
 export const LIVE_OUTPUT_INTERVAL = '250ms';
@@ -25,8 +26,8 @@ export function readLauncherSource(): string {
 }
 
 /**
- * The worker, plus a Temporal client its reconciler activities use (close it after the worker stops). Also makes
- * sure the reconciler's Schedule exists.
+ * The worker, plus a Temporal client its reconciler and pool activities use (close it after the worker stops). Also
+ * makes sure the reconciler's Schedule and the warm pools' workflows exist.
  */
 export async function createSandboxWorker(
   config: WorkerConfig,
@@ -36,7 +37,13 @@ export async function createSandboxWorker(
   const kube = createKube(loadKubeConfig(config.kubeconfig));
   const temporalClient = await connectTemporalClient(config.temporal);
   await ensureReconcilerSchedule(temporalClient, config);
-  const activities = createActivities({ kube, policy: config.policy, launcherSource: readLauncherSource() }, temporalClient);
+  const activities = createActivities({
+    kube,
+    policy: config.policy,
+    launcherSource: readLauncherSource(),
+    pool: config.pool,
+    temporal: temporalClient,
+  });
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
@@ -48,5 +55,6 @@ export async function createSandboxWorker(
     maxHeartbeatThrottleInterval: LIVE_OUTPUT_INTERVAL,
     ...extra,
   });
+  await ensureWarmPools(temporalClient, config);
   return Object.assign(worker, { temporalClient });
 }

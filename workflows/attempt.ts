@@ -4,7 +4,7 @@
  * compensation, in a scope that cancellation cannot interrupt.
  */
 import { ActivityFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
-import type { AttemptEnd, AttemptRef, AttemptSpec, CollectedOutput, RunResult } from '../core/attempt';
+import type { AttemptEnd, AttemptRef, AttemptSpec, CollectedOutput, RunResult, SandboxKind } from '../core/attempt';
 import { resourceNames } from '../core/names';
 import type { ExecutionPolicy } from '../core/policy';
 import type { KubernetesRefs } from '../core/types';
@@ -24,6 +24,7 @@ export interface AttemptOutcome {
   end: AttemptEnd;
   output?: CollectedOutput;
   refs: KubernetesRefs;
+  sandbox?: SandboxKind;
 }
 
 export async function runAttempt(exec: Execution, attempt: number): Promise<AttemptOutcome> {
@@ -35,8 +36,12 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
     progress.detail(`running Job ${name}`, attempt);
     const run = await runSandbox(spec, name);
     Object.assign(refs, { pod: run.progress.podName, node: run.progress.nodeName });
+    if (run.sandbox === 'warm') {
+      delete refs.job;
+      delete refs.configMap;
+    }
     markPhases(progress, run, attempt);
-    return { end: run.end, output: run.output, refs };
+    return { end: run.end, output: run.output, refs, sandbox: run.sandbox };
   } catch (err) {
     if (isCancellation(err)) {
       // Keep whatever the program printed so far; cleanup then stops it.
@@ -65,8 +70,12 @@ function attemptRef(exec: Execution, attempt: number): AttemptRef {
 function markPhases(progress: Progress, run: RunResult, attempt: number): void {
   const p = run.progress;
   const t = run.output.trailer;
-  progress.mark('jobCreated', run.jobCreatedAt, attempt);
-  progress.mark('podScheduled', p.scheduledAt, attempt);
+  if (run.sandbox === 'warm') {
+    progress.mark('claimed', run.acquiredAt, attempt);
+  } else {
+    progress.mark('jobCreated', run.acquiredAt, attempt);
+    progress.mark('podScheduled', p.scheduledAt, attempt);
+  }
   // The launcher's own clock times the program exactly; the watch's observations are the fallback.
   progress.mark('containerStarted', t?.startedAt || p.containerStartedAt, attempt);
   progress.mark('containerFinished', t?.finishedAt || p.containerFinishedAt, attempt);

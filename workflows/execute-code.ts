@@ -29,7 +29,7 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
   const exec: Execution = { executionId, request, policy, progress: new Progress(policy.searchAttributes, request.language) };
   const attemptErrors: InfraError[] = [];
   for (let attempt = 1; ; attempt++) {
-    const { end, output, refs } = await runAttempt(exec, attempt);
+    const { end, output, refs, sandbox } = await runAttempt(exec, attempt);
     if (end.kind === 'infra') attemptErrors.push(end.error);
     if (end.kind === 'infra' && end.error.retryable && attempt < policy.maxInfraAttempts) {
       await cleanupAttempt(exec, attempt);
@@ -46,6 +46,7 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
       attemptErrors,
       kubernetes: refs,
       timeline: [...exec.progress.timeline],
+      sandbox,
     });
     exec.progress.finish(result);
     gate.resolve(result);

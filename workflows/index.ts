@@ -1,3 +1,4 @@
 /** Every workflow the worker registers. */
 export { executeCode } from './execute-code';
 export { reconcileSandboxes } from './reconcile';
+export { warmPool } from './warm-pool';

@@ -1,7 +1,7 @@
 /**
  * reconcileSandboxes: run by a Temporal Schedule every few minutes. Deletes the Kubernetes objects of executions
- * that are no longer running (or that Temporal does not know), and anything older than a hard ceiling; never
- * touches an execution that is still running and younger than the ceiling.
+ * (and the unclaimed pods of warm pools) whose workflow is no longer running or unknown to Temporal, and anything
+ * older than a hard ceiling; never touches what a running execution or pool owns while it is younger than that.
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { SandboxActivities } from '../activities';
@@ -21,33 +21,33 @@ export interface ReconcileOptions {
 
 export interface ReconcileReport {
   examined: number;
-  deleted: { kind: SandboxObject['kind']; name: string; executionId?: string; why: string }[];
+  deleted: { kind: SandboxObject['kind']; name: string; owner?: string; why: string }[];
   keptRunning: number;
 }
 
 export async function reconcileSandboxes(options: ReconcileOptions): Promise<ReconcileReport> {
   const objects = await listSandboxObjects();
-  const ids = [...new Set(objects.flatMap((o) => (o.executionId ? [o.executionId] : [])))];
+  const ids = [...new Set(objects.flatMap((o) => (o.owner ? [o.owner] : [])))];
   const states = ids.length ? await executionStates(ids) : {};
   const now = Date.now();
   const report: ReconcileReport = { examined: objects.length, deleted: [], keptRunning: 0 };
   const doomed: SandboxObject[] = [];
   for (const o of objects) {
     const age = (now - o.createdAt) / 1000;
-    const state = o.executionId ? states[o.executionId] : 'missing';
+    const state = o.owner ? states[o.owner] : 'missing';
     const why =
       age > options.maxAgeSeconds
         ? `older than ${options.maxAgeSeconds} s`
         : age < options.minAgeSeconds
           ? undefined
           : state === 'closed'
-            ? 'execution closed'
+            ? 'owner closed'
             : state === 'missing'
-              ? 'execution unknown to Temporal'
+              ? 'owner unknown to Temporal'
               : undefined;
     if (why) {
       doomed.push(o);
-      report.deleted.push({ kind: o.kind, name: o.name, executionId: o.executionId, why });
+      report.deleted.push({ kind: o.kind, name: o.name, owner: o.owner, why });
     } else if (state === 'running') {
       report.keptRunning++;
     }

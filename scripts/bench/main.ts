@@ -27,7 +27,8 @@ import { auditCursor, countRequests, readSince, type RequestCounts } from './aud
 import { runFastFloor } from './fast-floor';
 import { runFloor, type FloorDeps } from './floor';
 import { Leftovers } from './leftovers';
-import { historyCost, runOurs, startBenchWorker, workflowBundle, type BenchWorker, type HistoryCost } from './ours';
+import { idlePodCost } from './idle';
+import { historyCost, poolReady, runOurs, startBenchWorker, workflowBundle, type BenchWorker, type HistoryCost } from './ours';
 import {
   costTable,
   latencyTable,
@@ -162,12 +163,12 @@ async function main(): Promise<void> {
   type Run = { record: RunRecord; background: Promise<void> };
   const floor = async (w: Workload, deps: FloorDeps): Promise<Run> => ({ record: await runFloor(deps, w, newId('floor')), background: Promise.resolve() });
   const fast = (w: Workload, deps: FloorDeps): Promise<Run> => runFastFloor(deps, w, newId('fast'));
-  const ours = async (w: Workload, worker: BenchWorker): Promise<Run> => {
+  const ours = async (w: Workload, worker: BenchWorker, name: 'ours' | 'warm' = 'ours'): Promise<Run> => {
     check();
-    const id = newId('ours');
+    const id = newId(name);
     running.set(id, worker);
     try {
-      const run = await runOurs(worker, w, id);
+      const run = await runOurs(worker, w, id, name);
       return { record: run.record, background: run.background.finally(() => running.delete(id)) };
     } catch (err) {
       running.delete(id);
@@ -180,8 +181,14 @@ async function main(): Promise<void> {
     await r.background;
     return r.record;
   };
-  const side = (name: Side, w: Workload, deps: FloorDeps, worker: BenchWorker): Promise<Run> =>
-    name === 'floor' ? floor(w, deps) : name === 'fast' ? fast(w, deps) : ours(w, worker);
+  const side = (name: Side, w: Workload, deps: FloorDeps, worker: BenchWorker, warm: BenchWorker): Promise<Run> =>
+    name === 'floor' ? floor(w, deps) : name === 'fast' ? fast(w, deps) : name === 'ours' ? ours(w, worker) : ours(w, warm, 'warm');
+  /** A warm run of the warm side: waits (unmeasured) until the pool has a ready pod. */
+  const warmRun = async (w: Workload, warm: BenchWorker, ready = 1): Promise<Run> => {
+    const n = await poolReady(warm, kube, launcherSource, ready);
+    if (n < ready) log(`the warm pool has ${n} of ${ready} pods ready after 120 s`);
+    return ours(w, warm, 'warm');
+  };
   const show = (r: RunRecord) => (r.ok ? `${r.latencyMs} ms` : `FAILED (${r.status}: ${r.error})`);
 
   log(`durable-sandbox bench${quick ? ' --quick' : ''}: ${started.toISOString()}; ${machine()}`);
@@ -212,9 +219,12 @@ async function main(): Promise<void> {
     if (!values['no-pairs']) {
       const worker = await startBenchWorker();
       workers.add(worker);
-      log(`worker on task queue ${worker.config.temporal.taskQueue}; warming up (one run of each side; not counted)…`);
+      const warm = await startBenchWorker({ DS_WARM_POOL_SIZE: '2' });
+      workers.add(warm);
+      log(`workers on task queues ${worker.config.temporal.taskQueue} (cold) and ${warm.config.temporal.taskQueue} (warm pool of 2); warming up (one run of each side; not counted)…`);
+      await poolReady(warm, kube, launcherSource, 2);
       for (const name of SIDES) {
-        const r = await alone(side(name, WORKLOADS[0], floorDeps(), worker));
+        const r = await alone(name === 'warm' ? warmRun(WORKLOADS[0], warm) : side(name, WORKLOADS[0], floorDeps(), worker, warm));
         if (!r.ok) log(`warm-up ${r.side} failed: ${r.status}: ${r.error}`);
       }
       const cursor = auditCursor(auditFile);
@@ -226,9 +236,10 @@ async function main(): Promise<void> {
           const f = await alone(floor(w, floorDeps()));
           const ff = await alone(fast(w, floorDeps()));
           const o = await alone(ours(w, worker));
+          const wr = await alone(warmRun(w, warm));
           check();
-          pairs.push({ workload: w.key, floor: f, fast: ff, ours: o });
-          log(`round ${i + 1}/${pairsPerWorkload} ${w.label.padEnd(12)} floor ${show(f).padEnd(10)} fast ${show(ff).padEnd(10)} ours ${show(o)}`);
+          pairs.push({ workload: w.key, floor: f, fast: ff, ours: o, warm: wr });
+          log(`round ${i + 1}/${pairsPerWorkload} ${w.label.padEnd(12)} floor ${show(f).padEnd(10)} fast ${show(ff).padEnd(10)} ours ${show(o).padEnd(10)} warm ${show(wr)}`);
         }
       }
       const cpuPairs = process.cpuUsage(cpuPairs0);
@@ -239,15 +250,21 @@ async function main(): Promise<void> {
       if (cursor) requests = countRequests(readSince(cursor), ids, namespace);
       else log(`no audit log at ${auditFile}: API requests not counted`);
       const histories = new Map<string, HistoryCost>();
-      for (const p of pairs) {
+      for (const id of pairs.flatMap((p) => [p.ours.executionId, p.warm.executionId])) {
         try {
-          histories.set(p.ours.executionId, await historyCost(worker.temporal, p.ours.executionId));
+          histories.set(id, await historyCost(worker.temporal, id));
         } catch (err) {
-          log(`history of ${p.ours.executionId}: ${String(err)}`);
+          log(`history of ${id}: ${String(err)}`);
         }
       }
+      // What a ready pod costs while it waits, from its own cgroup.
+      await poolReady(warm, kube, launcherSource, 2);
+      const idle = await idlePodCost(kube, warm, launcherSource, 10_000);
+      result.idleWarmPod = idle;
       await worker.close();
       workers.delete(worker);
+      await warm.close();
+      workers.delete(warm);
       const summary = summarizePairs(pairs, requests, histories);
       result.pairs = {
         perWorkload: pairsPerWorkload,
@@ -288,6 +305,15 @@ async function main(): Promise<void> {
       section('Cluster requests per execution by component (medians)', cluster);
       const hist = summary.map((s) => `- ${s.workload}: ${JSON.stringify(s.costs.ours.historyEventsByType)}`).join('\n');
       section('History events per execution by type (medians)', hist);
+      section(
+        'Idle cost of one warm pod',
+        idle.pods
+          ? `${idle.pods} ready pods sampled over ${idle.seconds} s from their pod cgroups (gVisor sandbox and launcher): ` +
+              `CPU ${idle.cpuMilliCoresPerPod.toFixed(1)} millicores per pod on average; memory ${idle.memoryMiBPerPod.toFixed(1)} MiB ` +
+              `per pod (cgroup usage), ${idle.workingSetMiBPerPod.toFixed(1)} MiB working set. The containerd shim of each sandbox ` +
+              `runs outside the pod's cgroup and is not counted.`
+          : `no pod cgroup found under ${'/sys/fs/cgroup'} (${idle.note})`,
+      );
     }
 
     // -------------------------------------------------------------------------------------------- scaling
@@ -308,16 +334,28 @@ async function main(): Promise<void> {
           await sleep(3000);
           const baseline = before.stop();
           check();
+          // The warm side: a pool of the burst's size, ready before the burst starts.
+          let warm: BenchWorker | undefined;
+          if (name === 'warm') {
+            warm = await startBenchWorker({ ...SCALING_ENV, DS_WARM_POOL_SIZE: String(size) });
+            workers.add(warm);
+            const ready = await poolReady(warm, kube, launcherSource, size);
+            if (ready < size) log(`the warm pool has ${ready} of ${size} pods ready after 120 s`);
+          }
           const sampler = new Sampler(STACK_DIR).start();
           const cpu0 = process.cpuUsage();
           const t0 = Date.now();
-          const runs = await Promise.all(Array.from({ length: size }, () => side(name, w, deps, worker)));
+          const runs = await Promise.all(Array.from({ length: size }, () => side(name, w, deps, worker, warm ?? worker)));
           const records = runs.map((r) => r.record);
           check();
           const wallMs = Date.now() - t0;
           const cpu = process.cpuUsage(cpu0);
           const load = sampler.stop();
           await Promise.all(runs.map((r) => r.background));
+          if (warm) {
+            await warm.close();
+            workers.delete(warm);
+          }
           bursts.push({ size, side: name, workload: w.key, wallMs, records, load, baseline, cpuMs: (cpu.user + cpu.system) / 1000 });
           const ok = records.filter((r) => r.ok).length;
           log(`burst ${String(size).padStart(2)} ${name.padEnd(5)} ok ${ok}/${size} in ${(wallMs / 1000).toFixed(1)} s, node CPU ${load.nodeBusyAvgPct.toFixed(0)}%, RSS peak ${load.rssPeakMiB.toFixed(0)} MiB`);

@@ -5,7 +5,9 @@
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { SandboxClient } from '../../client';
+import type { Kube } from '../../activities/kube';
 import { resourceNames } from '../../core/names';
+import { claimable, poolRef, poolSelector } from '../../core/pool';
 import type { PhaseName } from '../../core/types';
 import type { WorkerConfig } from '../../worker/config';
 import { startInProcessWorker, workflowBundle } from '../../worker/in-process';
@@ -28,7 +30,7 @@ export interface BenchWorker {
 export async function startBenchWorker(env: Record<string, string> = {}): Promise<BenchWorker> {
   const taskQueue = `bench-${process.pid}-${Date.now().toString(36)}`;
   // No reconciler Schedule for a bench worker: it would outlive the bench on a task queue nobody polls.
-  const w = await startInProcessWorker({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', ...env }, { ephemeral: true });
+  const w = await startInProcessWorker({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', ...env }, { ephemeral: true });
   return { config: w.config, client: w.client, temporal: w.temporal, stop: w.stopWorker, close: w.stop };
 }
 
@@ -41,8 +43,11 @@ export interface OursRun {
   background: Promise<void>;
 }
 
-export async function runOurs(w: BenchWorker, wl: Workload, executionId: string): Promise<OursRun> {
+export async function runOurs(w: BenchWorker, wl: Workload, executionId: string, side: 'ours' | 'warm' = 'ours'): Promise<OursRun> {
   const record = await runOursRecord(w, wl, executionId);
+  record.side = side;
+  // The warm side measures warm runs only: one that found the pool empty says so.
+  if (side === 'warm' && record.ok && record.sandbox !== 'warm') Object.assign(record, { ok: false, error: 'ran cold (the pool had no ready pod)' });
   const background = (async () => {
     const handle = w.temporal.workflow.getHandle(executionId);
     await handle.result().catch(() => undefined);
@@ -75,12 +80,15 @@ async function runOursRecord(w: BenchWorker, wl: Workload, executionId: string):
     const phases: Partial<Record<PhaseName, number>> = {};
     // The last attempt's phases ('started' belongs to attempt 1: the workflow's start).
     for (const e of result.timeline) if (e.attempt === result.attempts || e.phase === 'started') phases[e.phase] = e.at;
+    // A warm attempt's claim stands where a cold one creates its Job.
+    if (phases.claimed !== undefined) phases.jobCreated = phases.podScheduled = phases.claimed;
     const ok = result.status === 'succeeded' && wl.check(result.stdout, result.stdoutInfo.totalBytes);
     return {
       ...base,
       resourceName: resourceNames(executionId, result.attempts).name,
       ok,
       status: result.status,
+      sandbox: result.sandbox,
       exitCode: result.exitCode,
       ...(ok ? {} : { error: result.error ? `${result.error.reason}: ${result.error.message}` : `unexpected output` }),
       attempts: result.attempts,
@@ -137,4 +145,16 @@ export async function historyCost(client: Client, executionId: string): Promise<
     byType[key] = (byType[key] ?? 0) + 1;
   }
   return { events: events.length, bytes: temporal.api.history.v1.History.encode(history).finish().length, byType };
+}
+
+/** Waits until the worker's python pool has `n` ready pods (the warm side measures warm runs). */
+export async function poolReady(w: BenchWorker, kube: Kube, launcherSource: string, n: number, timeoutMs = 120_000): Promise<number> {
+  const pool = poolRef(w.config.temporal.taskQueue, 'python', w.config.policy, launcherSource);
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const pods = await kube.core.listNamespacedPod({ namespace: w.config.policy.namespace, labelSelector: poolSelector(pool, 'ready') });
+    const ready = pods.items.filter((p) => claimable(p, pool)).length;
+    if (ready >= n || Date.now() > until) return ready;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

@@ -7,12 +7,7 @@ import { PHASES, SIDES, type RunRecord, type Side } from './types';
 import { WORKLOADS } from './workloads';
 
 /** One round of a workload: the same program through each side, one after the other. */
-export interface Pair {
-  workload: string;
-  floor: RunRecord;
-  fast: RunRecord;
-  ours: RunRecord;
-}
+export type Pair = { workload: string } & Record<Side, RunRecord>;
 
 export interface Burst {
   size: number;
@@ -58,6 +53,8 @@ export interface PairSummary {
   ratio: { floor: { p50: number; p95: number }; fast: { p50: number; p95: number } };
   /** ours − fast per round, ms. */
   overheadMs: { p50: number; p95: number; max: number };
+  /** warm / fast per round. */
+  warmRatio: { p50: number; p95: number };
   phases: Record<Side, Record<string, number>>;
   costs: Record<Side, CostSummary>;
 }
@@ -117,8 +114,8 @@ export function summarizePairs(
   for (const w of WORKLOADS) {
     const ps = pairs.filter((p) => p.workload === w.key);
     if (!ps.length) continue;
-    const ratio = (base: Side) => {
-      const both = ps.filter((p) => p[base].ok && p.ours.ok).map((p) => p.ours.latencyMs / p[base].latencyMs);
+    const ratio = (base: Side, side: Side = 'ours') => {
+      const both = ps.filter((p) => p[base].ok && p[side].ok).map((p) => p[side].latencyMs / p[base].latencyMs);
       return { p50: quantile(both, 0.5), p95: quantile(both, 0.95) };
     };
     const over = ps.filter((p) => p.fast.ok && p.ours.ok).map((p) => p.ours.latencyMs - p.fast.latencyMs);
@@ -130,6 +127,7 @@ export function summarizePairs(
         ok: ps.filter((p) => p[side].ok).length,
       })),
       ratio: { floor: ratio('floor'), fast: ratio('fast') },
+      warmRatio: ratio('fast', 'warm'),
       overheadMs: { p50: quantile(over, 0.5), p95: quantile(over, 0.95), max: over.length ? Math.max(...over) : NaN },
       phases: bySide((side) => phaseMedians(ps.map((p) => p[side]))),
       costs: bySide((side) => costSummary(ps.map((p) => p[side]), requests, histories)),
@@ -176,13 +174,13 @@ const label = (key: string) => WORKLOADS.find((w) => w.key === key)?.label ?? ke
 
 export function latencyTable(s: PairSummary[]): string {
   const rows: (string | number)[][] = [
-    ['workload', 'rounds (ok)', 'floor p50', 'fast p50', 'fast p95', 'ours p50', 'ours p95', 'ours max', 'ours/floor p50', 'ours/fast p50 (p95)', 'ours−fast p50 (p95)'],
+    ['workload', 'rounds (ok)', 'floor p50', 'fast p50', 'fast p95', 'ours p50', 'ours p95', 'ours max', 'ours/floor p50', 'ours/fast p50 (p95)', 'ours−fast p50 (p95)', 'warm p50', 'warm p95', 'warm/fast p50'],
   ];
   for (const x of s) {
     const l = x.latency;
     rows.push([
       label(x.workload),
-      `${x.pairs} (${l.floor.ok}/${l.fast.ok}/${l.ours.ok})`,
+      `${x.pairs} (${l.floor.ok}/${l.fast.ok}/${l.ours.ok}/${l.warm.ok})`,
       fmt(l.floor.p50),
       fmt(l.fast.p50),
       fmt(l.fast.p95),
@@ -192,6 +190,9 @@ export function latencyTable(s: PairSummary[]): string {
       `${fmt(x.ratio.floor.p50, 2)}x`,
       `${fmt(x.ratio.fast.p50, 2)}x (${fmt(x.ratio.fast.p95, 2)}x)`,
       `+${fmt(x.overheadMs.p50)} (+${fmt(x.overheadMs.p95)})`,
+      fmt(l.warm.p50),
+      fmt(l.warm.p95),
+      `${fmt(x.warmRatio.p50, 2)}x`,
     ]);
   }
   return table(rows);

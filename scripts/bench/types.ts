@@ -1,10 +1,13 @@
 /** What one benchmarked execution records, for either side. */
 import { PHASES, type PhaseName } from '../../core/types';
 
-/** floor: the plain direct client; fast: the fastest direct client (scripts/bench/fast-floor.ts); ours: executeCode. */
-export type Side = 'floor' | 'fast' | 'ours';
+/**
+ * floor: the plain direct client; fast: the fastest direct client (scripts/bench/fast-floor.ts); ours: executeCode
+ * on a cold sandbox (no pool); warm: executeCode with a warm pool.
+ */
+export type Side = 'floor' | 'fast' | 'ours' | 'warm';
 
-export const SIDES: Side[] = ['floor', 'fast', 'ours'];
+export const SIDES: Side[] = ['floor', 'fast', 'ours', 'warm'];
 
 export { PHASES };
 
@@ -19,6 +22,8 @@ export interface RunRecord {
   exitCode: number | null;
   error?: string;
   attempts: number;
+  /** Ours: where the program ran. */
+  sandbox?: 'warm' | 'cold';
   /** Client clock: call made, and result in hand (floor: pod gone). */
   t0: number;
   t1: number;

@@ -24,6 +24,7 @@ async function run(): Promise<void> {
       'apiserver-outages': { type: 'string' },
       'apiserver-down': { type: 'string' },
       'pod-deletions': { type: 'string' },
+      'warm-pool': { type: 'string' },
       seed: { type: 'string' },
     },
   });
@@ -40,6 +41,7 @@ async function run(): Promise<void> {
     apiserverOutages: num(values['apiserver-outages'], DEFAULT_CHAOS.apiserverOutages),
     apiserverDownMs: values['apiserver-down'] ? duration(values['apiserver-down']) : DEFAULT_CHAOS.apiserverDownMs,
     podDeletions: num(values['pod-deletions'], DEFAULT_CHAOS.podDeletions),
+    warmPool: num(values['warm-pool'], DEFAULT_CHAOS.warmPool),
     seed: num(values.seed, DEFAULT_CHAOS.seed),
     log: (line) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}`),
   });

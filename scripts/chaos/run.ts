@@ -10,10 +10,15 @@ import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { WorkflowFailedError } from '@temporalio/client';
 import { SandboxClient, type ExecutionResult } from '../../client';
 import { createKube, type Kube } from '../../activities/kube';
+import { LANGUAGES } from '../../core/languages';
 import { LABELS, resourceNames } from '../../core/names';
+import { claimable, poolRef, poolSelector } from '../../core/pool';
+import type { Language } from '../../core/types';
 import { loadConfig } from '../../worker/config';
 import { loadKubeConfig } from '../../worker/connect';
 import { applyStackEnv, PROJECT_ROOT } from '../../worker/stack-env';
+import { drainWarmPools } from '../../worker/warm-pools';
+import { readLauncherSource } from '../../worker/worker';
 import { killComponent, stackUp } from './faults';
 import { ClusterObserver } from './observer';
 import { WorkerSupervisor } from './supervisor';
@@ -29,6 +34,8 @@ export interface ChaosOptions {
   apiserverOutages: number;
   apiserverDownMs: number;
   podDeletions: number;
+  /** Warm pool size per language for the worker (0: no pool, every execution cold). */
+  warmPool: number;
   /** A result not delivered within this long counts as lost. */
   resultTimeoutMs: number;
   /** How long after the last result objects may still be going away. */
@@ -46,6 +53,7 @@ export const DEFAULT_CHAOS: ChaosOptions = {
   apiserverOutages: 1,
   apiserverDownMs: 5000,
   podDeletions: 2,
+  warmPool: 0,
   resultTimeoutMs: 300_000,
   leakWindowMs: 60_000,
   seed: 1,
@@ -58,6 +66,7 @@ export interface ExecutionCheck {
   matches: boolean;
   status?: string;
   attempts?: number;
+  sandbox?: string;
   jobs: number;
   pods: number;
   duplicate: boolean;
@@ -81,6 +90,14 @@ export interface ChaosReport {
   temporalRestarts: number;
   apiserverOutages: number;
   podDeletions: number;
+  /** Executions that ran in a warm pool pod. */
+  warm: number;
+  /** Pool pods whose launcher accepted a task (their termination message says which). */
+  poolPodsThatRan: number;
+  /** Pool pods claimed by more than one execution (must be 0: a pod runs one program, ever). */
+  sharedPods: string[];
+  /** With a pool: it was back at its size (ready pods) after the run. */
+  poolBackAtSize?: boolean;
   worstMs: number;
   medianMs: number;
   checks: ExecutionCheck[];
@@ -121,7 +138,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const log = opts.log;
   const runId = `chaos-${Date.now().toString(36)}`;
   const taskQueue = runId;
-  const workerEnv = { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_LOG_LEVEL: 'WARN' };
+  const workerEnv = {
+    ...process.env,
+    DS_TASK_QUEUE: taskQueue,
+    DS_RECONCILE_INTERVAL_SECONDS: '0',
+    DS_WARM_POOL_SIZE: String(opts.warmPool),
+    DS_LOG_LEVEL: 'WARN',
+  };
   const config = loadConfig(workerEnv);
   const kube: Kube = createKube(loadKubeConfig(process.env.DS_ADMIN_KUBECONFIG ?? process.env.KUBECONFIG));
   const namespace = config.policy.namespace;
@@ -130,7 +153,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const observer = new ClusterObserver(kube, namespace);
   const ids = Array.from({ length: opts.executions }, (_, i) => `${runId}-${i}`);
   const labels = new Set(ids.map((id) => resourceNames(id, 1).executionLabel));
-  const ours = (o: KubernetesObject) => labels.has(o.metadata?.labels?.[LABELS.execution] ?? '');
+  const pools = (Object.keys(LANGUAGES) as Language[]).map((l) => poolRef(taskQueue, l, config.policy, readLauncherSource()));
+  const poolIds = new Set(pools.map((p) => p.id));
+  const inPool = (o: KubernetesObject) => poolIds.has(o.metadata?.labels?.[LABELS.pool] ?? '');
+  const ours = (o: KubernetesObject) => labels.has(o.metadata?.labels?.[LABELS.execution] ?? '') || inPool(o);
+  /** Every execution label each pool pod was ever seen with: more than one means a pod ran two programs. */
+  const claimsByPod = new Map<string, Set<string>>();
   let done = 0;
   let podDeletions = 0;
   let temporalRestarts = 0;
@@ -145,6 +173,21 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   };
   observer.on((kind, type, obj) => {
     if (!ours(obj)) return;
+    if (kind === 'Pod' && inPool(obj)) {
+      const label = obj.metadata?.labels?.[LABELS.execution];
+      const pod = `${obj.metadata?.name} (${obj.metadata?.uid})`;
+      if (label) claimsByPod.set(pod, (claimsByPod.get(pod) ?? new Set<string>()).add(label));
+      if (type === 'ADDED') targeted(`pool pod ${obj.metadata?.name} created (replenishing)`);
+      if (type === 'MODIFIED' && label && obj.metadata?.labels?.[LABELS.poolState] === 'claimed' && !(obj as V1Pod).status?.containerStatuses?.[0]?.state?.terminated) {
+        targeted(`pool pod ${obj.metadata?.name} claimed (task being delivered or running)`);
+      }
+      // Ready pool pods deleted from outside, too: the pool must make up for them.
+      if (type === 'MODIFIED' && !label && podDeletions < opts.podDeletions && random() < 0.1) {
+        podDeletions++;
+        log(`delete ready pool pod ${obj.metadata?.name} from outside`);
+        void kube.core.deleteNamespacedPod({ name: obj.metadata!.name!, namespace }).catch(() => undefined);
+      }
+    }
     if (kind === 'Job' && type === 'ADDED') targeted(`Job ${obj.metadata?.name} just created`);
     if (kind === 'Job' && type === 'DELETED') targeted(`Job ${obj.metadata?.name} being deleted (cleanup)`);
     const pod = obj as V1Pod;
@@ -249,6 +292,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       matches,
       status: result?.status,
       attempts: result?.attempts,
+      sandbox: result?.sandbox,
       jobs: 0,
       pods: 0,
       duplicate: false,
@@ -270,6 +314,23 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   killing = false;
   await killer;
 
+  // The pool refills after the storm, then is emptied so that nothing of this run stays.
+  let poolBackAtSize: boolean | undefined;
+  if (opts.warmPool > 0) {
+    const sizeOk = async () => {
+      for (const pool of pools) {
+        const l = await kube.core.listNamespacedPod({ namespace, labelSelector: poolSelector(pool, 'ready') });
+        if (l.items.filter((p) => claimable(p, pool)).length < opts.warmPool) return false;
+      }
+      return true;
+    };
+    const until = Date.now() + 90_000;
+    poolBackAtSize = false;
+    while (Date.now() < until && !(poolBackAtSize = await sizeOk().catch(() => false))) await new Promise((r) => setTimeout(r, 1000));
+    log(`pool ${poolBackAtSize ? 'back at its size' : 'NOT back at its size'}; emptying it`);
+    await drainWarmPools(client.temporal, config, 90_000).catch((err) => log(`could not empty the pool: ${String(err)}`));
+  }
+
   // Leaks: 60 s after the last result, nothing of these executions may remain.
   const until = Date.now() + opts.leakWindowMs;
   let leaks: string[] = [];
@@ -283,6 +344,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       ]);
       leaks = [
         ...jobs.items.filter(ours).map((o) => `Job/${o.metadata!.name}`),
+        // Pool pods count too: the pool was emptied above.
         ...pods.items.filter(ours).map((o) => `Pod/${o.metadata!.name}`),
         ...cms.items.filter(ours).map((o) => `ConfigMap/${o.metadata!.name}`),
       ];
@@ -300,8 +362,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   for (const c of checks) {
     const label = resourceNames(c.executionId, 1).executionLabel;
     c.jobs = observer.jobs.get(label)?.size ?? 0;
-    c.pods = observer.pods.get(label)?.size ?? 0;
-    // Each attempt makes one Job, and a Job with backoffLimit 0 one pod: more means something ran twice.
+    c.pods = observer.podsThatRan(label);
+    // Each attempt makes one Job (a Job with backoffLimit 0 makes one pod) or takes one pool pod: more pods that ran
+    // a program than attempts means a program ran twice.
     c.duplicate = c.attempts !== undefined && (c.jobs > c.attempts || c.pods > c.attempts);
   }
   const times = checks.filter((c) => c.delivered).map((c) => c.ms!).sort((a, b) => a - b);
@@ -320,6 +383,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     temporalRestarts,
     apiserverOutages,
     podDeletions,
+    warm: checks.filter((c) => c.sandbox === 'warm').length,
+    poolPodsThatRan: [...observer.poolPodsThatRan].filter((uid) => observer.poolPods.has(uid)).length,
+    sharedPods: [...claimsByPod].filter(([, set]) => set.size > 1).map(([pod, set]) => `${pod}: ${[...set].join(', ')}`),
+    ...(poolBackAtSize !== undefined ? { poolBackAtSize } : {}),
     worstMs: times[times.length - 1] ?? 0,
     medianMs: times[Math.floor(times.length / 2)] ?? 0,
     checks: checks.sort((a, b) => a.executionId.localeCompare(b.executionId, 'en', { numeric: true })),
@@ -340,6 +407,10 @@ export function formatReport(r: ChaosReport): string {
     ['Temporal restarts', r.temporalRestarts],
     ['apiserver outages', r.apiserverOutages],
     ['sandbox pods deleted from outside', r.podDeletions],
+    ['executions on warm pool pods', r.warm],
+    ['pool pods that ran a program', r.poolPodsThatRan],
+    ['pool pods that ran two programs', r.sharedPods.length],
+    ...(r.poolBackAtSize !== undefined ? ([['pool back at its size after', r.poolBackAtSize ? 'yes' : 'NO']] as [string, string][]) : []),
     ['time to result, median / worst', `${(r.medianMs / 1000).toFixed(1)} s / ${(r.worstMs / 1000).toFixed(1)} s`],
   ];
   const lines = rows.map(([k, v]) => `  ${k.padEnd(36)} ${v}`);
@@ -351,9 +422,10 @@ export function formatReport(r: ChaosReport): string {
     }
   }
   if (r.leaks.length) lines.push('', `  leaked: ${r.leaks.join(', ')}`);
+  if (r.sharedPods.length) lines.push('', `  pool pods claimed twice: ${r.sharedPods.join('; ')}`);
   return lines.join('\n');
 }
 
 export function failed(r: ChaosReport): boolean {
-  return r.lost > 0 || r.wrong > 0 || r.duplicates > 0 || r.leaks.length > 0;
+  return r.lost > 0 || r.wrong > 0 || r.duplicates > 0 || r.leaks.length > 0 || r.sharedPods.length > 0 || r.poolBackAtSize === false;
 }

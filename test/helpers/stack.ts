@@ -8,6 +8,9 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createKube, type Kube } from '../../activities/kube';
 import type { SandboxClient } from '../../client';
 import { LABELS, MANAGED_BY, resourceNames } from '../../core/names';
+import { claimable, poolRef, poolSelector } from '../../core/pool';
+import type { Language } from '../../core/types';
+import { readLauncherSource } from '../../worker/worker';
 import { loadKubeConfig } from '../../worker/connect';
 import { applyStackEnv } from '../../worker/stack-env';
 import { startInProcessWorker, type InProcessWorker } from '../../worker/in-process';
@@ -35,7 +38,7 @@ export async function startWorker(env: Record<string, string> = {}): Promise<Tes
   quietRuntime();
   const taskQueue = `test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
   // The reconciler's Schedule is off unless a test asks for it.
-  return startInProcessWorker({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', ...env }, { ephemeral: true });
+  return startInProcessWorker({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', ...env }, { ephemeral: true });
 }
 
 export interface Leftovers {
@@ -131,4 +134,14 @@ export async function whenRunning(kube: Kube, executionId: string, attempt = 1, 
     timeoutMs,
   );
   return pods.items.find((p) => p.status?.containerStatuses?.some((c) => c.state?.running))!.metadata!.name!;
+}
+
+/** Waits until the worker's pool for `language` has a ready pod (so the next execution can run warm). */
+export async function poolHasReady(w: TestWorker, language: Language, timeoutMs = 60_000): Promise<void> {
+  const pool = poolRef(w.config.temporal.taskQueue, language, w.config.policy, readLauncherSource());
+  await eventually(
+    () => adminKube().core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: poolSelector(pool, 'ready') }),
+    (l) => l.items.some((p) => claimable(p, pool)),
+    timeoutMs,
+  );
 }

@@ -81,7 +81,7 @@ describe('with the worker in a child process that is SIGKILLed', () => {
   let client: SandboxClient;
   beforeAll(async () => {
     const taskQueue = uniqueId('fast-kill');
-    const env = { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_LOG_LEVEL: 'WARN' };
+    const env = { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', DS_LOG_LEVEL: 'WARN' };
     const config = loadConfig(env);
     supervisor = new WorkerSupervisor(env, path.join(PROJECT_ROOT, '.stack', 'logs', `${taskQueue}-worker.log`));
     supervisor.start();

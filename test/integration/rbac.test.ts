@@ -3,7 +3,8 @@
  * for the local stack) may do exactly what the activities need in the sandbox namespace and nothing else: no
  * Secrets, no pods elsewhere, no creating pods or exec. Checked by the apiserver itself: SelfSubjectAccessReviews
  * for every verb, and real calls where they are cheap. A real call to a missing object answers 404 only when the
- * request was authorized (authorization runs before the lookup) and 403 when it was not.
+ * request was authorized (authorization runs before the lookup) and 403 when it was not. The warm pool needs pods
+ * create and patch and pods/attach create (the task's delivery), in the sandbox namespace only; exec stays refused.
  */
 import {
   ApiException,
@@ -58,9 +59,10 @@ describe('what the activities use is allowed, in the sandbox namespace', () => {
   const verbs: [string, string, string, string[]][] = [
     // group, resource, subresource, verbs
     ['', 'configmaps', '', ['create', 'get', 'list', 'patch', 'delete']],
-    ['batch', 'jobs', '', ['create', 'get', 'list', 'watch', 'delete']],
-    ['', 'pods', '', ['get', 'list', 'watch', 'delete']],
+    ['batch', 'jobs', '', ['create', 'get', 'list', 'delete']],
+    ['', 'pods', '', ['create', 'get', 'list', 'watch', 'patch', 'delete']],
     ['', 'pods', 'log', ['get']],
+    ['', 'pods', 'attach', ['get', 'create']],
   ];
   const cases = verbs.flatMap(([group, resource, subresource, vs]) =>
     vs.map((verb) => [`${verb} ${resource}${subresource ? `/${subresource}` : ''}`, { group, resource, subresource, verb }] as const),
@@ -126,12 +128,21 @@ describe('what the activities use is allowed, in the sandbox namespace', () => {
     }
   });
 
-  test('real calls: pods list and watch, pod get/delete/log reach the lookup (404, not 403)', async () => {
+  test('real calls: pods list and watch, pod get/delete/log/attach/patch reach the lookup (404, not 403)', async () => {
     expect(await statusOf(() => core.listNamespacedPod({ namespace: NS, labelSelector: 'durable-sandbox.dev/test=none' }))).toBe(200);
     const missing = uniqueId('no-such-pod');
     expect(await statusOf(() => core.readNamespacedPod({ name: missing, namespace: NS }))).toBe(404);
     expect(await statusOf(() => core.deleteNamespacedPod({ name: missing, namespace: NS }))).toBe(404);
     expect(await statusOf(() => core.readNamespacedPodLog({ name: missing, namespace: NS }))).toBe(404);
+    expect(await statusOf(() => core.connectPostNamespacedPodAttach({ name: missing, namespace: NS, stdin: true }))).toBe(404);
+    expect(
+      await statusOf(() =>
+        core.patchNamespacedPod(
+          { name: missing, namespace: NS, body: { metadata: { labels: { a: 'b' } } } },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        ),
+      ),
+    ).toBe(404);
     expect(await statusOf(() => batch.deleteNamespacedJob({ name: missing, namespace: NS }))).toBe(404);
     // A watch that the apiserver refused would end at once with an error.
     let ended: unknown = 'open';
@@ -156,10 +167,12 @@ describe('everything else is refused', () => {
     ["list secrets in the worker's own namespace", { resource: 'secrets', verb: 'list', namespace: 'durable-sandbox-system' }],
     ['list pods in kube-system', { resource: 'pods', verb: 'list', namespace: 'kube-system' }],
     ['list pods in all namespaces', { resource: 'pods', verb: 'list' }],
-    ['create pods in the sandbox namespace', { resource: 'pods', verb: 'create', namespace: NS }],
+    ['create pods in kube-system', { resource: 'pods', verb: 'create', namespace: 'kube-system' }],
+    ["create pods in the worker's own namespace", { resource: 'pods', verb: 'create', namespace: 'durable-sandbox-system' }],
     ['create pods/exec in the sandbox namespace', { resource: 'pods', subresource: 'exec', verb: 'create', namespace: NS }],
     ['get pods/exec (websocket) in the sandbox namespace', { resource: 'pods', subresource: 'exec', verb: 'get', namespace: NS }],
-    ['create pods/attach in the sandbox namespace', { resource: 'pods', subresource: 'attach', verb: 'create', namespace: NS }],
+    ['create pods/attach in kube-system', { resource: 'pods', subresource: 'attach', verb: 'create', namespace: 'kube-system' }],
+    ['watch jobs in the sandbox namespace', { group: 'batch', resource: 'jobs', verb: 'watch', namespace: NS }],
     ['create pods/portforward in the sandbox namespace', { resource: 'pods', subresource: 'portforward', verb: 'create', namespace: NS }],
     ['update pods in the sandbox namespace', { resource: 'pods', verb: 'update', namespace: NS }],
     ['create jobs in kube-system', { group: 'batch', resource: 'jobs', verb: 'create', namespace: 'kube-system' }],
@@ -186,7 +199,7 @@ describe('everything else is refused', () => {
     expect(
       await statusOf(() =>
         core.createNamespacedPod({
-          namespace: NS,
+          namespace: 'durable-sandbox-system',
           body: { metadata: { name: missing }, spec: { containers: [{ name: 'x', image: 'busybox' }] } },
         }),
       ),
@@ -207,8 +220,9 @@ test('SelfSubjectRulesReview: in the sandbox namespace the worker holds exactly 
     .sort();
   expect(rules).toEqual([
     '/configmaps: create,delete,get,list,patch',
+    '/pods/attach: create,get',
     '/pods/log: get',
-    '/pods: delete,get,list,watch',
-    'batch/jobs: create,delete,get,list,watch',
+    '/pods: create,delete,get,list,patch,watch',
+    'batch/jobs: create,delete,get,list',
   ]);
 });

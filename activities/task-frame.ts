@@ -1,0 +1,14 @@
+/**
+ * The framing of a warm sandbox's task: a header line with the task's length and SHA-256, then its JSON. The
+ * launcher (launcher/launcher.py, warm mode) accepts it only whole and with a matching checksum.
+ */
+import { createHash } from 'node:crypto';
+import type { WarmTask } from '../core/pool';
+
+export const TASK_FORMAT = 'durable-sandbox-task 1';
+
+export function frameTask(task: WarmTask): Buffer {
+  const payload = Buffer.from(JSON.stringify(task), 'utf8');
+  const digest = createHash('sha256').update(payload).digest('hex');
+  return Buffer.concat([Buffer.from(`${TASK_FORMAT} ${payload.length} ${digest}\n`, 'ascii'), payload]);
+}

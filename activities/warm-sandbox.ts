@@ -1,0 +1,108 @@
+/**
+ * Taking a sandbox from the warm pool for one attempt: claim a ready pod with one conditional write (or find the
+ * one an earlier try of the step claimed), and hand it the task over the Kubernetes API (pods/attach to the
+ * launcher's stdin: the sandbox keeps no network). The launcher accepts one whole, checksummed task and closes its
+ * stdin; a pod is claimed once and deleted after its program, never made ready again.
+ */
+import { PassThrough } from 'node:stream';
+import { Attach, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import type { AttemptSpec } from '../core/attempt';
+import { CONTAINER_NAME } from '../core/manifests';
+import { hash16, LABELS, resourceNames } from '../core/names';
+import { LauncherLogParser, logReadLimit } from '../core/output';
+import { claimable, claimPatch, poolSelector, warmTask, type PoolRef } from '../core/pool';
+import { apiStatus, kubeCall, kubeFailure, type Kube } from './kube';
+import { frameTask } from './task-frame';
+
+export interface Claimed {
+  pod: V1Pod;
+  /** True when an earlier try of the step had claimed it (its task may already have been delivered). */
+  adopted: boolean;
+  at: number;
+}
+
+const ownedBy = (spec: AttemptSpec) => (p: V1Pod) => {
+  const { executionLabel } = resourceNames(spec.executionId, spec.attempt);
+  return p.metadata?.labels?.[LABELS.execution] === executionLabel && p.metadata?.labels?.[LABELS.attempt] === String(spec.attempt);
+};
+
+/** The pool pod an earlier try claimed for this attempt, if it is still there. */
+export async function findClaimedPod(kube: Kube, pool: PoolRef, spec: AttemptSpec): Promise<V1Pod | undefined> {
+  const { attemptSelector } = resourceNames(spec.executionId, spec.attempt);
+  const list = await kubeCall('look for the pool pod of this attempt', () =>
+    kube.core.listNamespacedPod({ namespace: spec.policy.namespace, labelSelector: `${attemptSelector},${LABELS.pool}=${pool.id}` }),
+  );
+  return list.items.find(ownedBy(spec));
+}
+
+/**
+ * Claims a ready pod of the pool for the attempt (or finds the one already claimed for it). One list, then one
+ * patch per candidate until one succeeds: a pod claimed by someone else in between answers 409 and the next is
+ * tried. Undefined when the pool has nothing ready (the attempt then goes cold).
+ */
+export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec): Promise<Claimed | undefined> {
+  const namespace = spec.policy.namespace;
+  const list = await kubeCall(`list the ${pool.id} pool`, () =>
+    kube.core.listNamespacedPod({ namespace, labelSelector: poolSelector(pool) }),
+  );
+  const own = list.items.find(ownedBy(spec));
+  if (own) return { pod: own, adopted: true, at: Date.now() };
+  const ready = list.items.filter((p) => claimable(p, pool));
+  if (ready.length === 0) return undefined;
+  // Concurrent claims start at different pods, so they rarely collide.
+  const start = parseInt(hash16(`${spec.executionId}#${spec.attempt}`).slice(0, 8), 16) % ready.length;
+  for (let i = 0; i < ready.length; i++) {
+    const candidate = ready[(start + i) % ready.length];
+    const name = candidate.metadata!.name!;
+    try {
+      const pod = await kube.core.patchNamespacedPod(
+        { name, namespace, body: claimPatch(candidate, { ...spec, now: Date.now() }) },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      return { pod, adopted: false, at: Date.now() };
+    } catch (err) {
+      const s = apiStatus(err);
+      // 409: claimed by someone else first; 404: gone; 422: its deadline cannot fit this program. Try the next.
+      if (s && [404, 409, 422].includes(s.code)) continue;
+      throw kubeFailure(err, `claim pool pod ${name}`);
+    }
+  }
+  return undefined;
+}
+
+export interface Delivery {
+  /** Ends the attach session (the container's stdin closes with it: stdinOnce). */
+  close(): void;
+}
+
+/** Writes the task to the pod's launcher through pods/attach. */
+export async function deliverTask(kube: Kube, pod: string, spec: AttemptSpec): Promise<Delivery> {
+  const stdin = new PassThrough();
+  let ws;
+  try {
+    ws = await new Attach(kube.config).attach(spec.policy.namespace, pod, CONTAINER_NAME, null, null, stdin, false);
+  } catch (err) {
+    throw kubeFailure(err, `attach to pool pod ${pod}`);
+  }
+  stdin.end(frameTask(warmTask(spec.executionId, spec.attempt, spec.request, spec.policy)));
+  return { close: () => ws.close() };
+}
+
+/**
+ * Whether an earlier try of the step already handed the task over (or the pod ended): read from the pod's log, so
+ * a resumed step never writes a second task into a pod.
+ */
+export async function alreadyDelivered(kube: Kube, pod: string, spec: AttemptSpec): Promise<boolean> {
+  const caps = { stdoutCapBytes: spec.policy.stdoutCapBytes, stderrCapBytes: spec.policy.stderrCapBytes };
+  let log: string;
+  try {
+    log = await kube.core.readNamespacedPodLog({ name: pod, namespace: spec.policy.namespace, container: CONTAINER_NAME, limitBytes: logReadLimit(caps) });
+  } catch (err) {
+    const s = apiStatus(err);
+    if (s && (s.code === 400 || s.code === 404)) return true;
+    throw kubeFailure(err, `read the log of pool pod ${pod}`);
+  }
+  const parser = new LauncherLogParser(caps);
+  parser.push(log);
+  return parser.accepted !== null || parser.trailer !== null;
+}

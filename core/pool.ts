@@ -1,0 +1,167 @@
+/**
+ * The warm pool in pure terms: which pool serves a request, the pool pod (the same hardened sandbox as a cold
+ * Job's pod, started without a program), the one conditional write that claims a pod for an attempt, and the task
+ * the launcher receives. Single use: a claimed pod is never marked ready again; after its one program it is deleted.
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import { LANGUAGES, SANDBOX_DIR } from './languages';
+import { hardenedPodSpec, programEnv } from './manifests';
+import { ANNOTATIONS, hash16, LABELS, MANAGED_BY, resourceNames } from './names';
+import type { ExecutionPolicy } from './policy';
+import type { Language } from './types';
+import type { ExecutionRequest } from './validate';
+
+export interface PoolConfig {
+  /** Pods kept ready per language; 0 turns the pool off. */
+  size: number;
+  /** A ready pod older than this is replaced (its sandbox is recycled, never reused). */
+  maxIdleSeconds: number;
+}
+
+/** A pool: one language's ready pods for one task queue's executions. */
+export interface PoolRef {
+  id: string;
+  language: Language;
+  /** Hash of everything that shapes the pod: a pod made from another template is never claimed. */
+  template: string;
+}
+
+export type PoolState = 'ready' | 'claimed';
+
+/** Signals the pool workflow takes: `replenish` after a claim, `configure` with a worker's new pool settings. */
+export const POOL_SIGNALS = { replenish: 'replenish', configure: 'configure' } as const;
+
+/** The largest task the launcher accepts: code, files and env with their JSON overhead, with room to spare. */
+export const MAX_TASK_BYTES = 4 * 1024 * 1024;
+
+export function poolRef(taskQueue: string, language: Language, policy: ExecutionPolicy, launcherSource: string): PoolRef {
+  const id = `${language}-${hash16(taskQueue).slice(0, 12)}`;
+  const template = hash16(JSON.stringify([policy, language, hash16(launcherSource)]));
+  return { id, language, template };
+}
+
+/** The pool workflow's id: one per task queue and language. */
+export function poolWorkflowId(taskQueue: string, language: Language): string {
+  return `durable-sandbox-pool-${taskQueue}-${language}`;
+}
+
+export function poolSelector(pool: PoolRef, state?: PoolState): string {
+  return [`${LABELS.managedBy}=${MANAGED_BY}`, `${LABELS.pool}=${pool.id}`, ...(state ? [`${LABELS.poolState}=${state}`] : [])].join(',');
+}
+
+/** Whether a request can run in a pool pod: the pool's pods have the default limits. */
+export function fitsPool(request: ExecutionRequest, policy: ExecutionPolicy): boolean {
+  return request.cpu === policy.defaultCpu && request.memory === policy.defaultMemory;
+}
+
+/**
+ * A pool pod. It idles at most `maxIdleSeconds` (then the pool replaces it) and the kubelet stops it on its own
+ * deadline even if nothing of ours is left; a claim lowers that deadline to the program's.
+ */
+export function buildPoolPod(args: {
+  pool: PoolRef;
+  namespace: string;
+  policy: ExecutionPolicy;
+  launcherSource: string;
+  config: PoolConfig;
+  /** The pool workflow, so the reconciler can tell an orphaned pool pod. */
+  owner: string;
+}): V1Pod {
+  const { pool, policy } = args;
+  const labels = {
+    [LABELS.managedBy]: MANAGED_BY,
+    [LABELS.pool]: pool.id,
+    [LABELS.poolState]: 'ready',
+    [LABELS.template]: pool.template,
+  };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      generateName: `ds-pool-${pool.language}-`,
+      namespace: args.namespace,
+      labels,
+      annotations: { [ANNOTATIONS.poolOwner]: args.owner, [ANNOTATIONS.language]: pool.language },
+    },
+    spec: hardenedPodSpec(policy, {
+      image: policy.images[pool.language],
+      command: ['python3', '-c', args.launcherSource, '--warm', '--max-task-bytes', String(MAX_TASK_BYTES), '--task-dir', SANDBOX_DIR],
+      env: programEnv(pool.language),
+      cpu: policy.defaultCpu,
+      memory: policy.defaultMemory,
+      sandboxVolume: { emptyDir: { sizeLimit: '8Mi' } },
+      stdin: true,
+      activeDeadlineSeconds: args.config.maxIdleSeconds + policy.maxTimeoutSeconds + policy.startupAllowanceSeconds,
+    }),
+  };
+}
+
+/** Seconds since the pod started (by its status), for the claim's deadline. */
+export function podAgeSeconds(pod: V1Pod, now: number): number {
+  const started = pod.status?.startTime ?? pod.metadata?.creationTimestamp;
+  return started ? Math.max(0, Math.ceil((now - new Date(started).getTime()) / 1000)) : 0;
+}
+
+/**
+ * The claim: one merge patch that carries the pod's observed resourceVersion, so of two claims of the same pod
+ * exactly one succeeds (the other gets 409 Conflict). It binds the pod to the attempt (the attempt's labels, so
+ * cleanup and the reconciler find it like a Job's pod) and lowers its deadline to the program's.
+ */
+export function claimPatch(pod: V1Pod, args: { executionId: string; attempt: number; request: ExecutionRequest; policy: ExecutionPolicy; now: number }): object {
+  const names = resourceNames(args.executionId, args.attempt);
+  const deadline = podAgeSeconds(pod, args.now) + args.request.timeoutSeconds + args.policy.startupAllowanceSeconds;
+  return {
+    metadata: {
+      resourceVersion: pod.metadata!.resourceVersion,
+      labels: {
+        [LABELS.poolState]: 'claimed',
+        [LABELS.execution]: names.executionLabel,
+        [LABELS.attempt]: String(args.attempt),
+      },
+      annotations: { [ANNOTATIONS.executionId]: args.executionId, [ANNOTATIONS.language]: args.request.language },
+    },
+    spec: { activeDeadlineSeconds: Math.min(deadline, pod.spec?.activeDeadlineSeconds ?? deadline) },
+  };
+}
+
+/** Whether a pod is one the claim may take: ready, of the wanted template, running, not on its way out. */
+export function claimable(pod: V1Pod, pool: PoolRef): boolean {
+  const labels = pod.metadata?.labels ?? {};
+  return (
+    labels[LABELS.poolState] === 'ready' &&
+    labels[LABELS.template] === pool.template &&
+    !pod.metadata?.deletionTimestamp &&
+    pod.status?.phase === 'Running' &&
+    (pod.status.containerStatuses ?? []).every((c) => !!c.state?.running)
+  );
+}
+
+/** What the launcher of a pool pod receives: everything the cold path puts in the ConfigMap and the Job's env. */
+export interface WarmTask {
+  executionId: string;
+  attempt: number;
+  file: string;
+  command: string[];
+  code: string;
+  files: ExecutionRequest['files'];
+  env: Record<string, string>;
+  timeoutSeconds: number;
+  stdoutCap: number;
+  stderrCap: number;
+}
+
+export function warmTask(executionId: string, attempt: number, request: ExecutionRequest, policy: ExecutionPolicy): WarmTask {
+  const language = LANGUAGES[request.language];
+  return {
+    executionId,
+    attempt,
+    file: language.file,
+    command: language.command,
+    code: request.code,
+    files: request.files,
+    env: request.env,
+    timeoutSeconds: request.timeoutSeconds,
+    stdoutCap: policy.stdoutCapBytes,
+    stderrCap: policy.stderrCapBytes,
+  };
+}
