@@ -11,8 +11,9 @@ import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { ExecutionInput } from '../client';
 import { PROJECT_ROOT } from '../worker/stack-env';
-import { adminKube, startWorker, SANDBOX_NAMESPACE, whenRunning, type TestWorker } from '../test/helpers/stack';
+import { adminKube, poolHasReady, startWorker, SANDBOX_NAMESPACE, whenRunning, type TestWorker } from '../test/helpers/stack';
 import { resourceNames } from '../core/names';
+import { poolWorkflowId } from '../core/pool';
 
 const OUT = path.join(PROJECT_ROOT, 'test', 'replay', 'histories');
 
@@ -65,6 +66,18 @@ async function run(): Promise<void> {
       writeFileSync(path.join(OUT, 'invalid-input.json'), `${historyToJSON(await handle.fetchHistory())}\n`);
       console.log('invalid-input: workflow failed as expected');
     });
+    // The warm path: an execution in a pool pod, and the pool's own workflow (recorded once it has emptied itself).
+    const warm = await startWorker({ DS_WARM_POOL_SIZE: '1' });
+    try {
+      await poolHasReady(warm, 'python');
+      await record(warm, 'warm-succeeded', { code: 'print("hello")' });
+    } finally {
+      await warm.stop();
+    }
+    const pool = w.client.temporal.workflow.getHandle(poolWorkflowId(warm.config.temporal.taskQueue, 'python'));
+    const history = await pool.fetchHistory();
+    writeFileSync(path.join(OUT, 'warm-pool.json'), `${historyToJSON(history)}\n`);
+    console.log(`warm-pool: ${history.events?.length} events`);
   } finally {
     await w.stop();
     await broken.stop();
