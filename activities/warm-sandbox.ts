@@ -42,8 +42,9 @@ export async function findClaimedPod(kube: Kube, pool: PoolRef, spec: AttemptSpe
  */
 export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec): Promise<Claimed | undefined> {
   const namespace = spec.policy.namespace;
+  // From the apiserver's cache (resourceVersion 0): a stale entry only costs a 409 on the claim below.
   const list = await kubeCall(`list the ${pool.id} pool`, () =>
-    kube.core.listNamespacedPod({ namespace, labelSelector: poolSelector(pool) }),
+    kube.core.listNamespacedPod({ namespace, labelSelector: poolSelector(pool), resourceVersion: '0' }),
   );
   const own = list.items.find(ownedBy(spec));
   if (own) return { pod: own, adopted: true, at: Date.now() };
