@@ -1,7 +1,7 @@
 // Unit tests cover pure logic; integration tests run against the real local stack (scripts/stack/up.sh) or the
 // cluster and Temporal named by KUBECONFIG / TEMPORAL_ADDRESS. There is no mock cluster.
 // @kubernetes/client-node 1.x and a few of its dependencies ship ES modules only, so ts-jest also transforms them.
-const esmPackages = ['@kubernetes/client-node', 'openid-client', 'oauth4webapi', 'jose'].join('|');
+const esmPackages = ['@kubernetes/client-node', 'openid-client', 'oauth4webapi', 'jose', 'lodash-es'].join('|');
 const transform = {
   '^.+\\.[tj]sx?$': ['ts-jest', { tsconfig: { allowJs: true, isolatedModules: true }, diagnostics: false }],
 };
