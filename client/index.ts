@@ -14,19 +14,22 @@ import {
   type WorkflowStartOptions,
 } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import type { PodProgress } from '../core/classify';
 import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, type ExecutionPolicy } from '../core/policy';
 import type { ExecutionInput, ExecutionResult, LiveOutput } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
 import { progressQuery, resultUpdate, timelineQuery, type ExecutionProgress } from '../workflows/queries';
-import { LiveOutputFollower, runHeartbeat, type OutputCallbacks } from './live-output';
+import { ExecutionWaitAbortedError } from './errors';
+import { ExecutionWatcher, progressOf, runHeartbeat, type ProgressUpdate, type WatchCallbacks } from './watch';
 
 export { InvalidInputError } from '../core/validate';
 export type * from '../core/types';
 export type { ExecutionProgress } from '../workflows/queries';
 export type { PodProgress } from '../core/classify';
-export type { OutputCallbacks, OutputChunkInfo } from './live-output';
+export type { OutputChunkInfo, ProgressUpdate, WatchCallbacks } from './watch';
+export { ExecutionWaitAbortedError } from './errors';
 
 export { DEFAULT_TASK_QUEUE };
 
@@ -45,7 +48,12 @@ export interface StartOptions {
   executionId?: string;
 }
 
-export interface ExecuteOptions extends StartOptions, OutputCallbacks {}
+export interface ExecuteOptions extends StartOptions, WatchCallbacks {
+  /** Stop waiting when it aborts (ExecutionWaitAbortedError); the execution goes on. */
+  signal?: AbortSignal;
+  /** Stop waiting after this long (ExecutionWaitAbortedError); the execution goes on. */
+  waitTimeoutMs?: number;
+}
 
 /** The update id every caller of executeCode uses: the server keeps one `result` update per execution. */
 const RESULT_UPDATE_ID = 'result';
@@ -53,8 +61,21 @@ const RESULT_UPDATE_ID = 'result';
 export type ExecutionState =
   | {
       executionId: string;
+      /** Started, and no worker has taken it yet. */
+      state: 'queued';
+      taskQueue: string;
+      /** Workers polling the task queue now (0: none is serving it). */
+      pollers: number;
+      /** How long it has waited, in ms. */
+      waitingMs: number;
+    }
+  | {
+      executionId: string;
       state: 'running';
-      progress: ExecutionProgress;
+      /** Where it stands, from Temporal's own record (no worker needed). */
+      stage: ProgressUpdate;
+      /** The workflow's own account (phase, detail), when a worker answers. */
+      progress?: ExecutionProgress;
       /** What the run step last reported from the cluster (pod, node, what it waits for), when it runs. */
       pod?: PodProgress;
       /** The newest stdout and stderr of the running program (a bounded tail). */
@@ -63,7 +84,7 @@ export type ExecutionState =
       sandbox?: 'warm' | 'cold';
     }
   /** The result is known (and was returned to callers); the sandbox's objects are being removed. */
-  | { executionId: string; state: 'cleaning_up'; result: ExecutionResult; progress: ExecutionProgress }
+  | { executionId: string; state: 'cleaning_up'; result: ExecutionResult; progress?: ExecutionProgress }
   | { executionId: string; state: 'completed'; result: ExecutionResult }
   | { executionId: string; state: 'failed' | 'cancelled' | 'terminated' | 'timed_out'; error: string };
 
@@ -127,13 +148,41 @@ export class SandboxClient {
    */
   async executeCode(input: ExecutionInput, options: ExecuteOptions = {}): Promise<ExecutionResult> {
     const { executionId, start } = this.startOptions(input, options);
-    const live = options.onStdout || options.onStderr ? new LiveOutputFollower(this.handle(executionId), options) : undefined;
+    const watch =
+      options.onStdout || options.onStderr || options.onProgress ? new ExecutionWatcher(this.handle(executionId), options) : undefined;
     try {
-      const result = await this.awaitResult(executionId, start);
-      await live?.finish(result);
+      const result = await this.untilStopped(executionId, this.awaitResult(executionId, start), options);
+      await watch?.finish(result);
       return result;
     } finally {
-      await live?.stop();
+      await watch?.stop();
+    }
+  }
+
+  /** Races a wait against the caller's AbortSignal and wait timeout. */
+  private async untilStopped<T>(executionId: string, wait: Promise<T>, options: Pick<ExecuteOptions, 'signal' | 'waitTimeoutMs'>): Promise<T> {
+    const { signal, waitTimeoutMs } = options;
+    if (!signal && waitTimeoutMs === undefined) return wait;
+    wait.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const stopped = new Promise<'aborted' | 'timeout'>((resolve) => {
+      if (signal?.aborted) resolve('aborted');
+      onAbort = () => resolve('aborted');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (waitTimeoutMs !== undefined) timer = setTimeout(() => resolve('timeout'), waitTimeoutMs);
+    });
+    try {
+      const first = await Promise.race([wait.then((v) => ({ v })), stopped]);
+      if (typeof first === 'object') return first.v;
+      const state = await this.getExecution(executionId).then(
+        (s) => (s.state === 'running' || s.state === 'cleaning_up' || s.state === 'completed' || s.state === 'queued' ? s.state : 'unknown'),
+        () => 'unknown' as const,
+      );
+      throw new ExecutionWaitAbortedError(executionId, state, first);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -174,21 +223,32 @@ export class SandboxClient {
     return this.temporal.workflow.getHandle<typeof executeCodeWorkflow>(executionId);
   }
 
-  /** Where an execution stands: its progress while it runs, its result once done. */
+  /**
+   * Where an execution stands: queued, running (with its progress, live output and pod), cleaning up (with the
+   * result), completed, or how it ended. Works without any worker: it reads Temporal's record of the execution, and
+   * asks the workflow itself only when a worker polls its task queue.
+   */
   async getExecution(executionId: string): Promise<ExecutionState> {
     const handle = this.handle(executionId);
-    const { status, raw } = await handle.describe();
+    const { status, raw, startTime } = await handle.describe();
     switch (status.name) {
       case 'RUNNING':
       case 'CONTINUED_AS_NEW': {
-        const progress = await handle.query(progressQuery);
-        if (progress.result) return { executionId, state: 'cleaning_up', result: progress.result, progress };
+        const stage = progressOf(raw);
+        const pollers = await this.pollers();
+        if (stage.stage === 'queued') {
+          return { executionId, state: 'queued', taskQueue: this.taskQueue, pollers, waitingMs: Date.now() - startTime.getTime() };
+        }
+        const progress = pollers > 0 ? await this.ask(() => handle.query(progressQuery)) : undefined;
+        const result = progress?.result ?? (stage.stage === 'finishing' ? await this.resultFromHistory(executionId) : undefined);
+        if (result) return { executionId, state: 'cleaning_up', result, ...(progress ? { progress } : {}) };
         const run = runHeartbeat(raw);
         const pod = run?.progress ?? legacyAwaitProgress(raw);
         return {
           executionId,
           state: 'running',
-          progress,
+          stage,
+          ...(progress ? { progress } : {}),
           ...(pod ? { pod } : {}),
           ...(run?.output ? { output: run.output } : {}),
           ...(run?.sandbox ? { sandbox: run.sandbox } : {}),
@@ -205,6 +265,33 @@ export class SandboxClient {
         return { executionId, state, error };
       }
     }
+  }
+
+  /** Workers polling this client's task queue for workflow tasks (recently seen ones). */
+  async pollers(): Promise<number> {
+    const { pollers } = await this.temporal.workflowService.describeTaskQueue({
+      namespace: this.temporal.options.namespace,
+      taskQueue: { name: this.taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+      taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    });
+    // The server keeps a worker in the list for a few minutes after it stopped polling.
+    const recent = Date.now() - 70_000;
+    return (pollers ?? []).filter((p) => !p.lastAccessTime?.seconds || Number(p.lastAccessTime.seconds) * 1000 > recent).length;
+  }
+
+  /** A question to the workflow (needs a worker), given up on after a few seconds. */
+  private async ask<T>(question: () => Promise<T>): Promise<T | undefined> {
+    return this.temporal.withDeadline(Date.now() + 3000, question).catch(() => undefined);
+  }
+
+  /** The result an execution already answered with (its `result` update), read from its history. */
+  private async resultFromHistory(executionId: string): Promise<ExecutionResult | undefined> {
+    const history = await this.handle(executionId).fetchHistory();
+    for (const e of history.events ?? []) {
+      const payload = e.workflowExecutionUpdateCompletedEventAttributes?.outcome?.success?.payloads?.[0];
+      if (payload) return defaultPayloadConverter.fromPayload(payload) as ExecutionResult;
+    }
+    return undefined;
   }
 
   /** The phase timeline so far. */

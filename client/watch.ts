@@ -1,8 +1,9 @@
 /**
- * Live output for a client: reads the run step's heartbeat (the newest output of each stream, see
- * activities/attempt-watch.ts) from the execution's description while it runs, and hands each new piece of text to
- * the caller's callbacks, in order and once; the final result supplies whatever the heartbeats did not carry.
- * Works from any client that attaches, since it only reads what Temporal holds.
+ * What a client sees of a running execution without a worker's help: the execution's description from Temporal,
+ * polled while a caller waits. It carries the run step's heartbeat (the newest output of each stream and where the
+ * pod stands, see activities/attempt-watch.ts), from which live output goes to the caller's callbacks, in order and
+ * once, and progress reports go out when the stage changes. The final result supplies whatever output the heartbeats
+ * did not carry. Works from any client that attaches.
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
@@ -15,21 +16,58 @@ export interface OutputChunkInfo {
   attempt: number;
 }
 
-export interface OutputCallbacks {
+/** Where a running execution stands, for progress reports. */
+export interface ProgressUpdate {
+  /** queued: no worker has taken it yet; starting: getting a sandbox; running: the program runs; finishing: cleanup. */
+  stage: 'queued' | 'starting' | 'running' | 'finishing';
+  detail: string;
+  attempt: number;
+  sandbox?: 'warm' | 'cold';
+}
+
+export interface WatchCallbacks {
   onStdout?: (text: string, info: OutputChunkInfo) => void;
   onStderr?: (text: string, info: OutputChunkInfo) => void;
+  onProgress?: (update: ProgressUpdate) => void;
 }
 
 /** Step names whose heartbeats carry a RunHeartbeat. */
 export const RUN_STEP = 'runSandbox';
 
+type Pending = {
+  activityType?: { name?: string | null } | null;
+  heartbeatDetails?: { payloads?: unknown[] | null } | null;
+};
+type Raw = {
+  pendingActivities?: Pending[] | null;
+  workflowExecutionInfo?: { historyLength?: unknown } | null;
+};
+
 /** The run step's newest heartbeat, from a workflow description, when it is running. */
-export function runHeartbeat(raw: { pendingActivities?: unknown[] | null }): RunHeartbeat | undefined {
-  type Pending = { activityType?: { name?: string | null } | null; heartbeatDetails?: { payloads?: unknown[] | null } | null };
-  const step = (raw.pendingActivities as Pending[] | null | undefined)?.find((a) => a.activityType?.name === RUN_STEP);
+export function runHeartbeat(raw: Raw): RunHeartbeat | undefined {
+  const step = raw.pendingActivities?.find((a) => a.activityType?.name === RUN_STEP);
   const payload = step?.heartbeatDetails?.payloads?.[0];
   if (!payload) return undefined;
   return defaultPayloadConverter.fromPayload(payload as Parameters<typeof defaultPayloadConverter.fromPayload>[0]) as RunHeartbeat;
+}
+
+/** The stage of a running execution from its description. */
+export function progressOf(raw: Raw): ProgressUpdate {
+  const names = (raw.pendingActivities ?? []).map((a) => a.activityType?.name);
+  const hb = runHeartbeat(raw);
+  if (hb) {
+    const p = hb.progress;
+    const base = { attempt: hb.attempt, ...(hb.sandbox ? { sandbox: hb.sandbox } : {}) };
+    if (p.containerStartedAt !== undefined || (hb.output && (hb.output.stdout.end > 0 || hb.output.stderr.end > 0))) {
+      return { ...base, stage: 'running', detail: p.podName ? `running in pod ${p.podName}` : 'running' };
+    }
+    return { ...base, stage: 'starting', detail: p.waitingFor ?? (p.podName ? `starting pod ${p.podName}` : 'getting a sandbox') };
+  }
+  if (names.includes('cleanup') || names.includes('collectOutput')) return { stage: 'finishing', detail: 'cleaning up', attempt: 1 };
+  if (names.includes(RUN_STEP)) return { stage: 'starting', detail: 'getting a sandbox', attempt: 1 };
+  // Started, and its first workflow task never handled: no worker has taken it.
+  if (Number(raw.workflowExecutionInfo?.historyLength ?? 0) <= 2) return { stage: 'queued', detail: 'waiting for a worker', attempt: 1 };
+  return { stage: 'starting', detail: 'starting', attempt: 1 };
 }
 
 class Cursor {
@@ -58,16 +96,17 @@ class Cursor {
   }
 }
 
-/** Polls an execution's live output until stopped; `finish` delivers the rest from the result. */
-export class LiveOutputFollower {
+/** Polls an execution's description until stopped; `finish` delivers the rest of the output from the result. */
+export class ExecutionWatcher {
   private readonly out: Cursor;
   private readonly err: Cursor;
+  private lastProgress = '';
   private stopped = false;
   private readonly loop: Promise<void>;
 
   constructor(
     private readonly handle: Pick<WorkflowHandle, 'describe'>,
-    callbacks: OutputCallbacks,
+    private readonly callbacks: WatchCallbacks,
     private readonly intervalMs = 200,
   ) {
     this.out = new Cursor(callbacks.onStdout);
@@ -78,16 +117,28 @@ export class LiveOutputFollower {
   private async poll(): Promise<void> {
     while (!this.stopped) {
       try {
-        const { raw } = await this.handle.describe();
-        const hb = runHeartbeat(raw);
-        if (hb?.output && !this.stopped) {
-          this.out.offer(hb.attempt, hb.output.stdout);
-          this.err.offer(hb.attempt, hb.output.stderr);
-        }
+        const { raw, status } = await this.handle.describe();
+        if (!this.stopped && status.name === 'RUNNING') this.observe(raw as Raw);
       } catch {
         // Not started yet, or Temporal briefly unreachable: the next poll tries again.
       }
       await new Promise((r) => setTimeout(r, this.intervalMs));
+    }
+  }
+
+  private observe(raw: Raw): void {
+    const hb = runHeartbeat(raw);
+    if (hb?.output) {
+      this.out.offer(hb.attempt, hb.output.stdout);
+      this.err.offer(hb.attempt, hb.output.stderr);
+    }
+    if (this.callbacks.onProgress) {
+      const p = progressOf(raw);
+      const key = `${p.stage}|${p.detail}|${p.attempt}`;
+      if (key !== this.lastProgress) {
+        this.lastProgress = key;
+        this.callbacks.onProgress(p);
+      }
     }
   }
 

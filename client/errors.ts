@@ -1,0 +1,14 @@
+/** The client's own errors: typed, each naming what it was about. */
+
+/** The caller stopped waiting (its AbortSignal, or `waitTimeoutMs`). The execution goes on; attach again with its id. */
+export class ExecutionWaitAbortedError extends Error {
+  override readonly name = 'ExecutionWaitAbortedError';
+  constructor(
+    readonly executionId: string,
+    /** Where the execution stood when the caller stopped waiting. */
+    readonly state: 'queued' | 'running' | 'cleaning_up' | 'completed' | 'unknown',
+    readonly why: 'aborted' | 'timeout',
+  ) {
+    super(`stopped waiting for execution ${executionId} (${why === 'timeout' ? 'wait timeout' : 'aborted'}); it is ${state}, and goes on: attach again with its id`);
+  }
+}
