@@ -11,7 +11,7 @@ import type { AttemptEnd, AttemptSpec, RunHeartbeat } from '../core/attempt';
 import { classify, infraError, observe, type PodProgress, type Verdict } from '../core/classify';
 import { activeDeadlineSeconds, CONTAINER_NAME } from '../core/manifests';
 import { resourceNames } from '../core/names';
-import { LauncherLogParser, logReadLimit, type LauncherTrailer, type ParsedOutput } from '../core/output';
+import { capsOf, LauncherLogParser, logReadLimit, type LauncherTrailer, type ParsedOutput } from '../core/output';
 import { AttemptPods } from './attempt-pods';
 import { apiStatus, kubeCallOrMissing, kubeFailure, type Kube } from './kube';
 import { openLogStream, type LogStream } from './log-stream';
@@ -101,7 +101,7 @@ export class AttemptWatch {
       ? { name: this.progress.podName, finished: this.progress.containerFinishedAt !== undefined }
       : undefined;
     this.pods = new AttemptPods(kube, spec.policy.namespace, attemptSelector, known);
-    this.limit = logReadLimit({ stdoutCapBytes: spec.policy.stdoutCapBytes, stderrCapBytes: spec.policy.stderrCapBytes });
+    this.limit = logReadLimit(capsOf(spec.policy));
     this.parser = this.newParser();
   }
 
@@ -152,7 +152,7 @@ export class AttemptWatch {
   }
 
   private newParser(): LauncherLogParser {
-    return new LauncherLogParser({ stdoutCapBytes: this.spec.policy.stdoutCapBytes, stderrCapBytes: this.spec.policy.stderrCapBytes });
+    return new LauncherLogParser(capsOf(this.spec.policy));
   }
 
   /** Opens the log stream once the container has started (again from the top if a stream broke). */

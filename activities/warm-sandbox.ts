@@ -9,7 +9,7 @@ import { Attach, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes
 import type { AttemptSpec } from '../core/attempt';
 import { CONTAINER_NAME } from '../core/manifests';
 import { hash16, LABELS, resourceNames } from '../core/names';
-import { LauncherLogParser, logReadLimit } from '../core/output';
+import { capsOf, LauncherLogParser, logReadLimit } from '../core/output';
 import { claimable, claimPatch, poolSelector, warmTask, type PoolRef } from '../core/pool';
 import { apiStatus, kubeCall, kubeFailure, type Kube } from './kube';
 import { frameTask } from './task-frame';
@@ -94,7 +94,7 @@ export async function deliverTask(kube: Kube, pod: string, spec: AttemptSpec): P
  * a resumed step never writes a second task into a pod.
  */
 export async function alreadyDelivered(kube: Kube, pod: string, spec: AttemptSpec): Promise<boolean> {
-  const caps = { stdoutCapBytes: spec.policy.stdoutCapBytes, stderrCapBytes: spec.policy.stderrCapBytes };
+  const caps = capsOf(spec.policy);
   let log: string;
   try {
     log = await kube.core.readNamespacedPodLog({ name: pod, namespace: spec.policy.namespace, container: CONTAINER_NAME, limitBytes: logReadLimit(caps) });

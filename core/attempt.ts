@@ -1,7 +1,7 @@
 /** What the workflow hands each activity of one attempt, and what the steps report back. */
 import type { PodProgress } from './classify';
 import type { ExecutionPolicy } from './policy';
-import type { InfraError, LiveOutput, StreamOutput } from './types';
+import type { InfraError, LiveOutput, OutputFile, StreamOutput } from './types';
 import type { ExecutionRequest } from './validate';
 
 export interface AttemptSpec {
@@ -67,6 +67,8 @@ export interface CollectedOutput {
   available: boolean;
   stdout: StreamOutput;
   stderr: StreamOutput;
+  /** Absent in results recorded before output files existed. */
+  outputFiles?: OutputFile[];
   trailer: {
     exitCode: number;
     timedOut: boolean;

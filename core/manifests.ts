@@ -13,6 +13,8 @@ import type { ExecutionRequest } from './validate';
 export const CONTAINER_NAME = 'sandbox';
 export const SANDBOX_UID = 1001;
 export const SCRATCH_DIR = '/tmp';
+/** Where the program leaves files for the result. */
+export const OUTPUT_DIR = `${SANDBOX_DIR}/out`;
 /** Finished Jobs the workflow could not delete are removed by Kubernetes after this long: a backstop only. */
 export const TTL_AFTER_FINISHED_SECONDS = 3600;
 /** Time between SIGTERM and SIGKILL when a sandbox pod is stopped. */
@@ -99,6 +101,7 @@ export function buildJob(spec: SandboxSpec): V1Job {
     String(policy.stdoutCapBytes),
     '--stderr-cap',
     String(policy.stderrCapBytes),
+    ...outputFileArgs(policy),
     '--',
     ...language.command,
   ];
@@ -125,6 +128,20 @@ export function buildJob(spec: SandboxSpec): V1Job {
       },
     },
   };
+}
+
+/** The launcher's arguments for output files: where they are and how much of them goes back. */
+function outputFileArgs(policy: ExecutionPolicy): string[] {
+  return [
+    '--out-dir',
+    OUTPUT_DIR,
+    '--files-max-count',
+    String(policy.outputFilesMaxCount),
+    '--file-cap',
+    String(policy.outputFileCapBytes),
+    '--files-cap',
+    String(policy.outputFilesCapBytes),
+  ];
 }
 
 /** The environment every program of a language starts with (the request's own variables come on top). */
@@ -194,6 +211,7 @@ export function hardenedPodSpec(
         },
         volumeMounts: [
           { name: 'code', mountPath: SANDBOX_DIR, readOnly: !parts.stdin },
+          { name: 'out', mountPath: OUTPUT_DIR },
           { name: 'scratch', mountPath: SCRATCH_DIR },
         ],
         terminationMessagePolicy: 'File',
@@ -201,6 +219,8 @@ export function hardenedPodSpec(
     ],
     volumes: [
       { name: 'code', ...parts.sandboxVolume },
+      // Output files count against the same ephemeral storage as the scratch space.
+      { name: 'out', emptyDir: { sizeLimit: policy.scratchSize } },
       { name: 'scratch', emptyDir: { sizeLimit: policy.scratchSize } },
     ],
   };

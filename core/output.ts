@@ -5,7 +5,8 @@
  * (or forges) can make a result larger than the caps.
  */
 import type { CollectedOutput } from './attempt';
-import type { LiveOutput, OutputTail, StreamOutput } from './types';
+export { capsOf } from './policy';
+import type { LiveOutput, OutputFile, OutputTail, StreamOutput } from './types';
 
 export const LAUNCHER_FORMAT = 'durable-sandbox-launcher 1';
 /** The longest line a launcher writes is a frame of 8 KiB (about 11 KB of base64): anything longer is not ours. */
@@ -35,6 +36,8 @@ export interface LauncherAcceptance {
 export interface ParsedOutput {
   stdout: StreamOutput;
   stderr: StreamOutput;
+  /** Files the program left under /sandbox/out, as the launcher sent them (capped again here). */
+  files: OutputFile[];
   trailer: LauncherTrailer | null;
   /** False when the log did not come from the launcher at all (e.g. it never started). */
   launcherSeen: boolean;
@@ -43,12 +46,101 @@ export interface ParsedOutput {
 export interface Caps {
   stdoutCapBytes: number;
   stderrCapBytes: number;
+  /** Output files: how many, bytes of each, bytes in all (0 or absent: none). */
+  outputFilesMaxCount?: number;
+  outputFileCapBytes?: number;
+  outputFilesCapBytes?: number;
 }
 
-/** Bytes of pod log to read at most: every captured byte base64-encoded, plus framing and the trailer. */
+/** Bytes of pod log to read at most: every captured byte base64-encoded, plus framing, file headers and the trailer. */
 export function logReadLimit(caps: Caps): number {
-  const payload = caps.stdoutCapBytes + caps.stderrCapBytes;
-  return Math.ceil((payload * 4) / 3) + Math.ceil(payload / 8192 + 2) * 4 + 4096;
+  const payload = caps.stdoutCapBytes + caps.stderrCapBytes + (caps.outputFilesCapBytes ?? 0);
+  return Math.ceil((payload * 4) / 3) + Math.ceil(payload / 8192 + 2) * 4 + (caps.outputFilesMaxCount ?? 0) * 4096 + 4096;
+}
+
+const MIME: Record<string, string> = {
+  png: 'image/png',
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  svg: 'image/svg+xml',
+  pdf: 'application/pdf',
+  csv: 'text/csv',
+  tsv: 'text/tab-separated-values',
+  txt: 'text/plain',
+  log: 'text/plain',
+  md: 'text/markdown',
+  html: 'text/html',
+  json: 'application/json',
+  xml: 'application/xml',
+  yaml: 'application/yaml',
+  yml: 'application/yaml',
+  py: 'text/x-python',
+  sh: 'text/x-shellscript',
+  parquet: 'application/vnd.apache.parquet',
+  zip: 'application/zip',
+};
+
+/** The MIME type of a file name, by its extension. */
+export function mimeTypeOf(name: string): string {
+  const ext = /\.([A-Za-z0-9]+)$/.exec(name)?.[1]?.toLowerCase();
+  return (ext && MIME[ext]) || 'application/octet-stream';
+}
+
+const isText = (mime: string) => mime.startsWith('text/') || ['application/json', 'application/xml', 'application/yaml', 'image/svg+xml'].includes(mime);
+
+/**
+ * A name the result may carry: a relative path under /sandbox/out made of ordinary segments (no '..', no empty or
+ * hidden-path tricks, no control characters), at most 255 characters.
+ */
+export function safeOutputName(name: string): boolean {
+  if (!name || name.length > 255 || name.startsWith('/')) return false;
+  if (/[\u0000-\u001f\u007f\\]/.test(name)) return false;
+  return name.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
+}
+
+/** One output file as it arrives: its header, then its bytes in frames. */
+class FileCollector {
+  private readonly chunks: Uint8Array[] = [];
+  kept = 0;
+  cut = false;
+  constructor(
+    readonly name: string,
+    readonly size: number,
+    private readonly cap: number,
+  ) {}
+
+  add(data: Uint8Array, room: number): number {
+    const take = Math.max(0, Math.min(data.length, this.cap - this.kept, room));
+    if (take < data.length) this.cut = true;
+    if (take > 0) {
+      this.chunks.push(data.subarray(0, take));
+      this.kept += take;
+    }
+    return take;
+  }
+
+  result(): OutputFile {
+    const bytes = Buffer.concat(this.chunks);
+    const mimeType = mimeTypeOf(this.name);
+    let text: string | undefined;
+    if (isText(mimeType)) {
+      try {
+        text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+      } catch {
+        text = undefined;
+      }
+    }
+    return {
+      name: this.name,
+      sizeBytes: this.size,
+      mimeType,
+      encoding: text !== undefined ? 'utf8' : 'base64',
+      content: text ?? bytes.toString('base64'),
+      truncated: this.cut || this.kept < this.size,
+    };
+  }
 }
 
 /**
@@ -133,10 +225,12 @@ export class LauncherLogParser {
   trailer: LauncherTrailer | null = null;
   accepted: LauncherAcceptance | null = null;
   launcherSeen = false;
+  private readonly files: FileCollector[] = [];
+  private filesKept = 0;
   /** Log bytes consumed so far. */
   bytes = 0;
 
-  constructor(caps: Caps) {
+  constructor(private readonly caps: Caps) {
     this.out = new StreamCollector(caps.stdoutCapBytes);
     this.err = new StreamCollector(caps.stderrCapBytes);
   }
@@ -174,7 +268,25 @@ export class LauncherLogParser {
       this.trailer = parseTrailer(line.slice(2)) ?? this.trailer;
     } else if (tag === 'a ' && !this.accepted) {
       this.accepted = parseAcceptance(line.slice(2));
+    } else if (tag === 'f ') {
+      this.fileHeader(line.slice(2));
+    } else if (tag === 'b ') {
+      const file = this.files[this.files.length - 1];
+      const room = (this.caps.outputFilesCapBytes ?? 0) - this.filesKept;
+      if (file) this.filesKept += file.add(Buffer.from(line.slice(2), 'base64'), room);
     }
+  }
+
+  private fileHeader(json: string): void {
+    let h: { name?: unknown; size?: unknown };
+    try {
+      h = JSON.parse(json) as typeof h;
+    } catch {
+      return;
+    }
+    if (typeof h.name !== 'string' || typeof h.size !== 'number' || !safeOutputName(h.name)) return;
+    if (this.files.length >= (this.caps.outputFilesMaxCount ?? 0)) return;
+    this.files.push(new FileCollector(h.name, h.size, this.caps.outputFileCapBytes ?? 0));
   }
 
   /** The newest text of each stream, for live output. */
@@ -193,6 +305,7 @@ export class LauncherLogParser {
     return {
       stdout: this.out.result(this.trailer?.stdoutBytes, cutShort),
       stderr: this.err.result(this.trailer?.stderrBytes, cutShort),
+      files: this.files.map((f) => f.result()),
       trailer: this.trailer,
       launcherSeen: this.launcherSeen,
     };
@@ -213,6 +326,7 @@ export function collectedOutput(parsed: ParsedOutput, at: number): CollectedOutp
     available: parsed.launcherSeen,
     stdout: parsed.stdout,
     stderr: parsed.stderr,
+    outputFiles: parsed.files,
     trailer: t && {
       exitCode: t.exitCode,
       timedOut: t.timedOut,

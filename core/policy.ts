@@ -2,6 +2,7 @@
  * The execution policy: defaults and ceilings that apply to every execution. The worker builds it from its
  * configuration; the workflow fetches it once (recorded in history) so validation and the Job spec agree.
  */
+import type { Caps } from './output';
 import type { Language } from './types';
 
 /** The task queue workers poll and clients start executions on, unless configured otherwise. */
@@ -25,6 +26,10 @@ export interface ExecutionPolicy {
   /** Captured bytes per stream; the rest is counted, not kept. */
   stdoutCapBytes: number;
   stderrCapBytes: number;
+  /** Files the program writes under /sandbox/out that come back with the result: how many, bytes of each, in all. */
+  outputFilesMaxCount: number;
+  outputFileCapBytes: number;
+  outputFilesCapBytes: number;
   /** Attempts with fresh resources when the infrastructure fails (1 = no retry). */
   maxInfraAttempts: number;
   /** How long a pod may stay unschedulable before the attempt fails as an infrastructure error. */
@@ -50,6 +55,12 @@ export const HARD_LIMITS = {
   maxInputJsonBytes: 1536 * 1024,
   /** stdout + stderr caps together: even escaped 6x in JSON, a result stays under 2 MB. */
   maxOutputCapBytesTotal: 256 * 1024,
+  /**
+   * The whole result's worst case: stdout and stderr escaped 6x in JSON plus the output files in base64 (4/3) must
+   * stay this far under Temporal's 2 MB payload limit.
+   */
+  maxResultBytes: 1800 * 1024,
+  maxOutputFiles: 100,
   maxTimeoutSeconds: 24 * 3600,
   minCpuMillis: 10,
   minMemoryBytes: 16 * 1024 * 1024,
@@ -68,6 +79,9 @@ export const DEFAULT_POLICY: ExecutionPolicy = {
   scratchSize: '256Mi',
   stdoutCapBytes: 64 * 1024,
   stderrCapBytes: 64 * 1024,
+  outputFilesMaxCount: 20,
+  outputFileCapBytes: 512 * 1024,
+  outputFilesCapBytes: 640 * 1024,
   maxInfraAttempts: 3,
   unschedulableGraceSeconds: 30,
   startupAllowanceSeconds: 120,
@@ -75,3 +89,14 @@ export const DEFAULT_POLICY: ExecutionPolicy = {
   runtimeClassName: 'gvisor',
   searchAttributes: true,
 };
+
+/** The worst-case size of a result (bytes) with these caps: streams escaped 6x in JSON, files in base64, and room. */
+export function worstResultBytes(p: Pick<ExecutionPolicy, 'stdoutCapBytes' | 'stderrCapBytes' | 'outputFilesCapBytes' | 'outputFilesMaxCount'>): number {
+  return 6 * (p.stdoutCapBytes + p.stderrCapBytes) + Math.ceil((p.outputFilesCapBytes * 4) / 3) + p.outputFilesMaxCount * 512 + 16 * 1024;
+}
+
+/** The output caps a policy sets (streams and files). */
+export function capsOf(policy: ExecutionPolicy): Caps {
+  const { stdoutCapBytes, stderrCapBytes, outputFilesMaxCount, outputFileCapBytes, outputFilesCapBytes } = policy;
+  return { stdoutCapBytes, stderrCapBytes, outputFilesMaxCount, outputFileCapBytes, outputFilesCapBytes };
+}

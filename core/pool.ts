@@ -5,7 +5,7 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { LANGUAGES, SANDBOX_DIR } from './languages';
-import { hardenedPodSpec, programEnv } from './manifests';
+import { hardenedPodSpec, OUTPUT_DIR, programEnv } from './manifests';
 import { ANNOTATIONS, hash16, LABELS, MANAGED_BY, resourceNames } from './names';
 import type { ExecutionPolicy } from './policy';
 import type { Language } from './types';
@@ -148,6 +148,10 @@ export interface WarmTask {
   timeoutSeconds: number;
   stdoutCap: number;
   stderrCap: number;
+  outDir: string;
+  filesMaxCount: number;
+  fileCap: number;
+  filesCap: number;
 }
 
 export function warmTask(executionId: string, attempt: number, request: ExecutionRequest, policy: ExecutionPolicy): WarmTask {
@@ -163,5 +167,9 @@ export function warmTask(executionId: string, attempt: number, request: Executio
     timeoutSeconds: request.timeoutSeconds,
     stdoutCap: policy.stdoutCapBytes,
     stderrCap: policy.stderrCapBytes,
+    outDir: OUTPUT_DIR,
+    filesMaxCount: policy.outputFilesMaxCount,
+    fileCap: policy.outputFileCapBytes,
+    filesCap: policy.outputFilesCapBytes,
   };
 }

@@ -51,6 +51,7 @@ export function buildResult(args: {
     stderr: stderr.text,
     stdoutInfo: info(stdout),
     stderrInfo: info(stderr),
+    outputFiles: args.output?.outputFiles ?? [],
     ...(args.end.kind === 'infra' ? { error: args.end.error } : {}),
     attempts: args.attempts,
     attemptErrors: args.attemptErrors,

@@ -90,6 +90,21 @@ export interface LiveOutput {
   stderr: OutputTail;
 }
 
+/** A file the program wrote under /sandbox/out, returned with the result. */
+export interface OutputFile {
+  /** Its path under /sandbox/out ('plot.png', 'charts/a.svg'). */
+  name: string;
+  /** Its size in the sandbox (bytes), also when truncated. */
+  sizeBytes: number;
+  /** From its extension ('image/png', 'text/csv', …; 'application/octet-stream' when unknown). */
+  mimeType: string;
+  /** 'utf8' for text that is valid UTF-8, else 'base64'. */
+  encoding: 'utf8' | 'base64';
+  content: string;
+  /** True when not all of it is in `content` (a per-file or total cap). */
+  truncated: boolean;
+}
+
 export interface KubernetesRefs {
   namespace: string;
   /** The attempt's Job and ConfigMap (cold); a warm attempt has neither, only its pod. */
@@ -117,6 +132,8 @@ export interface ExecutionResult {
   stderr: string;
   stdoutInfo: Omit<StreamOutput, 'text'>;
   stderrInfo: Omit<StreamOutput, 'text'>;
+  /** Files the program wrote under /sandbox/out (regular files only), capped in count and size. */
+  outputFiles: OutputFile[];
   /** Set when status is 'infra_error' (and for earlier attempts' failures, in `attemptErrors`). */
   error?: InfraError;
   /** Infrastructure attempts made (1 unless an infrastructure failure forced a retry with fresh resources). */

@@ -36,7 +36,9 @@ import json
 import os
 import resource
 import selectors
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -64,18 +66,91 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+REQUIRED = ("--timeout", "--stdout-cap", "--stderr-cap")
+OPTIONAL = {"--out-dir": None, "--files-max-count": "0", "--file-cap": "0", "--files-cap": "0"}
+
+
 def parse_args(argv):
-    opts = {"--timeout": None, "--stdout-cap": None, "--stderr-cap": None}
+    opts = dict.fromkeys(REQUIRED)
+    opts.update(OPTIONAL)
     i = 0
     while i < len(argv) and argv[i] != "--":
         if argv[i] not in opts or i + 1 >= len(argv):
             raise SystemExit("launcher: bad argument %r" % argv[i])
-        opts[argv[i]] = int(argv[i + 1])
+        opts[argv[i]] = argv[i + 1]
         i += 2
     command = argv[i + 1:]
-    if not command or None in opts.values():
-        raise SystemExit("launcher: usage: launcher.py --timeout S --stdout-cap N --stderr-cap N -- COMMAND...")
-    return opts["--timeout"], opts["--stdout-cap"], opts["--stderr-cap"], command
+    if not command or any(opts[k] is None for k in REQUIRED):
+        raise SystemExit("launcher: usage: launcher.py --timeout S --stdout-cap N --stderr-cap N "
+                         "[--out-dir DIR --files-max-count N --file-cap N --files-cap N] -- COMMAND...")
+    files = FileLimits(opts["--out-dir"], int(opts["--files-max-count"]), int(opts["--file-cap"]), int(opts["--files-cap"]))
+    return int(opts["--timeout"]), int(opts["--stdout-cap"]), int(opts["--stderr-cap"]), files, command
+
+
+class FileLimits:
+    """Where the program leaves output files, and how many bytes of them go back (the rest is counted only)."""
+
+    def __init__(self, out_dir, max_count, file_cap, total_cap):
+        self.out_dir = out_dir
+        self.max_count = max_count
+        self.file_cap = file_cap
+        self.total_cap = total_cap
+
+
+def output_files(out_dir):
+    """Regular files under out_dir (never following a symlink), as (relative path, path, size), in a stable order."""
+    found = []
+    try:
+        if not stat.S_ISDIR(os.lstat(out_dir).st_mode):
+            return found
+    except OSError:
+        return found
+    for root, dirs, files in os.walk(out_dir, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((os.path.relpath(path, out_dir), path, st.st_size))
+    return sorted(found)
+
+
+def send_files(limits):
+    """Frames the output files into the log: "f <json header>" then "b <base64>" lines; returns (sent, skipped)."""
+    if not limits.out_dir or limits.max_count <= 0:
+        return 0, 0
+    sent = skipped = total = 0
+    for rel, path, size in output_files(limits.out_dir):
+        if sent >= limits.max_count:
+            skipped += 1
+            continue
+        keep = max(0, min(size, limits.file_cap, limits.total_cap - total))
+        try:
+            # O_NOFOLLOW: a file swapped for a symlink since the walk is not followed out of the directory.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            skipped += 1
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                skipped += 1
+                continue
+            write_line("f " + json.dumps({"name": rel, "size": size, "kept": keep}, separators=(",", ":")))
+            left = keep
+            while left > 0:
+                data = os.read(fd, min(CHUNK, left))
+                if not data:
+                    break
+                left -= len(data)
+                write_line("b " + base64.b64encode(data).decode("ascii"))
+            total += keep - left
+            sent += 1
+        finally:
+            os.close(fd)
+    return sent, skipped
 
 
 class Stream:
@@ -127,6 +202,7 @@ def harden():
 
 
 TASK_FORMAT = "durable-sandbox-task 1"
+HOME_SKELETON = "/usr/share/durable-sandbox/home"
 MAX_HEADER = 256
 DELIVERY_FAILED = 125
 
@@ -243,14 +319,27 @@ def main():
                               separators=(",", ":"))
         write_line("a " + accepted)
         note_termination("accepted " + accepted)
-        return run(int(task["timeoutSeconds"]), int(task["stdoutCap"]), int(task["stderrCap"]), task["command"], env)
-    timeout, stdout_cap, stderr_cap, command = parse_args(argv)
+        files = FileLimits(task.get("outDir"), int(task.get("filesMaxCount", 0)), int(task.get("fileCap", 0)),
+                           int(task.get("filesCap", 0)))
+        return run(int(task["timeoutSeconds"]), int(task["stdoutCap"]), int(task["stderrCap"]), task["command"], env, files)
+    timeout, stdout_cap, stderr_cap, files, command = parse_args(argv)
     env = harden()
     write_line(FORMAT)
-    return run(timeout, stdout_cap, stderr_cap, command, env)
+    return run(timeout, stdout_cap, stderr_cap, command, env, files)
 
 
-def run(timeout, stdout_cap, stderr_cap, command, env):
+def seed_home(home):
+    """Copies the image's home skeleton (caches built with the image, e.g. matplotlib's fonts) into HOME."""
+    if not home or not os.path.isdir(HOME_SKELETON):
+        return
+    try:
+        shutil.copytree(HOME_SKELETON, home, symlinks=True, dirs_exist_ok=True)
+    except (OSError, shutil.Error):
+        pass
+
+
+def run(timeout, stdout_cap, stderr_cap, command, env, files):
+    seed_home(env.get("HOME"))
     streams = {}
     state = {"terminated": None}
 
@@ -328,6 +417,8 @@ def run(timeout, stdout_cap, stderr_cap, command, env):
         exit_code, sig = 128 + state["terminated"], state["terminated"]
     out = streams.get(child.stdout.fileno()) if child else None
     err = streams.get(child.stderr.fileno()) if child else None
+    # The program's files go back with its output, unless the sandbox is being stopped (then: quickly out).
+    sent, skipped = send_files(files) if state["terminated"] is None else (0, 0)
     trailer = {
         "exitCode": exit_code,
         "signal": sig,
@@ -338,6 +429,8 @@ def run(timeout, stdout_cap, stderr_cap, command, env):
         "startedAt": started,
         "finishedAt": finished,
         "error": error,
+        "files": sent,
+        "filesSkipped": skipped,
     }
     write_line("x " + json.dumps(trailer, separators=(",", ":")))
     return exit_code

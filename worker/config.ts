@@ -1,5 +1,5 @@
 /** The worker's configuration, read from the environment with every value checked. */
-import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, HARD_LIMITS, type ExecutionPolicy } from '../core/policy';
+import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, HARD_LIMITS, worstResultBytes, type ExecutionPolicy } from '../core/policy';
 import type { PoolConfig } from '../core/pool';
 import { bytes, cpuMillis } from '../core/quantity';
 
@@ -73,6 +73,9 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     scratchSize: quantity(env, 'DS_SCRATCH_SIZE', d.scratchSize, bytes),
     stdoutCapBytes: int(env, 'DS_STDOUT_CAP_BYTES', d.stdoutCapBytes, 0, HARD_LIMITS.maxOutputCapBytesTotal),
     stderrCapBytes: int(env, 'DS_STDERR_CAP_BYTES', d.stderrCapBytes, 0, HARD_LIMITS.maxOutputCapBytesTotal),
+    outputFilesMaxCount: int(env, 'DS_OUTPUT_FILES_MAX_COUNT', d.outputFilesMaxCount, 0, HARD_LIMITS.maxOutputFiles),
+    outputFileCapBytes: int(env, 'DS_OUTPUT_FILE_CAP_BYTES', d.outputFileCapBytes, 0, HARD_LIMITS.maxResultBytes),
+    outputFilesCapBytes: int(env, 'DS_OUTPUT_FILES_CAP_BYTES', d.outputFilesCapBytes, 0, HARD_LIMITS.maxResultBytes),
     maxInfraAttempts: int(env, 'DS_MAX_INFRA_ATTEMPTS', d.maxInfraAttempts, 1, 10),
     unschedulableGraceSeconds: int(env, 'DS_UNSCHEDULABLE_GRACE_SECONDS', d.unschedulableGraceSeconds, 1, 3600),
     startupAllowanceSeconds: int(env, 'DS_STARTUP_ALLOWANCE_SECONDS', d.startupAllowanceSeconds, 5, 3600),
@@ -87,6 +90,12 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     throw new ConfigError(
       `DS_STDOUT_CAP_BYTES + DS_STDERR_CAP_BYTES = ${policy.stdoutCapBytes + policy.stderrCapBytes}: ` +
         `at most ${HARD_LIMITS.maxOutputCapBytesTotal} together (keeps results under Temporal's 2 MB payload limit)`,
+    );
+  }
+  if (worstResultBytes(policy) > HARD_LIMITS.maxResultBytes) {
+    throw new ConfigError(
+      `DS_STDOUT_CAP_BYTES, DS_STDERR_CAP_BYTES and DS_OUTPUT_FILES_CAP_BYTES allow a result of up to ${worstResultBytes(policy)} bytes: ` +
+        `at most ${HARD_LIMITS.maxResultBytes} (6 x the stream caps + 4/3 x the files cap; Temporal's payload limit is 2 MB)`,
     );
   }
   if (policy.defaultTimeoutSeconds > policy.maxTimeoutSeconds) {

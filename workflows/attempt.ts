@@ -6,7 +6,7 @@
 import { ActivityFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
 import type { AttemptEnd, AttemptRef, AttemptSpec, CollectedOutput, RunResult, SandboxKind } from '../core/attempt';
 import { resourceNames } from '../core/names';
-import type { ExecutionPolicy } from '../core/policy';
+import { capsOf, type ExecutionPolicy } from '../core/policy';
 import type { KubernetesRefs } from '../core/types';
 import type { ExecutionRequest } from '../core/validate';
 import { cleanup, collectOutput, runSandbox } from './activities';
@@ -45,7 +45,7 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
   } catch (err) {
     if (isCancellation(err)) {
       // Keep whatever the program printed so far; cleanup then stops it.
-      const caps = { stdoutCapBytes: policy.stdoutCapBytes, stderrCapBytes: policy.stderrCapBytes };
+      const caps = capsOf(policy);
       const output = await CancellationScope.nonCancellable(() => collectOutput(attemptRef(exec, attempt), undefined, caps));
       progress.mark('outputCollected', output.at, attempt);
       return { end: { kind: 'cancelled' }, output, refs };

@@ -10,7 +10,7 @@ import { AttemptPods } from '../../activities/attempt-pods';
 import { openLogStream, type LogStream } from '../../activities/log-stream';
 import { buildConfigMap, buildJob, CONTAINER_NAME } from '../../core/manifests';
 import { resourceNames } from '../../core/names';
-import { LauncherLogParser, logReadLimit } from '../../core/output';
+import { capsOf, LauncherLogParser, logReadLimit } from '../../core/output';
 import type { PhaseName } from '../../core/types';
 import { validateInput } from '../../core/validate';
 import type { FloorDeps } from './floor';
@@ -35,7 +35,7 @@ export async function runFastFloor(deps: FloorDeps, w: Workload, executionId: st
   const phases: Partial<Record<PhaseName, number>> = {};
   const mark = (p: PhaseName, at = Date.now()) => (phases[p] ??= at);
   const { name, attemptSelector } = resourceNames(executionId, 1);
-  const caps = { stdoutCapBytes: policy.stdoutCapBytes, stderrCapBytes: policy.stderrCapBytes };
+  const caps = capsOf(policy);
   const parser = new LauncherLogParser(caps);
   const pods = new AttemptPods(kube, namespace, attemptSelector);
   let log: LogStream | undefined;

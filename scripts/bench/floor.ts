@@ -8,7 +8,7 @@ import { Watch, type V1Pod } from '@kubernetes/client-node';
 import type { Kube } from '../../activities/kube';
 import { buildConfigMap, buildJob, CONTAINER_NAME } from '../../core/manifests';
 import { resourceNames } from '../../core/names';
-import { logReadLimit, parseLauncherLog } from '../../core/output';
+import { capsOf, logReadLimit, parseLauncherLog } from '../../core/output';
 import type { ExecutionPolicy } from '../../core/policy';
 import type { PhaseName } from '../../core/types';
 import { validateInput } from '../../core/validate';
@@ -127,7 +127,7 @@ export async function runFloor(deps: FloorDeps, w: Workload, executionId: string
     const terminated = () => pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME)?.state?.terminated;
     await waitFor(() => !!terminated() || podGone, 'the container to finish');
     const exitCode = terminated()?.exitCode ?? null;
-    const caps = { stdoutCapBytes: policy.stdoutCapBytes, stderrCapBytes: policy.stderrCapBytes };
+    const caps = capsOf(policy);
     const limit = logReadLimit(caps);
     const log = await kube.core.readNamespacedPodLog({
       name: pod!.metadata!.name!,

@@ -6,6 +6,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 MIRROR=${DS_DEBIAN_MIRROR:-$(sed -nE 's/^URIs: (http[^ ]*debian)\/?$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SANDBOX_UID=1001
+PYTHON_PACKAGES=python3,python3-numpy,python3-pandas,python3-matplotlib,python3-seccomp
+# Copied into each sandbox's HOME by the launcher (see launcher.py).
+HOME_SKELETON=/usr/share/durable-sandbox/home
 
 archive_for() { local ref=$1; echo "$IMAGE_DIR/$(tr '/:' '__' <<<"$ref").oci.tar"; }
 
@@ -31,11 +34,18 @@ build_python() {
   need debootstrap "apt-get install debootstrap"
   local root=$IMAGE_DIR/python-rootfs
   rm -rf "$root"
+  # The data stack programs reach for (numpy, pandas, matplotlib) and the seccomp bindings the launcher uses.
   with_progress "python image (debootstrap $IMAGE_SUITE from $MIRROR)" "$DS_CACHE_DIR/build-logs/image-python.log" \
-    debootstrap --variant=minbase --include=python3 "$IMAGE_SUITE" "$root" "$MIRROR"
+    debootstrap --variant=minbase --include="$PYTHON_PACKAGES" "$IMAGE_SUITE" "$root" "$MIRROR"
   # The sandbox user; pods run as this uid whatever the image says.
   echo "sandbox:x:$SANDBOX_UID:$SANDBOX_UID:sandbox:/tmp:/usr/sbin/nologin" >>"$root/etc/passwd"
   echo "sandbox:x:$SANDBOX_UID:" >>"$root/etc/group"
+  # matplotlib's font cache, built once here: the launcher copies this home skeleton into each sandbox's HOME, so
+  # no program pays for building it.
+  mkdir -p "$root$HOME_SKELETON/.cache/matplotlib"
+  chroot "$root" env HOME="$HOME_SKELETON" MPLBACKEND=Agg python3 -c 'import matplotlib.pyplot' \
+    >>"$DS_CACHE_DIR/build-logs/image-python.log" 2>&1
+  chmod -R a+rX "$root$HOME_SKELETON"
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc "$root"/usr/share/man
   with_progress "python image (pack)" "$DS_CACHE_DIR/build-logs/image-python-pack.log" \
     pack "$PYTHON_IMAGE" "$root" --config.user "$SANDBOX_UID:$SANDBOX_UID" --config.workingdir /tmp \

@@ -57,8 +57,10 @@ describe('buildJob', () => {
       limits: { cpu: '250m', memory: '256Mi', 'ephemeral-storage': policy.scratchSize },
     });
     expect(pod.volumes).toContainEqual({ name: 'scratch', emptyDir: { sizeLimit: policy.scratchSize } });
+    expect(pod.volumes).toContainEqual({ name: 'out', emptyDir: { sizeLimit: policy.scratchSize } });
     expect(c.volumeMounts).toEqual([
       { name: 'code', mountPath: '/sandbox', readOnly: true },
+      { name: 'out', mountPath: '/sandbox/out' },
       { name: 'scratch', mountPath: '/tmp' },
     ]);
   });
@@ -72,6 +74,8 @@ describe('buildJob', () => {
     expect(c.command).toEqual([
       'python3', '/sandbox/launcher.py', '--timeout', '30',
       '--stdout-cap', String(policy.stdoutCapBytes), '--stderr-cap', String(policy.stderrCapBytes),
+      '--out-dir', '/sandbox/out', '--files-max-count', String(policy.outputFilesMaxCount),
+      '--file-cap', String(policy.outputFileCapBytes), '--files-cap', String(policy.outputFilesCapBytes),
       '--', 'python3', '/sandbox/main.py',
     ]);
     expect(c.image).toBe('img/python:1');

@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { LauncherLogParser, logReadLimit, parseLauncherLog, unseen } from '../../core/output';
 
@@ -137,5 +139,70 @@ describe('unseen: what a live-output reader gets from a tail', () => {
   test('nothing when the tail ends before it (a restarted step reading the log again)', () => {
     expect(unseen(tail('abc', 3), 8)).toBe('');
     expect(unseen(undefined, 0)).toBe('');
+  });
+});
+
+describe('output files: the launcher sends what the program left in its out dir, the parser caps it again', () => {
+  const fileCaps = { stdoutCapBytes: 1024, stderrCapBytes: 1024, outputFilesMaxCount: 4, outputFileCapBytes: 1000, outputFilesCapBytes: 1500 };
+
+  function launchWithFiles(program: string, outDir: string) {
+    const args = [
+      LAUNCHER, '--timeout', '10', '--stdout-cap', '1024', '--stderr-cap', '1024',
+      '--out-dir', outDir, '--files-max-count', '4', '--file-cap', '1000', '--files-cap', '1500',
+      '--', 'python3', '-c', program,
+    ];
+    const log = execFileSync('python3', args, { encoding: 'latin1' });
+    return parseLauncherLog(log, fileCaps);
+  }
+
+  test('regular files only, nested names kept, text as utf8 and binary as base64, caps and flags', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ds-out-'));
+    try {
+      const program = [
+        'import os',
+        `d = ${JSON.stringify(dir)}`,
+        'open(os.path.join(d, "a.csv"), "w").write("x,y\\n1,2\\n")',
+        'os.makedirs(os.path.join(d, "charts"))',
+        'open(os.path.join(d, "charts", "p.png"), "wb").write(bytes([137, 80, 78, 71]) + bytes(range(200)))',
+        'open(os.path.join(d, "big.txt"), "w").write("z" * 5000)',
+        'open(os.path.join(d, "bad.txt"), "wb").write(b"\\xff\\xfe")',
+        'open(os.path.join(d, "zz-late.txt"), "w").write("late")',
+        'os.symlink("/etc/passwd", os.path.join(d, "link.txt"))',
+        'os.mkfifo(os.path.join(d, "pipe"))',
+      ].join('\n');
+      const p = launchWithFiles(program, dir);
+      const byName = Object.fromEntries(p.files.map((f) => [f.name, f]));
+      // Sorted walk: a.csv, bad.txt, big.txt, charts/p.png, link.txt (skipped: symlink), pipe (skipped), zz-late.txt.
+      expect(p.files.map((f) => f.name)).toEqual(['a.csv', 'bad.txt', 'big.txt', 'charts/p.png']);
+      expect(byName['a.csv']).toEqual({ name: 'a.csv', sizeBytes: 8, mimeType: 'text/csv', encoding: 'utf8', content: 'x,y\n1,2\n', truncated: false });
+      expect(byName['bad.txt']).toMatchObject({ encoding: 'base64', content: Buffer.from([0xff, 0xfe]).toString('base64'), truncated: false });
+      expect(byName['big.txt']).toMatchObject({ sizeBytes: 5000, content: 'z'.repeat(1000), truncated: true });
+      // The total cap (1500) leaves 1500 - 8 - 2 - 1000 = 490 bytes for the png.
+      expect(byName['charts/p.png']).toMatchObject({ mimeType: 'image/png', encoding: 'base64', sizeBytes: 204, truncated: false });
+      expect(Buffer.from(byName['charts/p.png'].content, 'base64').subarray(0, 4)).toEqual(Buffer.from([137, 80, 78, 71]));
+      expect(p.trailer).toMatchObject({ exitCode: 0 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('forged file frames cannot exceed the caps or escape the out dir', () => {
+    const chunk = Buffer.alloc(900, 65).toString('base64');
+    const log = [
+      'durable-sandbox-launcher 1',
+      'f {"name":"../../etc/x","size":10}',
+      'b ' + chunk,
+      'f {"name":"ok.txt","size":5000}',
+      'b ' + chunk,
+      'b ' + chunk,
+      'f {"name":"two.txt","size":900}',
+      'b ' + chunk,
+    ].join('\n');
+    const p = parseLauncherLog(log, fileCaps);
+    expect(p.files.map((f) => f.name)).toEqual(['ok.txt', 'two.txt']);
+    expect(p.files[0]).toMatchObject({ truncated: true });
+    expect(Buffer.byteLength(p.files[0].content)).toBe(1000);
+    // 1500 in all: two.txt gets what is left.
+    expect(p.files[1]).toMatchObject({ truncated: true, content: 'A'.repeat(500) });
   });
 });
