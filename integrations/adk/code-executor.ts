@@ -1,0 +1,188 @@
+/**
+ * An ADK (@google/adk) code executor that runs each code block as a durable-sandbox execution: a fresh gVisor pod,
+ * orchestrated by Temporal, through a SandboxClient. Nothing carries over between blocks, so it is not `stateful`.
+ *
+ * stdout and stderr. ADK treats any non-empty `stderr` as a failed execution: the model is shown the stderr, and
+ * `errorRetryAttempts` consecutive failures make the agent stop running code. So what goes where follows the outcome,
+ * not the stream the program happened to write to:
+ * - succeeded (exit 0): `stderr` is ''. What the program wrote to stderr (warnings, logging, progress bars) is not
+ *   lost: it follows its stdout, after a line `--- stderr (the program exited 0) ---`, so the model still reads it.
+ * - any other status (failed, timed_out, oom_killed, cancelled, infra_error): `stderr` is never empty. Its first line
+ *   says what happened and where (`Execution failed: the program exited with code 3. [execution <id>]`), the
+ *   program's own stderr follows. `stdout` stays the program's stdout, as far as it got.
+ * Notes the model should know (a stream or output file cut at its cap, an input file renamed) end `stdout`.
+ *
+ * Execution ids. The execution id is derived, never random: `<prefix>-<scope>-<hash>`, where the scope is the ADK
+ * invocation id and the hash covers the scope and the whole sandbox input (code, language, files, limits). A retried
+ * call (the same invocation asking for the same code block again, e.g. after the caller lost the first answer) starts
+ * nothing new: it attaches to the execution already under that id, running or finished, and gets the same result;
+ * the program runs once. A new invocation (the next user message) runs the code again. Within one invocation an
+ * identical block with identical files runs once, and the model sending it again gets the first result.
+ * `codeExecutionInput.executionId`, which ADK sets (to the session id) only for `stateful` executors, takes the place
+ * of the invocation id as the scope when a caller sets it: it scopes the ids rather than being one, so two different
+ * blocks never share an execution.
+ *
+ * Files. ADK input files (base64 unless `contentEncoding` says utf-8) are mounted read-only at /sandbox/files/<name>;
+ * a name the sandbox cannot hold (a directory part, a space, …) is reduced to its last path segment with other
+ * characters replaced by '_' (and noted in stdout), and refused with an Error when two files would get the same name
+ * or nothing usable is left. Output files (what the program wrote under /sandbox/out) come back as ADK Files, content
+ * base64 whatever the sandbox's encoding.
+ */
+import { createHash } from 'node:crypto';
+import {
+  BaseCodeExecutor,
+  CodeExecutionLanguage,
+  FileContentEncoding,
+  type CodeExecutionInput,
+  type CodeExecutionResult,
+  type ExecuteCodeParams,
+  type File,
+} from '@google/adk';
+import type { ExecutionInput, ExecutionResult, InputFile, Language, OutputFile, ResourceLimits, SandboxClient } from '../../client';
+
+export interface DurableSandboxCodeExecutorOptions {
+  client: SandboxClient;
+  /** The language of a block whose language ADK leaves unspecified. Default 'python'. */
+  language?: Language;
+  /** The program's wall-clock limit; default: the worker's. */
+  timeoutSeconds?: number;
+  /** The sandbox's CPU and memory limits; default: the worker's. */
+  limits?: ResourceLimits;
+  /** Starts every execution id. Letters, digits and . _ : @ / - . Default 'adk'. */
+  executionIdPrefix?: string;
+}
+
+/** What precedes the program's stderr in stdout when it exited 0. */
+export const STDERR_MARKER = '--- stderr (the program exited 0) ---';
+
+const SANDBOX_FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+const ID_UNSAFE = /[^A-Za-z0-9._:@/-]/g;
+const MAX_SCOPE_LENGTH = 120;
+
+function toSandboxLanguage(language: CodeExecutionLanguage | undefined, fallback: Language): Language | undefined {
+  switch (language) {
+    case undefined:
+    case CodeExecutionLanguage.UNSPECIFIED:
+      return fallback;
+    case CodeExecutionLanguage.PYTHON:
+      return 'python';
+    case CodeExecutionLanguage.SHELL:
+      return 'bash';
+    default:
+      return undefined;
+  }
+}
+
+/** The name a file gets in /sandbox/files: its last path segment, characters the sandbox refuses replaced by '_'. */
+export function sandboxFileName(name: string): string {
+  const last = name.split(/[/\\]/).pop() ?? '';
+  return last.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.-]/, '_');
+}
+
+function toInputFiles(files: File[]): { files: InputFile[]; renamed: string[] } {
+  const byName = new Map<string, string>();
+  const renamed: string[] = [];
+  const out = files.map((f): InputFile => {
+    const name = sandboxFileName(f.name);
+    if (!SANDBOX_FILE_NAME.test(name)) throw new Error(`input file "${f.name}" has no name the sandbox can hold`);
+    const clash = byName.get(name);
+    if (clash !== undefined) throw new Error(`input files "${clash}" and "${f.name}" would both be /sandbox/files/${name}`);
+    byName.set(name, f.name);
+    if (name !== f.name) renamed.push(`[input file "${f.name}" is /sandbox/files/${name}]`);
+    return { name, content: f.content, encoding: f.contentEncoding === FileContentEncoding.UTF8 ? 'utf8' : 'base64' };
+  });
+  return { files: out, renamed };
+}
+
+function toAdkFile(f: OutputFile): File {
+  const content = f.encoding === 'base64' ? f.content : Buffer.from(f.content, 'utf8').toString('base64');
+  return { name: f.name, content, contentEncoding: FileContentEncoding.BASE64, mimeType: f.mimeType };
+}
+
+/** One line: what happened to a run that did not succeed. */
+function failureLine(r: ExecutionResult, input: ExecutionInput): string {
+  const where = `[execution ${r.executionId}]`;
+  switch (r.status) {
+    case 'timed_out':
+      return `Execution timed out: the program ran past its ${input.timeoutSeconds ? `${input.timeoutSeconds} s ` : ''}time limit and was stopped. ${where}`;
+    case 'oom_killed':
+      return `Execution failed: the program ran out of memory${input.limits?.memory ? ` (limit ${input.limits.memory})` : ''} and was killed. ${where}`;
+    case 'cancelled':
+      return `Execution cancelled before the program finished. ${where}`;
+    case 'infra_error':
+      return `Execution failed: sandbox infrastructure error${r.error ? ` ${r.error.reason}: ${r.error.message}` : ''} (not the program's fault). ${where}`;
+    default:
+      return `Execution ${r.status}: the program exited with code ${r.exitCode ?? 'none'}. ${where}`;
+  }
+}
+
+/** Maps a sandbox result to what ADK expects (see the header for what goes where). */
+export function toCodeExecutionResult(r: ExecutionResult, input: ExecutionInput, notes: string[] = []): CodeExecutionResult {
+  const outputFiles = (r as ExecutionResult & { outputFiles?: OutputFile[] }).outputFiles ?? [];
+  const extra = [...notes];
+  if (r.stdoutInfo.truncated) extra.push(`[stdout truncated: ${r.stdoutInfo.capturedBytes} of ${r.stdoutInfo.totalBytes} bytes kept]`);
+  if (r.stderrInfo.truncated) extra.push(`[stderr truncated: ${r.stderrInfo.capturedBytes} of ${r.stderrInfo.totalBytes} bytes kept]`);
+  for (const f of outputFiles.filter((o) => o.truncated)) extra.push(`[output file ${f.name} truncated: it has ${f.sizeBytes} bytes]`);
+
+  const ok = r.status === 'succeeded' && r.exitCode === 0;
+  let stdout = r.stdout;
+  if (ok && r.stderr) stdout += `${stdout && !stdout.endsWith('\n') ? '\n' : ''}${STDERR_MARKER}\n${r.stderr}`;
+  if (extra.length) stdout += `${stdout && !stdout.endsWith('\n') ? '\n' : ''}${extra.join('\n')}\n`;
+  const stderr = ok ? '' : `${failureLine(r, input)}\n${r.stderr}`;
+  return { stdout, stderr, outputFiles: outputFiles.map(toAdkFile) };
+}
+
+export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
+  readonly client: SandboxClient;
+  private readonly language: Language;
+  private readonly timeoutSeconds?: number;
+  private readonly limits?: ResourceLimits;
+  private readonly executionIdPrefix: string;
+
+  constructor(options: DurableSandboxCodeExecutorOptions) {
+    super();
+    this.client = options.client;
+    this.language = options.language ?? 'python';
+    this.timeoutSeconds = options.timeoutSeconds;
+    this.limits = options.limits;
+    this.executionIdPrefix = options.executionIdPrefix ?? 'adk';
+  }
+
+  /** The sandbox input for an ADK call; undefined when the sandbox does not run its language. */
+  private toInput(c: CodeExecutionInput): { input: ExecutionInput; notes: string[] } | undefined {
+    const language = toSandboxLanguage(c.language, this.language);
+    if (!language) return undefined;
+    const { files, renamed } = toInputFiles(c.inputFiles ?? []);
+    const input: ExecutionInput = {
+      code: c.code,
+      language,
+      ...(this.timeoutSeconds !== undefined ? { timeoutSeconds: this.timeoutSeconds } : {}),
+      ...(files.length ? { files } : {}),
+      ...(this.limits ? { limits: this.limits } : {}),
+    };
+    return { input, notes: renamed };
+  }
+
+  private idFor(params: ExecuteCodeParams, input: ExecutionInput): string {
+    const scope = params.codeExecutionInput.executionId ?? params.invocationContext.invocationId;
+    const hash = createHash('sha256').update(JSON.stringify([scope, input])).digest('hex').slice(0, 16);
+    return `${this.executionIdPrefix}-${scope.replace(ID_UNSAFE, '_').slice(0, MAX_SCOPE_LENGTH)}-${hash}`;
+  }
+
+  /** The execution id a call runs under (to look it up or cancel it with the client); undefined if it would not run. */
+  executionIdFor(params: ExecuteCodeParams): string | undefined {
+    const mapped = this.toInput(params.codeExecutionInput);
+    return mapped && this.idFor(params, mapped.input);
+  }
+
+  override async executeCode(params: ExecuteCodeParams): Promise<CodeExecutionResult> {
+    const mapped = this.toInput(params.codeExecutionInput);
+    if (!mapped) {
+      const language = params.codeExecutionInput.language;
+      return { stdout: '', stderr: `Unsupported language "${language}": this sandbox runs python and shell (bash).\n`, outputFiles: [] };
+    }
+    const executionId = this.idFor(params, mapped.input);
+    const result = await this.client.executeCode(mapped.input, { executionId });
+    return toCodeExecutionResult(result, mapped.input, mapped.notes);
+  }
+}
