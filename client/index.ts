@@ -21,6 +21,7 @@ import type { ExecutionInput, ExecutionResult, LiveOutput } from '../core/types'
 import { validateExecutionId, validateInput } from '../core/validate';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
 import { progressQuery, resultUpdate, timelineQuery, type ExecutionProgress } from '../workflows/queries';
+import { connectClient, temporalSettingsFromEnv, TemporalConnectionError, type TemporalSettings } from './connection';
 import { ExecutionWaitAbortedError } from './errors';
 import { ExecutionWatcher, progressOf, runHeartbeat, type ProgressUpdate, type WatchCallbacks } from './watch';
 
@@ -30,12 +31,19 @@ export type { ExecutionProgress } from '../workflows/queries';
 export type { PodProgress } from '../core/classify';
 export type { OutputChunkInfo, ProgressUpdate, WatchCallbacks } from './watch';
 export { ExecutionWaitAbortedError } from './errors';
+export { TemporalConnectionError, temporalSettingsFromEnv, type TemporalSettings } from './connection';
 
 export { DEFAULT_TASK_QUEUE };
 
 export interface SandboxClientOptions {
-  /** An existing Temporal client; otherwise one is made from `connection` (default: 127.0.0.1:7233). */
+  /** An existing Temporal client. */
   client?: Client;
+  /**
+   * Where Temporal is (address, namespace, TLS or API key); unset parts come from TEMPORAL_ADDRESS,
+   * TEMPORAL_NAMESPACE, TEMPORAL_TLS_CERT/TEMPORAL_TLS_KEY, TEMPORAL_API_KEY, else 127.0.0.1:7233 and 'default'.
+   */
+  temporal?: Partial<TemporalSettings>;
+  /** Raw connection options (instead of `temporal`). */
   connection?: ConnectionOptions;
   namespace?: string;
   taskQueue?: string;
@@ -108,22 +116,38 @@ function legacyAwaitProgress(raw: Awaited<ReturnType<Handle['describe']>>['raw']
   return payload ? (defaultPayloadConverter.fromPayload(payload) as PodProgress) : undefined;
 }
 
+/** A client from raw connection options, with the same typed failures as connectClient. */
+async function connectRaw(options: ConnectionOptions, s: TemporalSettings): Promise<Client> {
+  let connection: Connection;
+  try {
+    connection = await Connection.connect(options);
+  } catch (err) {
+    throw new TemporalConnectionError(s.address, s.namespace, 'unreachable', err instanceof Error ? err.message : String(err));
+  }
+  return new Client({ connection, namespace: s.namespace });
+}
+
 export class SandboxClient {
   private constructor(
     readonly temporal: Client,
     private readonly taskQueue: string,
     private readonly policy: ExecutionPolicy,
-    private readonly ownedConnection?: Connection,
+    private readonly ownedConnection?: { close(): Promise<void> },
   ) {}
 
+  /** Connects to Temporal; an unreachable server or a missing namespace is a TemporalConnectionError naming both. */
   static async connect(options: SandboxClientOptions = {}): Promise<SandboxClient> {
-    let connection: Connection | undefined;
     let client = options.client;
+    let owned: { close(): Promise<void> } | undefined;
     if (!client) {
-      connection = await Connection.connect(options.connection ?? { address: '127.0.0.1:7233' });
-      client = new Client({ connection, namespace: options.namespace ?? 'default' });
+      const env = temporalSettingsFromEnv();
+      const settings: TemporalSettings = options.connection
+        ? { ...env, address: options.connection.address ?? env.address, namespace: options.namespace ?? env.namespace }
+        : { ...env, ...options.temporal, ...(options.namespace ? { namespace: options.namespace } : {}) };
+      client = options.connection ? await connectRaw(options.connection, settings) : await connectClient(settings);
+      owned = client.connection;
     }
-    return new SandboxClient(client, options.taskQueue ?? DEFAULT_TASK_QUEUE, options.policy ?? DEFAULT_POLICY, connection);
+    return new SandboxClient(client, options.taskQueue ?? DEFAULT_TASK_QUEUE, options.policy ?? DEFAULT_POLICY, owned);
   }
 
   /**
@@ -148,8 +172,13 @@ export class SandboxClient {
    */
   async executeCode(input: ExecutionInput, options: ExecuteOptions = {}): Promise<ExecutionResult> {
     const { executionId, start } = this.startOptions(input, options);
+    const queued = async (waitedMs: number) => {
+      const pollers = await this.pollers();
+      const who = pollers === 0 ? 'none polling' : `${pollers} polling`;
+      return `waiting for a worker on task queue ${this.taskQueue} (${who}; waited ${Math.round(waitedMs / 1000)} s)`;
+    };
     const watch =
-      options.onStdout || options.onStderr || options.onProgress ? new ExecutionWatcher(this.handle(executionId), options) : undefined;
+      options.onStdout || options.onStderr || options.onProgress ? new ExecutionWatcher(this.handle(executionId), options, queued) : undefined;
     try {
       const result = await this.untilStopped(executionId, this.awaitResult(executionId, start), options);
       await watch?.finish(result);

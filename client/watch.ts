@@ -70,6 +70,8 @@ export function progressOf(raw: Raw): ProgressUpdate {
   return { stage: 'starting', detail: 'starting', attempt: 1 };
 }
 
+const STAGES: ProgressUpdate['stage'][] = ['queued', 'starting', 'running', 'finishing'];
+
 class Cursor {
   attempt = 1;
   delivered = 0;
@@ -101,12 +103,15 @@ export class ExecutionWatcher {
   private readonly out: Cursor;
   private readonly err: Cursor;
   private lastProgress = '';
+  private lastRank = 0;
   private stopped = false;
   private readonly loop: Promise<void>;
 
   constructor(
     private readonly handle: Pick<WorkflowHandle, 'describe'>,
     private readonly callbacks: WatchCallbacks,
+    /** Says more of a queued execution: who polls its task queue, how long it waited. */
+    private readonly queued?: (waitedMs: number) => Promise<string>,
     private readonly intervalMs = 200,
   ) {
     this.out = new Cursor(callbacks.onStdout);
@@ -117,8 +122,8 @@ export class ExecutionWatcher {
   private async poll(): Promise<void> {
     while (!this.stopped) {
       try {
-        const { raw, status } = await this.handle.describe();
-        if (!this.stopped && status.name === 'RUNNING') this.observe(raw as Raw);
+        const { raw, status, startTime } = await this.handle.describe();
+        if (!this.stopped && status.name === 'RUNNING') await this.observe(raw as Raw, startTime);
       } catch {
         // Not started yet, or Temporal briefly unreachable: the next poll tries again.
       }
@@ -126,7 +131,7 @@ export class ExecutionWatcher {
     }
   }
 
-  private observe(raw: Raw): void {
+  private async observe(raw: Raw, startTime: Date): Promise<void> {
     const hb = runHeartbeat(raw);
     if (hb?.output) {
       this.out.offer(hb.attempt, hb.output.stdout);
@@ -134,6 +139,11 @@ export class ExecutionWatcher {
     }
     if (this.callbacks.onProgress) {
       const p = progressOf(raw);
+      // Stages only move forward within an attempt (between two steps the description shows neither).
+      const rank = p.attempt * 10 + STAGES.indexOf(p.stage);
+      if (rank < this.lastRank) return;
+      this.lastRank = rank;
+      if (p.stage === 'queued' && this.queued) p.detail = await this.queued(Date.now() - startTime.getTime()).catch(() => p.detail);
       const key = `${p.stage}|${p.detail}|${p.attempt}`;
       if (key !== this.lastProgress) {
         this.lastProgress = key;

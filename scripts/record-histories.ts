@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { ExecutionInput } from '../client';
-import { PROJECT_ROOT } from '../worker/stack-env';
+import { PROJECT_ROOT } from '../dev/stack-env';
 import { adminKube, poolHasReady, startWorker, SANDBOX_NAMESPACE, whenRunning, type TestWorker } from '../test/helpers/stack';
 import { resourceNames } from '../core/names';
 import { poolWorkflowId } from '../core/pool';

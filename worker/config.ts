@@ -1,19 +1,11 @@
 /** The worker's configuration, read from the environment with every value checked. */
 import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, HARD_LIMITS, worstResultBytes, type ExecutionPolicy } from '../core/policy';
+import { temporalSettingsFromEnv, type TemporalSettings } from '../client/connection';
 import type { PoolConfig } from '../core/pool';
 import { bytes, cpuMillis } from '../core/quantity';
 
 export interface WorkerConfig {
-  temporal: {
-    address: string;
-    namespace: string;
-    taskQueue: string;
-    /** mTLS client certificate and key (PEM file paths), for Temporal Cloud or a TLS-enabled server. */
-    tlsCertPath?: string;
-    tlsKeyPath?: string;
-    /** API key auth (Temporal Cloud); implies TLS. */
-    apiKey?: string;
-  };
+  temporal: TemporalSettings & { taskQueue: string };
   /** kubeconfig path; unset means in-cluster credentials (or ~/.kube/config outside a cluster). */
   kubeconfig?: string;
   policy: ExecutionPolicy;
@@ -109,14 +101,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   // Beyond this age an object is deleted whatever its execution's state: no execution can need it that long.
   const ceiling = policy.maxTimeoutSeconds + policy.startupAllowanceSeconds + 3600;
   return {
-    temporal: {
-      address: env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
-      namespace: env.TEMPORAL_NAMESPACE || 'default',
-      taskQueue,
-      tlsCertPath: env.TEMPORAL_TLS_CERT || undefined,
-      tlsKeyPath: env.TEMPORAL_TLS_KEY || undefined,
-      apiKey: env.TEMPORAL_API_KEY || undefined,
-    },
+    temporal: { ...temporalSettingsFromEnv(env), taskQueue },
     kubeconfig: env.KUBECONFIG || undefined,
     policy,
     maxConcurrentActivities: int(env, 'DS_MAX_CONCURRENT_ACTIVITIES', 200, 1, 10_000),

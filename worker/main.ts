@@ -1,11 +1,10 @@
 /**
- * The worker process. Configuration comes from the environment (see README, "Configuration"); without KUBECONFIG
- * or TEMPORAL_ADDRESS it uses the local stack. SIGINT/SIGTERM drain running activities and stop it.
+ * The worker process. Configuration comes from the environment (see README, "Configuration"); dev/worker.ts runs
+ * it against the local stack. SIGINT/SIGTERM drain running activities and stop it.
  */
 import { DefaultLogger, Runtime, type LogEntry } from '@temporalio/worker';
 import { loadConfig } from './config';
 import { connectTemporal } from './connect';
-import { applyStackEnv } from './stack-env';
 import { createSandboxWorker } from './worker';
 
 function jsonLine(entry: LogEntry): void {
@@ -16,7 +15,6 @@ function jsonLine(entry: LogEntry): void {
 }
 
 async function run(): Promise<void> {
-  applyStackEnv();
   const config = loadConfig();
   Runtime.install({ logger: new DefaultLogger(config.logLevel, jsonLine), shutdownSignals: ['SIGINT', 'SIGTERM'] });
   const connection = await connectTemporal(config.temporal);

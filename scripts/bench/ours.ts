@@ -10,7 +10,7 @@ import { resourceNames } from '../../core/names';
 import { claimable, poolRef, poolSelector } from '../../core/pool';
 import type { PhaseName } from '../../core/types';
 import type { WorkerConfig } from '../../worker/config';
-import { startInProcessWorker, workflowBundle } from '../../worker/in-process';
+import { startInProcessWorker, workflowBundle } from '../../dev/in-process';
 import type { RunRecord } from './types';
 import type { Workload } from './workloads';
 

@@ -4,7 +4,7 @@
  * or wrong, no pool pod may run two programs, nothing may be left, and the pool must be back at its size.
  */
 import { formatReport, runChaos, DEFAULT_CHAOS } from '../../scripts/chaos/run';
-import { localSides } from '../../worker/stack-env';
+import { localSides } from '../../dev/stack-env';
 
 jest.setTimeout(15 * 60_000);
 

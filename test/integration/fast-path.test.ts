@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { SandboxClient, type ExecutionResult } from '../../client';
 import { loadConfig } from '../../worker/config';
-import { PROJECT_ROOT } from '../../worker/stack-env';
+import { PROJECT_ROOT } from '../../dev/stack-env';
 import { WorkerSupervisor } from '../../scripts/chaos/supervisor';
 import { adminKube, eventually, leftovers, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
 

@@ -5,7 +5,7 @@
 import { Connection } from '@temporalio/client';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../worker/connect';
-import { applyStackEnv, localSides } from '../../worker/stack-env';
+import { applyStackEnv, localSides } from '../../dev/stack-env';
 
 export default async function globalSetup(): Promise<void> {
   const sides = localSides();

@@ -2,12 +2,14 @@
  * The real worker running inside this process, with a client bound to its task queue: what the demo, the
  * integration tests and the benchmark use (production runs worker/main.ts instead).
  */
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
+import { connectClient } from '../client/connection';
+import { bundleWorkflowCode, DefaultLogger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { connectTemporal } from '../worker/connect';
 import { SandboxClient } from '../client';
-import { loadConfig, type WorkerConfig } from './config';
-import { drainWarmPools } from './warm-pools';
-import { createSandboxWorker } from './worker';
+import { loadConfig, type WorkerConfig } from '../worker/config';
+import { drainWarmPools } from '../worker/warm-pools';
+import { createSandboxWorker } from '../worker/worker';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 /** The workflow bundle, built once per process (webpack takes a few seconds). */
@@ -36,11 +38,11 @@ export async function startInProcessWorker(
   options: { ephemeral?: boolean } = {},
 ): Promise<InProcessWorker> {
   const config = loadConfig(env);
-  const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
+  const nativeConnection = await connectTemporal(config.temporal);
   const worker = await createSandboxWorker(config, nativeConnection, { workflowBundle: await workflowBundle(), workflowsPath: undefined });
   const running = worker.run();
-  const connection = await Connection.connect({ address: config.temporal.address });
-  const temporal = new Client({ connection, namespace: config.temporal.namespace });
+  const temporal = await connectClient(config.temporal);
+  const connection = temporal.connection;
   const client = await SandboxClient.connect({ client: temporal, taskQueue: config.temporal.taskQueue, policy: config.policy });
   let stopped: Promise<void> | undefined;
   const stopWorker = (): Promise<void> => {

@@ -3,6 +3,7 @@
  * names a real cluster or Temporal: KUBECONFIG set means "use that cluster", TEMPORAL_ADDRESS set means "use that
  * Temporal", and nothing of the local stack is used for that side.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -55,4 +56,18 @@ export function applyStackEnv(env: NodeJS.ProcessEnv = process.env): { kube: boo
     env.DS_LOCAL_TEMPORAL = '1';
   }
   return sides;
+}
+
+/**
+ * Brings the local stack up when this process uses it and it is not running (the first time builds it: minutes).
+ * Messages go to stderr.
+ */
+export function ensureLocalStack(): void {
+  const sides = localSides();
+  if (!sides.kube && !sides.temporal) return;
+  const stack = path.join(PROJECT_ROOT, 'scripts', 'stack');
+  if (spawnSync('bash', [path.join(stack, 'status.sh')], { stdio: 'ignore' }).status === 0) return;
+  process.stderr.write('The local stack is not running: bringing it up (the first time builds it, which takes a while).\n');
+  const up = spawnSync('bash', [path.join(stack, 'up.sh')], { stdio: ['ignore', process.stderr, process.stderr] });
+  if (up.status !== 0) throw new Error('could not bring the local stack up (see the messages above)');
 }

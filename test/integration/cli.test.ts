@@ -1,0 +1,114 @@
+/**
+ * The CLI as a user runs it: `bin/durable-sandbox.js` in a child process, against the real stack and a real worker
+ * (this file's, on a task queue of its own), output on pipes (so progress comes as plain lines).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { EXIT } from '../../cli/exit-codes';
+import { PROJECT_ROOT } from '../../dev/stack-env';
+import { startWorker, uniqueId, type TestWorker } from '../helpers/stack';
+
+jest.setTimeout(180_000);
+let w: TestWorker;
+let tmp: string;
+
+beforeAll(async () => {
+  w = await startWorker();
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'ds-cli-'));
+});
+afterAll(async () => {
+  await w?.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<Ran> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'durable-sandbox.js'), ...args], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, DS_TASK_QUEUE: w.config.temporal.taskQueue, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('run -e: the output on stdout, progress as plain lines on stderr, exit 0', async () => {
+  const r = await cli(['run', '-e', 'print(6 * 7)']);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toBe('42\n');
+  expect(r.stderr).toMatch(/\[durable-sandbox\] (starting|running): /);
+  expect(r.stderr).toMatch(/\[durable-sandbox\] succeeded \(exit 0\)/);
+});
+
+test("the program's exit code is the process's; timed_out and oom_killed have codes of their own", async () => {
+  expect((await cli(['run', '-e', 'import sys\nprint("out")\nprint("err", file=sys.stderr)\nsys.exit(3)'])).code).toBe(3);
+  expect((await cli(['run', '-e', 'import time\ntime.sleep(60)', '--timeout', '2'])).code).toBe(EXIT.timedOut);
+  expect((await cli(['run', '-e', 'x = []\nwhile True:\n    x.append(bytearray(16 << 20))', '--memory', '64Mi'])).code).toBe(EXIT.oomKilled);
+});
+
+test('a file program, an input file, env, output files saved, --json', async () => {
+  const program = path.join(tmp, 'prog.sh');
+  writeFileSync(program, 'cat /sandbox/files/in.txt; echo "$GREETING"; echo made > /sandbox/out/made.txt\n');
+  const input = path.join(tmp, 'in.txt');
+  writeFileSync(input, 'from a file\n');
+  const saved = path.join(tmp, 'saved');
+  const r = await cli(['run', program, '--file', input, '--env', 'GREETING=hi', '--save-files', saved, '--json']);
+  expect(r.code).toBe(0);
+  const result = JSON.parse(r.stdout);
+  expect(result).toMatchObject({ status: 'succeeded', language: 'bash', stdout: 'from a file\nhi\n' });
+  expect(result.outputFiles.map((f: { name: string }) => f.name)).toEqual(['made.txt']);
+  expect(readFileSync(path.join(saved, 'made.txt'), 'utf8')).toBe('made\n');
+});
+
+test('status, cancel and list', async () => {
+  const id = uniqueId('cli');
+  const running = cli(['run', '-e', 'import time\nprint("working", flush=True)\ntime.sleep(120)', '--id', id, '--timeout', '300']);
+  // Wait until it runs, then look at it and cancel it from other processes.
+  for (let i = 0; i < 120; i++) {
+    const s = await cli(['status', id, '--json']);
+    if (s.code === 0 && JSON.parse(s.stdout).state === 'running' && JSON.parse(s.stdout).output?.stdout?.text === 'working\n') break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const status = await cli(['status', id]);
+  expect(status.stdout).toMatch(new RegExp(`^${id}: running: running`));
+  expect(status.stdout).toContain('working');
+  expect((await cli(['cancel', id])).code).toBe(0);
+  const r = await running;
+  expect(r.code).toBe(EXIT.cancelled);
+  expect(r.stdout).toBe('working\n');
+  const list = await cli(['list', '--limit', '50']);
+  expect(list.stdout).toMatch(new RegExp(`cancelled\\s+python\\s+${id}`));
+});
+
+test('with no worker: it says it waits for one, and --wait gives up with its own code, the execution left queued', async () => {
+  const queue = uniqueId('nobody');
+  const id = uniqueId('queued');
+  const r = await cli(['run', '-e', 'print(1)', '--id', id, '--worker', 'no', '--wait', '3'], { DS_TASK_QUEUE: queue });
+  expect(r.code).toBe(EXIT.stoppedWaiting);
+  expect(r.stderr).toContain(`waiting for a worker on task queue ${queue} (none polling`);
+  expect(r.stderr).toContain(`execution ${id} is queued`);
+  await w.client.temporal.workflow.getHandle(id).terminate('test: nobody will serve this queue');
+});
+
+test('bad input and an unreachable Temporal end with their own codes and say why', async () => {
+  const bad = await cli(['run', '-e', 'print(1)', '--timeout', '999999']);
+  expect(bad.code).toBe(EXIT.invalidInput);
+  expect(bad.stderr).toMatch(/timeoutSeconds.*max 3600/);
+  const away = await cli(['status', 'x'], { TEMPORAL_ADDRESS: '127.0.0.1:1', TEMPORAL_NAMESPACE: 'nowhere' });
+  expect(away.code).toBe(EXIT.unavailable);
+  expect(away.stderr).toMatch(/Temporal at 127\.0\.0\.1:1 \(namespace "nowhere"\) is not reachable/);
+  const usage = await cli(['frobnicate']);
+  expect(usage.code).toBe(EXIT.usage);
+});
