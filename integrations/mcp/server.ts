@@ -1,0 +1,235 @@
+/**
+ * An MCP server with one tool, `run_code`: runs a program in a fresh durable-sandbox execution (a gVisor pod,
+ * orchestrated by Temporal) through a SandboxClient and answers with its status, exit code, output and output files.
+ * Transports: ./stdio.ts (serveStdio) and ./http.ts (serveHttp, Streamable HTTP).
+ *
+ * - Result: a text block (status, exit code, execution id, warm/cold sandbox, stdout, stderr, the infrastructure
+ *   error if any, a list of output files), then image output files (PNG, JPEG, GIF, WebP) as image content and text
+ *   output files as text blocks. `isError` is set for every status but `succeeded` (a non-zero exit, time limit,
+ *   out of memory, cancelled, infrastructure failure) and for bad input, whose message names the field and the
+ *   limit it broke. Nothing runs for bad input.
+ * - Progress: when the request carries a progressToken, `notifications/progress` goes out per phase (queued,
+ *   starting, running, finishing), each message naming the execution id, and repeats while a phase lasts (see
+ *   ./progress.ts).
+ * - Cancellation: when the call is cancelled (the client's `notifications/cancelled`, its request timeout, or the
+ *   connection closing) the execution is cancelled too (SandboxClient.cancelExecution): its pod is stopped and
+ *   removed, and nothing keeps running for a caller that is gone. A cancel that comes while the execution is still
+ *   being started is retried until the start has happened.
+ * - Execution ids: every call gets a fresh random id (`mcp-<uuid>` unless `newExecutionId` says otherwise); the tool
+ *   does not take one. An id would let one MCP client attach to (and, by cancelling, stop) another's execution on a
+ *   shared server, and a model has no good way to choose one. The id is in every progress message and in the result,
+ *   for looking the execution up (SandboxClient.getExecution, the Temporal UI).
+ */
+import { randomUUID } from 'node:crypto';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { InvalidInputError, type ExecutionInput, type SandboxClient } from '../../client';
+import type { CallTracker } from './calls';
+import { errorContent, executionResultContent } from './format';
+import { ProgressReporter } from './progress';
+
+export const RUN_CODE_TOOL = 'run_code';
+export const SERVER_NAME = 'durable-sandbox';
+export const SERVER_VERSION = '0.1.0';
+
+/** What the server needs of a SandboxClient. */
+export type SandboxClientLike = Pick<SandboxClient, 'executeCode' | 'cancelExecution' | 'getExecution'>;
+
+export interface CreateMcpServerOptions {
+  client: SandboxClientLike;
+  /** The id of each call's execution. Default: `mcp-<random uuid>`. */
+  newExecutionId?: () => string;
+  /** Repeat the current progress report after this long without a change (0: never). Default 15 s. */
+  progressHeartbeatMs?: number;
+  /** The calls in flight on this server's connection (transports pass one, to stop and await them on close). */
+  calls?: CallTracker;
+  /** Diagnostics; default: stderr (never stdout: it is the stdio transport's channel). */
+  log?: (msg: string) => void;
+  name?: string;
+  version?: string;
+}
+
+export const RUN_CODE_DESCRIPTION = [
+  'Run a program (Python 3 or bash) in a fresh, isolated sandbox (a gVisor pod; nothing is kept between calls) and',
+  'return its status, exit code, stdout and stderr.',
+  'Input files given in `files` are readable at /sandbox/files/<name>. Files the program writes under /sandbox/out',
+  'come back with the result: PNG, JPEG, GIF and WebP images as images, text files as text.',
+  'A program that fails (non-zero exit, time limit, out of memory) is reported as an error with its output.',
+  'Cancelling the call stops the program.',
+].join(' ');
+
+const inputSchema = {
+  code: z.string().describe('The program source.'),
+  language: z.enum(['python', 'bash']).default('python').describe('python (default) or bash.'),
+  timeoutSeconds: z
+    .number()
+    .int()
+    .optional()
+    .describe("Wall-clock limit for the program, in seconds (default: the server's, usually 60)."),
+  files: z
+    .array(
+      z.object({
+        name: z.string().describe('A plain file name (letters, digits, . _ -), mounted at /sandbox/files/<name>.'),
+        content: z.string().describe('The content: text, or base64 when encoding is base64.'),
+        encoding: z.enum(['utf8', 'base64']).optional().describe('utf8 (default) or base64.'),
+      }),
+    )
+    .optional()
+    .describe('Small read-only input files for the program.'),
+};
+
+export function stderrLog(msg: string): void {
+  process.stderr.write(`[durable-sandbox mcp] ${msg}\n`);
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function isInvalidInput(err: unknown): err is InvalidInputError {
+  return err instanceof InvalidInputError || (err instanceof Error && err.name === 'InvalidInputError');
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Cancels an execution whose caller went away. Not found means not started yet (the start is on its way: retried
+ * for a while) or already closed (nothing to stop).
+ */
+async function cancelWhenStarted(
+  client: SandboxClientLike,
+  executionId: string,
+  neverStarts: () => boolean,
+  log: (msg: string) => void,
+): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      await client.cancelExecution(executionId);
+      log(`execution ${executionId}: cancelled`);
+      return;
+    } catch (err) {
+      if (!(err instanceof Error && err.name === 'WorkflowNotFoundError')) {
+        log(`execution ${executionId}: could not cancel it: ${errorMessage(err)}`);
+        return;
+      }
+    }
+    const state = await client.getExecution(executionId).then(
+      (s) => s.state as string,
+      (err: unknown) => (err instanceof Error && err.name === 'WorkflowNotFoundError' ? 'missing' : 'unknown'),
+    );
+    if (state !== 'missing') return; // closed already (or it cannot be told): nothing left to stop
+    if (neverStarts()) return;
+    if (Date.now() > deadline) {
+      log(`execution ${executionId}: gave up cancelling it, it never started`);
+      return;
+    }
+    await sleep(250);
+  }
+}
+
+/** Resolves true once validation (synchronous, at the start of executeCode) has passed. */
+function pendingAfterValidation(running: Promise<unknown>): Promise<boolean> {
+  return Promise.race([
+    running.then(
+      () => false,
+      () => false,
+    ),
+    new Promise<boolean>((resolve) => setImmediate(() => resolve(true))),
+  ]);
+}
+
+type RunCodeArgs = {
+  code: string;
+  language: 'python' | 'bash';
+  timeoutSeconds?: number;
+  files?: { name: string; content: string; encoding?: 'utf8' | 'base64' }[];
+};
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+export function createMcpServer(options: CreateMcpServerOptions): McpServer {
+  const { client, calls } = options;
+  const log = options.log ?? stderrLog;
+  const newExecutionId = options.newExecutionId ?? (() => `mcp-${randomUUID()}`);
+  const server = new McpServer({ name: options.name ?? SERVER_NAME, version: options.version ?? SERVER_VERSION });
+
+  async function run(args: RunCodeArgs, executionId: string, stop: AbortSignal, extra: Extra): Promise<CallToolResult> {
+    const input: ExecutionInput = {
+      code: args.code,
+      language: args.language,
+      ...(args.timeoutSeconds !== undefined ? { timeoutSeconds: args.timeoutSeconds } : {}),
+      ...(args.files !== undefined ? { files: args.files } : {}),
+    };
+    const token = extra._meta?.progressToken;
+    const reporter =
+      token === undefined
+        ? undefined
+        : new ProgressReporter({
+            executionId,
+            progressToken: token,
+            send: (n) => extra.sendNotification(n),
+            heartbeatMs: options.progressHeartbeatMs,
+            log,
+          });
+    let neverStarts = false;
+    let cancelling: Promise<void> | undefined;
+    const onStop = (): void => {
+      log(`execution ${executionId}: the call was cancelled (${String(stop.reason)}); cancelling the execution`);
+      cancelling = cancelWhenStarted(client, executionId, () => neverStarts, log);
+    };
+    stop.addEventListener('abort', onStop, { once: true });
+    try {
+      const running = client.executeCode(input, {
+        executionId,
+        signal: stop,
+        ...(reporter ? { onProgress: (p) => reporter.report(p) } : {}),
+      });
+      if (reporter && (await pendingAfterValidation(running))) reporter.report({ stage: 'queued', detail: 'submitted', attempt: 1 });
+      return executionResultContent(await running);
+    } catch (err) {
+      if (isInvalidInput(err)) {
+        neverStarts = true;
+        return errorContent(`Invalid input: ${err.message} (limit: ${err.limit}). Nothing was run.`);
+      }
+      // After a cancellation the SDK sends no response: this is for the log only.
+      if (stop.aborted) return errorContent(`Cancelled: execution ${executionId} was cancelled (${String(stop.reason)}).`);
+      log(`execution ${executionId}: ${errorMessage(err)}`);
+      return errorContent(`run_code failed (execution ${executionId}): ${errorMessage(err)}`);
+    } finally {
+      stop.removeEventListener('abort', onStop);
+      await reporter?.close();
+      if (cancelling) await cancelling;
+    }
+  }
+
+  server.registerTool(
+    RUN_CODE_TOOL,
+    {
+      title: 'Run code in a sandbox',
+      description: RUN_CODE_DESCRIPTION,
+      inputSchema,
+      annotations: { title: 'Run code in a sandbox', readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+    },
+    async (args, extra): Promise<CallToolResult> => {
+      const executionId = newExecutionId();
+      // Aborted by the MCP client's cancellation or the connection closing (extra.signal), or by the transport
+      // (its client went away, the server is closing).
+      const stop = new AbortController();
+      const forward = (): void => stop.abort(extra.signal.reason);
+      if (extra.signal.aborted) forward();
+      else extra.signal.addEventListener('abort', forward, { once: true });
+      const finished = calls?.add(extra.requestId, (reason) => stop.abort(reason));
+      try {
+        if (stop.signal.aborted) return errorContent('Cancelled before it started; nothing was run.');
+        return await run(args, executionId, stop.signal, extra);
+      } finally {
+        extra.signal.removeEventListener('abort', forward);
+        finished?.();
+      }
+    },
+  );
+  return server;
+}

@@ -1,0 +1,435 @@
+/**
+ * The MCP server (integrations/mcp) on the real stack, through the SDK's own Client over both transports: stdio (a
+ * child process running test/fixtures/mcp/stdio-server.ts against this file's worker) and Streamable HTTP. run_code
+ * runs programs, reports progress, marks failures and bad input as errors, and a client's cancellation cancels the
+ * execution with nothing left behind. The HTTP server refuses foreign Host and Origin headers and ends sessions.
+ */
+import http from 'node:http';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { ErrorCode, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { ExecutionResult } from '../../client';
+import { createMcpServer, EXECUTION_ID_IN_PROGRESS, RUN_CODE_TOOL, serveHttp, type HttpServer, type SandboxClientLike } from '../../integrations/mcp';
+import { adminKube, eventually, leftoversAfterCompletion, NOTHING_LEFT, startWorker, type TestWorker } from '../helpers/stack';
+
+jest.setTimeout(300_000);
+const kube = adminKube();
+const ROOT = path.resolve(__dirname, '../..');
+let w: TestWorker;
+
+beforeAll(async () => {
+  w = await startWorker();
+});
+afterAll(async () => w?.stop());
+
+interface Connected {
+  client: Client;
+  /** What the client reported through onerror. */
+  errors: Error[];
+  close(): Promise<void>;
+  /** The server side's log (stderr of the stdio child, the HTTP server's log lines). */
+  serverLog(): string;
+}
+
+function newClient(): { client: Client; errors: Error[] } {
+  const client = new Client({ name: 'mcp-test', version: '0' });
+  const errors: Error[] = [];
+  client.onerror = (e) => errors.push(e);
+  return { client, errors };
+}
+
+async function connectStdio(): Promise<Connected> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (k.startsWith('DS_') && v !== undefined) env[k] = v;
+  Object.assign(env, {
+    TEMPORAL_ADDRESS: w.config.temporal.address,
+    TEMPORAL_NAMESPACE: w.config.temporal.namespace,
+    DS_TASK_QUEUE: w.config.temporal.taskQueue,
+  });
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'test/fixtures/mcp/stdio-server.ts')],
+    cwd: ROOT,
+    env,
+    stderr: 'pipe',
+  });
+  let stderr = '';
+  transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const { client, errors } = newClient();
+  await client.connect(transport);
+  return { client, errors, close: () => client.close(), serverLog: () => stderr };
+}
+
+let httpServer: HttpServer | undefined;
+const httpLog: string[] = [];
+
+async function connectHttp(): Promise<Connected> {
+  httpServer ??= await serveHttp({ client: w.client, port: 0, log: (m) => httpLog.push(m) });
+  const { client, errors } = newClient();
+  await client.connect(new StreamableHTTPClientTransport(new URL(httpServer.url)));
+  return { client, errors, close: () => client.close(), serverLog: () => httpLog.join('\n') };
+}
+
+afterAll(async () => httpServer?.close());
+
+const textOf = (r: CallToolResult): string =>
+  r.content
+    .filter((c): c is { type: 'text'; text: string } => c.type === 'text')
+    .map((c) => c.text)
+    .join('\n');
+
+interface Call {
+  result: CallToolResult;
+  progress: { progress: number; message?: string }[];
+}
+
+async function runCode(c: Connected, args: Record<string, unknown>): Promise<Call> {
+  const progress: Call['progress'] = [];
+  const result = (await c.client.callTool({ name: RUN_CODE_TOOL, arguments: args }, undefined, {
+    onprogress: (p) => progress.push(p),
+    timeout: 180_000,
+    resetTimeoutOnProgress: true,
+  })) as CallToolResult;
+  return { result, progress };
+}
+
+const LONG_PROGRAM = 'import time\nprint("started", flush=True)\ntime.sleep(300)';
+
+/** Starts a long run_code call and waits until its program runs; returns its execution id and the pending call. */
+async function startLongCall(c: Connected, signal?: AbortSignal): Promise<{ id: string; call: Promise<unknown> }> {
+  let executionId: string | undefined;
+  const call = c.client.callTool({ name: RUN_CODE_TOOL, arguments: { code: LONG_PROGRAM, timeoutSeconds: 600 } }, undefined, {
+    ...(signal ? { signal } : {}),
+    timeout: 240_000,
+    resetTimeoutOnProgress: true,
+    onprogress: (p) => (executionId ??= EXECUTION_ID_IN_PROGRESS.exec(p.message ?? '')?.[1]),
+  });
+  call.catch(() => undefined);
+  const id = (await eventually(async () => executionId, (v) => v !== undefined, 60_000))!;
+  // Running: its first line is out.
+  await eventually(
+    () => w.client.getExecution(id).catch(() => undefined),
+    (s) => s?.state === 'running' && (s.output?.stdout.text.includes('started') ?? false),
+    120_000,
+  );
+  return { id, call };
+}
+
+/** The execution ended cancelled, with what it printed, and left nothing in the cluster. */
+async function expectCancelled(id: string): Promise<void> {
+  const r: ExecutionResult = await w.client.handle(id).result();
+  expect(r.status).toBe('cancelled');
+  expect(r.exitCode).toBeNull();
+  expect(r.stdout).toContain('started');
+  expect(await w.client.getExecution(id)).toMatchObject({ state: 'completed', result: { status: 'cancelled' } });
+  expect(await leftoversAfterCompletion(kube, w.client, id)).toEqual(NOTHING_LEFT);
+}
+
+describe.each([
+  ['stdio', connectStdio],
+  ['Streamable HTTP', connectHttp],
+] as const)('over %s', (name, connect) => {
+  let c: Connected;
+  beforeAll(async () => {
+    c = await connect();
+  });
+  afterAll(async () => c?.close());
+
+  test('lists run_code with its input schema', async () => {
+    const { tools } = await c.client.listTools();
+    expect(tools.map((t) => t.name)).toEqual([RUN_CODE_TOOL]);
+    const schema = tools[0].inputSchema as { properties: Record<string, { enum?: string[]; default?: unknown }>; required?: string[] };
+    expect(Object.keys(schema.properties).sort()).toEqual(['code', 'files', 'language', 'timeoutSeconds']);
+    expect(schema.properties.language).toMatchObject({ enum: ['python', 'bash'], default: 'python' });
+    expect(schema.required).toEqual(['code']);
+  });
+
+  test('print(6*7): 42, succeeded, with progress naming the execution', async () => {
+    const { result, progress } = await runCode(c, { code: 'print(6*7)' });
+    const text = textOf(result);
+    expect(result.isError).toBeFalsy();
+    expect(text).toMatch(/^status: succeeded/);
+    expect(text).toContain('exit code: 0');
+    expect(text).toMatch(/--- stdout ---\n42(\n|$)/);
+    expect(text).toMatch(/sandbox: (warm|cold)/);
+    const executionId = /execution id: (\S+)/.exec(text)![1];
+    // At least one notification (the last one may be lost to an SDK race, typescript-sdk#2580).
+    expect(progress.length).toBeGreaterThanOrEqual(1);
+    expect(progress[0].message).toMatch(/^queued/);
+    expect(EXECUTION_ID_IN_PROGRESS.exec(progress[0].message ?? '')?.[1]).toBe(executionId);
+    expect(progress.map((p) => p.progress)).toEqual([...progress.map((p) => p.progress)].sort((a, b) => a - b));
+    expect((await w.client.handle(executionId).result()).status).toBe('succeeded');
+  });
+
+  test('bash, with an input file', async () => {
+    const { result } = await runCode(c, {
+      code: 'tr a-z A-Z < /sandbox/files/in.txt',
+      language: 'bash',
+      files: [{ name: 'in.txt', content: Buffer.from('hello\n').toString('base64'), encoding: 'base64' }],
+    });
+    expect(result.isError).toBeFalsy();
+    expect(textOf(result)).toMatch(/--- stdout ---\nHELLO/);
+  });
+
+  test('a failing program: isError, with its stderr and exit code', async () => {
+    const { result } = await runCode(c, { code: 'import sys\nprint("partial")\nprint("oops: bad thing", file=sys.stderr)\nsys.exit(3)' });
+    const text = textOf(result);
+    expect(result.isError).toBe(true);
+    expect(text).toMatch(/^status: failed/);
+    expect(text).toContain('exit code: 3');
+    expect(text).toMatch(/--- stderr ---\noops: bad thing/);
+    expect(text).toMatch(/--- stdout ---\npartial/);
+  });
+
+  test('bad input: isError naming the field (and the limit), nothing run', async () => {
+    const tooLong = await runCode(c, { code: 'print(1)', timeoutSeconds: 999_999 });
+    expect(tooLong.result.isError).toBe(true);
+    expect(textOf(tooLong.result)).toMatch(/^Invalid input: timeoutSeconds: .*\(limit: max \d+\)/);
+    expect(tooLong.progress).toEqual([]);
+
+    const badFile = await runCode(c, { code: 'print(1)', files: [{ name: '../etc/passwd', content: 'x' }] });
+    expect(badFile.result.isError).toBe(true);
+    expect(textOf(badFile.result)).toContain('files[0].name');
+
+    // Refused by the tool's schema (the SDK's validation) before the handler.
+    const badLanguage = await runCode(c, { code: 'print(1)', language: 'ruby' });
+    expect(badLanguage.result.isError).toBe(true);
+    expect(textOf(badLanguage.result)).toMatch(/language/);
+  });
+
+  test("the client's cancellation cancels the execution; nothing is left running", async () => {
+    const ac = new AbortController();
+    const { id, call } = await startLongCall(c, ac.signal);
+    ac.abort();
+    await expect(call).rejects.toMatchObject({ code: ErrorCode.RequestTimeout });
+    await expectCancelled(id);
+    expect(c.serverLog()).toContain(`execution ${id}: cancelled`);
+    // The connection still serves calls.
+    expect((await c.client.listTools()).tools).toHaveLength(1);
+  });
+
+  test('a client that goes away mid-call (closes the connection) gets its execution cancelled', async () => {
+    const other = await connect();
+    const { id, call } = await startLongCall(other);
+    await other.close();
+    await expect(call).rejects.toThrow();
+    await expectCancelled(id);
+    expect(other.serverLog()).toContain(`execution ${id}: cancelled`);
+    // stdio: stdin ended; HTTP: the call's response stream was dropped before it answered.
+    if (name === 'Streamable HTTP') expect(other.serverLog()).toMatch(/call \d+ dropped by the client/);
+  });
+
+  test('nothing but MCP messages on the wire', () => {
+    expect(c.errors.filter((e) => !/unknown token|SSE stream disconnected/.test(e.message))).toEqual([]);
+  });
+});
+
+test('a PNG the program writes under /sandbox/out comes back as image content', async () => {
+  const c = await connectHttp();
+  try {
+    const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=';
+    const { result } = await runCode(c, {
+      code: `import base64, os\nos.makedirs("/sandbox/out", exist_ok=True)\nopen("/sandbox/out/dot.png", "wb").write(base64.b64decode("${png}"))\nprint("wrote")`,
+    });
+    expect(result.isError).toBeFalsy();
+    expect(textOf(result)).toMatch(/- dot\.png \(image\/png, \d+ bytes\): attached as an image/);
+    expect(result.content).toContainEqual({ type: 'image', data: png, mimeType: 'image/png' });
+  } finally {
+    await c.close();
+  }
+});
+
+function rawRequest(url: string, method: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } }, (res) => {
+      let b = '';
+      res.on('data', (c: Buffer) => (b += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+    });
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+const INITIALIZE = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '0' } },
+};
+
+describe('the Streamable HTTP server', () => {
+  let server: HttpServer;
+  beforeAll(async () => {
+    server = await serveHttp({ client: w.client, port: 0, idleTimeoutMs: 1000, log: () => undefined });
+  });
+  afterAll(async () => server?.close());
+
+  test('binds 127.0.0.1 by default', () => {
+    expect(server.url).toBe(`http://127.0.0.1:${server.port}/mcp`);
+  });
+
+  test('a foreign Host header gets 403 before any session is made; local names pass on any port', async () => {
+    for (const host of ['evil.example', `evil.example:${server.port}`, `127.0.0.1.evil.example:${server.port}`]) {
+      const r = await rawRequest(server.url, 'POST', { host }, INITIALIZE);
+      expect({ host, status: r.status }).toEqual({ host, status: 403 });
+      expect(JSON.parse(r.body)).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringContaining('Invalid Host') } });
+    }
+    expect(server.sessionCount()).toBe(0);
+    for (const host of [`localhost:${server.port}`, 'localhost', `127.0.0.1:${server.port}`, '[::1]:1']) {
+      const r = await rawRequest(server.url, 'POST', { host }, INITIALIZE);
+      expect({ host, status: r.status }).toEqual({ host, status: 200 });
+    }
+  });
+
+  test('an Origin naming another host gets 403', async () => {
+    const r = await rawRequest(server.url, 'POST', { origin: 'http://evil.example' }, INITIALIZE);
+    expect(r.status).toBe(403);
+    const ok = await rawRequest(server.url, 'POST', { origin: `http://localhost:${server.port}` }, INITIALIZE);
+    expect(ok.status).toBe(200);
+  });
+
+  test('sessions end on DELETE, and after the idle timeout once the client is gone', async () => {
+    // The raw initializes above left sessions with no client: the idle timeout ends them.
+    await eventually(async () => server.sessionCount(), (n) => n === 0, 10_000);
+
+    const a = newClient();
+    const ta = new StreamableHTTPClientTransport(new URL(server.url));
+    await a.client.connect(ta);
+    expect(server.sessionCount()).toBe(1);
+    await ta.terminateSession();
+    expect(server.sessionCount()).toBe(0);
+    await a.client.close();
+
+    const b = newClient();
+    const tb = new StreamableHTTPClientTransport(new URL(server.url));
+    await b.client.connect(tb);
+    const sessionId = tb.sessionId!;
+    await b.client.listTools();
+    // Still there while the client is connected (its event stream is open), past the idle timeout.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(server.sessionCount()).toBe(1);
+    await b.client.close(); // no DELETE: the client just goes away
+    await eventually(async () => server.sessionCount(), (n) => n === 0, 10_000);
+    const stale = await rawRequest(server.url, 'POST', { 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' }, {
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/list',
+    });
+    expect(stale.status).toBe(404);
+  });
+});
+
+test('closing the HTTP server ends its sessions and cancels the executions of calls in flight', async () => {
+  const log: string[] = [];
+  const server = await serveHttp({ client: w.client, port: 0, log: (m) => log.push(m) });
+  const { client, errors } = newClient();
+  await client.connect(new StreamableHTTPClientTransport(new URL(server.url)));
+  const c: Connected = { client, errors, close: () => client.close(), serverLog: () => log.join('\n') };
+  const { id, call } = await startLongCall(c);
+  expect(server.sessionCount()).toBe(1);
+  await server.close();
+  expect(server.sessionCount()).toBe(0);
+  await expectCancelled(id);
+  expect(log.join('\n')).toContain(`execution ${id}: cancelled`);
+  await client.close();
+  await expect(call).rejects.toThrow();
+});
+
+describe('run_code content (a stand-in client)', () => {
+  const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=';
+  const base = {
+    executionId: 'fake-1',
+    exitCode: 1,
+    stdout: 'out\n',
+    stderr: '',
+    stdoutInfo: { totalBytes: 4, capturedBytes: 4, truncated: false },
+    stderrInfo: { totalBytes: 0, capturedBytes: 0, truncated: false },
+    attempts: 1,
+    attemptErrors: [],
+    language: 'python',
+    sandbox: 'warm',
+    kubernetes: { namespace: 'x', image: 'y' },
+    timeline: [],
+  };
+  const files = [
+    { name: 'plot.png', sizeBytes: 68, mimeType: 'image/png', encoding: 'base64', content: PNG, truncated: false },
+    { name: 'big.png', sizeBytes: 9_999_999, mimeType: 'image/png', encoding: 'base64', content: PNG.slice(0, 8), truncated: true },
+    { name: 'data.csv', sizeBytes: 4, mimeType: 'text/csv', encoding: 'utf8', content: 'a,b\n', truncated: false },
+  ];
+
+  async function callWith(result: object): Promise<CallToolResult> {
+    const fake: SandboxClientLike = {
+      executeCode: async (_input, options) => {
+        options?.onProgress?.({ stage: 'starting', detail: 'claiming a pod', attempt: 1, sandbox: 'warm' });
+        return result as ExecutionResult;
+      },
+      cancelExecution: async () => undefined,
+      getExecution: async () => {
+        throw new Error('not used');
+      },
+    };
+    const [ct, st] = InMemoryTransport.createLinkedPair();
+    await createMcpServer({ client: fake, log: () => undefined }).connect(st);
+    const { client } = newClient();
+    await client.connect(ct);
+    try {
+      return (await client.callTool({ name: RUN_CODE_TOOL, arguments: { code: 'x' } })) as CallToolResult;
+    } finally {
+      await client.close();
+    }
+  }
+
+  test('PNG output files as images, text files as text, truncated ones named only; isError unless succeeded', async () => {
+    const r = await callWith({ ...base, status: 'succeeded', exitCode: 0, outputFiles: files });
+    expect(r.isError).toBeUndefined();
+    expect(r.content).toEqual([
+      { type: 'text', text: expect.stringContaining('- big.png (image/png, 9999999 bytes): binary, truncated, not attached') },
+      { type: 'image', data: PNG, mimeType: 'image/png' },
+      { type: 'text', text: '--- /sandbox/out/data.csv ---\na,b\n' },
+    ]);
+    const failed = await callWith({ ...base, status: 'infra_error', exitCode: null, error: { reason: 'PodLost', message: 'the node went away', retryable: true } });
+    expect(failed.isError).toBe(true);
+    expect(textOf(failed)).toContain('error: PodLost: the node went away');
+    expect(textOf(failed)).toContain('exit code: none');
+  });
+
+  test('a cancel that comes while the execution is still being started is retried until it lands', async () => {
+    const notFound = Object.assign(new Error('workflow not found'), { name: 'WorkflowNotFoundError' });
+    let cancels = 0;
+    let started = false;
+    const fake: SandboxClientLike = {
+      executeCode: (_input, options) =>
+        new Promise((_resolve, reject) => {
+          options?.onProgress?.({ stage: 'queued', detail: 'waiting', attempt: 1 });
+          options?.signal?.addEventListener('abort', () => {
+            // The start lands a little after the caller stopped waiting.
+            setTimeout(() => (started = true), 600);
+            reject(new Error('stopped waiting'));
+          });
+        }),
+      cancelExecution: async () => {
+        cancels++;
+        if (!started) throw notFound;
+      },
+      getExecution: async () => {
+        throw notFound;
+      },
+    };
+    const log: string[] = [];
+    const [ct, st] = InMemoryTransport.createLinkedPair();
+    await createMcpServer({ client: fake, log: (m) => log.push(m) }).connect(st);
+    const { client } = newClient();
+    await client.connect(ct);
+    const ac = new AbortController();
+    const call = client.callTool({ name: RUN_CODE_TOOL, arguments: { code: 'x' } }, undefined, { signal: ac.signal, onprogress: () => ac.abort() });
+    await expect(call).rejects.toMatchObject({ code: ErrorCode.RequestTimeout });
+    await eventually(async () => log.some((l) => / cancelled$/.test(l)), (ok) => ok, 10_000);
+    expect(started).toBe(true);
+    expect(cancels).toBeGreaterThan(1);
+    await client.close();
+  });
+});
