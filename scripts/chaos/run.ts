@@ -165,9 +165,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   let apiserverOutages = 0;
   let lastTargeted = 0;
   let faultInProgress = false;
+  /** Worker kills (random and targeted) happen only while executions run. */
+  let killing = opts.killEveryMs > 0 || opts.targetedKills;
 
   const targeted = (why: string): void => {
-    if (!opts.targetedKills || Date.now() - lastTargeted < 3000 || random() > 0.5) return;
+    if (!killing || !opts.targetedKills || Date.now() - lastTargeted < 3000 || random() > 0.5) return;
     lastTargeted = Date.now();
     if (supervisor.kill()) log(`kill worker: ${why}`);
   };
@@ -212,9 +214,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   });
 
   // Random worker kills, for as long as executions are running.
-  let killing = opts.killEveryMs > 0;
   const killer = (async () => {
-    while (killing) {
+    while (killing && opts.killEveryMs > 0) {
       await new Promise((r) => setTimeout(r, -Math.log(1 - random()) * opts.killEveryMs));
       if (killing && supervisor.kill()) log('kill worker: random');
     }
@@ -328,6 +329,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     poolBackAtSize = false;
     while (Date.now() < until && !(poolBackAtSize = await sizeOk().catch(() => false))) await new Promise((r) => setTimeout(r, 1000));
     log(`pool ${poolBackAtSize ? 'back at its size' : 'NOT back at its size'}; emptying it`);
+    // As an operator would: the worker restarts with no pool, so no worker start can bring the old size back.
+    await supervisor.restartWith({ DS_WARM_POOL_SIZE: '0' });
     await drainWarmPools(client.temporal, config, 90_000).catch((err) => log(`could not empty the pool: ${String(err)}`));
   }
 

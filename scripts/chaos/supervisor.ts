@@ -12,7 +12,7 @@ export class WorkerSupervisor {
   private readonly log;
 
   constructor(
-    private readonly env: NodeJS.ProcessEnv,
+    private env: NodeJS.ProcessEnv,
     logFile: string,
   ) {
     this.log = createWriteStream(logFile, { flags: 'a' });
@@ -35,6 +35,18 @@ export class WorkerSupervisor {
       }
     });
     this.child = child;
+  }
+
+  /** Replaces the worker by one started with these settings; returns once the old process has exited. */
+  async restartWith(overrides: NodeJS.ProcessEnv): Promise<void> {
+    this.env = { ...this.env, ...overrides };
+    const child = this.child;
+    if (!child?.pid || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+    child.kill('SIGKILL');
+    await exited;
   }
 
   /** SIGKILL, as a crash: no graceful shutdown, no heartbeat, nothing flushed. */

@@ -4,7 +4,9 @@
  * or wrong, no pool pod may run two programs, nothing may be left, and the pool must be back at its size.
  */
 import { formatReport, runChaos, DEFAULT_CHAOS } from '../../scripts/chaos/run';
-import { localSides } from '../../dev/stack-env';
+import { appendFileSync } from 'node:fs';
+import path from 'node:path';
+import { localSides, PROJECT_ROOT } from '../../dev/stack-env';
 
 jest.setTimeout(15 * 60_000);
 
@@ -20,7 +22,8 @@ test('16 executions with a pool of 3 through worker kills and pool pod deletions
     apiserverOutages: 0,
     podDeletions: 3,
     warmPool: 3,
-    log: () => undefined,
+    // The harness's own account (kills, deletions, the pool's refill), for when this fails.
+    log: (line: string) => appendFileSync(path.join(PROJECT_ROOT, '.stack', 'logs', 'chaos-warm-test.log'), `${new Date().toISOString()} ${line}\n`),
   });
   process.stdout.write(`chaos pass (warm pool):\n${formatReport(report)}\n`);
   expect({
