@@ -17,7 +17,8 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import type { PodProgress } from '../core/classify';
 import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, type ExecutionPolicy } from '../core/policy';
-import type { ExecutionInput, ExecutionResult, LiveOutput } from '../core/types';
+import { QUEUE_TIMEOUT_TERMINATION, queueTimeoutResult } from '../core/result';
+import type { ExecutionInput, ExecutionResult, Language, LiveOutput } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
 import { progressQuery, resultUpdate, timelineQuery, type ExecutionProgress } from '../workflows/queries';
@@ -180,12 +181,67 @@ export class SandboxClient {
     const watch =
       options.onStdout || options.onStderr || options.onProgress ? new ExecutionWatcher(this.handle(executionId), options, queued) : undefined;
     try {
-      const result = await this.untilStopped(executionId, this.awaitResult(executionId, start), options);
+      const wait = this.awaitResult(executionId, start);
+      let settled = false;
+      wait.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      // While this caller waits, an execution that no worker starts in time is ended here (Temporal alone cannot).
+      const guarded = this.queueGuard(executionId, () => settled).then((r) => r ?? wait);
+      const result = await this.untilStopped(executionId, Promise.race([wait, guarded]), options);
       await watch?.finish(result);
       return result;
     } finally {
       await watch?.stop();
     }
+  }
+
+  /**
+   * Ends the execution when no worker has started it within the policy's queue timeout: it is terminated (nothing
+   * was created, so nothing needs cleaning; if a worker took it in that very moment, the reconciler removes what it
+   * made) and its result says `QueueTimeout`. Returns undefined once a worker has it, or when `done()`.
+   */
+  private async queueGuard(executionId: string, done: () => boolean): Promise<ExecutionResult | undefined> {
+    const limitSeconds = this.policy.queueTimeoutSeconds;
+    if (!(limitSeconds > 0)) return undefined;
+    const handle = this.handle(executionId);
+    while (!done()) {
+      const d = await handle.describe().catch(() => undefined);
+      if (!d) {
+        await delay(500); // not started yet
+        continue;
+      }
+      if (d.status.name !== 'RUNNING' || progressOf(d.raw).stage !== 'queued') return undefined;
+      const left = d.startTime.getTime() + limitSeconds * 1000 - Date.now();
+      if (left > 0) {
+        await delay(Math.min(left, 2000));
+        continue;
+      }
+      await handle.terminate(`${QUEUE_TIMEOUT_TERMINATION}: no worker started it within ${limitSeconds} s`).catch(() => undefined);
+      return this.queueTimeoutOutcome(executionId);
+    }
+    return undefined;
+  }
+
+  /** The result of an execution a client ended because no worker started it in time; undefined for any other. */
+  private async queueTimeoutOutcome(executionId: string): Promise<ExecutionResult | undefined> {
+    const events = (await this.handle(executionId).fetchHistory()).events ?? [];
+    const reason = events[events.length - 1]?.workflowExecutionTerminatedEventAttributes?.reason ?? '';
+    if (!reason.startsWith(QUEUE_TIMEOUT_TERMINATION)) return undefined;
+    const started = events[0];
+    const payload = started?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    const input = payload ? (defaultPayloadConverter.fromPayload(payload) as Partial<ExecutionInput>) : {};
+    const language: Language = input.language === 'bash' ? 'bash' : 'python';
+    const t = started?.eventTime;
+    return queueTimeoutResult({
+      executionId,
+      language,
+      limitSeconds: Number(/within (\d+) s/.exec(reason)?.[1] ?? this.policy.queueTimeoutSeconds),
+      startedAt: t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0,
+      namespace: this.policy.namespace,
+      image: this.policy.images[language],
+    });
   }
 
   /** Races a wait against the caller's AbortSignal and wait timeout. */
@@ -242,7 +298,9 @@ export class SandboxClient {
       // The execution ended before (the update cannot reach a closed run), or ended without a result (bad input):
       // its outcome is the workflow's.
       if (err instanceof WorkflowExecutionAlreadyStartedError || err instanceof WorkflowUpdateFailedError) {
-        return this.handle(executionId).result();
+        return this.handle(executionId)
+          .result()
+          .catch(async (failure: unknown) => (await this.queueTimeoutOutcome(executionId).catch(() => undefined)) ?? Promise.reject(failure));
       }
       throw err;
     }
@@ -286,6 +344,8 @@ export class SandboxClient {
       case 'COMPLETED':
         return { executionId, state: 'completed', result: await handle.result() };
       default: {
+        const ended = status.name === 'TERMINATED' ? await this.queueTimeoutOutcome(executionId) : undefined;
+        if (ended) return { executionId, state: 'completed', result: ended };
         const state = status.name === 'TIMED_OUT' ? 'timed_out' : (status.name.toLowerCase() as 'failed');
         const error = await handle.result().then(
           () => status.name,
@@ -339,4 +399,8 @@ export class SandboxClient {
   async close(): Promise<void> {
     await this.ownedConnection?.close();
   }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

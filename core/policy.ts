@@ -34,6 +34,11 @@ export interface ExecutionPolicy {
   maxInfraAttempts: number;
   /** How long a pod may stay unschedulable before the attempt fails as an infrastructure error. */
   unschedulableGraceSeconds: number;
+  /**
+   * An execution that no worker has started within this long ends as infra_error `QueueTimeout` and runs nothing
+   * (0: it waits for a worker forever).
+   */
+  queueTimeoutSeconds: number;
   /** Time the Job's server-side deadline allows, on top of the program's timeout, for scheduling and startup. */
   startupAllowanceSeconds: number;
   /** The image each language runs in. */
@@ -85,6 +90,7 @@ export const DEFAULT_POLICY: ExecutionPolicy = {
   maxInfraAttempts: 3,
   unschedulableGraceSeconds: 30,
   startupAllowanceSeconds: 120,
+  queueTimeoutSeconds: 300,
   images: { python: 'python:3.12-slim', bash: 'python:3.12-slim' },
   runtimeClassName: 'gvisor',
   searchAttributes: true,

@@ -62,3 +62,37 @@ export function buildResult(args: {
     ...(t && t.finishedAt >= t.startedAt && t.startedAt > 0 ? { durationMs: t.finishedAt - t.startedAt } : {}),
   };
 }
+
+/** Why an execution that no worker started in time ended: the same words from the workflow and the client. */
+export function queueTimeoutError(limitSeconds: number): InfraError {
+  return {
+    reason: 'QueueTimeout',
+    message: `no worker started this execution within ${limitSeconds} s (DS_QUEUE_TIMEOUT_SECONDS); nothing ran`,
+    retryable: false,
+  };
+}
+
+/** The prefix of the termination reason a client writes when it ends an execution nobody served in time. */
+export const QUEUE_TIMEOUT_TERMINATION = 'QueueTimeout';
+
+/** The result of an execution that no worker started in time: nothing was created, nothing ran. */
+export function queueTimeoutResult(args: {
+  executionId: string;
+  language: Language;
+  limitSeconds: number;
+  startedAt: number;
+  namespace: string;
+  image: string;
+}): ExecutionResult {
+  const error = queueTimeoutError(args.limitSeconds);
+  return buildResult({
+    executionId: args.executionId,
+    language: args.language,
+    end: { kind: 'infra', error },
+    output: undefined,
+    attempts: 0,
+    attemptErrors: [error],
+    kubernetes: { namespace: args.namespace, image: args.image },
+    timeline: [{ phase: 'started', at: args.startedAt, attempt: 1 }],
+  });
+}

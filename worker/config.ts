@@ -71,6 +71,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     maxInfraAttempts: int(env, 'DS_MAX_INFRA_ATTEMPTS', d.maxInfraAttempts, 1, 10),
     unschedulableGraceSeconds: int(env, 'DS_UNSCHEDULABLE_GRACE_SECONDS', d.unschedulableGraceSeconds, 1, 3600),
     startupAllowanceSeconds: int(env, 'DS_STARTUP_ALLOWANCE_SECONDS', d.startupAllowanceSeconds, 5, 3600),
+    queueTimeoutSeconds: int(env, 'DS_QUEUE_TIMEOUT_SECONDS', d.queueTimeoutSeconds, 0, 7 * 24 * 3600),
     images: {
       python: env.DS_IMAGE_PYTHON || image || d.images.python,
       bash: env.DS_IMAGE_BASH || image || d.images.bash,

@@ -5,7 +5,7 @@
  * never re-run.
  */
 import { patched, sleep, workflowInfo } from '@temporalio/workflow';
-import { buildResult } from '../core/result';
+import { buildResult, queueTimeoutResult } from '../core/result';
 import type { ExecutionInput, ExecutionResult, InfraError } from '../core/types';
 import { getExecutionPolicy } from './activities';
 import { cleanupAttempt, runAttempt, type Execution } from './attempt';
@@ -27,6 +27,22 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
   const policy = await getExecutionPolicy();
   const request = validated(input, policy);
   const exec: Execution = { executionId, request, policy, progress: new Progress(policy.searchAttributes, request.language) };
+  // Nobody served it in time (its callers may have given up): end without creating anything. Histories of
+  // executions that were started in time never take this branch, so they replay as before.
+  const startedAt = workflowInfo().startTime.getTime();
+  if (policy.queueTimeoutSeconds > 0 && Date.now() - startedAt > policy.queueTimeoutSeconds * 1000) {
+    const result = queueTimeoutResult({
+      executionId,
+      language: request.language,
+      limitSeconds: policy.queueTimeoutSeconds,
+      startedAt,
+      namespace: policy.namespace,
+      image: policy.images[request.language],
+    });
+    exec.progress.finish(result);
+    gate.resolve(result);
+    return result;
+  }
   const attemptErrors: InfraError[] = [];
   for (let attempt = 1; ; attempt++) {
     const { end, output, refs, sandbox } = await runAttempt(exec, attempt);

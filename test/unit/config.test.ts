@@ -24,6 +24,7 @@ test('reads every knob', () => {
     DS_RUNTIME_CLASS: '',
     DS_SEARCH_ATTRIBUTES: 'off',
     DS_MAX_INFRA_ATTEMPTS: '1',
+    DS_QUEUE_TIMEOUT_SECONDS: '0',
   });
   expect(c.temporal).toMatchObject({ address: 'ns.tmprl.cloud:7233', namespace: 'ns', apiKey: 'k', taskQueue: 'q' });
   expect(c.kubeconfig).toBe('/kc');
@@ -36,6 +37,7 @@ test('reads every knob', () => {
     runtimeClassName: '',
     searchAttributes: false,
     maxInfraAttempts: 1,
+    queueTimeoutSeconds: 0,
   });
 });
 
@@ -46,6 +48,7 @@ test.each([
   [{ DS_DEFAULT_TIMEOUT_SECONDS: '100', DS_MAX_TIMEOUT_SECONDS: '50' }, /above DS_MAX_TIMEOUT_SECONDS/],
   [{ DS_SEARCH_ATTRIBUTES: 'maybe' }, /must be on or off/],
   [{ DS_LOG_LEVEL: 'LOUD' }, /DS_LOG_LEVEL=LOUD/],
+  [{ DS_QUEUE_TIMEOUT_SECONDS: '-5' }, /DS_QUEUE_TIMEOUT_SECONDS=-5/],
 ])('rejects %j', (env, message) => {
   expect(() => loadConfig(env)).toThrow(ConfigError);
   expect(() => loadConfig(env)).toThrow(message);
