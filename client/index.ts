@@ -9,6 +9,7 @@ import {
   WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowUpdateFailedError,
+  isGrpcServiceError,
   type ConnectionOptions,
   type WorkflowHandle,
   type WorkflowStartOptions,
@@ -63,6 +64,8 @@ export interface ExecuteOptions extends StartOptions, WatchCallbacks {
   /** Stop waiting after this long (ExecutionWaitAbortedError); the execution goes on. */
   waitTimeoutMs?: number;
 }
+
+const GRPC_NOT_FOUND = 5;
 
 /** The update id every caller of executeCode uses: the server keeps one `result` update per execution. */
 const RESULT_UPDATE_ID = 'result';
@@ -297,7 +300,9 @@ export class SandboxClient {
     } catch (err) {
       // The execution ended before (the update cannot reach a closed run), or ended without a result (bad input):
       // its outcome is the workflow's.
-      if (err instanceof WorkflowExecutionAlreadyStartedError || err instanceof WorkflowUpdateFailedError) {
+      // NOT_FOUND: the run closed while the update was on its way (terminated because nobody served it in time).
+      const closedMeanwhile = isGrpcServiceError(err) && err.code === GRPC_NOT_FOUND;
+      if (err instanceof WorkflowExecutionAlreadyStartedError || err instanceof WorkflowUpdateFailedError || closedMeanwhile) {
         return this.handle(executionId)
           .result()
           .catch(async (failure: unknown) => (await this.queueTimeoutOutcome(executionId).catch(() => undefined)) ?? Promise.reject(failure));
