@@ -17,6 +17,14 @@ module.exports = {
       transformIgnorePatterns,
     },
     {
+      // The workflows' own logic on a Temporal dev server (the stack's CLI binary) with mocked activities: seconds.
+      displayName: 'workflows',
+      testEnvironment: 'node',
+      testMatch: ['<rootDir>/test/workflows/**/*.test.ts'],
+      transform,
+      transformIgnorePatterns,
+    },
+    {
       displayName: 'integration',
       testEnvironment: 'node',
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
