@@ -166,7 +166,13 @@ export class AttemptWatch {
     try {
       this.log = await openLogStream(
         this.kube,
-        { namespace: this.spec.policy.namespace, pod: pod.metadata!.name!, container: CONTAINER_NAME, limitBytes: this.limit, follow: true },
+        {
+          namespace: this.spec.policy.namespace,
+          pod: pod.metadata!.name!,
+          container: CONTAINER_NAME,
+          limitBytes: this.limit,
+          follow: true,
+        },
         (piece) => {
           parser.push(piece);
           this.pods.poke();
@@ -219,10 +225,20 @@ export class AttemptWatch {
     if (!this.options.warm) return undefined;
     const accepted = this.parser.accepted;
     if (accepted && (accepted.executionId !== this.spec.executionId || accepted.attempt !== this.spec.attempt)) {
-      return { kind: 'infra', error: infraError('DeliveryFailed', `the warm sandbox accepted another task (${accepted.executionId} #${accepted.attempt})`) };
+      return {
+        kind: 'infra',
+        error: infraError(
+          'DeliveryFailed',
+          `the warm sandbox accepted another task (${accepted.executionId} #${accepted.attempt})`,
+        ),
+      };
     }
     const t = this.parser.trailer;
-    if (t && !accepted) return { kind: 'infra', error: infraError('DeliveryFailed', t.error ?? 'the warm sandbox ended before it accepted the task') };
+    if (t && !accepted)
+      return {
+        kind: 'infra',
+        error: infraError('DeliveryFailed', t.error ?? 'the warm sandbox ended before it accepted the task'),
+      };
     return undefined;
   }
 
@@ -232,13 +248,20 @@ export class AttemptWatch {
     const trailer = this.parser.trailer;
     if (settles(trailer)) {
       this.progress.waitingFor = undefined;
-      return { kind: 'finished', exitCode: trailer.exitCode, reason: trailer.timedOut ? 'TimedOut' : 'Completed', oomKilled: false };
+      return {
+        kind: 'finished',
+        exitCode: trailer.exitCode,
+        reason: trailer.timedOut ? 'TimedOut' : 'Completed',
+        oomKilled: false,
+      };
     }
     if (!this.job && !this.jobRead && !this.options.warm) await this.readJob();
     let verdict = this.classify(now);
     if (verdict.state === 'pending') {
       const deadline = this.options.acquiredAt
-        ? this.options.acquiredAt + activeDeadlineSeconds(this.spec.request, this.spec.policy) * 1000 + DEADLINE_GRACE_MS
+        ? this.options.acquiredAt +
+          activeDeadlineSeconds(this.spec.request, this.spec.policy) * 1000 +
+          DEADLINE_GRACE_MS
         : Infinity;
       this.progress.waitingFor = verdict.detail;
       this.jobFresh = false;
@@ -265,7 +288,10 @@ export class AttemptWatch {
     this.progress.waitingFor = undefined;
     if (this.options.warm && !this.parser.accepted && verdict.state !== 'infra') {
       // The pool pod ended without ever taking the task: nothing of the program ran there.
-      return { kind: 'infra', error: infraError('DeliveryFailed', 'the warm sandbox ended before it accepted the task') };
+      return {
+        kind: 'infra',
+        error: infraError('DeliveryFailed', 'the warm sandbox ended before it accepted the task'),
+      };
     }
     return endOf(verdict);
   }

@@ -31,7 +31,9 @@ export function cleanupActivity({ kube }: ActivityDeps) {
       await pods.start(true);
       // A warm attempt's pod belongs to no Job: it is deleted directly (its one program has run; never reused).
       for (const p of pods.all.filter((x) => !x.metadata?.ownerReferences?.length && !x.metadata?.deletionTimestamp)) {
-        await kubeCallOrMissing(`delete pod ${p.metadata!.name}`, () => kube.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }));
+        await kubeCallOrMissing(`delete pod ${p.metadata!.name}`, () =>
+          kube.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }),
+        );
       }
       for (;;) {
         const left = pods.all;
@@ -39,7 +41,10 @@ export function cleanupActivity({ kube }: ActivityDeps) {
         ctx.heartbeat({ podsRemaining: left.length });
         const waited = Date.now() - started;
         if (waited > GIVE_UP_MS) {
-          throw ApplicationFailure.retryable(`${left.length} pod(s) of ${name} still present`, STEP_FAILURES.cleanupIncomplete);
+          throw ApplicationFailure.retryable(
+            `${left.length} pod(s) of ${name} still present`,
+            STEP_FAILURES.cleanupIncomplete,
+          );
         }
         if (waited > POD_GRACE_MS && !forced) {
           // The garbage collector or the kubelet is slow or gone: delete what is left directly, without grace.

@@ -19,7 +19,13 @@ export interface CollectInput extends AttemptRef {
 export function collectOutputActivity({ kube }: ActivityDeps) {
   return async function collectOutput(input: CollectInput): Promise<CollectedOutput> {
     const limit = logReadLimit(input.caps);
-    const none = (): CollectedOutput => ({ available: false, stdout: emptyStream(), stderr: emptyStream(), trailer: null, at: Date.now() });
+    const none = (): CollectedOutput => ({
+      available: false,
+      stdout: emptyStream(),
+      stderr: emptyStream(),
+      trailer: null,
+      at: Date.now(),
+    });
     let podName = input.podName;
     if (!podName) {
       const { attemptSelector } = resourceNames(input.executionId, input.attempt);
@@ -31,7 +37,12 @@ export function collectOutputActivity({ kube }: ActivityDeps) {
     }
     let log: string;
     try {
-      log = await kube.core.readNamespacedPodLog({ name: podName, namespace: input.namespace, container: CONTAINER_NAME, limitBytes: limit });
+      log = await kube.core.readNamespacedPodLog({
+        name: podName,
+        namespace: input.namespace,
+        container: CONTAINER_NAME,
+        limitBytes: limit,
+      });
     } catch (err) {
       const s = apiStatus(err);
       // 404: the pod is gone; 400: its container never started. Either way there is no output to collect.

@@ -2,7 +2,7 @@
  * The Kubernetes clients the activities use, and how an API error becomes a typed activity failure: retried when
  * the cluster may heal by itself, not retried when only a person can fix it.
  */
-import { ApiException, BatchV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, BatchV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import type { FailureReason } from '../core/failures';
 
@@ -28,11 +28,15 @@ export function apiStatus(err: unknown): ApiStatus | undefined {
   const e = err as ApiException<unknown>;
   let body: { reason?: string; message?: string } = {};
   try {
-    body = typeof e.body === 'string' ? JSON.parse(e.body) : ((e.body as typeof body) ?? {});
+    body = typeof e.body === 'string' ? (JSON.parse(e.body) as typeof body) : ((e.body as typeof body) ?? {});
   } catch {
     // Not a Status object (e.g. a proxy's HTML page).
   }
-  return { code: e.code, reason: body.reason ?? '', message: body.message ?? String(e.body ?? e.message) };
+  return {
+    code: e.code,
+    reason: body.reason ?? '',
+    message: body.message ?? (typeof e.body === 'string' ? e.body : e.message),
+  };
 }
 
 export const isNotFound = (err: unknown): boolean => apiStatus(err)?.code === 404;

@@ -27,7 +27,11 @@ export interface LogStream {
  * Opens the log stream. Rejects with an ApiException when the API answers with an error (400 while the container
  * has not started yet, 404 when the pod is gone).
  */
-export async function openLogStream(kube: Kube, o: LogStreamOptions, onData: (piece: Buffer) => void): Promise<LogStream> {
+export async function openLogStream(
+  kube: Kube,
+  o: LogStreamOptions,
+  onData: (piece: Buffer) => void,
+): Promise<LogStream> {
   const cluster = kube.config.getCurrentCluster();
   if (!cluster) throw new Error('no current Kubernetes cluster in the kubeconfig');
   const url = new URL(`${cluster.server}/api/v1/namespaces/${o.namespace}/pods/${o.pod}/log`);

@@ -45,12 +45,17 @@ export function reconcileActivities({ kube, policy, temporal }: ActivityDeps) {
           kube.core.listNamespacedPod({ namespace, labelSelector: `${labelSelector},${LABELS.pool}` }),
         ]),
       );
-      return [...jobs.items.map(describe('Job')), ...cms.items.map(describe('ConfigMap')), ...pods.items.map(describe('Pod'))];
+      return [
+        ...jobs.items.map(describe('Job')),
+        ...cms.items.map(describe('ConfigMap')),
+        ...pods.items.map(describe('Pod')),
+      ];
     },
 
     /** The state of each owning workflow (an execution or a pool). */
     async executionStates(executionIds: string[]): Promise<Record<string, OwnerState>> {
-      if (!temporal) throw ApplicationFailure.nonRetryable('the reconciler needs a Temporal client', STEP_FAILURES.misconfigured);
+      if (!temporal)
+        throw ApplicationFailure.nonRetryable('the reconciler needs a Temporal client', STEP_FAILURES.misconfigured);
       const states: Record<string, OwnerState> = {};
       for (const id of executionIds) {
         try {
@@ -68,11 +73,14 @@ export function reconcileActivities({ kube, policy, temporal }: ActivityDeps) {
       let deleted = 0;
       for (const o of objects) {
         if (o.kind === 'Pod') {
-          const pod = await kubeCallOrMissing(`read pool pod ${o.name}`, () => kube.core.readNamespacedPod({ name: o.name, namespace }));
+          const pod = await kubeCallOrMissing(`read pool pod ${o.name}`, () =>
+            kube.core.readNamespacedPod({ name: o.name, namespace }),
+          );
           if (!pod) continue;
           // Unclaimed: retired (so never one claimed meanwhile). Claimed: its execution is gone, so it goes.
           const claimed = pod.metadata?.labels?.[LABELS.poolState] === 'claimed';
-          if (claimed ? await deleteClaimedPod(kube, namespace, o.name) : await retirePoolPod(kube, namespace, pod)) deleted++;
+          if (claimed ? await deleteClaimedPod(kube, namespace, o.name) : await retirePoolPod(kube, namespace, pod))
+            deleted++;
           continue;
         }
         const d = await deleteAttemptObjects(kube, namespace, o.name, o.kind);
@@ -84,5 +92,8 @@ export function reconcileActivities({ kube, policy, temporal }: ActivityDeps) {
 }
 
 async function deleteClaimedPod(kube: ActivityDeps['kube'], namespace: string, name: string): Promise<boolean> {
-  return (await kubeCallOrMissing(`delete pod ${name}`, () => kube.core.deleteNamespacedPod({ name, namespace }))) !== undefined;
+  return (
+    (await kubeCallOrMissing(`delete pod ${name}`, () => kube.core.deleteNamespacedPod({ name, namespace }))) !==
+    undefined
+  );
 }

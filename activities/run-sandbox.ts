@@ -46,8 +46,15 @@ export function runSandboxActivity(deps: ActivityDeps) {
     } else {
       // A retry whose predecessor died before its first heartbeat carries on with what that one got: the attempt's
       // Job (found by its name) or the pool pod it claimed (found by its labels), and only then gets one itself.
-      got = (ctx.info.attempt > 1 ? await findAcquired(deps, spec, ctx.info.taskQueue) : undefined) ?? (await acquire(deps, spec, ctx.info.taskQueue));
-      const details: RunHeartbeat = { attempt: spec.attempt, sandbox: got.sandbox, acquiredAt: got.acquiredAt, progress: got.pod ? { podName: got.pod } : {} };
+      got =
+        (ctx.info.attempt > 1 ? await findAcquired(deps, spec, ctx.info.taskQueue) : undefined) ??
+        (await acquire(deps, spec, ctx.info.taskQueue));
+      const details: RunHeartbeat = {
+        attempt: spec.attempt,
+        sandbox: got.sandbox,
+        acquiredAt: got.acquiredAt,
+        progress: got.pod ? { podName: got.pod } : {},
+      };
       // A warm pod gets its task only once Temporal has recorded which pod it is: a retry then never hands the
       // attempt's program to a second pod (one never told is harmless: it ran nothing).
       if (got.deliver) await recordConfirmed(deps, ctx, details);
@@ -68,7 +75,13 @@ export function runSandboxActivity(deps: ActivityDeps) {
       if (got.deliver) delivery = await deliverTask(deps.kube, got.pod!, spec);
       const { end, progress, output } = await running;
       await got.ownership;
-      return { end, progress, acquiredAt: got.acquiredAt, sandbox: got.sandbox, output: collectedOutput(output!, Date.now()) };
+      return {
+        end,
+        progress,
+        acquiredAt: got.acquiredAt,
+        sandbox: got.sandbox,
+        output: collectedOutput(output!, Date.now()),
+      };
     } finally {
       watch.stop();
       delivery?.close();
@@ -100,7 +113,9 @@ async function acquire(deps: ActivityDeps, spec: AttemptSpec, taskQueue: string)
       deps.temporal?.workflow
         .getHandle(poolWorkflowId(taskQueue, language))
         .signal(POOL_SIGNALS.replenish)
-        .catch((err: unknown) => log.warn('could not ask the warm pool to replenish', { error: String(err) }));
+        .catch((err: unknown) => {
+          log.warn('could not ask the warm pool to replenish', { error: String(err) });
+        });
       const pod = claimed.pod.metadata!.name!;
       // A pod an earlier try claimed may have its task already: never hand it a second one.
       const deliver = !claimed.adopted || !(await alreadyDelivered(deps.kube, pod, spec));
@@ -136,7 +151,9 @@ async function acquire(deps: ActivityDeps, spec: AttemptSpec, taskQueue: string)
 /** What an earlier try that died while getting a sandbox got: the attempt's Job, or the pool pod it claimed. */
 async function findAcquired(deps: ActivityDeps, spec: AttemptSpec, taskQueue: string): Promise<Acquired | undefined> {
   const { name } = resourceNames(spec.executionId, spec.attempt);
-  const job = await kubeCallOrMissing(`look for Job ${name}`, () => deps.kube.batch.readNamespacedJob({ name, namespace: spec.policy.namespace }));
+  const job = await kubeCallOrMissing(`look for Job ${name}`, () =>
+    deps.kube.batch.readNamespacedJob({ name, namespace: spec.policy.namespace }),
+  );
   if (job) {
     const created = job.metadata?.creationTimestamp;
     return { sandbox: 'cold', acquiredAt: created ? new Date(created).getTime() : Date.now(), job, resumed: {} };
@@ -145,7 +162,13 @@ async function findAcquired(deps: ActivityDeps, spec: AttemptSpec, taskQueue: st
   const own = await findClaimedPod(deps.kube, pool, spec);
   if (!own) return undefined;
   const pod = own.metadata!.name!;
-  return { sandbox: 'warm', acquiredAt: Date.now(), pod, deliver: !(await alreadyDelivered(deps.kube, pod, spec)), resumed: { podName: pod } };
+  return {
+    sandbox: 'warm',
+    acquiredAt: Date.now(),
+    pod,
+    deliver: !(await alreadyDelivered(deps.kube, pod, spec)),
+    resumed: { podName: pod },
+  };
 }
 
 /** A retried try whose predecessor had its sandbox: carry on with it. */

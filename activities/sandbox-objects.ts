@@ -19,7 +19,10 @@ export interface CreatedJob {
   adopted: boolean;
 }
 
-export async function createCodeConfigMap({ kube, launcherSource }: ActivityDeps, spec: AttemptSpec): Promise<{ name: string; adopted: boolean }> {
+export async function createCodeConfigMap(
+  { kube, launcherSource }: ActivityDeps,
+  spec: AttemptSpec,
+): Promise<{ name: string; adopted: boolean }> {
   const namespace = spec.policy.namespace;
   const body = buildConfigMap({ ...spec, namespace, launcherSource });
   const name = body.metadata!.name!;
@@ -43,14 +46,24 @@ export async function createSandboxJob({ kube, launcherSource }: ActivityDeps, s
     () => kube.batch.readNamespacedJob({ name, namespace }),
   );
   const created = object.metadata?.creationTimestamp;
-  return { object, name, uid: object.metadata!.uid!, createdAt: adopted && created ? new Date(created).getTime() : Date.now(), adopted };
+  return {
+    object,
+    name,
+    uid: object.metadata!.uid!,
+    createdAt: adopted && created ? new Date(created).getTime() : Date.now(),
+    adopted,
+  };
 }
 
 /**
  * Makes the ConfigMap a dependent of its Job, so deleting the Job (by us, by its TTL or by the reconciler) takes the
  * ConfigMap with it: a backstop for when nothing of ours is left to delete it.
  */
-export async function makeConfigMapDependent(kube: Kube, namespace: string, job: { name: string; uid: string }): Promise<void> {
+export async function makeConfigMapDependent(
+  kube: Kube,
+  namespace: string,
+  job: { name: string; uid: string },
+): Promise<void> {
   await kubeCall(`make ConfigMap ${job.name} a dependent of its Job`, () =>
     kube.core.patchNamespacedConfigMap(
       { name: job.name, namespace, body: { metadata: { ownerReferences: [ownerReferenceTo(job)] } } },
@@ -68,7 +81,12 @@ export interface Deleted {
  * Deletes an attempt's Job (its pod goes with it: Background propagation, where the API's default for Jobs would
  * orphan the pod) and ConfigMap. What is already gone counts as deleted.
  */
-export async function deleteAttemptObjects(kube: Kube, namespace: string, name: string, only?: 'Job' | 'ConfigMap'): Promise<Deleted> {
+export async function deleteAttemptObjects(
+  kube: Kube,
+  namespace: string,
+  name: string,
+  only?: 'Job' | 'ConfigMap',
+): Promise<Deleted> {
   const jobDeleted =
     only !== 'ConfigMap' &&
     (await kubeCallOrMissing(`delete Job ${name}`, () =>
@@ -76,8 +94,9 @@ export async function deleteAttemptObjects(kube: Kube, namespace: string, name: 
     )) !== undefined;
   const configMapDeleted =
     only !== 'Job' &&
-    (await kubeCallOrMissing(`delete ConfigMap ${name}`, () => kube.core.deleteNamespacedConfigMap({ name, namespace }))) !==
-      undefined;
+    (await kubeCallOrMissing(`delete ConfigMap ${name}`, () =>
+      kube.core.deleteNamespacedConfigMap({ name, namespace }),
+    )) !== undefined;
   return { jobDeleted, configMapDeleted };
 }
 
@@ -94,7 +113,16 @@ export async function retirePoolPod(kube: Kube, namespace: string, pod: V1Pod): 
     const name: string = current.metadata!.name!;
     try {
       await kube.core.patchNamespacedPod(
-        { name, namespace, body: { metadata: { resourceVersion: current.metadata!.resourceVersion, labels: { [LABELS.poolState]: 'retiring' } } } },
+        {
+          name,
+          namespace,
+          body: {
+            metadata: {
+              resourceVersion: current.metadata!.resourceVersion,
+              labels: { [LABELS.poolState]: 'retiring' },
+            },
+          },
+        },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
       await kubeCallOrMissing(`delete pool pod ${name}`, () =>
@@ -105,7 +133,9 @@ export async function retirePoolPod(kube: Kube, namespace: string, pod: V1Pod): 
       const s = apiStatus(err);
       if (s?.code === 404) return false;
       if (s?.code !== 409) throw kubeFailure(err, `retire pool pod ${name}`);
-      current = await kubeCallOrMissing(`read pool pod ${name}`, (): Promise<V1Pod> => kube.core.readNamespacedPod({ name, namespace }));
+      current = await kubeCallOrMissing(`read pool pod ${name}`, (): Promise<V1Pod> =>
+        kube.core.readNamespacedPod({ name, namespace }),
+      );
     }
   }
   return false;

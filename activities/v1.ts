@@ -27,7 +27,11 @@ export function v1Activities(deps: ActivityDeps) {
       const watch = new AttemptWatch(
         deps.kube,
         spec,
-        { heartbeat: (d) => ctx.heartbeat(d.progress), cancellationSignal: ctx.cancellationSignal, cancelled: ctx.cancelled },
+        {
+          heartbeat: (d) => ctx.heartbeat(d.progress),
+          cancellationSignal: ctx.cancellationSignal,
+          cancelled: ctx.cancelled,
+        },
         { followLog: false, resumed: ctx.info.heartbeatDetails as PodProgress | undefined },
       );
       const { end, progress } = await watch.run();

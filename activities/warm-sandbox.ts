@@ -23,14 +23,20 @@ export interface Claimed {
 
 const ownedBy = (spec: AttemptSpec) => (p: V1Pod) => {
   const { executionLabel } = resourceNames(spec.executionId, spec.attempt);
-  return p.metadata?.labels?.[LABELS.execution] === executionLabel && p.metadata?.labels?.[LABELS.attempt] === String(spec.attempt);
+  return (
+    p.metadata?.labels?.[LABELS.execution] === executionLabel &&
+    p.metadata?.labels?.[LABELS.attempt] === String(spec.attempt)
+  );
 };
 
 /** The pool pod an earlier try claimed for this attempt, if it is still there. */
 export async function findClaimedPod(kube: Kube, pool: PoolRef, spec: AttemptSpec): Promise<V1Pod | undefined> {
   const { attemptSelector } = resourceNames(spec.executionId, spec.attempt);
   const list = await kubeCall('look for the pool pod of this attempt', () =>
-    kube.core.listNamespacedPod({ namespace: spec.policy.namespace, labelSelector: `${attemptSelector},${LABELS.pool}=${pool.id}` }),
+    kube.core.listNamespacedPod({
+      namespace: spec.policy.namespace,
+      labelSelector: `${attemptSelector},${LABELS.pool}=${pool.id}`,
+    }),
   );
   return list.items.find(ownedBy(spec));
 }
@@ -79,9 +85,19 @@ export interface Delivery {
 /** Writes the task to the pod's launcher through pods/attach. */
 export async function deliverTask(kube: Kube, pod: string, spec: AttemptSpec): Promise<Delivery> {
   const stdin = new PassThrough();
-  let ws;
+  // The attach's WebSocket (its type comes from `ws`, whose typings the client library does not ship).
+  let ws: { close(): void };
   try {
-    ws = await new Attach(kube.config).attach(spec.policy.namespace, pod, CONTAINER_NAME, null, null, stdin, false);
+    const socket: unknown = await new Attach(kube.config).attach(
+      spec.policy.namespace,
+      pod,
+      CONTAINER_NAME,
+      null,
+      null,
+      stdin,
+      false,
+    );
+    ws = socket as { close(): void };
   } catch (err) {
     throw kubeFailure(err, `attach to pool pod ${pod}`);
   }
@@ -97,7 +113,12 @@ export async function alreadyDelivered(kube: Kube, pod: string, spec: AttemptSpe
   const caps = capsOf(spec.policy);
   let log: string;
   try {
-    log = await kube.core.readNamespacedPodLog({ name: pod, namespace: spec.policy.namespace, container: CONTAINER_NAME, limitBytes: logReadLimit(caps) });
+    log = await kube.core.readNamespacedPodLog({
+      name: pod,
+      namespace: spec.policy.namespace,
+      container: CONTAINER_NAME,
+      limitBytes: logReadLimit(caps),
+    });
   } catch (err) {
     const s = apiStatus(err);
     if (s && (s.code === 400 || s.code === 404)) return true;

@@ -13,7 +13,9 @@ export async function status(client: SandboxClient, executionId: string, json: b
   }
   switch (s.state) {
     case 'queued':
-      out(`${executionId}: queued on task queue ${s.taskQueue} for ${Math.round(s.waitingMs / 1000)} s (${s.pollers} workers polling)`);
+      out(
+        `${executionId}: queued on task queue ${s.taskQueue} for ${Math.round(s.waitingMs / 1000)} s (${s.pollers} workers polling)`,
+      );
       break;
     case 'running':
       out(`${executionId}: running: ${s.stage.stage}: ${s.stage.detail}${s.sandbox ? ` (${s.sandbox})` : ''}`);
@@ -23,7 +25,9 @@ export async function status(client: SandboxClient, executionId: string, json: b
     case 'cleaning_up':
     case 'completed': {
       const r = s.result;
-      out(`${executionId}: ${s.state === 'cleaning_up' ? 'result ready, cleaning up' : 'completed'}: ${r.status}${r.exitCode !== null ? ` (exit ${r.exitCode})` : ''}, ${r.sandbox} sandbox`);
+      out(
+        `${executionId}: ${s.state === 'cleaning_up' ? 'result ready, cleaning up' : 'completed'}: ${r.status}${r.exitCode !== null ? ` (exit ${r.exitCode})` : ''}, ${r.sandbox} sandbox`,
+      );
       if (r.error) out(`error: ${r.error.reason}: ${r.error.message}`);
       out(`--- stdout\n${r.stdout}--- stderr\n${r.stderr}---`);
       for (const f of r.outputFiles) out(`output file ${f.name} (${f.sizeBytes} bytes, ${f.mimeType})`);
@@ -48,8 +52,8 @@ export async function list(client: SandboxClient, limit: number, json: boolean):
     const sa = w.typedSearchAttributes;
     rows.push({
       executionId: w.workflowId,
-      status: (sa?.get(SEARCH_ATTRIBUTES.status) as string | undefined) ?? w.status.name.toLowerCase(),
-      language: sa?.get(SEARCH_ATTRIBUTES.language) as string | undefined,
+      status: sa?.get(SEARCH_ATTRIBUTES.status) ?? w.status.name.toLowerCase(),
+      language: sa?.get(SEARCH_ATTRIBUTES.language),
       started: w.startTime.toISOString(),
       ...(w.closeTime ? { closed: w.closeTime.toISOString() } : {}),
     });

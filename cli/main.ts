@@ -43,7 +43,11 @@ function say(line: string): void {
 async function connect(): Promise<{ client: SandboxClient; config: ReturnType<typeof loadConfig> }> {
   applyStackEnv();
   const config = loadConfig();
-  const client = await SandboxClient.connect({ temporal: config.temporal, taskQueue: config.temporal.taskQueue, policy: config.policy });
+  const client = await SandboxClient.connect({
+    temporal: config.temporal,
+    taskQueue: config.temporal.taskQueue,
+    policy: config.policy,
+  });
   return { client, config };
 }
 
@@ -67,7 +71,8 @@ async function runCommand(argv: string[]): Promise<number> {
       worker: { type: 'string', default: 'auto' },
     },
   });
-  if (!['auto', 'yes', 'no'].includes(values.worker!)) throw new UsageError(`--worker: auto, yes or no, not "${values.worker}"`);
+  if (!['auto', 'yes', 'no'].includes(values.worker))
+    throw new UsageError(`--worker: auto, yes or no, not "${values.worker}"`);
   const args: RunArgs = {
     file: positionals[0],
     code: values.e,
@@ -78,10 +83,10 @@ async function runCommand(argv: string[]): Promise<number> {
     memory: values.memory,
     cpu: values.cpu,
     id: values.id,
-    json: values.json!,
+    json: values.json,
     wait: values.wait,
     saveFiles: values['save-files'],
-    timeline: values.timeline!,
+    timeline: values.timeline,
   };
   ensureLocalStack();
   const { client, config } = await connect();
@@ -90,7 +95,8 @@ async function runCommand(argv: string[]): Promise<number> {
   let starting: Promise<InProcessWorker> | undefined;
   const startHere = (): Promise<InProcessWorker> => {
     starting ??= (async () => {
-      if (!values.json) say(`[durable-sandbox] no worker serves task queue ${config.temporal.taskQueue}: running one in this process`);
+      if (!values.json)
+        say(`[durable-sandbox] no worker serves task queue ${config.temporal.taskQueue}: running one in this process`);
       Runtime.install({ logger: new DefaultLogger('WARN') });
       const { startInProcessWorker } = await import('../dev/in-process');
       return startInProcessWorker(process.env);
@@ -103,7 +109,13 @@ async function runCommand(argv: string[]): Promise<number> {
       ...(values.worker === 'auto' ? { onQueued: () => void startHere() } : {}),
       onResult: async (r: ExecutionResult) => {
         // The result comes before cleanup: an in-process worker must see the cleanup through before it goes.
-        if (starting) await (await starting).client.handle(r.executionId).result().catch(() => undefined);
+        if (starting)
+          await (
+            await starting
+          ).client
+            .handle(r.executionId)
+            .result()
+            .catch(() => undefined);
       },
     });
   } finally {
@@ -118,7 +130,8 @@ async function mcpCommand(argv: string[]): Promise<number> {
   const { serveHttp, serveStdio } = await import('../integrations/mcp');
   if (values.http !== undefined) {
     const port = Number(values.http);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--http takes a port, not "${values.http}"`);
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      throw new UsageError(`--http takes a port, not "${values.http}"`);
     const server = await serveHttp({ client, port, ...(values.host ? { host: values.host } : {}) });
     say(`MCP endpoint: ${server.url}`);
     await new Promise<void>((resolve) => {
@@ -153,17 +166,24 @@ export async function main(argv: string[]): Promise<number> {
       case 'run':
         return await runCommand(rest);
       case 'status': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: { json: { type: 'boolean', default: false } },
+        });
         if (!positionals[0]) throw new UsageError('status needs an execution id');
-        return await withClient((c) => status(c, positionals[0], values.json!));
+        return await withClient((c) => status(c, positionals[0], values.json));
       }
       case 'cancel': {
         if (!rest[0]) throw new UsageError('cancel needs an execution id');
         return await withClient((c) => cancel(c, rest[0]));
       }
       case 'list': {
-        const { values } = parseArgs({ args: rest, options: { limit: { type: 'string', default: '20' }, json: { type: 'boolean', default: false } } });
-        return await withClient((c) => list(c, Number(values.limit), values.json!));
+        const { values } = parseArgs({
+          args: rest,
+          options: { limit: { type: 'string', default: '20' }, json: { type: 'boolean', default: false } },
+        });
+        return await withClient((c) => list(c, Number(values.limit), values.json));
       }
       case 'mcp':
         return await mcpCommand(rest);
@@ -177,7 +197,10 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+    if (
+      err instanceof UsageError ||
+      (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))
+    ) {
       say(`durable-sandbox: ${err.message}\n${USAGE}`);
       return EXIT.usage;
     }

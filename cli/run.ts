@@ -10,7 +10,6 @@ import {
   type ExecutionInput,
   type ExecutionResult,
   type InputFile,
-  type Language,
   type ProgressUpdate,
   type SandboxClient,
 } from '../client';
@@ -45,8 +44,13 @@ export function inputFrom(args: RunArgs): ExecutionInput {
     code = readFileSync(args.file === '-' ? 0 : args.file, 'utf8');
     if (!language && args.file !== '-') language = args.file.endsWith('.sh') ? 'bash' : 'python';
   }
-  if (language !== undefined && !isLanguage(language)) throw new UsageError(`--language: python or bash, not "${language}"`);
-  const files: InputFile[] = args.files.map((p) => ({ name: path.basename(p), content: readFileSync(p).toString('base64'), encoding: 'base64' }));
+  if (language !== undefined && !isLanguage(language))
+    throw new UsageError(`--language: python or bash, not "${language}"`);
+  const files: InputFile[] = args.files.map((p) => ({
+    name: path.basename(p),
+    content: readFileSync(p).toString('base64'),
+    encoding: 'base64',
+  }));
   const env: Record<string, string> = {};
   for (const kv of args.env) {
     const i = kv.indexOf('=');
@@ -54,14 +58,17 @@ export function inputFrom(args: RunArgs): ExecutionInput {
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
   const timeout = args.timeout === undefined ? undefined : Number(args.timeout);
-  if (timeout !== undefined && !Number.isInteger(timeout)) throw new UsageError(`--timeout takes whole seconds, not "${args.timeout}"`);
+  if (timeout !== undefined && !Number.isInteger(timeout))
+    throw new UsageError(`--timeout takes whole seconds, not "${args.timeout}"`);
   return {
     code,
-    language: (language ?? 'python') as Language,
+    language: language ?? 'python',
     ...(timeout !== undefined ? { timeoutSeconds: timeout } : {}),
     ...(files.length ? { files } : {}),
     ...(Object.keys(env).length ? { env } : {}),
-    ...(args.memory || args.cpu ? { limits: { ...(args.memory ? { memory: args.memory } : {}), ...(args.cpu ? { cpu: args.cpu } : {}) } } : {}),
+    ...(args.memory || args.cpu
+      ? { limits: { ...(args.memory ? { memory: args.memory } : {}), ...(args.cpu ? { cpu: args.cpu } : {}) } }
+      : {}),
   };
 }
 
@@ -128,7 +135,9 @@ function summary(r: ExecutionResult): string {
 
 function timelineLines(r: ExecutionResult, full: { phase: string; at: number; attempt: number }[]): string[] {
   const start = full[0]?.at ?? 0;
-  return full.map((e) => `  +${String(e.at - start).padStart(6)} ms  ${e.phase}${r.attempts > 1 ? ` (attempt ${e.attempt})` : ''}`);
+  return full.map(
+    (e) => `  +${String(e.at - start).padStart(6)} ms  ${e.phase}${r.attempts > 1 ? ` (attempt ${e.attempt})` : ''}`,
+  );
 }
 
 /**
@@ -202,7 +211,9 @@ export async function run(client: SandboxClient, args: RunArgs, options: RunHook
       view?.done(summary(result), ok);
       for (const f of result.outputFiles) {
         const where = args.saveFiles ? ` -> ${path.join(args.saveFiles, f.name)}` : '';
-        process.stderr.write(`  output file ${f.name} (${f.sizeBytes} bytes, ${f.mimeType}${f.truncated ? ', truncated' : ''})${where}\n`);
+        process.stderr.write(
+          `  output file ${f.name} (${f.sizeBytes} bytes, ${f.mimeType}${f.truncated ? ', truncated' : ''})${where}\n`,
+        );
       }
     }
     await options.onResult?.(result);
@@ -213,7 +224,10 @@ export async function run(client: SandboxClient, args: RunArgs, options: RunHook
     return exitCodeOf(result);
   } catch (err) {
     if (err instanceof ExecutionWaitAbortedError) {
-      view?.done(`stopped waiting: execution ${err.executionId} is ${err.state}; \`durable-sandbox status ${err.executionId}\` shows it`, false);
+      view?.done(
+        `stopped waiting: execution ${err.executionId} is ${err.state}; \`durable-sandbox status ${err.executionId}\` shows it`,
+        false,
+      );
       return EXIT.stoppedWaiting;
     }
     throw err;

@@ -67,7 +67,10 @@ export async function connectionOptions(s: TemporalSettings): Promise<Connection
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** A client connection; checks that the namespace exists, so a wrong one fails here, typed, not on first use. */
-export async function connectClient(s: TemporalSettings, connectTimeout: ConnectionOptions['connectTimeout'] = '10s'): Promise<Client> {
+export async function connectClient(
+  s: TemporalSettings,
+  connectTimeout: ConnectionOptions['connectTimeout'] = '10s',
+): Promise<Client> {
   let connection: Connection;
   try {
     connection = await Connection.connect({ ...(await connectionOptions(s)), connectTimeout });
@@ -81,7 +84,8 @@ export async function connectClient(s: TemporalSettings, connectTimeout: Connect
     const code = (err as { code?: number }).code;
     // gRPC NOT_FOUND (5), UNAUTHENTICATED (16), PERMISSION_DENIED (7).
     if (code === 5) throw new TemporalConnectionError(s.address, s.namespace, 'namespace-not-found', message(err));
-    if (code === 16 || code === 7) throw new TemporalConnectionError(s.address, s.namespace, 'unauthorized', message(err));
+    if (code === 16 || code === 7)
+      throw new TemporalConnectionError(s.address, s.namespace, 'unauthorized', message(err));
     throw new TemporalConnectionError(s.address, s.namespace, 'unreachable', message(err));
   }
   return new Client({ connection, namespace: s.namespace });

@@ -9,6 +9,8 @@ export class ExecutionWaitAbortedError extends Error {
     readonly state: 'queued' | 'running' | 'cleaning_up' | 'completed' | 'unknown',
     readonly why: 'aborted' | 'timeout',
   ) {
-    super(`stopped waiting for execution ${executionId} (${why === 'timeout' ? 'wait timeout' : 'aborted'}); it is ${state}, and goes on: attach again with its id`);
+    super(
+      `stopped waiting for execution ${executionId} (${why === 'timeout' ? 'wait timeout' : 'aborted'}); it is ${state}, and goes on: attach again with its id`,
+    );
   }
 }

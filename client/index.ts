@@ -116,8 +116,9 @@ function preview(input: ExecutionInput): string {
 
 /** The await step's heartbeat of an execution started before the fast path. */
 function legacyAwaitProgress(raw: Awaited<ReturnType<Handle['describe']>>['raw']): PodProgress | undefined {
-  const payload = raw.pendingActivities?.find((a) => a.activityType?.name === 'awaitCompletion')?.heartbeatDetails?.payloads?.[0];
-  return payload ? (defaultPayloadConverter.fromPayload(payload) as PodProgress) : undefined;
+  const payload = raw.pendingActivities?.find((a) => a.activityType?.name === 'awaitCompletion')?.heartbeatDetails
+    ?.payloads?.[0];
+  return payload ? defaultPayloadConverter.fromPayload<PodProgress>(payload) : undefined;
 }
 
 /** A client from raw connection options, with the same typed failures as connectClient. */
@@ -126,7 +127,12 @@ async function connectRaw(options: ConnectionOptions, s: TemporalSettings): Prom
   try {
     connection = await Connection.connect(options);
   } catch (err) {
-    throw new TemporalConnectionError(s.address, s.namespace, 'unreachable', err instanceof Error ? err.message : String(err));
+    throw new TemporalConnectionError(
+      s.address,
+      s.namespace,
+      'unreachable',
+      err instanceof Error ? err.message : String(err),
+    );
   }
   return new Client({ connection, namespace: s.namespace });
 }
@@ -182,7 +188,9 @@ export class SandboxClient {
       return `waiting for a worker on task queue ${this.taskQueue} (${who}; waited ${Math.round(waitedMs / 1000)} s)`;
     };
     const watch =
-      options.onStdout || options.onStderr || options.onProgress ? new ExecutionWatcher(this.handle(executionId), options, queued) : undefined;
+      options.onStdout || options.onStderr || options.onProgress
+        ? new ExecutionWatcher(this.handle(executionId), options, queued)
+        : undefined;
     try {
       const wait = this.awaitResult(executionId, start);
       let settled = false;
@@ -221,7 +229,9 @@ export class SandboxClient {
         await delay(Math.min(left, 2000));
         continue;
       }
-      await handle.terminate(`${QUEUE_TIMEOUT_TERMINATION}: no worker started it within ${limitSeconds} s`).catch(() => undefined);
+      await handle
+        .terminate(`${QUEUE_TIMEOUT_TERMINATION}: no worker started it within ${limitSeconds} s`)
+        .catch(() => undefined);
       return this.queueTimeoutOutcome(executionId);
     }
     return undefined;
@@ -234,7 +244,7 @@ export class SandboxClient {
     if (!reason.startsWith(QUEUE_TIMEOUT_TERMINATION)) return undefined;
     const started = events[0];
     const payload = started?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-    const input = payload ? (defaultPayloadConverter.fromPayload(payload) as Partial<ExecutionInput>) : {};
+    const input = payload ? defaultPayloadConverter.fromPayload<Partial<ExecutionInput>>(payload) : {};
     const language: Language = input.language === 'bash' ? 'bash' : 'python';
     const t = started?.eventTime;
     return queueTimeoutResult({
@@ -248,7 +258,11 @@ export class SandboxClient {
   }
 
   /** Races a wait against the caller's AbortSignal and wait timeout. */
-  private async untilStopped<T>(executionId: string, wait: Promise<T>, options: Pick<ExecuteOptions, 'signal' | 'waitTimeoutMs'>): Promise<T> {
+  private async untilStopped<T>(
+    executionId: string,
+    wait: Promise<T>,
+    options: Pick<ExecuteOptions, 'signal' | 'waitTimeoutMs'>,
+  ): Promise<T> {
     const { signal, waitTimeoutMs } = options;
     if (!signal && waitTimeoutMs === undefined) return wait;
     wait.catch(() => undefined);
@@ -264,7 +278,10 @@ export class SandboxClient {
       const first = await Promise.race([wait.then((v) => ({ v })), stopped]);
       if (typeof first === 'object') return first.v;
       const state = await this.getExecution(executionId).then(
-        (s) => (s.state === 'running' || s.state === 'cleaning_up' || s.state === 'completed' || s.state === 'queued' ? s.state : 'unknown'),
+        (s) =>
+          s.state === 'running' || s.state === 'cleaning_up' || s.state === 'completed' || s.state === 'queued'
+            ? s.state
+            : 'unknown',
         () => 'unknown' as const,
       );
       throw new ExecutionWaitAbortedError(executionId, state, first);
@@ -290,22 +307,36 @@ export class SandboxClient {
   }
 
   /** The `result` update, sent with the start (or to the running execution); a closed execution gives its result. */
-  private async awaitResult(executionId: string, start: WorkflowStartOptions<typeof executeCodeWorkflow>): Promise<ExecutionResult> {
+  private async awaitResult(
+    executionId: string,
+    start: WorkflowStartOptions<typeof executeCodeWorkflow>,
+  ): Promise<ExecutionResult> {
     const startWorkflowOperation = new WithStartWorkflowOperation<typeof executeCodeWorkflow>('executeCode', {
       ...start,
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
     try {
-      return await this.temporal.workflow.executeUpdateWithStart(resultUpdate, { startWorkflowOperation, updateId: RESULT_UPDATE_ID });
+      return await this.temporal.workflow.executeUpdateWithStart(resultUpdate, {
+        startWorkflowOperation,
+        updateId: RESULT_UPDATE_ID,
+      });
     } catch (err) {
       // The execution ended before (the update cannot reach a closed run), or ended without a result (bad input):
       // its outcome is the workflow's.
       // NOT_FOUND: the run closed while the update was on its way (terminated because nobody served it in time).
-      const closedMeanwhile = isGrpcServiceError(err) && err.code === GRPC_NOT_FOUND;
-      if (err instanceof WorkflowExecutionAlreadyStartedError || err instanceof WorkflowUpdateFailedError || closedMeanwhile) {
+      const closedMeanwhile = isGrpcServiceError(err) && Number(err.code) === GRPC_NOT_FOUND;
+      if (
+        err instanceof WorkflowExecutionAlreadyStartedError ||
+        err instanceof WorkflowUpdateFailedError ||
+        closedMeanwhile
+      ) {
         return this.handle(executionId)
           .result()
-          .catch(async (failure: unknown) => (await this.queueTimeoutOutcome(executionId).catch(() => undefined)) ?? Promise.reject(failure));
+          .catch(async (failure: unknown) => {
+            const outcome = await this.queueTimeoutOutcome(executionId).catch(() => undefined);
+            if (!outcome) throw failure;
+            return outcome;
+          });
       }
       throw err;
     }
@@ -329,10 +360,17 @@ export class SandboxClient {
         const stage = progressOf(raw);
         const pollers = await this.pollers();
         if (stage.stage === 'queued') {
-          return { executionId, state: 'queued', taskQueue: this.taskQueue, pollers, waitingMs: Date.now() - startTime.getTime() };
+          return {
+            executionId,
+            state: 'queued',
+            taskQueue: this.taskQueue,
+            pollers,
+            waitingMs: Date.now() - startTime.getTime(),
+          };
         }
         const progress = pollers > 0 ? await this.ask(() => handle.query(progressQuery)) : undefined;
-        const result = progress?.result ?? (stage.stage === 'finishing' ? await this.resultFromHistory(executionId) : undefined);
+        const result =
+          progress?.result ?? (stage.stage === 'finishing' ? await this.resultFromHistory(executionId) : undefined);
         if (result) return { executionId, state: 'cleaning_up', result, ...(progress ? { progress } : {}) };
         const run = runHeartbeat(raw);
         const pod = run?.progress ?? legacyAwaitProgress(raw);
@@ -370,7 +408,8 @@ export class SandboxClient {
     });
     // The server keeps a worker in the list for a few minutes after it stopped polling.
     const recent = Date.now() - 70_000;
-    return (pollers ?? []).filter((p) => !p.lastAccessTime?.seconds || Number(p.lastAccessTime.seconds) * 1000 > recent).length;
+    return (pollers ?? []).filter((p) => !p.lastAccessTime?.seconds || Number(p.lastAccessTime.seconds) * 1000 > recent)
+      .length;
   }
 
   /** A question to the workflow (needs a worker), given up on after a few seconds. */
@@ -383,7 +422,7 @@ export class SandboxClient {
     const history = await this.handle(executionId).fetchHistory();
     for (const e of history.events ?? []) {
       const payload = e.workflowExecutionUpdateCompletedEventAttributes?.outcome?.success?.payloads?.[0];
-      if (payload) return defaultPayloadConverter.fromPayload(payload) as ExecutionResult;
+      if (payload) return defaultPayloadConverter.fromPayload<ExecutionResult>(payload);
     }
     return undefined;
   }

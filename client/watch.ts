@@ -48,7 +48,7 @@ export function runHeartbeat(raw: Raw): RunHeartbeat | undefined {
   const step = raw.pendingActivities?.find((a) => a.activityType?.name === RUN_STEP);
   const payload = step?.heartbeatDetails?.payloads?.[0];
   if (!payload) return undefined;
-  return defaultPayloadConverter.fromPayload(payload as Parameters<typeof defaultPayloadConverter.fromPayload>[0]) as RunHeartbeat;
+  return defaultPayloadConverter.fromPayload<RunHeartbeat>(payload);
 }
 
 /** The stage of a running execution from its description. */
@@ -61,12 +61,18 @@ export function progressOf(raw: Raw): ProgressUpdate {
     if (p.containerStartedAt !== undefined || (hb.output && (hb.output.stdout.end > 0 || hb.output.stderr.end > 0))) {
       return { ...base, stage: 'running', detail: p.podName ? `running in pod ${p.podName}` : 'running' };
     }
-    return { ...base, stage: 'starting', detail: p.waitingFor ?? (p.podName ? `starting pod ${p.podName}` : 'getting a sandbox') };
+    return {
+      ...base,
+      stage: 'starting',
+      detail: p.waitingFor ?? (p.podName ? `starting pod ${p.podName}` : 'getting a sandbox'),
+    };
   }
-  if (names.includes('cleanup') || names.includes('collectOutput')) return { stage: 'finishing', detail: 'cleaning up', attempt: 1 };
+  if (names.includes('cleanup') || names.includes('collectOutput'))
+    return { stage: 'finishing', detail: 'cleaning up', attempt: 1 };
   if (names.includes(RUN_STEP)) return { stage: 'starting', detail: 'getting a sandbox', attempt: 1 };
   // Started, and its first workflow task never handled: no worker has taken it.
-  if (Number(raw.workflowExecutionInfo?.historyLength ?? 0) <= 2) return { stage: 'queued', detail: 'waiting for a worker', attempt: 1 };
+  if (Number(raw.workflowExecutionInfo?.historyLength ?? 0) <= 2)
+    return { stage: 'queued', detail: 'waiting for a worker', attempt: 1 };
   return { stage: 'starting', detail: 'starting', attempt: 1 };
 }
 
@@ -123,7 +129,7 @@ export class ExecutionWatcher {
     while (!this.stopped) {
       try {
         const { raw, status, startTime } = await this.handle.describe();
-        if (!this.stopped && status.name === 'RUNNING') await this.observe(raw as Raw, startTime);
+        if (!this.stopped && status.name === 'RUNNING') await this.observe(raw, startTime);
       } catch {
         // Not started yet, or Temporal briefly unreachable: the next poll tries again.
       }
@@ -143,7 +149,8 @@ export class ExecutionWatcher {
       const rank = p.attempt * 10 + STAGES.indexOf(p.stage);
       if (rank < this.lastRank) return;
       this.lastRank = rank;
-      if (p.stage === 'queued' && this.queued) p.detail = await this.queued(Date.now() - startTime.getTime()).catch(() => p.detail);
+      if (p.stage === 'queued' && this.queued)
+        p.detail = await this.queued(Date.now() - startTime.getTime()).catch(() => p.detail);
       const key = `${p.stage}|${p.detail}|${p.attempt}`;
       if (key !== this.lastProgress) {
         this.lastProgress = key;

@@ -35,7 +35,8 @@ const START_FAILURES = new Set(['StartError', 'ContainerCannotRun']);
  * the pod's or a container's ephemeral-storage limit). Such evictions carry no DisruptionTarget condition; evictions
  * for node pressure do.
  */
-const STORAGE_LIMIT_EVICTION = /EmptyDir volume .* exceeds the limit|ephemeral local storage usage exceeds|exceeded its local ephemeral storage limit/i;
+const STORAGE_LIMIT_EVICTION =
+  /EmptyDir volume .* exceeds the limit|ephemeral local storage usage exceeds|exceeded its local ephemeral storage limit/i;
 
 function infra(reason: FailureReason, message: string): Verdict {
   return { state: 'infra', error: infraError(reason, message) };
@@ -112,7 +113,10 @@ export function classify(input: {
   if (!pod) {
     const failed = jobCondition(job, 'Failed');
     if (failed) return infra('JobFailed', `the Job failed without a pod: ${failed.reason}: ${failed.message}`);
-    return { state: 'pending', detail: 'waiting for the Job controller to create the pod (a full ResourceQuota delays it)' };
+    return {
+      state: 'pending',
+      detail: 'waiting for the Job controller to create the pod (a full ResourceQuota delays it)',
+    };
   }
 
   return classifyPod(pod, progress, now, input.unschedulableGraceSeconds);

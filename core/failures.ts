@@ -26,7 +26,10 @@ export const FAILURE_REASONS = {
   QuotaExceeded: { retryable: false, meaning: 'a ResourceQuota stayed full for the whole retry window' },
   NameConflict: { retryable: false, meaning: "an object with the attempt's name belongs to something else" },
   // The workflow's own view.
-  QueueTimeout: { retryable: false, meaning: 'no worker started the execution within DS_QUEUE_TIMEOUT_SECONDS; nothing ran' },
+  QueueTimeout: {
+    retryable: false,
+    meaning: 'no worker started the execution within DS_QUEUE_TIMEOUT_SECONDS; nothing ran',
+  },
   StepFailed: { retryable: false, meaning: 'a step failed in an unexpected way (its message says how)' },
 } as const;
 

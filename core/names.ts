@@ -60,5 +60,10 @@ export function resourceNames(executionId: string, attempt: number): ResourceNam
   const s = slug(executionId, 32);
   const name = `ds-${s ? `${s}-` : ''}${executionLabel.slice(0, 10)}-${attempt}`;
   const executionSelector = `${LABELS.managedBy}=${MANAGED_BY},${LABELS.execution}=${executionLabel}`;
-  return { name, executionLabel, executionSelector, attemptSelector: `${executionSelector},${LABELS.attempt}=${attempt}` };
+  return {
+    name,
+    executionLabel,
+    executionSelector,
+    attemptSelector: `${executionSelector},${LABELS.attempt}=${attempt}`,
+  };
 }

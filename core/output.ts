@@ -55,7 +55,9 @@ export interface Caps {
 /** Bytes of pod log to read at most: every captured byte base64-encoded, plus framing, file headers and the trailer. */
 export function logReadLimit(caps: Caps): number {
   const payload = caps.stdoutCapBytes + caps.stderrCapBytes + (caps.outputFilesCapBytes ?? 0);
-  return Math.ceil((payload * 4) / 3) + Math.ceil(payload / 8192 + 2) * 4 + (caps.outputFilesMaxCount ?? 0) * 4096 + 4096;
+  return (
+    Math.ceil((payload * 4) / 3) + Math.ceil(payload / 8192 + 2) * 4 + (caps.outputFilesMaxCount ?? 0) * 4096 + 4096
+  );
 }
 
 const MIME: Record<string, string> = {
@@ -88,7 +90,9 @@ export function mimeTypeOf(name: string): string {
   return (ext && MIME[ext]) || 'application/octet-stream';
 }
 
-const isText = (mime: string) => mime.startsWith('text/') || ['application/json', 'application/xml', 'application/yaml', 'image/svg+xml'].includes(mime);
+const isText = (mime: string) =>
+  mime.startsWith('text/') ||
+  ['application/json', 'application/xml', 'application/yaml', 'image/svg+xml'].includes(mime);
 
 /**
  * A name the result may carry: a relative path under /sandbox/out made of ordinary segments (no '..', no empty or
@@ -96,6 +100,7 @@ const isText = (mime: string) => mime.startsWith('text/') || ['application/json'
  */
 export function safeOutputName(name: string): boolean {
   if (!name || name.length > 255 || name.startsWith('/')) return false;
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what a file name must not hold
   if (/[\u0000-\u001f\u007f\\]/.test(name)) return false;
   return name.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
 }

@@ -97,8 +97,15 @@ export const DEFAULT_POLICY: ExecutionPolicy = {
 };
 
 /** The worst-case size of a result (bytes) with these caps: streams escaped 6x in JSON, files in base64, and room. */
-export function worstResultBytes(p: Pick<ExecutionPolicy, 'stdoutCapBytes' | 'stderrCapBytes' | 'outputFilesCapBytes' | 'outputFilesMaxCount'>): number {
-  return 6 * (p.stdoutCapBytes + p.stderrCapBytes) + Math.ceil((p.outputFilesCapBytes * 4) / 3) + p.outputFilesMaxCount * 512 + 16 * 1024;
+export function worstResultBytes(
+  p: Pick<ExecutionPolicy, 'stdoutCapBytes' | 'stderrCapBytes' | 'outputFilesCapBytes' | 'outputFilesMaxCount'>,
+): number {
+  return (
+    6 * (p.stdoutCapBytes + p.stderrCapBytes) +
+    Math.ceil((p.outputFilesCapBytes * 4) / 3) +
+    p.outputFilesMaxCount * 512 +
+    16 * 1024
+  );
 }
 
 /** The output caps a policy sets (streams and files). */

@@ -34,7 +34,12 @@ export const POOL_SIGNALS = { replenish: 'replenish', configure: 'configure' } a
 /** The largest task the launcher accepts: code, files and env with their JSON overhead, with room to spare. */
 export const MAX_TASK_BYTES = 4 * 1024 * 1024;
 
-export function poolRef(taskQueue: string, language: Language, policy: ExecutionPolicy, launcherSource: string): PoolRef {
+export function poolRef(
+  taskQueue: string,
+  language: Language,
+  policy: ExecutionPolicy,
+  launcherSource: string,
+): PoolRef {
   const id = `${language}-${hash16(taskQueue).slice(0, 12)}`;
   const template = hash16(JSON.stringify([policy, language, hash16(launcherSource)]));
   return { id, language, template };
@@ -46,7 +51,11 @@ export function poolWorkflowId(taskQueue: string, language: Language): string {
 }
 
 export function poolSelector(pool: PoolRef, state?: PoolState): string {
-  return [`${LABELS.managedBy}=${MANAGED_BY}`, `${LABELS.pool}=${pool.id}`, ...(state ? [`${LABELS.poolState}=${state}`] : [])].join(',');
+  return [
+    `${LABELS.managedBy}=${MANAGED_BY}`,
+    `${LABELS.pool}=${pool.id}`,
+    ...(state ? [`${LABELS.poolState}=${state}`] : []),
+  ].join(',');
 }
 
 /** Whether a request can run in a pool pod: the pool's pods have the default limits. */
@@ -85,7 +94,16 @@ export function buildPoolPod(args: {
     },
     spec: hardenedPodSpec(policy, {
       image: policy.images[pool.language],
-      command: ['python3', '-c', args.launcherSource, '--warm', '--max-task-bytes', String(MAX_TASK_BYTES), '--task-dir', SANDBOX_DIR],
+      command: [
+        'python3',
+        '-c',
+        args.launcherSource,
+        '--warm',
+        '--max-task-bytes',
+        String(MAX_TASK_BYTES),
+        '--task-dir',
+        SANDBOX_DIR,
+      ],
       env: programEnv(pool.language),
       cpu: policy.defaultCpu,
       memory: policy.defaultMemory,
@@ -107,7 +125,10 @@ export function podAgeSeconds(pod: V1Pod, now: number): number {
  * exactly one succeeds (the other gets 409 Conflict). It binds the pod to the attempt (the attempt's labels, so
  * cleanup and the reconciler find it like a Job's pod) and lowers its deadline to the program's.
  */
-export function claimPatch(pod: V1Pod, args: { executionId: string; attempt: number; request: ExecutionRequest; policy: ExecutionPolicy; now: number }): object {
+export function claimPatch(
+  pod: V1Pod,
+  args: { executionId: string; attempt: number; request: ExecutionRequest; policy: ExecutionPolicy; now: number },
+): object {
   const names = resourceNames(args.executionId, args.attempt);
   const deadline = podAgeSeconds(pod, args.now) + args.request.timeoutSeconds + args.policy.startupAllowanceSeconds;
   return {
@@ -154,7 +175,12 @@ export interface WarmTask {
   filesCap: number;
 }
 
-export function warmTask(executionId: string, attempt: number, request: ExecutionRequest, policy: ExecutionPolicy): WarmTask {
+export function warmTask(
+  executionId: string,
+  attempt: number,
+  request: ExecutionRequest,
+  policy: ExecutionPolicy,
+): WarmTask {
   const language = LANGUAGES[request.language];
   return {
     executionId,

@@ -12,7 +12,10 @@ import type {
 
 const EMPTY: StreamOutput = { text: '', totalBytes: 0, capturedBytes: 0, truncated: false };
 
-export function statusOf(end: AttemptEnd, output: CollectedOutput | undefined): { status: ExecutionStatus; exitCode: number | null } {
+export function statusOf(
+  end: AttemptEnd,
+  output: CollectedOutput | undefined,
+): { status: ExecutionStatus; exitCode: number | null } {
   switch (end.kind) {
     case 'cancelled':
       return { status: 'cancelled', exitCode: null };

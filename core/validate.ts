@@ -141,7 +141,7 @@ function validateQuantity(
 ): string {
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || parse(value) === null) {
-    fail(field, 'quantity', `"${String(value)}" is not a Kubernetes quantity`);
+    fail(field, 'quantity', `${JSON.stringify(value)} is not a Kubernetes quantity`);
   }
   const n = parse(value) as number;
   if (n < min) fail(field, `min ${min}`, `"${value}" is below the minimum`);
@@ -167,10 +167,18 @@ export function validateInput(input: unknown, policy: ExecutionPolicy): Executio
   if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1) {
     fail('timeoutSeconds', 'integer >= 1', `${String(timeout)} is not a whole number of seconds >= 1`);
   }
-  if (timeout > maxTimeout) fail('timeoutSeconds', `max ${maxTimeout}`, `${timeout} is above the maximum ${maxTimeout}`);
+  if (timeout > maxTimeout)
+    fail('timeoutSeconds', `max ${maxTimeout}`, `${timeout} is above the maximum ${maxTimeout}`);
   const limits = i.limits ?? {};
   if (typeof limits !== 'object' || limits === null) fail('limits', 'type', 'must be an object');
-  const cpu = validateQuantity('limits.cpu', limits.cpu, policy.defaultCpu, cpuMillis, HARD_LIMITS.minCpuMillis, policy.maxCpu);
+  const cpu = validateQuantity(
+    'limits.cpu',
+    limits.cpu,
+    policy.defaultCpu,
+    cpuMillis,
+    HARD_LIMITS.minCpuMillis,
+    policy.maxCpu,
+  );
   const memory = validateQuantity(
     'limits.memory',
     limits.memory,

@@ -39,11 +39,18 @@ export async function startInProcessWorker(
 ): Promise<InProcessWorker> {
   const config = loadConfig(env);
   const nativeConnection = await connectTemporal(config.temporal);
-  const worker = await createSandboxWorker(config, nativeConnection, { workflowBundle: await workflowBundle(), workflowsPath: undefined });
+  const worker = await createSandboxWorker(config, nativeConnection, {
+    workflowBundle: await workflowBundle(),
+    workflowsPath: undefined,
+  });
   const running = worker.run();
   const temporal = await connectClient(config.temporal);
   const connection = temporal.connection;
-  const client = await SandboxClient.connect({ client: temporal, taskQueue: config.temporal.taskQueue, policy: config.policy });
+  const client = await SandboxClient.connect({
+    client: temporal,
+    taskQueue: config.temporal.taskQueue,
+    policy: config.policy,
+  });
   let stopped: Promise<void> | undefined;
   const stopWorker = (): Promise<void> => {
     stopped ??= (async () => {
@@ -54,7 +61,10 @@ export async function startInProcessWorker(
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running.catch(() => undefined);
       if (options.ephemeral && config.reconcile.intervalSeconds > 0) {
-        await worker.temporalClient.schedule.getHandle(config.reconcile.scheduleId).delete().catch(() => undefined);
+        await worker.temporalClient.schedule
+          .getHandle(config.reconcile.scheduleId)
+          .delete()
+          .catch(() => undefined);
       }
       await worker.temporalClient.connection.close().catch(() => undefined);
       await nativeConnection.close().catch(() => undefined);

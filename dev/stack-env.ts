@@ -67,7 +67,9 @@ export function ensureLocalStack(): void {
   if (!sides.kube && !sides.temporal) return;
   const stack = path.join(PROJECT_ROOT, 'scripts', 'stack');
   if (spawnSync('bash', [path.join(stack, 'status.sh')], { stdio: 'ignore' }).status === 0) return;
-  process.stderr.write('The local stack is not running: bringing it up (the first time builds it, which takes a while).\n');
+  process.stderr.write(
+    'The local stack is not running: bringing it up (the first time builds it, which takes a while).\n',
+  );
   const up = spawnSync('bash', [path.join(stack, 'up.sh')], { stdio: ['ignore', process.stderr, process.stderr] });
   if (up.status !== 0) throw new Error('could not bring the local stack up (see the messages above)');
 }

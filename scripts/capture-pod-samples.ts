@@ -55,7 +55,8 @@ async function run(): Promise<void> {
       name: 'unschedulable',
       code: 'print(1)',
       edit: (j) => (j.spec!.template.spec!.nodeSelector = { 'durable-sandbox.dev/no-such-node': 'true' }),
-      ready: (p) => p?.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.reason === 'Unschedulable') ?? false,
+      ready: (p) =>
+        p?.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.reason === 'Unschedulable') ?? false,
     },
     {
       name: 'deadline-exceeded',

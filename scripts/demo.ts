@@ -20,7 +20,25 @@ print(sum(i * i for i in range(10)))
 const argv = process.argv.slice(2);
 const noWorker = argv.includes('--no-worker');
 const rest = argv.filter((a) => a !== '--no-worker');
-const hasProgram = rest.includes('-e') || rest.some((a, i) => !a.startsWith('-') && !['--language', '-l', '--timeout', '-t', '--id', '--memory', '--cpu', '--file', '--env', '--wait', '--save-files'].includes(rest[i - 1] ?? ''));
+const hasProgram =
+  rest.includes('-e') ||
+  rest.some(
+    (a, i) =>
+      !a.startsWith('-') &&
+      ![
+        '--language',
+        '-l',
+        '--timeout',
+        '-t',
+        '--id',
+        '--memory',
+        '--cpu',
+        '--file',
+        '--env',
+        '--wait',
+        '--save-files',
+      ].includes(rest[i - 1] ?? ''),
+  );
 
 main(['run', ...(hasProgram ? [] : ['-e', SAMPLE]), ...rest, '--timeline', '--worker', noWorker ? 'no' : 'yes']).then(
   (code) => process.exit(code),

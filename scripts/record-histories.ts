@@ -11,13 +11,25 @@ import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { ExecutionInput } from '../client';
 import { PROJECT_ROOT } from '../dev/stack-env';
-import { adminKube, poolHasReady, startWorker, SANDBOX_NAMESPACE, whenRunning, type TestWorker } from '../test/helpers/stack';
+import {
+  adminKube,
+  poolHasReady,
+  startWorker,
+  SANDBOX_NAMESPACE,
+  whenRunning,
+  type TestWorker,
+} from '../test/helpers/stack';
 import { resourceNames } from '../core/names';
 import { poolWorkflowId } from '../core/pool';
 
 const OUT = path.join(PROJECT_ROOT, 'test', 'replay', 'histories');
 
-async function record(w: TestWorker, name: string, input: ExecutionInput, during?: (id: string) => Promise<void>): Promise<void> {
+async function record(
+  w: TestWorker,
+  name: string,
+  input: ExecutionInput,
+  during?: (id: string) => Promise<void>,
+): Promise<void> {
   const executionId = `replay-${name}-${Date.now()}`;
   const answered = w.client.executeCode(input, { executionId });
   answered.catch(() => undefined);
@@ -42,7 +54,10 @@ async function run(): Promise<void> {
     await record(w, 'succeeded', { code: 'print("hello")' });
     await record(w, 'failed', { code: 'import sys\nprint("out")\nprint("err", file=sys.stderr)\nsys.exit(3)' });
     await record(w, 'timed-out', { code: 'import time\ntime.sleep(600)', timeoutSeconds: 2 });
-    await record(w, 'oom-killed', { code: 'x = []\nwhile True:\n    x.append(bytearray(16 << 20))', limits: { memory: '64Mi' } });
+    await record(w, 'oom-killed', {
+      code: 'x = []\nwhile True:\n    x.append(bytearray(16 << 20))',
+      limits: { memory: '64Mi' },
+    });
     await record(w, 'cancelled', { code: 'import time\nprint("started", flush=True)\ntime.sleep(600)' }, async (id) => {
       await whenRunning(kube, id);
       await w.client.cancelExecution(id);
@@ -50,11 +65,14 @@ async function run(): Promise<void> {
     await record(w, 'infra-retry', { code: 'import time\ntime.sleep(4)\nprint("done")' }, async (id) => {
       // Lose the first attempt's pod: the execution retries with fresh resources and succeeds.
       await whenRunning(kube, id);
-      const pods = await kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: resourceNames(id, 1).attemptSelector });
+      const pods = await kube.core.listNamespacedPod({
+        namespace: SANDBOX_NAMESPACE,
+        labelSelector: resourceNames(id, 1).attemptSelector,
+      });
       await kube.core.deleteNamespacedPod({ name: pods.items[0].metadata!.name!, namespace: SANDBOX_NAMESPACE });
     });
     await record(broken, 'image-missing', { code: 'print(1)' });
-    await record(w, 'invalid-input', { code: 'print(1)', timeoutSeconds: 10 ** 6 } as ExecutionInput).catch(async () => {
+    await record(w, 'invalid-input', { code: 'print(1)', timeoutSeconds: 10 ** 6 }).catch(async () => {
       // The client refuses this input itself; start the workflow directly to record the workflow's own refusal.
       const executionId = `replay-invalid-input-${Date.now()}`;
       const handle = await w.client.temporal.workflow.start('executeCode', {

@@ -1,5 +1,11 @@
 /** The worker's configuration, read from the environment with every value checked. */
-import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, HARD_LIMITS, worstResultBytes, type ExecutionPolicy } from '../core/policy';
+import {
+  DEFAULT_POLICY,
+  DEFAULT_TASK_QUEUE,
+  HARD_LIMITS,
+  worstResultBytes,
+  type ExecutionPolicy,
+} from '../core/policy';
 import { temporalSettingsFromEnv, type TemporalSettings } from '../client/connection';
 import type { PoolConfig } from '../core/pool';
 import { bytes, cpuMillis } from '../core/quantity';
@@ -20,7 +26,6 @@ export interface WorkerConfig {
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
-
 
 type Env = Record<string, string | undefined>;
 
@@ -54,7 +59,13 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   const image = env.DS_IMAGE;
   const policy: ExecutionPolicy = {
     namespace: env.DS_SANDBOX_NAMESPACE || d.namespace,
-    defaultTimeoutSeconds: int(env, 'DS_DEFAULT_TIMEOUT_SECONDS', d.defaultTimeoutSeconds, 1, HARD_LIMITS.maxTimeoutSeconds),
+    defaultTimeoutSeconds: int(
+      env,
+      'DS_DEFAULT_TIMEOUT_SECONDS',
+      d.defaultTimeoutSeconds,
+      1,
+      HARD_LIMITS.maxTimeoutSeconds,
+    ),
     maxTimeoutSeconds: int(env, 'DS_MAX_TIMEOUT_SECONDS', d.maxTimeoutSeconds, 1, HARD_LIMITS.maxTimeoutSeconds),
     defaultCpu: quantity(env, 'DS_DEFAULT_CPU', d.defaultCpu, cpuMillis),
     defaultMemory: quantity(env, 'DS_DEFAULT_MEMORY', d.defaultMemory, bytes),

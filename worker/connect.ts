@@ -8,7 +8,8 @@ export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
   const kc = new KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) throw new Error(`no Kubernetes cluster configured (kubeconfig: ${kubeconfig ?? 'default'})`);
+  if (!kc.getCurrentCluster())
+    throw new Error(`no Kubernetes cluster configured (kubeconfig: ${kubeconfig ?? 'default'})`);
   return kc;
 }
 
@@ -17,7 +18,12 @@ export async function connectTemporal(t: TemporalSettings): Promise<NativeConnec
   try {
     return await NativeConnection.connect(await connectionOptions(t));
   } catch (err) {
-    throw new TemporalConnectionError(t.address, t.namespace, 'unreachable', err instanceof Error ? err.message : String(err));
+    throw new TemporalConnectionError(
+      t.address,
+      t.namespace,
+      'unreachable',
+      err instanceof Error ? err.message : String(err),
+    );
   }
 }
 

@@ -5,7 +5,10 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
 import type { WorkerConfig } from './config';
 
-export async function ensureReconcilerSchedule(client: Client, config: WorkerConfig): Promise<'created' | 'updated' | 'off'> {
+export async function ensureReconcilerSchedule(
+  client: Client,
+  config: WorkerConfig,
+): Promise<'created' | 'updated' | 'off'> {
   const { reconcile, temporal } = config;
   if (reconcile.intervalSeconds === 0) return 'off';
   const options: ScheduleOptions = {
@@ -26,7 +29,9 @@ export async function ensureReconcilerSchedule(client: Client, config: WorkerCon
     return 'created';
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(reconcile.scheduleId).update((prev) => ({ ...prev, spec: options.spec, action: options.action, policies: options.policies }));
+    await client.schedule
+      .getHandle(reconcile.scheduleId)
+      .update((prev) => ({ ...prev, spec: options.spec, action: options.action, policies: options.policies }));
     return 'updated';
   }
 }

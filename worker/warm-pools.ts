@@ -13,7 +13,13 @@ import type { WorkerConfig } from './config';
 
 function poolInput(config: WorkerConfig, language: Language): PoolInput {
   const taskQueue = config.temporal.taskQueue;
-  return { taskQueue, language, policy: config.policy, config: config.pool, owner: poolWorkflowId(taskQueue, language) };
+  return {
+    taskQueue,
+    language,
+    policy: config.policy,
+    config: config.pool,
+    owner: poolWorkflowId(taskQueue, language),
+  };
 }
 
 export async function ensureWarmPools(client: Client, config: WorkerConfig): Promise<void> {

@@ -2,7 +2,12 @@
  * The workflow's handles on its activities, each with the timeouts and retries its step needs. Kubernetes calls
  * retry with backoff for as long as the cluster may heal; cleanup retries until it succeeds.
  */
-import { ActivityCancellationType, proxyActivities, proxyLocalActivities, type RetryPolicy } from '@temporalio/workflow';
+import {
+  ActivityCancellationType,
+  proxyActivities,
+  proxyLocalActivities,
+  type RetryPolicy,
+} from '@temporalio/workflow';
 import type { SandboxActivities } from '../activities';
 import type { AttemptRef, AttemptSpec, CleanupResult, CollectedOutput, RunResult } from '../core/attempt';
 import { activeDeadlineSeconds } from '../core/manifests';
@@ -13,7 +18,11 @@ const KUBE_RETRY: RetryPolicy = { initialInterval: '500ms', backoffCoefficient: 
 export const HEARTBEAT_TIMEOUT = '10s';
 
 const local = proxyLocalActivities<SandboxActivities>({ startToCloseTimeout: '10s', retry: KUBE_RETRY });
-const remote = proxyActivities<SandboxActivities>({ startToCloseTimeout: '30s', scheduleToCloseTimeout: '5m', retry: KUBE_RETRY });
+const remote = proxyActivities<SandboxActivities>({
+  startToCloseTimeout: '30s',
+  scheduleToCloseTimeout: '5m',
+  retry: KUBE_RETRY,
+});
 
 export const getExecutionPolicy = local.getExecutionPolicy;
 
@@ -39,7 +48,12 @@ export function runSandbox(spec: AttemptSpec, name: string): Promise<RunResult> 
 
 export function collectOutput(ref: AttemptRef, podName: string | undefined, caps: Caps): Promise<CollectedOutput> {
   return remote.collectOutput.executeWithOptions(
-    { startToCloseTimeout: '15s', scheduleToCloseTimeout: '5m', retry: KUBE_RETRY, summary: `collect output of ${podName ?? "the attempt's pod"}` },
+    {
+      startToCloseTimeout: '15s',
+      scheduleToCloseTimeout: '5m',
+      retry: KUBE_RETRY,
+      summary: `collect output of ${podName ?? "the attempt's pod"}`,
+    },
     [{ ...ref, podName, caps }],
   );
 }

@@ -31,7 +31,12 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
   const { executionId, request, policy, progress } = exec;
   const spec: AttemptSpec = { executionId, attempt, request, policy };
   const { name } = resourceNames(executionId, attempt);
-  const refs: KubernetesRefs = { namespace: policy.namespace, job: name, configMap: name, image: policy.images[request.language] };
+  const refs: KubernetesRefs = {
+    namespace: policy.namespace,
+    job: name,
+    configMap: name,
+    image: policy.images[request.language],
+  };
   try {
     progress.detail(`running Job ${name}`, attempt);
     const run = await runSandbox(spec, name);
@@ -46,7 +51,9 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
     if (isCancellation(err)) {
       // Keep whatever the program printed so far; cleanup then stops it.
       const caps = capsOf(policy);
-      const output = await CancellationScope.nonCancellable(() => collectOutput(attemptRef(exec, attempt), undefined, caps));
+      const output = await CancellationScope.nonCancellable(() =>
+        collectOutput(attemptRef(exec, attempt), undefined, caps),
+      );
       progress.mark('outputCollected', output.at, attempt);
       return { end: { kind: 'cancelled' }, output, refs };
     }

@@ -26,7 +26,12 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
   const executionId = workflowInfo().workflowId;
   const policy = await getExecutionPolicy();
   const request = validated(input, policy);
-  const exec: Execution = { executionId, request, policy, progress: new Progress(policy.searchAttributes, request.language) };
+  const exec: Execution = {
+    executionId,
+    request,
+    policy,
+    progress: new Progress(policy.searchAttributes, request.language),
+  };
   // Nobody served it in time (its callers may have given up): end without creating anything. Histories of
   // executions that were started in time never take this branch, so they replay as before.
   const startedAt = workflowInfo().startTime.getTime();
@@ -49,7 +54,10 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
     if (end.kind === 'infra') attemptErrors.push(end.error);
     if (end.kind === 'infra' && end.error.retryable && attempt < policy.maxInfraAttempts) {
       await cleanupAttempt(exec, attempt);
-      exec.progress.detail(`attempt ${attempt} failed (${end.error.reason}); retrying with fresh resources`, attempt + 1);
+      exec.progress.detail(
+        `attempt ${attempt} failed (${end.error.reason}); retrying with fresh resources`,
+        attempt + 1,
+      );
       await sleep(attempt * 1000);
       continue;
     }

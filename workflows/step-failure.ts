@@ -1,5 +1,5 @@
 /** What an execution reports when one of its steps failed for good: the failure's type if it is a known reason. */
-import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
+import { type ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 import { isFailureReason } from '../core/failures';
 import type { InfraError } from '../core/types';
 

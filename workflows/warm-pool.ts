@@ -4,7 +4,16 @@
  * also recycles pods idle for too long. Its one step, maintainPool, counts from a fresh list each time, so no crash
  * can leave more than the pool's size of ready pods. With size 0 it empties the pool and ends.
  */
-import { condition, continueAsNew, defineQuery, defineSignal, proxyActivities, setCurrentDetails, setHandler, sleep } from '@temporalio/workflow';
+import {
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  sleep,
+} from '@temporalio/workflow';
 import type { SandboxActivities } from '../activities';
 import type { PoolInput, PoolReport } from '../activities/warm-pool';
 import { POOL_SIGNALS } from '../core/pool';

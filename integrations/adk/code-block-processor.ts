@@ -58,7 +58,10 @@ export function firstCodeBlock(content: Content, delimiters: Array<[string, stri
   const parts = content.parts ?? [];
   const executable = parts.find((p) => p.executableCode?.code);
   if (executable?.executableCode?.code) {
-    const language = executable.executableCode.language === Language.PYTHON ? CodeExecutionLanguage.PYTHON : CodeExecutionLanguage.UNSPECIFIED;
+    const language =
+      executable.executableCode.language === Language.PYTHON
+        ? CodeExecutionLanguage.PYTHON
+        : CodeExecutionLanguage.UNSPECIFIED;
     return { code: executable.executableCode.code, language, content: { role: 'model', parts: [executable] } };
   }
   const text = parts.map((p) => p.text ?? '').join('\n');
@@ -71,8 +74,15 @@ export function firstCodeBlock(content: Content, delimiters: Array<[string, stri
   const fence = first.open.replace(/^```/, '').trim().toLowerCase();
   const language = FENCE_LANGUAGE[fence] ?? CodeExecutionLanguage.UNSPECIFIED;
   const prefix = text.slice(0, first.index);
-  const executableCode = { code: first.code, language: language === CodeExecutionLanguage.PYTHON ? Language.PYTHON : Language.LANGUAGE_UNSPECIFIED };
-  return { code: first.code, language, content: { role: 'model', parts: [...(prefix ? [{ text: prefix }] : []), { executableCode }] } };
+  const executableCode = {
+    code: first.code,
+    language: language === CodeExecutionLanguage.PYTHON ? Language.PYTHON : Language.LANGUAGE_UNSPECIFIED,
+  };
+  return {
+    code: first.code,
+    language,
+    content: { role: 'model', parts: [...(prefix ? [{ text: prefix }] : []), { executableCode }] },
+  };
 }
 
 /** Failed results at the end of this invocation's code executions so far (a success resets the count). */
@@ -121,11 +131,18 @@ export class CodeBlockProcessor extends BaseLlmResponseProcessor {
       saved.push(f.name);
     }
     const failed = result.stderr !== '';
-    let output = failed ? `${result.stderr}${result.stdout ? `\n--- stdout ---\n${result.stdout}` : ''}` : result.stdout;
+    let output = failed
+      ? `${result.stderr}${result.stdout ? `\n--- stdout ---\n${result.stdout}` : ''}`
+      : result.stdout;
     if (result.outputFiles.length) {
-      output += saved.length ? `\nSaved artifacts: ${saved.join(', ')}\n` : `\nOutput files not saved (the Runner has no artifact service): ${result.outputFiles.map((f) => f.name).join(', ')}\n`;
+      output += saved.length
+        ? `\nSaved artifacts: ${saved.join(', ')}\n`
+        : `\nOutput files not saved (the Runner has no artifact service): ${result.outputFiles.map((f) => f.name).join(', ')}\n`;
     }
-    const part: Part = { text: output, codeExecutionResult: { outcome: failed ? Outcome.OUTCOME_FAILED : Outcome.OUTCOME_OK, output } };
+    const part: Part = {
+      text: output,
+      codeExecutionResult: { outcome: failed ? Outcome.OUTCOME_FAILED : Outcome.OUTCOME_OK, output },
+    };
     yield event({ role: 'model', parts: [part] }, actions);
 
     // No event for the raw response: the result event is not final, so the agent calls the model again.
@@ -137,6 +154,9 @@ export class CodeBlockProcessor extends BaseLlmResponseProcessor {
  * What to spread into `new LlmAgent({...})` so the agent runs its model's code blocks with `executor`:
  * `new LlmAgent({ name, model, instruction, ...durableSandboxAgentOptions(executor) })`.
  */
-export function durableSandboxAgentOptions(executor: BaseCodeExecutor): { codeExecutor: BaseCodeExecutor; responseProcessors: BaseLlmResponseProcessor[] } {
+export function durableSandboxAgentOptions(executor: BaseCodeExecutor): {
+  codeExecutor: BaseCodeExecutor;
+  responseProcessors: BaseLlmResponseProcessor[];
+} {
   return { codeExecutor: executor, responseProcessors: [new CodeBlockProcessor()] };
 }

@@ -38,7 +38,15 @@ import {
   type ExecuteCodeParams,
   type File,
 } from '@google/adk';
-import type { ExecutionInput, ExecutionResult, InputFile, Language, OutputFile, ResourceLimits, SandboxClient } from '../../client';
+import type {
+  ExecutionInput,
+  ExecutionResult,
+  InputFile,
+  Language,
+  OutputFile,
+  ResourceLimits,
+  SandboxClient,
+} from '../../client';
 
 export interface DurableSandboxCodeExecutorOptions {
   client: SandboxClient;
@@ -86,7 +94,8 @@ function toInputFiles(files: File[]): { files: InputFile[]; renamed: string[] } 
     const name = sandboxFileName(f.name);
     if (!SANDBOX_FILE_NAME.test(name)) throw new Error(`input file "${f.name}" has no name the sandbox can hold`);
     const clash = byName.get(name);
-    if (clash !== undefined) throw new Error(`input files "${clash}" and "${f.name}" would both be /sandbox/files/${name}`);
+    if (clash !== undefined)
+      throw new Error(`input files "${clash}" and "${f.name}" would both be /sandbox/files/${name}`);
     byName.set(name, f.name);
     if (name !== f.name) renamed.push(`[input file "${f.name}" is /sandbox/files/${name}]`);
     return { name, content: f.content, encoding: f.contentEncoding === FileContentEncoding.UTF8 ? 'utf8' : 'base64' };
@@ -117,12 +126,19 @@ function failureLine(r: ExecutionResult, input: ExecutionInput): string {
 }
 
 /** Maps a sandbox result to what ADK expects (see the header for what goes where). */
-export function toCodeExecutionResult(r: ExecutionResult, input: ExecutionInput, notes: string[] = []): CodeExecutionResult {
+export function toCodeExecutionResult(
+  r: ExecutionResult,
+  input: ExecutionInput,
+  notes: string[] = [],
+): CodeExecutionResult {
   const outputFiles = (r as ExecutionResult & { outputFiles?: OutputFile[] }).outputFiles ?? [];
   const extra = [...notes];
-  if (r.stdoutInfo.truncated) extra.push(`[stdout truncated: ${r.stdoutInfo.capturedBytes} of ${r.stdoutInfo.totalBytes} bytes kept]`);
-  if (r.stderrInfo.truncated) extra.push(`[stderr truncated: ${r.stderrInfo.capturedBytes} of ${r.stderrInfo.totalBytes} bytes kept]`);
-  for (const f of outputFiles.filter((o) => o.truncated)) extra.push(`[output file ${f.name} truncated: it has ${f.sizeBytes} bytes]`);
+  if (r.stdoutInfo.truncated)
+    extra.push(`[stdout truncated: ${r.stdoutInfo.capturedBytes} of ${r.stdoutInfo.totalBytes} bytes kept]`);
+  if (r.stderrInfo.truncated)
+    extra.push(`[stderr truncated: ${r.stderrInfo.capturedBytes} of ${r.stderrInfo.totalBytes} bytes kept]`);
+  for (const f of outputFiles.filter((o) => o.truncated))
+    extra.push(`[output file ${f.name} truncated: it has ${f.sizeBytes} bytes]`);
 
   const ok = r.status === 'succeeded' && r.exitCode === 0;
   let stdout = r.stdout;
@@ -165,7 +181,10 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
 
   private idFor(params: ExecuteCodeParams, input: ExecutionInput): string {
     const scope = params.codeExecutionInput.executionId ?? params.invocationContext.invocationId;
-    const hash = createHash('sha256').update(JSON.stringify([scope, input])).digest('hex').slice(0, 16);
+    const hash = createHash('sha256')
+      .update(JSON.stringify([scope, input]))
+      .digest('hex')
+      .slice(0, 16);
     return `${this.executionIdPrefix}-${scope.replace(ID_UNSAFE, '_').slice(0, MAX_SCOPE_LENGTH)}-${hash}`;
   }
 
@@ -179,7 +198,11 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
     const mapped = this.toInput(params.codeExecutionInput);
     if (!mapped) {
       const language = params.codeExecutionInput.language;
-      return { stdout: '', stderr: `Unsupported language "${language}": this sandbox runs python and shell (bash).\n`, outputFiles: [] };
+      return {
+        stdout: '',
+        stderr: `Unsupported language "${language}": this sandbox runs python and shell (bash).\n`,
+        outputFiles: [],
+      };
     }
     const executionId = this.idFor(params, mapped.input);
     const result = await this.client.executeCode(mapped.input, { executionId });

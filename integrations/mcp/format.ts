@@ -67,7 +67,8 @@ export function executionResultContent(r: ExecutionResult): CallToolResult {
     `sandbox: ${r.sandbox}`,
   ];
   if (r.durationMs !== undefined) head.push(`duration: ${r.durationMs} ms`);
-  if (r.attempts > 1) head.push(`attempts: ${r.attempts} (earlier sandboxes failed: ${r.attemptErrors.map((e) => e.reason).join(', ')})`);
+  if (r.attempts > 1)
+    head.push(`attempts: ${r.attempts} (earlier sandboxes failed: ${r.attemptErrors.map((e) => e.reason).join(', ')})`);
   if (r.error) head.push(`error: ${r.error.reason}: ${r.error.message}`);
   const parts = [head.join('\n'), stream('stdout', r.stdout, r.stdoutInfo), stream('stderr', r.stderr, r.stderrInfo)];
   if (files.length > 0) parts.push(`--- output files (/sandbox/out) ---\n${files.map(fileLine).join('\n')}`);
@@ -75,7 +76,11 @@ export function executionResultContent(r: ExecutionResult): CallToolResult {
   const content: Content[] = [{ type: 'text', text: parts.join('\n\n') }];
   for (const f of files) {
     if (isImage(f)) content.push({ type: 'image', data: f.content, mimeType: f.mimeType });
-    else if (isText(f)) content.push({ type: 'text', text: `--- /sandbox/out/${f.name}${f.truncated ? ' (truncated)' : ''} ---\n${f.content}` });
+    else if (isText(f))
+      content.push({
+        type: 'text',
+        text: `--- /sandbox/out/${f.name}${f.truncated ? ' (truncated)' : ''} ---\n${f.content}`,
+      });
   }
   return { content, ...(r.status === 'succeeded' ? {} : { isError: true }) };
 }

@@ -77,7 +77,12 @@ function hostnameOf(value: string): string | undefined {
   }
 }
 
-function jsonRpcError(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+function jsonRpcError(
+  res: http.ServerResponse,
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent) {
     res.end();
     return;
@@ -140,7 +145,9 @@ export async function serveHttp(options: ServeHttpOptions): Promise<HttpServer> 
   const allowed = new Set([...LOCAL_NAMES, ...(options.allowedHosts ?? []).map(normalizeHostname)]);
   if (!WILDCARD.has(host)) allowed.add(normalizeHostname(host));
   else if (!options.allowedHosts?.length) {
-    log(`bound to ${host}: only requests naming localhost, 127.0.0.1 or [::1] in their Host header are served (see allowedHosts)`);
+    log(
+      `bound to ${host}: only requests naming localhost, 127.0.0.1 or [::1] in their Host header are served (see allowedHosts)`,
+    );
   }
   const hostAllowed = (value: string | undefined): boolean => {
     const name = value ? hostnameOf(value) : undefined;
@@ -210,7 +217,8 @@ export async function serveHttp(options: ServeHttpOptions): Promise<HttpServer> 
     let session = sessionId ? sessions.get(sessionId) : undefined;
     if (!session) {
       if (sessionId) return jsonRpcError(res, 404, 'Session not found');
-      if (req.method !== 'POST' || !isInitializeRequest(body)) return jsonRpcError(res, 400, 'Bad Request: No valid session ID provided');
+      if (req.method !== 'POST' || !isInitializeRequest(body))
+        return jsonRpcError(res, 400, 'Bad Request: No valid session ID provided');
       if (sessions.size >= maxSessions) return jsonRpcError(res, 503, `Too many sessions (${maxSessions})`);
       session = await newSession();
     }
@@ -245,7 +253,8 @@ export async function serveHttp(options: ServeHttpOptions): Promise<HttpServer> 
     () => {
       const now = Date.now();
       for (const s of sessions.values()) {
-        if (s.openRequests === 0 && s.calls.size === 0 && now - s.lastSeen > idleTimeoutMs) void closeSession(s, `idle for ${idleTimeoutMs} ms`);
+        if (s.openRequests === 0 && s.calls.size === 0 && now - s.lastSeen > idleTimeoutMs)
+          void closeSession(s, `idle for ${idleTimeoutMs} ms`);
       }
     },
     Math.max(100, Math.min(Math.floor(idleTimeoutMs / 4), 60_000)),
@@ -263,7 +272,12 @@ export async function serveHttp(options: ServeHttpOptions): Promise<HttpServer> 
     throw err;
   });
   const port = (httpServer.address() as AddressInfo).port;
-  const urlHost = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' || host === '[::]' ? '[::1]' : normalizeHostname(host);
+  const urlHost =
+    host === '0.0.0.0' || host === ''
+      ? '127.0.0.1'
+      : host === '::' || host === '[::]'
+        ? '[::1]'
+        : normalizeHostname(host);
   const url = `http://${urlHost}:${port}${path}`;
   log(`serving MCP (Streamable HTTP) at ${url}`);
 

@@ -187,7 +187,8 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
         signal: stop,
         ...(reporter ? { onProgress: (p) => reporter.report(p) } : {}),
       });
-      if (reporter && (await pendingAfterValidation(running))) reporter.report({ stage: 'queued', detail: 'submitted', attempt: 1 });
+      if (reporter && (await pendingAfterValidation(running)))
+        reporter.report({ stage: 'queued', detail: 'submitted', attempt: 1 });
       return executionResultContent(await running);
     } catch (err) {
       if (isInvalidInput(err)) {
@@ -195,7 +196,8 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
         return errorContent(`Invalid input: ${err.message} (limit: ${err.limit}). Nothing was run.`);
       }
       // After a cancellation the SDK sends no response: this is for the log only.
-      if (stop.aborted) return errorContent(`Cancelled: execution ${executionId} was cancelled (${String(stop.reason)}).`);
+      if (stop.aborted)
+        return errorContent(`Cancelled: execution ${executionId} was cancelled (${String(stop.reason)}).`);
       log(`execution ${executionId}: ${errorMessage(err)}`);
       return errorContent(`run_code failed (execution ${executionId}): ${errorMessage(err)}`);
     } finally {
@@ -211,7 +213,12 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
       title: 'Run code in a sandbox',
       description: RUN_CODE_DESCRIPTION,
       inputSchema,
-      annotations: { title: 'Run code in a sandbox', readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+      annotations: {
+        title: 'Run code in a sandbox',
+        readOnlyHint: false,
+        destructiveHint: false,
+        idempotentHint: false,
+      },
     },
     async (args, extra): Promise<CallToolResult> => {
       const executionId = newExecutionId();

@@ -41,6 +41,7 @@ export async function serveStdio(options: ServeStdioOptions): Promise<StdioServe
   const saved = new Map<ConsoleMethod, (...args: unknown[]) => void>();
   if (stdout === process.stdout) {
     for (const m of ['log', 'info', 'debug'] as ConsoleMethod[]) {
+      // eslint-disable-next-line @typescript-eslint/unbound-method -- put back on console itself in close()
       saved.set(m, console[m]);
       console[m] = (...args: unknown[]) => console.error(...args);
     }
@@ -57,7 +58,8 @@ export async function serveStdio(options: ServeStdioOptions): Promise<StdioServe
     // Closing the connection aborts every handler's signal: each cancels its execution.
     calls.abortAll('the MCP server is closing');
     await server.close().catch((err: unknown) => log(`closing: ${String(err)}`));
-    if (!(await calls.drain(options.drainTimeoutMs ?? 10_000))) log(`closing: ${calls.size} call(s) still winding down`);
+    if (!(await calls.drain(options.drainTimeoutMs ?? 10_000)))
+      log(`closing: ${calls.size} call(s) still winding down`);
     for (const [m, fn] of saved) console[m] = fn;
     markClosed();
     return closed;

@@ -103,11 +103,18 @@ function isClient(username: string): boolean {
 }
 
 function shortUser(u: string): string {
-  return u.replace(/^system:serviceaccount:kube-system:/, '').replace(/^system:node:.*/, 'kubelet').replace(/^system:/, '');
+  return u
+    .replace(/^system:serviceaccount:kube-system:/, '')
+    .replace(/^system:node:.*/, 'kubelet')
+    .replace(/^system:/, '');
 }
 
 /** Per execution id: its requests, split into the client's and the cluster's. */
-export function countRequests(events: AuditEvent[], executionIds: string[], namespace: string): Map<string, RequestCounts> {
+export function countRequests(
+  events: AuditEvent[],
+  executionIds: string[],
+  namespace: string,
+): Map<string, RequestCounts> {
   const byName = new Map<string, string>();
   const byLabel = new Map<string, string>();
   const out = new Map<string, RequestCounts>();

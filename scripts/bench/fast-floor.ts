@@ -93,7 +93,13 @@ export async function runFastFloor(deps: FloorDeps, w: Workload, executionId: st
       if (!log && (cs?.state?.running || cs?.state?.terminated)) {
         log = await openLogStream(
           kube,
-          { namespace, pod: pod!.metadata!.name!, container: CONTAINER_NAME, limitBytes: logReadLimit(caps), follow: true },
+          {
+            namespace,
+            pod: pod!.metadata!.name!,
+            container: CONTAINER_NAME,
+            limitBytes: logReadLimit(caps),
+            follow: true,
+          },
           (piece) => {
             parser.push(piece);
             pods.poke();

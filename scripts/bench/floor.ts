@@ -101,7 +101,8 @@ export async function runFloor(deps: FloorDeps, w: Workload, executionId: string
         } else if (type === 'ADDED' || type === 'MODIFIED') {
           pod = obj;
           podSeen = true;
-          if (obj.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'True')) mark('podScheduled', now);
+          if (obj.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'True'))
+            mark('podScheduled', now);
           const cs = obj.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
           if (cs?.state?.running || cs?.state?.terminated) mark('containerStarted', now);
           if (cs?.state?.terminated) mark('containerFinished', now);

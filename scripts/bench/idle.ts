@@ -20,7 +20,11 @@ export interface IdleCost {
 const QOS = ['burstable', 'besteffort', ''];
 
 function podDir(controller: string, uid: string): string | undefined {
-  for (const root of [`/sys/fs/cgroup/${controller}/kubepods`, '/sys/fs/cgroup/kubepods', '/sys/fs/cgroup/kubepods.slice']) {
+  for (const root of [
+    `/sys/fs/cgroup/${controller}/kubepods`,
+    '/sys/fs/cgroup/kubepods',
+    '/sys/fs/cgroup/kubepods.slice',
+  ]) {
     for (const qos of QOS) {
       const dir = path.join(root, qos, `pod${uid}`);
       if (existsSync(dir)) return dir;
@@ -44,7 +48,9 @@ function memory(uid: string): { usage: number; workingSet: number } | undefined 
   const v1 = podDir('memory', uid);
   if (v1 && existsSync(path.join(v1, 'memory.usage_in_bytes'))) {
     const usage = num(path.join(v1, 'memory.usage_in_bytes'));
-    const inactive = Number(/total_inactive_file (\d+)/.exec(readFileSync(path.join(v1, 'memory.stat'), 'utf8'))?.[1] ?? 0);
+    const inactive = Number(
+      /total_inactive_file (\d+)/.exec(readFileSync(path.join(v1, 'memory.stat'), 'utf8'))?.[1] ?? 0,
+    );
     return { usage, workingSet: usage - inactive };
   }
   const v2 = podDir('', uid);
@@ -58,9 +64,23 @@ function memory(uid: string): { usage: number; workingSet: number } | undefined 
 
 export async function idlePodCost(kube: Kube, w: BenchWorker, launcherSource: string, ms: number): Promise<IdleCost> {
   const pool = poolRef(w.config.temporal.taskQueue, 'python', w.config.policy, launcherSource);
-  const list = await kube.core.listNamespacedPod({ namespace: w.config.policy.namespace, labelSelector: poolSelector(pool, 'ready') });
-  const uids = list.items.filter((p) => claimable(p, pool)).map((p) => p.metadata!.uid!).filter((uid) => cpuNs(uid) !== undefined);
-  if (!uids.length) return { pods: 0, seconds: ms / 1000, cpuMilliCoresPerPod: NaN, memoryMiBPerPod: NaN, workingSetMiBPerPod: NaN, note: 'no ready pod with a readable cgroup' };
+  const list = await kube.core.listNamespacedPod({
+    namespace: w.config.policy.namespace,
+    labelSelector: poolSelector(pool, 'ready'),
+  });
+  const uids = list.items
+    .filter((p) => claimable(p, pool))
+    .map((p) => p.metadata!.uid!)
+    .filter((uid) => cpuNs(uid) !== undefined);
+  if (!uids.length)
+    return {
+      pods: 0,
+      seconds: ms / 1000,
+      cpuMilliCoresPerPod: NaN,
+      memoryMiBPerPod: NaN,
+      workingSetMiBPerPod: NaN,
+      note: 'no ready pod with a readable cgroup',
+    };
   const before = uids.map((u) => cpuNs(u)!);
   const t0 = process.hrtime.bigint();
   await new Promise((r) => setTimeout(r, ms));

@@ -48,12 +48,15 @@ export class Leftovers {
   async sweep(): Promise<Swept> {
     const { namespace } = this;
     const left = await this.find();
-    const quiet = (p: Promise<unknown>) => p.then(
-      () => undefined,
-      () => undefined,
-    );
+    const quiet = (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        () => undefined,
+      );
     await Promise.all([
-      ...left.jobs.map((name) => quiet(this.kube.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' }))),
+      ...left.jobs.map((name) =>
+        quiet(this.kube.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' })),
+      ),
       ...left.configMaps.map((name) => quiet(this.kube.core.deleteNamespacedConfigMap({ name, namespace }))),
       ...left.pods.map((name) => quiet(this.kube.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0 }))),
     ]);

@@ -28,7 +28,15 @@ import { runFastFloor } from './fast-floor';
 import { runFloor, type FloorDeps } from './floor';
 import { Leftovers } from './leftovers';
 import { idlePodCost } from './idle';
-import { historyCost, poolReady, runOurs, startBenchWorker, workflowBundle, type BenchWorker, type HistoryCost } from './ours';
+import {
+  historyCost,
+  poolReady,
+  runOurs,
+  startBenchWorker,
+  workflowBundle,
+  type BenchWorker,
+  type HistoryCost,
+} from './ours';
 import {
   costTable,
   latencyTable,
@@ -94,11 +102,15 @@ async function main(): Promise<void> {
     log(USAGE);
     return;
   }
-  const quick = values.quick!;
+  const quick = values.quick;
   const pairsPerWorkload = Number(values.pairs ?? (quick ? 4 : 15));
   const burstSizes = (values.bursts ?? (quick ? '1,10' : '1,10,25,50')).split(',').map(Number);
   const workloads: Workload[] = values.workloads ? values.workloads.split(',').map(workload) : WORKLOADS;
-  if (!Number.isInteger(pairsPerWorkload) || pairsPerWorkload < 1 || burstSizes.some((n) => !Number.isInteger(n) || n < 1)) {
+  if (
+    !Number.isInteger(pairsPerWorkload) ||
+    pairsPerWorkload < 1 ||
+    burstSizes.some((n) => !Number.isInteger(n) || n < 1)
+  ) {
     throw new Error(`bad --pairs or --bursts\n${USAGE}`);
   }
 
@@ -128,9 +140,18 @@ async function main(): Promise<void> {
   const running = new Map<string, BenchWorker>();
   const shutdown = async (why: string): Promise<void> => {
     aborted = true;
-    log(`\n${why}: terminating ${running.size} running workflow(s), stopping the worker, deleting what the bench created…`);
+    log(
+      `\n${why}: terminating ${running.size} running workflow(s), stopping the worker, deleting what the bench created…`,
+    );
     const terminate = () =>
-      Promise.all([...running].map(([id, w]) => w.temporal.workflow.getHandle(id).terminate('bench interrupted').catch(() => undefined)));
+      Promise.all(
+        [...running].map(([id, w]) =>
+          w.temporal.workflow
+            .getHandle(id)
+            .terminate('bench interrupted')
+            .catch(() => undefined),
+        ),
+      );
     await terminate();
     await Promise.race([Promise.all([...workers].map((w) => w.stop())), sleep(15_000)]);
     // Again, for a start that was still on its way the first time.
@@ -161,7 +182,10 @@ async function main(): Promise<void> {
   };
   /** One run of a side; `background` is its cleanup after the result (nothing for the floor, which waits for it). */
   type Run = { record: RunRecord; background: Promise<void> };
-  const floor = async (w: Workload, deps: FloorDeps): Promise<Run> => ({ record: await runFloor(deps, w, newId('floor')), background: Promise.resolve() });
+  const floor = async (w: Workload, deps: FloorDeps): Promise<Run> => ({
+    record: await runFloor(deps, w, newId('floor')),
+    background: Promise.resolve(),
+  });
   const fast = (w: Workload, deps: FloorDeps): Promise<Run> => runFastFloor(deps, w, newId('fast'));
   const ours = async (w: Workload, worker: BenchWorker, name: 'ours' | 'warm' = 'ours'): Promise<Run> => {
     check();
@@ -182,7 +206,13 @@ async function main(): Promise<void> {
     return r.record;
   };
   const side = (name: Side, w: Workload, deps: FloorDeps, worker: BenchWorker, warm: BenchWorker): Promise<Run> =>
-    name === 'floor' ? floor(w, deps) : name === 'fast' ? fast(w, deps) : name === 'ours' ? ours(w, worker) : ours(w, warm, 'warm');
+    name === 'floor'
+      ? floor(w, deps)
+      : name === 'fast'
+        ? fast(w, deps)
+        : name === 'ours'
+          ? ours(w, worker)
+          : ours(w, warm, 'warm');
   /** A warm run of the warm side: waits (unmeasured) until the pool has a ready pod. */
   const warmRun = async (w: Workload, warm: BenchWorker, ready = 1): Promise<Run> => {
     const n = await poolReady(warm, kube, launcherSource, ready);
@@ -192,7 +222,9 @@ async function main(): Promise<void> {
   const show = (r: RunRecord) => (r.ok ? `${r.latencyMs} ms` : `FAILED (${r.status}: ${r.error})`);
 
   log(`durable-sandbox bench${quick ? ' --quick' : ''}: ${started.toISOString()}; ${machine()}`);
-  log(`namespace ${namespace}, image ${config.policy.images.python}, runtimeClass ${config.policy.runtimeClassName || '-'}`);
+  log(
+    `namespace ${namespace}, image ${config.policy.images.python}, runtimeClass ${config.policy.runtimeClassName || '-'}`,
+  );
   await kube.core.listNamespacedPod({ namespace, limit: 1 });
   log('bundling the workflow code…');
   await workflowBundle();
@@ -221,10 +253,14 @@ async function main(): Promise<void> {
       workers.add(worker);
       const warm = await startBenchWorker({ DS_WARM_POOL_SIZE: '2' });
       workers.add(warm);
-      log(`workers on task queues ${worker.config.temporal.taskQueue} (cold) and ${warm.config.temporal.taskQueue} (warm pool of 2); warming up (one run of each side; not counted)…`);
+      log(
+        `workers on task queues ${worker.config.temporal.taskQueue} (cold) and ${warm.config.temporal.taskQueue} (warm pool of 2); warming up (one run of each side; not counted)…`,
+      );
       await poolReady(warm, kube, launcherSource, 2);
       for (const name of SIDES) {
-        const r = await alone(name === 'warm' ? warmRun(WORKLOADS[0], warm) : side(name, WORKLOADS[0], floorDeps(), worker, warm));
+        const r = await alone(
+          name === 'warm' ? warmRun(WORKLOADS[0], warm) : side(name, WORKLOADS[0], floorDeps(), worker, warm),
+        );
         if (!r.ok) log(`warm-up ${r.side} failed: ${r.status}: ${r.error}`);
       }
       const cursor = auditCursor(auditFile);
@@ -239,7 +275,9 @@ async function main(): Promise<void> {
           const wr = await alone(warmRun(w, warm));
           check();
           pairs.push({ workload: w.key, floor: f, fast: ff, ours: o, warm: wr });
-          log(`round ${i + 1}/${pairsPerWorkload} ${w.label.padEnd(12)} floor ${show(f).padEnd(10)} fast ${show(ff).padEnd(10)} ours ${show(o).padEnd(10)} warm ${show(wr)}`);
+          log(
+            `round ${i + 1}/${pairsPerWorkload} ${w.label.padEnd(12)} floor ${show(f).padEnd(10)} fast ${show(ff).padEnd(10)} ours ${show(o).padEnd(10)} warm ${show(wr)}`,
+          );
         }
       }
       const cpuPairs = process.cpuUsage(cpuPairs0);
@@ -296,14 +334,22 @@ async function main(): Promise<void> {
           `worker's polling falls on the floor's side).`,
       );
       const detail = summary
-        .map((s) => `- ${s.workload}: ${SIDES.map((n) => `${n} ${JSON.stringify(s.costs[n].clientRequestsByCall)}`).join('; ')}`)
+        .map(
+          (s) =>
+            `- ${s.workload}: ${SIDES.map((n) => `${n} ${JSON.stringify(s.costs[n].clientRequestsByCall)}`).join('; ')}`,
+        )
         .join('\n');
       section('Client requests per execution by call (medians)', detail);
       const cluster = summary
-        .map((s) => `- ${s.workload}: ${SIDES.map((n) => `${n} ${JSON.stringify(s.costs[n].clusterRequestsByUser)}`).join('; ')}`)
+        .map(
+          (s) =>
+            `- ${s.workload}: ${SIDES.map((n) => `${n} ${JSON.stringify(s.costs[n].clusterRequestsByUser)}`).join('; ')}`,
+        )
         .join('\n');
       section('Cluster requests per execution by component (medians)', cluster);
-      const hist = summary.map((s) => `- ${s.workload}: ${JSON.stringify(s.costs.ours.historyEventsByType)}`).join('\n');
+      const hist = summary
+        .map((s) => `- ${s.workload}: ${JSON.stringify(s.costs.ours.historyEventsByType)}`)
+        .join('\n');
       section('History events per execution by type (medians)', hist);
       section(
         'Idle cost of one warm pod',
@@ -323,7 +369,9 @@ async function main(): Promise<void> {
       workers.add(worker);
       const policy = loadConfig({ ...process.env, ...SCALING_ENV }).policy;
       const deps = floorDeps(policy);
-      log(`\nscaling: bursts of ${burstSizes.join(', ')} concurrent ${w.label}; sandbox requests cpu ${policy.requestCpu}, memory ${policy.requestMemory} (both sides)`);
+      log(
+        `\nscaling: bursts of ${burstSizes.join(', ')} concurrent ${w.label}; sandbox requests cpu ${policy.requestCpu}, memory ${policy.requestMemory} (both sides)`,
+      );
       await alone(ours(w, worker));
       const bursts: Burst[] = [];
       for (const size of burstSizes) {
@@ -345,7 +393,9 @@ async function main(): Promise<void> {
           const sampler = new Sampler(STACK_DIR).start();
           const cpu0 = process.cpuUsage();
           const t0 = Date.now();
-          const runs = await Promise.all(Array.from({ length: size }, () => side(name, w, deps, worker, warm ?? worker)));
+          const runs = await Promise.all(
+            Array.from({ length: size }, () => side(name, w, deps, worker, warm ?? worker)),
+          );
           const records = runs.map((r) => r.record);
           check();
           const wallMs = Date.now() - t0;
@@ -356,16 +406,33 @@ async function main(): Promise<void> {
             await warm.close();
             workers.delete(warm);
           }
-          bursts.push({ size, side: name, workload: w.key, wallMs, records, load, baseline, cpuMs: (cpu.user + cpu.system) / 1000 });
+          bursts.push({
+            size,
+            side: name,
+            workload: w.key,
+            wallMs,
+            records,
+            load,
+            baseline,
+            cpuMs: (cpu.user + cpu.system) / 1000,
+          });
           const ok = records.filter((r) => r.ok).length;
-          log(`burst ${String(size).padStart(2)} ${name.padEnd(5)} ok ${ok}/${size} in ${(wallMs / 1000).toFixed(1)} s, node CPU ${load.nodeBusyAvgPct.toFixed(0)}%, RSS peak ${load.rssPeakMiB.toFixed(0)} MiB`);
-          for (const r of records.filter((x) => !x.ok).slice(0, 3)) log(`  failed ${r.executionId}: ${r.status}: ${r.error}`);
+          log(
+            `burst ${String(size).padStart(2)} ${name.padEnd(5)} ok ${ok}/${size} in ${(wallMs / 1000).toFixed(1)} s, node CPU ${load.nodeBusyAvgPct.toFixed(0)}%, RSS peak ${load.rssPeakMiB.toFixed(0)} MiB`,
+          );
+          for (const r of records.filter((x) => !x.ok).slice(0, 3))
+            log(`  failed ${r.executionId}: ${r.status}: ${r.error}`);
         }
       }
       await worker.close();
       workers.delete(worker);
       const summary = summarizeBursts(bursts);
-      result.scaling = { env: SCALING_ENV, workload: w.key, summary, records: bursts.map((b) => ({ ...b, load: undefined })) };
+      result.scaling = {
+        env: SCALING_ENV,
+        workload: w.key,
+        summary,
+        records: bursts.map((b) => ({ ...b, load: undefined })),
+      };
       section(
         `Scaling: concurrent bursts of ${w.label}, one worker (sandbox requests cpu ${SCALING_ENV.DS_REQUEST_CPU}, memory ${SCALING_ENV.DS_REQUEST_MEMORY})`,
         `${scalingTable(summary)}\n\nexec/s = successful executions / burst wall time. CPU ms/exec = this process's CPU ` +
@@ -376,7 +443,12 @@ async function main(): Promise<void> {
           `machine, and processes too short-lived for the sampler (runsc calls, CNI plugins) plus interrupts.`,
       );
       section('Scaling: phases, median ms per step', scalingPhaseTable(summary));
-      section('What saturates first', saturation(summary).map((l) => `- ${l}`).join('\n'));
+      section(
+        'What saturates first',
+        saturation(summary)
+          .map((l) => `- ${l}`)
+          .join('\n'),
+      );
     }
   } finally {
     if (aborted) await stopping;
@@ -386,7 +458,9 @@ async function main(): Promise<void> {
     });
     if (swept) {
       result.leftovers = swept;
-      log(`\nleftovers after the bench: ${swept.jobs} Job(s), ${swept.configMaps} ConfigMap(s), ${swept.pods} pod(s)${swept.jobs + swept.configMaps + swept.pods ? ' (deleted)' : ''}`);
+      log(
+        `\nleftovers after the bench: ${swept.jobs} Job(s), ${swept.configMaps} ConfigMap(s), ${swept.pods} pod(s)${swept.jobs + swept.configMaps + swept.pods ? ' (deleted)' : ''}`,
+      );
     }
   }
 
@@ -394,7 +468,7 @@ async function main(): Promise<void> {
   mkdirSync(outDir, { recursive: true });
   const base = path.join(outDir, `bench-${started.toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}`);
   writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
-  const header = `# durable-sandbox bench ${started.toISOString()}\n\n${result.command}; ${machine()}; took ${((Date.now() - started.getTime()) / 60000).toFixed(1)} min\n\n`;
+  const header = `# durable-sandbox bench ${started.toISOString()}\n\n${String(result.command)}; ${machine()}; took ${((Date.now() - started.getTime()) / 60000).toFixed(1)} min\n\n`;
   writeFileSync(`${base}.md`, header + md.join('\n'));
   log(`\nwrote ${base}.json and ${base}.md (${((Date.now() - started.getTime()) / 60000).toFixed(1)} min)`);
 }

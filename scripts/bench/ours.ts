@@ -30,7 +30,10 @@ export interface BenchWorker {
 export async function startBenchWorker(env: Record<string, string> = {}): Promise<BenchWorker> {
   const taskQueue = `bench-${process.pid}-${Date.now().toString(36)}`;
   // No reconciler Schedule for a bench worker: it would outlive the bench on a task queue nobody polls.
-  const w = await startInProcessWorker({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', ...env }, { ephemeral: true });
+  const w = await startInProcessWorker(
+    { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', ...env },
+    { ephemeral: true },
+  );
   return { config: w.config, client: w.client, temporal: w.temporal, stop: w.stopWorker, close: w.stop };
 }
 
@@ -43,11 +46,17 @@ export interface OursRun {
   background: Promise<void>;
 }
 
-export async function runOurs(w: BenchWorker, wl: Workload, executionId: string, side: 'ours' | 'warm' = 'ours'): Promise<OursRun> {
+export async function runOurs(
+  w: BenchWorker,
+  wl: Workload,
+  executionId: string,
+  side: 'ours' | 'warm' = 'ours',
+): Promise<OursRun> {
   const record = await runOursRecord(w, wl, executionId);
   record.side = side;
   // The warm side measures warm runs only: one that found the pool empty says so.
-  if (side === 'warm' && record.ok && record.sandbox !== 'warm') Object.assign(record, { ok: false, error: 'ran cold (the pool had no ready pod)' });
+  if (side === 'warm' && record.ok && record.sandbox !== 'warm')
+    Object.assign(record, { ok: false, error: 'ran cold (the pool had no ready pod)' });
   const background = (async () => {
     const handle = w.temporal.workflow.getHandle(executionId);
     await handle.result().catch(() => undefined);
@@ -105,7 +114,10 @@ async function runOursRecord(w: BenchWorker, wl: Workload, executionId: string):
     const t1 = Date.now();
     const cpu = process.cpuUsage(cpu0);
     // Given up on: stop it, so it makes nothing more (the bench's sweep deletes what it made).
-    await w.temporal.workflow.getHandle(executionId).terminate('bench gave up waiting').catch(() => undefined);
+    await w.temporal.workflow
+      .getHandle(executionId)
+      .terminate('bench gave up waiting')
+      .catch(() => undefined);
     return {
       ...base,
       ok: false,
@@ -148,11 +160,20 @@ export async function historyCost(client: Client, executionId: string): Promise<
 }
 
 /** Waits until the worker's python pool has `n` ready pods (the warm side measures warm runs). */
-export async function poolReady(w: BenchWorker, kube: Kube, launcherSource: string, n: number, timeoutMs = 120_000): Promise<number> {
+export async function poolReady(
+  w: BenchWorker,
+  kube: Kube,
+  launcherSource: string,
+  n: number,
+  timeoutMs = 120_000,
+): Promise<number> {
   const pool = poolRef(w.config.temporal.taskQueue, 'python', w.config.policy, launcherSource);
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const pods = await kube.core.listNamespacedPod({ namespace: w.config.policy.namespace, labelSelector: poolSelector(pool, 'ready') });
+    const pods = await kube.core.listNamespacedPod({
+      namespace: w.config.policy.namespace,
+      labelSelector: poolSelector(pool, 'ready'),
+    });
     const ready = pods.items.filter((p) => claimable(p, pool)).length;
     if (ready >= n || Date.now() > until) return ready;
     await new Promise((r) => setTimeout(r, 250));

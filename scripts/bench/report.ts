@@ -130,7 +130,13 @@ export function summarizePairs(
       warmRatio: ratio('fast', 'warm'),
       overheadMs: { p50: quantile(over, 0.5), p95: quantile(over, 0.95), max: over.length ? Math.max(...over) : NaN },
       phases: bySide((side) => phaseMedians(ps.map((p) => p[side]))),
-      costs: bySide((side) => costSummary(ps.map((p) => p[side]), requests, histories)),
+      costs: bySide((side) =>
+        costSummary(
+          ps.map((p) => p[side]),
+          requests,
+          histories,
+        ),
+      ),
     });
   }
   return out;
@@ -174,7 +180,22 @@ const label = (key: string) => WORKLOADS.find((w) => w.key === key)?.label ?? ke
 
 export function latencyTable(s: PairSummary[]): string {
   const rows: (string | number)[][] = [
-    ['workload', 'rounds (ok)', 'floor p50', 'fast p50', 'fast p95', 'ours p50', 'ours p95', 'ours max', 'ours/floor p50', 'ours/fast p50 (p95)', 'ours−fast p50 (p95)', 'warm p50', 'warm p95', 'warm/fast p50'],
+    [
+      'workload',
+      'rounds (ok)',
+      'floor p50',
+      'fast p50',
+      'fast p95',
+      'ours p50',
+      'ours p95',
+      'ours max',
+      'ours/floor p50',
+      'ours/fast p50 (p95)',
+      'ours−fast p50 (p95)',
+      'warm p50',
+      'warm p95',
+      'warm/fast p50',
+    ],
   ];
   for (const x of s) {
     const l = x.latency;
@@ -236,7 +257,17 @@ export function costTable(s: PairSummary[]): string {
 }
 
 /** The components shown in the scaling table's load columns. */
-const LOAD_KEYS = ['sandbox pods', 'kube-apiserver', 'kubelet', 'containerd', 'etcd', 'temporal', 'bench (worker+client)', 'runsc shims', 'rest of node'];
+const LOAD_KEYS = [
+  'sandbox pods',
+  'kube-apiserver',
+  'kubelet',
+  'containerd',
+  'etcd',
+  'temporal',
+  'bench (worker+client)',
+  'runsc shims',
+  'rest of node',
+];
 
 export function scalingTable(s: BurstSummary[]): string {
   const rows: (string | number)[][] = [

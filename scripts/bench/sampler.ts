@@ -7,7 +7,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 const CLK_TCK = 100;
-const KUBEPODS_CPUACCT = ['/sys/fs/cgroup/cpuacct/kubepods/cpuacct.usage', '/sys/fs/cgroup/cpu,cpuacct/kubepods/cpuacct.usage'];
+const KUBEPODS_CPUACCT = [
+  '/sys/fs/cgroup/cpuacct/kubepods/cpuacct.usage',
+  '/sys/fs/cgroup/cpu,cpuacct/kubepods/cpuacct.usage',
+];
 
 function read(file: string): string | undefined {
   try {
@@ -49,7 +52,7 @@ class ProcScan {
     private readonly exclude: Set<number>,
   ) {}
   sample(): void {
-    let pids: string[] = [];
+    let pids: string[];
     try {
       pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
     } catch {
@@ -133,7 +136,10 @@ export class Sampler {
   private readonly pids: Record<string, number>;
   private scan?: ProcScan;
 
-  constructor(stackDir: string, private readonly intervalMs = 500) {
+  constructor(
+    stackDir: string,
+    private readonly intervalMs = 500,
+  ) {
     this.pids = { ...stackPids(stackDir), 'bench (worker+client)': process.pid };
   }
 

@@ -25,6 +25,9 @@ export async function killComponent(component: 'temporal' | 'kube-apiserver'): P
 
 /** Runs scripts/stack/up.sh, which restarts whatever is not running and waits until it is healthy. */
 export function stackUp(): void {
-  const r = spawnSync('bash', [path.join(PROJECT_ROOT, 'scripts', 'stack', 'up.sh')], { encoding: 'utf8', timeout: 300_000 });
+  const r = spawnSync('bash', [path.join(PROJECT_ROOT, 'scripts', 'stack', 'up.sh')], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
   if (r.status !== 0) throw new Error(`stack up failed: ${r.stderr.slice(-2000)}`);
 }

@@ -49,7 +49,8 @@ export class ClusterObserver {
 
   /** The pods of an execution that ran a program: its Jobs' pods, and pool pods that accepted a task. */
   podsThatRan(label: string): number {
-    return [...(this.pods.get(label) ?? [])].filter((uid) => !this.poolPods.has(uid) || this.poolPodsThatRan.has(uid)).length;
+    return [...(this.pods.get(label) ?? [])].filter((uid) => !this.poolPods.has(uid) || this.poolPodsThatRan.has(uid))
+      .length;
   }
 
   private async list(kind: 'Job' | 'Pod'): Promise<string | undefined> {
@@ -64,7 +65,8 @@ export class ClusterObserver {
 
   /** List, then watch from that version; on any end or error, wait a moment and do it again. */
   private async loop(kind: 'Job' | 'Pod'): Promise<void> {
-    const path = kind === 'Job' ? `/apis/batch/v1/namespaces/${this.namespace}/jobs` : `/api/v1/namespaces/${this.namespace}/pods`;
+    const path =
+      kind === 'Job' ? `/apis/batch/v1/namespaces/${this.namespace}/jobs` : `/api/v1/namespaces/${this.namespace}/pods`;
     const again = (): void => {
       if (!this.stopped) setTimeout(() => void this.loop(kind), 500);
     };

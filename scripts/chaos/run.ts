@@ -115,10 +115,21 @@ function rng(seed: number): () => number {
   };
 }
 
-function program(i: number): { code: string; expected: Pick<ExecutionResult, 'status' | 'exitCode' | 'stdout' | 'stderr'> } {
+function program(i: number): {
+  code: string;
+  expected: Pick<ExecutionResult, 'status' | 'exitCode' | 'stdout' | 'stderr'>;
+} {
   const code = `import sys, time\ntime.sleep(${1 + (i % 3)})\nprint("exec ${i}")\nprint("err ${i}", file=sys.stderr)\nsys.exit(${i % 3})\n`;
   const exitCode = i % 3;
-  return { code, expected: { status: exitCode === 0 ? 'succeeded' : 'failed', exitCode, stdout: `exec ${i}\n`, stderr: `err ${i}\n` } };
+  return {
+    code,
+    expected: {
+      status: exitCode === 0 ? 'succeeded' : 'failed',
+      exitCode,
+      stdout: `exec ${i}\n`,
+      stderr: `err ${i}\n`,
+    },
+  };
 }
 
 async function retrying<T>(what: () => Promise<T>, deadline: number): Promise<T> {
@@ -153,7 +164,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const observer = new ClusterObserver(kube, namespace);
   const ids = Array.from({ length: opts.executions }, (_, i) => `${runId}-${i}`);
   const labels = new Set(ids.map((id) => resourceNames(id, 1).executionLabel));
-  const pools = (Object.keys(LANGUAGES) as Language[]).map((l) => poolRef(taskQueue, l, config.policy, readLauncherSource()));
+  const pools = (Object.keys(LANGUAGES) as Language[]).map((l) =>
+    poolRef(taskQueue, l, config.policy, readLauncherSource()),
+  );
   const poolIds = new Set(pools.map((p) => p.id));
   const inPool = (o: KubernetesObject) => poolIds.has(o.metadata?.labels?.[LABELS.pool] ?? '');
   const ours = (o: KubernetesObject) => labels.has(o.metadata?.labels?.[LABELS.execution] ?? '') || inPool(o);
@@ -180,7 +193,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const pod = `${obj.metadata?.name} (${obj.metadata?.uid})`;
       if (label) claimsByPod.set(pod, (claimsByPod.get(pod) ?? new Set<string>()).add(label));
       if (type === 'ADDED') targeted(`pool pod ${obj.metadata?.name} created (replenishing)`);
-      if (type === 'MODIFIED' && label && obj.metadata?.labels?.[LABELS.poolState] === 'claimed' && !(obj as V1Pod).status?.containerStatuses?.[0]?.state?.terminated) {
+      if (
+        type === 'MODIFIED' &&
+        label &&
+        obj.metadata?.labels?.[LABELS.poolState] === 'claimed' &&
+        !(obj as V1Pod).status?.containerStatuses?.[0]?.state?.terminated
+      ) {
         targeted(`pool pod ${obj.metadata?.name} claimed (task being delivered or running)`);
       }
       // Ready pool pods deleted from outside, too: the pool must make up for them.
@@ -197,7 +215,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     if (kind === 'Pod' && type === 'MODIFIED' && state?.terminated && !pod.metadata?.deletionTimestamp) {
       targeted(`pod ${pod.metadata?.name} finished (collecting output)`);
     }
-    if (kind === 'Pod' && type === 'MODIFIED' && state?.running && !pod.metadata?.deletionTimestamp && podDeletions < opts.podDeletions && random() < 0.3) {
+    if (
+      kind === 'Pod' &&
+      type === 'MODIFIED' &&
+      state?.running &&
+      !pod.metadata?.deletionTimestamp &&
+      podDeletions < opts.podDeletions &&
+      random() < 0.3
+    ) {
       podDeletions++;
       log(`delete pod ${pod.metadata?.name} from outside`);
       void kube.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace }).catch(() => undefined);
@@ -225,7 +250,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const faults: { at: number; run: () => Promise<void> }[] = [];
   for (let k = 0; k < opts.temporalRestarts; k++) {
     faults.push({
-      at: (k + 1) / (opts.temporalRestarts + 1) * 0.8,
+      at: ((k + 1) / (opts.temporalRestarts + 1)) * 0.8,
       run: async () => {
         log('kill Temporal server');
         await killComponent('temporal');
@@ -273,7 +298,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     let result: ExecutionResult | undefined;
     let note: string | undefined;
     try {
-      const handle = await retrying(() => client.startExecution({ code, timeoutSeconds: 60 }, { executionId }), deadline);
+      const handle = await retrying(
+        () => client.startExecution({ code, timeoutSeconds: 60 }, { executionId }),
+        deadline,
+      );
       result = await retrying(() => handle.result(), deadline);
     } catch (err) {
       note = String(err).slice(0, 300);
@@ -298,7 +326,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       pods: 0,
       duplicate: false,
       ms,
-      note: note ?? (result && !matches ? `${result.status} ${result.error?.reason ?? ''} ${JSON.stringify(result.stdout)}`.trim() : undefined),
+      note:
+        note ??
+        (result && !matches
+          ? `${result.status} ${result.error?.reason ?? ''} ${JSON.stringify(result.stdout)}`.trim()
+          : undefined),
     });
   };
   await Promise.all(
@@ -327,16 +359,19 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     };
     const until = Date.now() + 90_000;
     poolBackAtSize = false;
-    while (Date.now() < until && !(poolBackAtSize = await sizeOk().catch(() => false))) await new Promise((r) => setTimeout(r, 1000));
+    while (Date.now() < until && !(poolBackAtSize = await sizeOk().catch(() => false)))
+      await new Promise((r) => setTimeout(r, 1000));
     log(`pool ${poolBackAtSize ? 'back at its size' : 'NOT back at its size'}; emptying it`);
     // As an operator would: the worker restarts with no pool, so no worker start can bring the old size back.
     await supervisor.restartWith({ DS_WARM_POOL_SIZE: '0' });
-    await drainWarmPools(client.temporal, config, 90_000).catch((err) => log(`could not empty the pool: ${String(err)}`));
+    await drainWarmPools(client.temporal, config, 90_000).catch((err) =>
+      log(`could not empty the pool: ${String(err)}`),
+    );
   }
 
   // Leaks: 60 s after the last result, nothing of these executions may remain.
   const until = Date.now() + opts.leakWindowMs;
-  let leaks: string[] = [];
+  let leaks: string[];
   for (;;) {
     try {
       const sel = 'app.kubernetes.io/managed-by=durable-sandbox';
@@ -370,7 +405,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     // a program than attempts means a program ran twice.
     c.duplicate = c.attempts !== undefined && (c.jobs > c.attempts || c.pods > c.attempts);
   }
-  const times = checks.filter((c) => c.delivered).map((c) => c.ms!).sort((a, b) => a - b);
+  const times = checks
+    .filter((c) => c.delivered)
+    .map((c) => c.ms!)
+    .sort((a, b) => a - b);
   const typed = new Set(['infra_error', 'timed_out', 'oom_killed', 'cancelled']);
   return {
     executions: opts.executions,
@@ -388,7 +426,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     podDeletions,
     warm: checks.filter((c) => c.sandbox === 'warm').length,
     poolPodsThatRan: [...observer.poolPodsThatRan].filter((uid) => observer.poolPods.has(uid)).length,
-    sharedPods: [...claimsByPod].filter(([, set]) => set.size > 1).map(([pod, set]) => `${pod}: ${[...set].join(', ')}`),
+    sharedPods: [...claimsByPod]
+      .filter(([, set]) => set.size > 1)
+      .map(([pod, set]) => `${pod}: ${[...set].join(', ')}`),
     ...(poolBackAtSize !== undefined ? { poolBackAtSize } : {}),
     worstMs: times[times.length - 1] ?? 0,
     medianMs: times[Math.floor(times.length / 2)] ?? 0,
@@ -413,7 +453,9 @@ export function formatReport(r: ChaosReport): string {
     ['executions on warm pool pods', r.warm],
     ['pool pods that ran a program', r.poolPodsThatRan],
     ['pool pods that ran two programs', r.sharedPods.length],
-    ...(r.poolBackAtSize !== undefined ? ([['pool back at its size after', r.poolBackAtSize ? 'yes' : 'NO']] as [string, string][]) : []),
+    ...(r.poolBackAtSize !== undefined
+      ? ([['pool back at its size after', r.poolBackAtSize ? 'yes' : 'NO']] as [string, string][])
+      : []),
     ['time to result, median / worst', `${(r.medianMs / 1000).toFixed(1)} s / ${(r.worstMs / 1000).toFixed(1)} s`],
   ];
   const lines = rows.map(([k, v]) => `  ${k.padEnd(36)} ${v}`);
@@ -421,7 +463,9 @@ export function formatReport(r: ChaosReport): string {
   if (odd.length) {
     lines.push('', '  executions that were not plain:');
     for (const c of odd) {
-      lines.push(`    ${c.executionId}: ${c.status ?? 'NO RESULT'} attempts=${c.attempts ?? '-'} jobs=${c.jobs} pods=${c.pods}${c.duplicate ? ' DUPLICATE' : ''} ${c.note ?? ''}`);
+      lines.push(
+        `    ${c.executionId}: ${c.status ?? 'NO RESULT'} attempts=${c.attempts ?? '-'} jobs=${c.jobs} pods=${c.pods}${c.duplicate ? ' DUPLICATE' : ''} ${c.note ?? ''}`,
+      );
     }
   }
   if (r.leaks.length) lines.push('', `  leaked: ${r.leaks.join(', ')}`);
@@ -430,5 +474,12 @@ export function formatReport(r: ChaosReport): string {
 }
 
 export function failed(r: ChaosReport): boolean {
-  return r.lost > 0 || r.wrong > 0 || r.duplicates > 0 || r.leaks.length > 0 || r.sharedPods.length > 0 || r.poolBackAtSize === false;
+  return (
+    r.lost > 0 ||
+    r.wrong > 0 ||
+    r.duplicates > 0 ||
+    r.leaks.length > 0 ||
+    r.sharedPods.length > 0 ||
+    r.poolBackAtSize === false
+  );
 }

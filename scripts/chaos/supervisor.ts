@@ -20,13 +20,17 @@ export class WorkerSupervisor {
 
   start(): void {
     if (this.stopping) return;
-    const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join(PROJECT_ROOT, 'worker', 'main.ts')], {
-      cwd: PROJECT_ROOT,
-      env: this.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout!.pipe(this.log, { end: false });
-    child.stderr!.pipe(this.log, { end: false });
+    const child = spawn(
+      process.execPath,
+      ['-r', 'ts-node/register/transpile-only', path.join(PROJECT_ROOT, 'worker', 'main.ts')],
+      {
+        cwd: PROJECT_ROOT,
+        env: this.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    child.stdout.pipe(this.log, { end: false });
+    child.stderr.pipe(this.log, { end: false });
     child.on('exit', () => {
       if (this.child === child) this.child = undefined;
       if (!this.stopping) {

@@ -38,7 +38,10 @@ export async function startWorker(env: Record<string, string> = {}): Promise<Tes
   quietRuntime();
   const taskQueue = `test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
   // The reconciler's Schedule is off unless a test asks for it.
-  return startInProcessWorker({ ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', ...env }, { ephemeral: true });
+  return startInProcessWorker(
+    { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', ...env },
+    { ephemeral: true },
+  );
 }
 
 export interface Leftovers {
@@ -66,8 +69,15 @@ export const NOTHING_LEFT: Leftovers = { jobs: [], pods: [], configMaps: [] };
  * What is left of an execution once it has completed. executeCode answers before cleanup; the workflow completes
  * only after it, so this waits for the completion and then looks.
  */
-export async function leftoversAfterCompletion(kube: Kube, client: SandboxClient, executionId: string): Promise<Leftovers> {
-  await client.handle(executionId).result().catch(() => undefined);
+export async function leftoversAfterCompletion(
+  kube: Kube,
+  client: SandboxClient,
+  executionId: string,
+): Promise<Leftovers> {
+  await client
+    .handle(executionId)
+    .result()
+    .catch(() => undefined);
   return leftovers(kube, executionId);
 }
 
@@ -80,7 +90,10 @@ export class JobRecorder {
   private abort?: AbortController;
 
   async start(kube: Kube): Promise<void> {
-    const list = await kube.batch.listNamespacedJob({ namespace: SANDBOX_NAMESPACE, labelSelector: `${LABELS.managedBy}=${MANAGED_BY}` });
+    const list = await kube.batch.listNamespacedJob({
+      namespace: SANDBOX_NAMESPACE,
+      labelSelector: `${LABELS.managedBy}=${MANAGED_BY}`,
+    });
     list.items.forEach((j) => this.add(j));
     this.abort = await new Watch(kube.config).watch(
       `/apis/batch/v1/namespaces/${SANDBOX_NAMESPACE}/jobs`,
@@ -129,7 +142,11 @@ export async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean,
 /** Waits until the sandbox container of an execution's attempt is running, as the cluster itself reports it. */
 export async function whenRunning(kube: Kube, executionId: string, attempt = 1, timeoutMs = 60_000): Promise<string> {
   const pods = await eventually(
-    () => kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: resourceNames(executionId, attempt).attemptSelector }),
+    () =>
+      kube.core.listNamespacedPod({
+        namespace: SANDBOX_NAMESPACE,
+        labelSelector: resourceNames(executionId, attempt).attemptSelector,
+      }),
     (l) => l.items.some((p) => p.status?.containerStatuses?.some((c) => c.state?.running)),
     timeoutMs,
   );
@@ -140,7 +157,8 @@ export async function whenRunning(kube: Kube, executionId: string, attempt = 1, 
 export async function poolHasReady(w: TestWorker, language: Language, timeoutMs = 60_000): Promise<void> {
   const pool = poolRef(w.config.temporal.taskQueue, language, w.config.policy, readLauncherSource());
   await eventually(
-    () => adminKube().core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: poolSelector(pool, 'ready') }),
+    () =>
+      adminKube().core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: poolSelector(pool, 'ready') }),
     (l) => l.items.some((p) => claimable(p, pool)),
     timeoutMs,
   );

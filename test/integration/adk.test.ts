@@ -20,8 +20,21 @@ import {
   type LlmResponse,
 } from '@google/adk';
 import type { Content } from '@google/genai';
-import { DurableSandboxCodeExecutor, durableSandboxAgentOptions, SANDBOX_INSTRUCTION, STDERR_MARKER } from '../../integrations/adk';
-import { adminKube, eventually, leftoversAfterCompletion, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
+import {
+  DurableSandboxCodeExecutor,
+  durableSandboxAgentOptions,
+  SANDBOX_INSTRUCTION,
+  STDERR_MARKER,
+} from '../../integrations/adk';
+import {
+  adminKube,
+  eventually,
+  leftoversAfterCompletion,
+  NOTHING_LEFT,
+  startWorker,
+  uniqueId,
+  type TestWorker,
+} from '../helpers/stack';
 
 jest.setTimeout(240_000);
 setLogLevel(LogLevel.WARN);
@@ -76,7 +89,11 @@ class InvocationRecorder extends BasePlugin {
     super('invocation-recorder');
   }
 
-  override async beforeRunCallback({ invocationContext }: { invocationContext: InvocationContext }): Promise<undefined> {
+  override async beforeRunCallback({
+    invocationContext,
+  }: {
+    invocationContext: InvocationContext;
+  }): Promise<undefined> {
     this.contexts.push(invocationContext);
     return undefined;
   }
@@ -94,14 +111,23 @@ function setup(code: string, fence?: string): Setup {
   const prefix = uniqueId('adk');
   const model = new ScriptedLlm(code, fence);
   const executor = new DurableSandboxCodeExecutor({ client: w.client, executionIdPrefix: prefix, timeoutSeconds: 60 });
-  const agent = new LlmAgent({ name: 'analyst', model, instruction: SANDBOX_INSTRUCTION, ...durableSandboxAgentOptions(executor) });
+  const agent = new LlmAgent({
+    name: 'analyst',
+    model,
+    instruction: SANDBOX_INSTRUCTION,
+    ...durableSandboxAgentOptions(executor),
+  });
   const recorder = new InvocationRecorder();
   const runner = new InMemoryRunner({ agent, appName: 'adk-test', plugins: [recorder] });
   const session = runner.sessionService.createSession({ appName: 'adk-test', userId: 'u' });
   const ask = async () => {
     const events: Event[] = [];
     const { id } = await session;
-    for await (const e of runner.runAsync({ userId: 'u', sessionId: id, newMessage: { role: 'user', parts: [{ text: 'Compute it.' }] } })) {
+    for await (const e of runner.runAsync({
+      userId: 'u',
+      sessionId: id,
+      newMessage: { role: 'user', parts: [{ text: 'Compute it.' }] },
+    })) {
       events.push(e);
     }
     return events;
@@ -130,7 +156,12 @@ async function executionsStartingWith(prefix: string, n: number): Promise<string
 }
 
 /** The parts of each event, by kind: 'text', 'executableCode', 'codeExecutionResult'. */
-const shape = (events: Event[]) => events.map((e) => (e.content?.parts ?? []).map((p) => (p.executableCode ? 'executableCode' : p.codeExecutionResult ? 'codeExecutionResult' : 'text')).join(','));
+const shape = (events: Event[]) =>
+  events.map((e) =>
+    (e.content?.parts ?? [])
+      .map((p) => (p.executableCode ? 'executableCode' : p.codeExecutionResult ? 'codeExecutionResult' : 'text'))
+      .join(','),
+  );
 
 const resultOf = (e: Event) => e.content!.parts![0].codeExecutionResult!;
 
@@ -178,11 +209,20 @@ test("the agent runs its model's code in the sandbox and answers with the real o
   // A call retried while the first is still running (its answer lost) attaches too: one run, one result for both.
   const slow = 'import time, uuid\ntime.sleep(3)\nprint("slow", uuid.uuid4())';
   const first = executor.executeCode(callFor(ctx, slow));
-  await eventually(() => w.client.getExecution(executor.executionIdFor(callFor(ctx, slow))!).then((s) => s.state, () => 'absent'), (s) => s === 'running');
+  await eventually(
+    () =>
+      w.client.getExecution(executor.executionIdFor(callFor(ctx, slow))!).then(
+        (s) => s.state,
+        () => 'absent',
+      ),
+    (s) => s === 'running',
+  );
   const [a, b] = await Promise.all([first, executor.executeCode(callFor(ctx, slow))]);
   expect(a.stdout).toMatch(/^slow [0-9a-f-]{36}\n$/);
   expect(b).toEqual(a);
-  expect(await executionsStartingWith(prefix, 2)).toEqual([executionId, executor.executionIdFor(callFor(ctx, slow))].sort());
+  expect(await executionsStartingWith(prefix, 2)).toEqual(
+    [executionId, executor.executionIdFor(callFor(ctx, slow))].sort(),
+  );
 
   // The same question again is a new invocation: the code runs again.
   const again = await ask();
@@ -196,7 +236,8 @@ test("the agent runs its model's code in the sandbox and answers with the real o
 });
 
 test('a program that fails (exit 3): ADK sees a failure whose stderr says what happened, with the program stderr', async () => {
-  const code = 'import sys\nprint("partial result", flush=True)\nprint("something broke", file=sys.stderr)\nsys.exit(3)';
+  const code =
+    'import sys\nprint("partial result", flush=True)\nprint("something broke", file=sys.stderr)\nsys.exit(3)';
   const { prefix, model, executor, recorder, ask } = setup(code);
   const events = await ask();
 
@@ -247,17 +288,38 @@ test('a ```bash block runs in bash; input files reach the program, renamed when 
   expect(resultOf(events[1])).toEqual({ outcome: 'OUTCOME_OK', output: expect.stringMatching(/^bash \d+\n42\n$/) });
 
   const ctx = recorder.contexts[0];
-  const csv = { name: 'data/my table.csv', content: Buffer.from('a,b\n1,2\n').toString('base64'), mimeType: 'text/csv' };
+  const csv = {
+    name: 'data/my table.csv',
+    content: Buffer.from('a,b\n1,2\n').toString('base64'),
+    mimeType: 'text/csv',
+  };
   const read = 'print(open("/sandbox/files/my_table.csv").read(), end="")';
-  const r = await executor.executeCode({ invocationContext: ctx, codeExecutionInput: { code: read, language: CodeExecutionLanguage.PYTHON, inputFiles: [csv] } });
-  expect(r).toEqual({ stdout: 'a,b\n1,2\n[input file "data/my table.csv" is /sandbox/files/my_table.csv]\n', stderr: '', outputFiles: [] });
+  const r = await executor.executeCode({
+    invocationContext: ctx,
+    codeExecutionInput: { code: read, language: CodeExecutionLanguage.PYTHON, inputFiles: [csv] },
+  });
+  expect(r).toEqual({
+    stdout: 'a,b\n1,2\n[input file "data/my table.csv" is /sandbox/files/my_table.csv]\n',
+    stderr: '',
+    outputFiles: [],
+  });
 
   const clash = { ...csv, name: 'my_table.csv' };
   await expect(
-    executor.executeCode({ invocationContext: ctx, codeExecutionInput: { code: read, language: CodeExecutionLanguage.PYTHON, inputFiles: [csv, clash] } }),
+    executor.executeCode({
+      invocationContext: ctx,
+      codeExecutionInput: { code: read, language: CodeExecutionLanguage.PYTHON, inputFiles: [csv, clash] },
+    }),
   ).rejects.toThrow('input files "data/my table.csv" and "my_table.csv" would both be /sandbox/files/my_table.csv');
-  const js = await executor.executeCode({ invocationContext: ctx, codeExecutionInput: { code: 'console.log(1)', language: CodeExecutionLanguage.JAVASCRIPT, inputFiles: [] } });
-  expect(js).toEqual({ stdout: '', stderr: 'Unsupported language "javascript": this sandbox runs python and shell (bash).\n', outputFiles: [] });
+  const js = await executor.executeCode({
+    invocationContext: ctx,
+    codeExecutionInput: { code: 'console.log(1)', language: CodeExecutionLanguage.JAVASCRIPT, inputFiles: [] },
+  });
+  expect(js).toEqual({
+    stdout: '',
+    stderr: 'Unsupported language "javascript": this sandbox runs python and shell (bash).\n',
+    outputFiles: [],
+  });
 
   const ids = await executionsStartingWith(prefix, 2);
   expect(ids).toHaveLength(2);

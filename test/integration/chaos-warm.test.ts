@@ -12,7 +12,8 @@ jest.setTimeout(15 * 60_000);
 
 test('16 executions with a pool of 3 through worker kills and pool pod deletions: 0 lost, 0 shared, 0 leaked', async () => {
   const sides = localSides();
-  if (!sides.kube || !sides.temporal) throw new Error('the chaos pass kills local stack components: it needs the local stack');
+  if (!sides.kube || !sides.temporal)
+    throw new Error('the chaos pass kills local stack components: it needs the local stack');
   const report = await runChaos({
     ...DEFAULT_CHAOS,
     executions: 16,
@@ -23,7 +24,11 @@ test('16 executions with a pool of 3 through worker kills and pool pod deletions
     podDeletions: 3,
     warmPool: 3,
     // The harness's own account (kills, deletions, the pool's refill), for when this fails.
-    log: (line: string) => appendFileSync(path.join(PROJECT_ROOT, '.stack', 'logs', 'chaos-warm-test.log'), `${new Date().toISOString()} ${line}\n`),
+    log: (line: string) =>
+      appendFileSync(
+        path.join(PROJECT_ROOT, '.stack', 'logs', 'chaos-warm-test.log'),
+        `${new Date().toISOString()} ${line}\n`,
+      ),
   });
   process.stdout.write(`chaos pass (warm pool):\n${formatReport(report)}\n`);
   expect({

@@ -11,7 +11,8 @@ jest.setTimeout(15 * 60_000);
 
 test('20 executions through worker kills, a Temporal restart and an apiserver outage: 0 lost, 0 duplicated, 0 leaked', async () => {
   const sides = localSides();
-  if (!sides.kube || !sides.temporal) throw new Error('the chaos pass kills local stack components: it needs the local stack');
+  if (!sides.kube || !sides.temporal)
+    throw new Error('the chaos pass kills local stack components: it needs the local stack');
   const lines: string[] = [];
   const report = await runChaos({
     ...DEFAULT_CHAOS,

@@ -53,9 +53,13 @@ test('run -e: the output on stdout, progress as plain lines on stderr, exit 0', 
 });
 
 test("the program's exit code is the process's; timed_out and oom_killed have codes of their own", async () => {
-  expect((await cli(['run', '-e', 'import sys\nprint("out")\nprint("err", file=sys.stderr)\nsys.exit(3)'])).code).toBe(3);
+  expect((await cli(['run', '-e', 'import sys\nprint("out")\nprint("err", file=sys.stderr)\nsys.exit(3)'])).code).toBe(
+    3,
+  );
   expect((await cli(['run', '-e', 'import time\ntime.sleep(60)', '--timeout', '2'])).code).toBe(EXIT.timedOut);
-  expect((await cli(['run', '-e', 'x = []\nwhile True:\n    x.append(bytearray(16 << 20))', '--memory', '64Mi'])).code).toBe(EXIT.oomKilled);
+  expect(
+    (await cli(['run', '-e', 'x = []\nwhile True:\n    x.append(bytearray(16 << 20))', '--memory', '64Mi'])).code,
+  ).toBe(EXIT.oomKilled);
 });
 
 test('a file program, an input file, env, output files saved, --json', async () => {
@@ -74,11 +78,24 @@ test('a file program, an input file, env, output files saved, --json', async () 
 
 test('status, cancel and list', async () => {
   const id = uniqueId('cli');
-  const running = cli(['run', '-e', 'import time\nprint("working", flush=True)\ntime.sleep(120)', '--id', id, '--timeout', '300']);
+  const running = cli([
+    'run',
+    '-e',
+    'import time\nprint("working", flush=True)\ntime.sleep(120)',
+    '--id',
+    id,
+    '--timeout',
+    '300',
+  ]);
   // Wait until it runs, then look at it and cancel it from other processes.
   for (let i = 0; i < 120; i++) {
     const s = await cli(['status', id, '--json']);
-    if (s.code === 0 && JSON.parse(s.stdout).state === 'running' && JSON.parse(s.stdout).output?.stdout?.text === 'working\n') break;
+    if (
+      s.code === 0 &&
+      JSON.parse(s.stdout).state === 'running' &&
+      JSON.parse(s.stdout).output?.stdout?.text === 'working\n'
+    )
+      break;
     await new Promise((r) => setTimeout(r, 500));
   }
   const status = await cli(['status', id]);

@@ -15,14 +15,27 @@ jest.setTimeout(180_000);
 test('cancel, then SIGKILL the worker: the pod still goes and the result is cancelled', async () => {
   const kube = adminKube();
   const taskQueue = uniqueId('durable-cancel');
-  const env = { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', DS_LOG_LEVEL: 'WARN' };
+  const env = {
+    ...process.env,
+    DS_TASK_QUEUE: taskQueue,
+    DS_RECONCILE_INTERVAL_SECONDS: '0',
+    DS_WARM_POOL_SIZE: '0',
+    DS_LOG_LEVEL: 'WARN',
+  };
   const config = loadConfig(env);
   const supervisor = new WorkerSupervisor(env, path.join(PROJECT_ROOT, '.stack', 'logs', `${taskQueue}-worker.log`));
   supervisor.start();
-  const client = await SandboxClient.connect({ connection: { address: config.temporal.address }, taskQueue, policy: config.policy });
+  const client = await SandboxClient.connect({
+    connection: { address: config.temporal.address },
+    taskQueue,
+    policy: config.policy,
+  });
   try {
     const executionId = uniqueId('cancel-kill');
-    const handle = await client.startExecution({ code: 'import time\nprint("working", flush=True)\ntime.sleep(600)', timeoutSeconds: 300 }, { executionId });
+    const handle = await client.startExecution(
+      { code: 'import time\nprint("working", flush=True)\ntime.sleep(600)', timeoutSeconds: 300 },
+      { executionId },
+    );
     const pod = await whenRunning(kube, executionId, 1, 90_000);
     await client.cancelExecution(executionId);
     expect(supervisor.kill()).toBe(true);

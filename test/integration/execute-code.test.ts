@@ -7,7 +7,17 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidInputError, type ExecutionResult } from '../../client';
 import { PHASES } from '../../core/types';
-import { adminKube, JobRecorder, whenRunning, leftovers, leftoversAfterCompletion, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
+import {
+  adminKube,
+  JobRecorder,
+  whenRunning,
+  leftovers,
+  leftoversAfterCompletion,
+  NOTHING_LEFT,
+  startWorker,
+  uniqueId,
+  type TestWorker,
+} from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -148,7 +158,7 @@ describe('bad input', () => {
   test('the workflow refuses it too (when started directly) with a non-retryable InvalidInput failure', async () => {
     const executionId = uniqueId('bad-direct');
     const handle = await w.client.temporal.workflow.start('executeCode', {
-      taskQueue: (w.config.temporal.taskQueue),
+      taskQueue: w.config.temporal.taskQueue,
       workflowId: executionId,
       args: [{ code: 'print(1)', timeoutSeconds: 10 ** 9 }],
     });

@@ -8,7 +8,15 @@ import { SandboxClient, type ExecutionResult } from '../../client';
 import { loadConfig } from '../../worker/config';
 import { PROJECT_ROOT } from '../../dev/stack-env';
 import { WorkerSupervisor } from '../../scripts/chaos/supervisor';
-import { adminKube, eventually, leftovers, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
+import {
+  adminKube,
+  eventually,
+  leftovers,
+  NOTHING_LEFT,
+  startWorker,
+  uniqueId,
+  type TestWorker,
+} from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -49,7 +57,8 @@ test('attaching with the same id while it cleans up, and after it completed, giv
 
 test('live output reaches the caller and getExecution while the program still runs, each piece once and in order', async () => {
   const executionId = uniqueId('live');
-  const code = 'import sys, time\nfor i in range(6):\n    print("tick", i, flush=True)\n    print("tock", i, file=sys.stderr, flush=True)\n    time.sleep(1)';
+  const code =
+    'import sys, time\nfor i in range(6):\n    print("tick", i, flush=True)\n    print("tock", i, file=sys.stderr, flush=True)\n    time.sleep(1)';
   const chunks: { text: string; at: number }[] = [];
   let stderr = '';
   const seenByGetExecution: string[] = [];
@@ -81,11 +90,21 @@ describe('with the worker in a child process that is SIGKILLed', () => {
   let client: SandboxClient;
   beforeAll(async () => {
     const taskQueue = uniqueId('fast-kill');
-    const env = { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', DS_LOG_LEVEL: 'WARN' };
+    const env = {
+      ...process.env,
+      DS_TASK_QUEUE: taskQueue,
+      DS_RECONCILE_INTERVAL_SECONDS: '0',
+      DS_WARM_POOL_SIZE: '0',
+      DS_LOG_LEVEL: 'WARN',
+    };
     const config = loadConfig(env);
     supervisor = new WorkerSupervisor(env, path.join(PROJECT_ROOT, '.stack', 'logs', `${taskQueue}-worker.log`));
     supervisor.start();
-    client = await SandboxClient.connect({ connection: { address: config.temporal.address }, taskQueue, policy: config.policy });
+    client = await SandboxClient.connect({
+      connection: { address: config.temporal.address },
+      taskQueue,
+      policy: config.policy,
+    });
   });
   afterAll(async () => {
     await client?.close();

@@ -10,22 +10,30 @@ import { applyStackEnv, localSides } from '../../dev/stack-env';
 export default async function globalSetup(): Promise<void> {
   const sides = localSides();
   applyStackEnv();
-  const hint = 'start the local stack with `npm run stack:up`, or set KUBECONFIG and TEMPORAL_ADDRESS to a real cluster';
+  const hint =
+    'start the local stack with `npm run stack:up`, or set KUBECONFIG and TEMPORAL_ADDRESS to a real cluster';
   const address = process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
   try {
     const connection = await Connection.connect({ address, connectTimeout: '5s' });
     await connection.workflowService.getSystemInfo({});
     await connection.close();
   } catch (err) {
-    throw new Error(`Temporal at ${address}${sides.temporal ? ' (local stack)' : ''} is not reachable: ${String(err)}; ${hint}`);
+    throw new Error(
+      `Temporal at ${address}${sides.temporal ? ' (local stack)' : ''} is not reachable: ${String(err)}; ${hint}`,
+      { cause: err },
+    );
   }
   const kubeconfig = process.env.DS_ADMIN_KUBECONFIG ?? process.env.KUBECONFIG;
   try {
     const core = loadKubeConfig(kubeconfig).makeApiClient(CoreV1Api);
     const nodes = await core.listNode();
-    const ready = nodes.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+    const ready = nodes.items.filter((n) =>
+      n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    );
     if (ready.length === 0) throw new Error('no node is Ready');
   } catch (err) {
-    throw new Error(`Kubernetes (${kubeconfig ?? 'default kubeconfig'}) is not usable: ${String(err)}; ${hint}`);
+    throw new Error(`Kubernetes (${kubeconfig ?? 'default kubeconfig'}) is not usable: ${String(err)}; ${hint}`, {
+      cause: err,
+    });
   }
 }

@@ -11,7 +11,17 @@ import { InvalidInputError, type ExecutionInput, type ExecutionResult } from '..
 import { HARD_LIMITS } from '../../core/policy';
 import { fitsPool } from '../../core/pool';
 import { validateInput } from '../../core/validate';
-import { adminKube, JobRecorder, leftovers, leftoversAfterCompletion, NOTHING_LEFT, poolHasReady, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
+import {
+  adminKube,
+  JobRecorder,
+  leftovers,
+  leftoversAfterCompletion,
+  NOTHING_LEFT,
+  poolHasReady,
+  startWorker,
+  uniqueId,
+  type TestWorker,
+} from '../helpers/stack';
 
 export function hostileSuite(mode: 'cold' | 'warm'): void {
   jest.setTimeout(90_000);
@@ -131,7 +141,9 @@ print("cpu", json.dumps(t.children_user + t.children_system))
       expect(cpu).toBeGreaterThan(0);
       // Unthrottled, four busy processes on two cores would use ~2 CPU-seconds per second.
       expect(cpu / wall).toBeLessThanOrEqual(0.75);
-      console.log(`4 busy processes at 500m: ${cpu.toFixed(2)} CPU-s in ${wall.toFixed(2)} s (${(cpu / wall).toFixed(2)})`);
+      console.log(
+        `4 busy processes at 500m: ${cpu.toFixed(2)} CPU-s in ${wall.toFixed(2)} s (${(cpu / wall).toFixed(2)})`,
+      );
     });
   });
 
@@ -181,7 +193,8 @@ print("processes", json.dumps(sum(1 for p in os.listdir("/proc") if p.isdigit())
     test('a program that SIGKILLs the launcher (PID 1, same user) only spoils its own run', async () => {
       // gVisor delivers the signal (Linux would shield a namespace's init). The container ends at once with 137, no
       // trailer is written, so the result says the output is incomplete.
-      const code = 'import os, signal, time\nos.kill(1, signal.SIGKILL)\ntime.sleep(25)\nprint("survived the launcher")';
+      const code =
+        'import os, signal, time\nos.kill(1, signal.SIGKILL)\ntime.sleep(25)\nprint("survived the launcher")';
       const r = await run(code, { timeoutSeconds: 30 });
       expect(r).toMatchObject({ status: 'failed', exitCode: 137, stderr: '', attempts: 1 });
       expect(r.stdout).toBe('');
@@ -222,7 +235,8 @@ for path in ["/evil", "/var/tmp/evil", "/sandbox/evil", "/sandbox/main.py", "/tm
 
   describe('output', () => {
     test('100 MB of stdout is capped and flagged; the result is delivered', async () => {
-      const code = 'import sys\nchunk = b"z" * (1 << 20)\nfor _ in range(100):\n    sys.stdout.buffer.write(chunk)\nsys.stdout.flush()\nprint("done", file=sys.stderr)';
+      const code =
+        'import sys\nchunk = b"z" * (1 << 20)\nfor _ in range(100):\n    sys.stdout.buffer.write(chunk)\nsys.stdout.flush()\nprint("done", file=sys.stderr)';
       const r = await run(code, { timeoutSeconds: 60 });
       const cap = w.config.policy.stdoutCapBytes;
       expect(r).toMatchObject({ status: 'succeeded', exitCode: 0, stderr: 'done\n' });
@@ -240,7 +254,8 @@ for path in ["/evil", "/var/tmp/evil", "/sandbox/evil", "/sandbox/main.py", "/tm
     });
 
     test('binary and invalid UTF-8 arrive as text with replacement characters', async () => {
-      const code = 'import os\nos.write(1, bytes(range(256)) * 4)\nos.write(1, b"\\xff\\xfe\\xc0 end")\nos.write(2, b"\\x80err")';
+      const code =
+        'import os\nos.write(1, bytes(range(256)) * 4)\nos.write(1, b"\\xff\\xfe\\xc0 end")\nos.write(2, b"\\x80err")';
       const r = await run(code, { timeoutSeconds: 30 });
       expect(r).toMatchObject({ status: 'succeeded', exitCode: 0, stderr: '\uFFFDerr' });
       expect(r.stdoutInfo).toEqual({ totalBytes: 1024 + 7, capturedBytes: 1024 + 7, truncated: false });
@@ -250,7 +265,8 @@ for path in ["/evil", "/var/tmp/evil", "/sandbox/evil", "/sandbox/main.py", "/tm
     });
 
     test('interleaved stdout and stderr stay apart and in order', async () => {
-      const code = 'import sys\nfor i in range(2000):\n    print("o%d" % i, flush=True)\n    print("e%d" % i, file=sys.stderr, flush=True)';
+      const code =
+        'import sys\nfor i in range(2000):\n    print("o%d" % i, flush=True)\n    print("e%d" % i, file=sys.stderr, flush=True)';
       const r = await run(code, { timeoutSeconds: 30 });
       const lines = (p: string) => Array.from({ length: 2000 }, (_, i) => `${p}${i}\n`).join('');
       expect(r).toMatchObject({ status: 'succeeded', exitCode: 0, stdout: lines('o'), stderr: lines('e') });
@@ -377,13 +393,18 @@ print("procText", json.dumps(meminfo + open("/proc/cpuinfo").read()))
 `;
       const r = await run(code, { timeoutSeconds: 30, limits: { memory: '512Mi' } });
       expect(r).toMatchObject({ status: 'succeeded', exitCode: 0 });
-      const { release, dmesg, memTotalKb, procText } = report(r) as { release: string; dmesg: string[]; memTotalKb: number; procText: string };
+      const { release, dmesg, memTotalKb, procText } = report(r) as {
+        release: string;
+        dmesg: string[];
+        memTotalKb: number;
+        procText: string;
+      };
       expect(release).not.toBe(os.release());
       expect(release).not.toBe(n.status!.nodeInfo!.kernelVersion);
       expect(dmesg[0]).toMatch(/Starting gVisor/);
       expect(memTotalKb * 1024).toBeLessThanOrEqual(512 * 1024 * 1024);
       expect(memTotalKb * 1024).not.toBe(os.totalmem());
-      const hostKb = [String(Math.floor(os.totalmem() / 1024)), n.status!.capacity!.memory!.replace(/Ki$/, '')];
+      const hostKb = [String(Math.floor(os.totalmem() / 1024)), n.status!.capacity!.memory.replace(/Ki$/, '')];
       for (const kb of hostKb) expect(procText).not.toContain(kb);
     });
   });
@@ -436,22 +457,66 @@ time.sleep(600)
   describe('input limits', () => {
     const file = (name: string, content = 'x') => ({ name, content });
     const cases: [string, ExecutionInput, { field: string; limit: string }][] = [
-      ['code over the size limit', { code: '#'.repeat(HARD_LIMITS.maxCodeBytes + 1) }, { field: 'code', limit: 'max 256 KiB' }],
+      [
+        'code over the size limit',
+        { code: '#'.repeat(HARD_LIMITS.maxCodeBytes + 1) },
+        { field: 'code', limit: 'max 256 KiB' },
+      ],
       ['empty code', { code: '' }, { field: 'code', limit: 'non-empty' }],
       ['blank code', { code: ' \n\t\n' }, { field: 'code', limit: 'non-empty' }],
-      ['unknown language', { code: 'puts 1', language: 'ruby' as never }, { field: 'language', limit: 'one of python, bash' }],
-      ['an absurd timeout', { code: 'print(1)', timeoutSeconds: 10 ** 9 }, { field: 'timeoutSeconds', limit: 'max 3600' }],
+      [
+        'unknown language',
+        { code: 'puts 1', language: 'ruby' as never },
+        { field: 'language', limit: 'one of python, bash' },
+      ],
+      [
+        'an absurd timeout',
+        { code: 'print(1)', timeoutSeconds: 10 ** 9 },
+        { field: 'timeoutSeconds', limit: 'max 3600' },
+      ],
       ['a zero timeout', { code: 'print(1)', timeoutSeconds: 0 }, { field: 'timeoutSeconds', limit: 'integer >= 1' }],
-      ['a fractional timeout', { code: 'print(1)', timeoutSeconds: 1.5 }, { field: 'timeoutSeconds', limit: 'integer >= 1' }],
+      [
+        'a fractional timeout',
+        { code: 'print(1)', timeoutSeconds: 1.5 },
+        { field: 'timeoutSeconds', limit: 'integer >= 1' },
+      ],
       ['an absurd CPU request', { code: 'print(1)', limits: { cpu: '1000' } }, { field: 'limits.cpu', limit: 'max 2' }],
-      ['a CPU below the minimum', { code: 'print(1)', limits: { cpu: '1m' } }, { field: 'limits.cpu', limit: 'min 10' }],
-      ['an absurd memory request', { code: 'print(1)', limits: { memory: '1000Ti' } }, { field: 'limits.memory', limit: 'max 4Gi' }],
-      ['a memory that is no quantity', { code: 'print(1)', limits: { memory: 'all of it' } }, { field: 'limits.memory', limit: 'quantity' }],
-      ['too much memory', { code: 'print(1)', limits: { memory: '64Gi' } }, { field: 'limits.memory', limit: 'max 4Gi' }],
+      [
+        'a CPU below the minimum',
+        { code: 'print(1)', limits: { cpu: '1m' } },
+        { field: 'limits.cpu', limit: 'min 10' },
+      ],
+      [
+        'an absurd memory request',
+        { code: 'print(1)', limits: { memory: '1000Ti' } },
+        { field: 'limits.memory', limit: 'max 4Gi' },
+      ],
+      [
+        'a memory that is no quantity',
+        { code: 'print(1)', limits: { memory: 'all of it' } },
+        { field: 'limits.memory', limit: 'quantity' },
+      ],
+      [
+        'too much memory',
+        { code: 'print(1)', limits: { memory: '64Gi' } },
+        { field: 'limits.memory', limit: 'max 4Gi' },
+      ],
       ['a file name with ..', { code: 'print(1)', files: [file('..')] }, { field: 'files[0].name', limit: 'charset' }],
-      ['a file name climbing out', { code: 'print(1)', files: [file('../../etc/passwd')] }, { field: 'files[0].name', limit: 'charset' }],
-      ['a file name with /', { code: 'print(1)', files: [file('ok.txt'), file('a/b')] }, { field: 'files[1].name', limit: 'charset' }],
-      ['too many files', { code: 'print(1)', files: Array.from({ length: 21 }, (_, i) => file(`f${i}`)) }, { field: 'files', limit: 'max 20 files' }],
+      [
+        'a file name climbing out',
+        { code: 'print(1)', files: [file('../../etc/passwd')] },
+        { field: 'files[0].name', limit: 'charset' },
+      ],
+      [
+        'a file name with /',
+        { code: 'print(1)', files: [file('ok.txt'), file('a/b')] },
+        { field: 'files[1].name', limit: 'charset' },
+      ],
+      [
+        'too many files',
+        { code: 'print(1)', files: Array.from({ length: 21 }, (_, i) => file(`f${i}`)) },
+        { field: 'files', limit: 'max 20 files' },
+      ],
     ];
 
     test.each(cases)('%s: InvalidInputError from the client, nothing created', async (_name, input, expected) => {
@@ -482,7 +547,9 @@ time.sleep(600)
       // The kubelet removes an evicted pod's container, and its log with it, to reclaim the disk: the output is there
       // only if the worker read the log first.
       expect(['wrote 300 MiB\n', '']).toContain(r.stdout);
-      console.log(`scratch fill: evicted after ${(ranMs(r) / 1000).toFixed(1)} s, output ${r.stdout ? 'kept' : 'lost'}`);
+      console.log(
+        `scratch fill: evicted after ${(ranMs(r) / 1000).toFixed(1)} s, output ${r.stdout ? 'kept' : 'lost'}`,
+      );
       await benignStillRuns();
     }, 300_000);
   });

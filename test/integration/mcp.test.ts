@@ -12,8 +12,22 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { ErrorCode, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { ExecutionResult } from '../../client';
-import { createMcpServer, EXECUTION_ID_IN_PROGRESS, RUN_CODE_TOOL, serveHttp, type HttpServer, type SandboxClientLike } from '../../integrations/mcp';
-import { adminKube, eventually, leftoversAfterCompletion, NOTHING_LEFT, startWorker, type TestWorker } from '../helpers/stack';
+import {
+  createMcpServer,
+  EXECUTION_ID_IN_PROGRESS,
+  RUN_CODE_TOOL,
+  serveHttp,
+  type HttpServer,
+  type SandboxClientLike,
+} from '../../integrations/mcp';
+import {
+  adminKube,
+  eventually,
+  leftoversAfterCompletion,
+  NOTHING_LEFT,
+  startWorker,
+  type TestWorker,
+} from '../helpers/stack';
 
 jest.setTimeout(300_000);
 const kube = adminKube();
@@ -101,14 +115,22 @@ const LONG_PROGRAM = 'import time\nprint("started", flush=True)\ntime.sleep(300)
 /** Starts a long run_code call and waits until its program runs; returns its execution id and the pending call. */
 async function startLongCall(c: Connected, signal?: AbortSignal): Promise<{ id: string; call: Promise<unknown> }> {
   let executionId: string | undefined;
-  const call = c.client.callTool({ name: RUN_CODE_TOOL, arguments: { code: LONG_PROGRAM, timeoutSeconds: 600 } }, undefined, {
-    ...(signal ? { signal } : {}),
-    timeout: 240_000,
-    resetTimeoutOnProgress: true,
-    onprogress: (p) => (executionId ??= EXECUTION_ID_IN_PROGRESS.exec(p.message ?? '')?.[1]),
-  });
+  const call = c.client.callTool(
+    { name: RUN_CODE_TOOL, arguments: { code: LONG_PROGRAM, timeoutSeconds: 600 } },
+    undefined,
+    {
+      ...(signal ? { signal } : {}),
+      timeout: 240_000,
+      resetTimeoutOnProgress: true,
+      onprogress: (p) => (executionId ??= EXECUTION_ID_IN_PROGRESS.exec(p.message ?? '')?.[1]),
+    },
+  );
   call.catch(() => undefined);
-  const id = (await eventually(async () => executionId, (v) => v !== undefined, 60_000))!;
+  const id = (await eventually(
+    async () => executionId,
+    (v) => v !== undefined,
+    60_000,
+  ))!;
   // Running: its first line is out.
   await eventually(
     () => w.client.getExecution(id).catch(() => undefined),
@@ -141,7 +163,10 @@ describe.each([
   test('lists run_code with its input schema', async () => {
     const { tools } = await c.client.listTools();
     expect(tools.map((t) => t.name)).toEqual([RUN_CODE_TOOL]);
-    const schema = tools[0].inputSchema as { properties: Record<string, { enum?: string[]; default?: unknown }>; required?: string[] };
+    const schema = tools[0].inputSchema as {
+      properties: Record<string, { enum?: string[]; default?: unknown }>;
+      required?: string[];
+    };
     expect(Object.keys(schema.properties).sort()).toEqual(['code', 'files', 'language', 'timeoutSeconds']);
     expect(schema.properties.language).toMatchObject({ enum: ['python', 'bash'], default: 'python' });
     expect(schema.required).toEqual(['code']);
@@ -175,7 +200,9 @@ describe.each([
   });
 
   test('a failing program: isError, with its stderr and exit code', async () => {
-    const { result } = await runCode(c, { code: 'import sys\nprint("partial")\nprint("oops: bad thing", file=sys.stderr)\nsys.exit(3)' });
+    const { result } = await runCode(c, {
+      code: 'import sys\nprint("partial")\nprint("oops: bad thing", file=sys.stderr)\nsys.exit(3)',
+    });
     const text = textOf(result);
     expect(result.isError).toBe(true);
     expect(text).toMatch(/^status: failed/);
@@ -242,13 +269,25 @@ test('a PNG the program writes under /sandbox/out comes back as image content', 
   }
 });
 
-function rawRequest(url: string, method: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; body: string }> {
+function rawRequest(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } }, (res) => {
-      let b = '';
-      res.on('data', (c: Buffer) => (b += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
-    });
+    const req = http.request(
+      url,
+      {
+        method,
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+      },
+      (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+      },
+    );
     req.on('error', reject);
     req.end(body === undefined ? undefined : JSON.stringify(body));
   });
@@ -276,7 +315,10 @@ describe('the Streamable HTTP server', () => {
     for (const host of ['evil.example', `evil.example:${server.port}`, `127.0.0.1.evil.example:${server.port}`]) {
       const r = await rawRequest(server.url, 'POST', { host }, INITIALIZE);
       expect({ host, status: r.status }).toEqual({ host, status: 403 });
-      expect(JSON.parse(r.body)).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringContaining('Invalid Host') } });
+      expect(JSON.parse(r.body)).toMatchObject({
+        jsonrpc: '2.0',
+        error: { code: -32000, message: expect.stringContaining('Invalid Host') },
+      });
     }
     expect(server.sessionCount()).toBe(0);
     for (const host of [`localhost:${server.port}`, 'localhost', `127.0.0.1:${server.port}`, '[::1]:1']) {
@@ -294,7 +336,11 @@ describe('the Streamable HTTP server', () => {
 
   test('sessions end on DELETE, and after the idle timeout once the client is gone', async () => {
     // The raw initializes above left sessions with no client: the idle timeout ends them.
-    await eventually(async () => server.sessionCount(), (n) => n === 0, 10_000);
+    await eventually(
+      async () => server.sessionCount(),
+      (n) => n === 0,
+      10_000,
+    );
 
     const a = newClient();
     const ta = new StreamableHTTPClientTransport(new URL(server.url));
@@ -313,12 +359,21 @@ describe('the Streamable HTTP server', () => {
     await new Promise((r) => setTimeout(r, 2500));
     expect(server.sessionCount()).toBe(1);
     await b.client.close(); // no DELETE: the client just goes away
-    await eventually(async () => server.sessionCount(), (n) => n === 0, 10_000);
-    const stale = await rawRequest(server.url, 'POST', { 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' }, {
-      jsonrpc: '2.0',
-      id: 2,
-      method: 'tools/list',
-    });
+    await eventually(
+      async () => server.sessionCount(),
+      (n) => n === 0,
+      10_000,
+    );
+    const stale = await rawRequest(
+      server.url,
+      'POST',
+      { 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18' },
+      {
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/list',
+      },
+    );
     expect(stale.status).toBe(404);
   });
 });
@@ -357,7 +412,14 @@ describe('run_code content (a stand-in client)', () => {
   };
   const files = [
     { name: 'plot.png', sizeBytes: 68, mimeType: 'image/png', encoding: 'base64', content: PNG, truncated: false },
-    { name: 'big.png', sizeBytes: 9_999_999, mimeType: 'image/png', encoding: 'base64', content: PNG.slice(0, 8), truncated: true },
+    {
+      name: 'big.png',
+      sizeBytes: 9_999_999,
+      mimeType: 'image/png',
+      encoding: 'base64',
+      content: PNG.slice(0, 8),
+      truncated: true,
+    },
     { name: 'data.csv', sizeBytes: 4, mimeType: 'text/csv', encoding: 'utf8', content: 'a,b\n', truncated: false },
   ];
 
@@ -387,11 +449,19 @@ describe('run_code content (a stand-in client)', () => {
     const r = await callWith({ ...base, status: 'succeeded', exitCode: 0, outputFiles: files });
     expect(r.isError).toBeUndefined();
     expect(r.content).toEqual([
-      { type: 'text', text: expect.stringContaining('- big.png (image/png, 9999999 bytes): binary, truncated, not attached') },
+      {
+        type: 'text',
+        text: expect.stringContaining('- big.png (image/png, 9999999 bytes): binary, truncated, not attached'),
+      },
       { type: 'image', data: PNG, mimeType: 'image/png' },
       { type: 'text', text: '--- /sandbox/out/data.csv ---\na,b\n' },
     ]);
-    const failed = await callWith({ ...base, status: 'infra_error', exitCode: null, error: { reason: 'PodLost', message: 'the node went away', retryable: true } });
+    const failed = await callWith({
+      ...base,
+      status: 'infra_error',
+      exitCode: null,
+      error: { reason: 'PodLost', message: 'the node went away', retryable: true },
+    });
     expect(failed.isError).toBe(true);
     expect(textOf(failed)).toContain('error: PodLost: the node went away');
     expect(textOf(failed)).toContain('exit code: none');
@@ -425,9 +495,16 @@ describe('run_code content (a stand-in client)', () => {
     const { client } = newClient();
     await client.connect(ct);
     const ac = new AbortController();
-    const call = client.callTool({ name: RUN_CODE_TOOL, arguments: { code: 'x' } }, undefined, { signal: ac.signal, onprogress: () => ac.abort() });
+    const call = client.callTool({ name: RUN_CODE_TOOL, arguments: { code: 'x' } }, undefined, {
+      signal: ac.signal,
+      onprogress: () => ac.abort(),
+    });
     await expect(call).rejects.toMatchObject({ code: ErrorCode.RequestTimeout });
-    await eventually(async () => log.some((l) => / cancelled$/.test(l)), (ok) => ok, 10_000);
+    await eventually(
+      async () => log.some((l) => / cancelled$/.test(l)),
+      (ok) => ok,
+      10_000,
+    );
     expect(started).toBe(true);
     expect(cancels).toBeGreaterThan(1);
     await client.close();

@@ -3,7 +3,14 @@
  * warm sandboxes, with the data stack the image carries (numpy, pandas, matplotlib).
  */
 import type { ExecutionResult } from '../../client';
-import { leftoversAfterCompletion, adminKube, NOTHING_LEFT, poolHasReady, startWorker, type TestWorker } from '../helpers/stack';
+import {
+  leftoversAfterCompletion,
+  adminKube,
+  NOTHING_LEFT,
+  poolHasReady,
+  startWorker,
+  type TestWorker,
+} from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -68,7 +75,12 @@ os.symlink("/etc/passwd", "/sandbox/out/passwd")
     expect(r.status).toBe('succeeded');
     const policy = w.config.policy;
     expect(r.outputFiles.length).toBe(policy.outputFilesMaxCount);
-    expect(r.outputFiles[0]).toMatchObject({ name: 'big.bin', sizeBytes: 2 * 1024 * 1024, encoding: 'base64', truncated: true });
+    expect(r.outputFiles[0]).toMatchObject({
+      name: 'big.bin',
+      sizeBytes: 2 * 1024 * 1024,
+      encoding: 'base64',
+      truncated: true,
+    });
     expect(Buffer.from(r.outputFiles[0].content, 'base64').length).toBe(policy.outputFileCapBytes);
     expect(r.outputFiles.map((f) => f.name)).not.toContain('passwd');
     // The result as a whole stays far below Temporal's 2 MB payload limit.

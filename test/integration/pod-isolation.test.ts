@@ -3,7 +3,17 @@
  * tries to connect to it by pod IP and fails. (On GKE the deny-all NetworkPolicy does this; on the local stack a
  * FORWARD rule on the pod bridge does, since its CNI enforces no NetworkPolicy.)
  */
-import { adminKube, eventually, leftovers, NOTHING_LEFT, SANDBOX_NAMESPACE, startWorker, uniqueId, whenRunning, type TestWorker } from '../helpers/stack';
+import {
+  adminKube,
+  eventually,
+  leftovers,
+  NOTHING_LEFT,
+  SANDBOX_NAMESPACE,
+  startWorker,
+  uniqueId,
+  whenRunning,
+  type TestWorker,
+} from '../helpers/stack';
 
 jest.setTimeout(180_000);
 const kube = adminKube();

@@ -6,7 +6,15 @@
  */
 import { SandboxClient, ExecutionWaitAbortedError, type ExecutionResult } from '../../client';
 import { loadConfig } from '../../worker/config';
-import { adminKube, eventually, leftovers, NOTHING_LEFT, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
+import {
+  adminKube,
+  eventually,
+  leftovers,
+  NOTHING_LEFT,
+  startWorker,
+  uniqueId,
+  type TestWorker,
+} from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -51,10 +59,14 @@ test('without a worker it is queued, with 0 pollers, within 2 s; a caller can st
 
   const abort = new AbortController();
   setTimeout(() => abort.abort(), 300);
-  const stopped = await client.executeCode({ code: 'print(1)' }, { executionId, signal: abort.signal }).catch((e: unknown) => e);
+  const stopped = await client
+    .executeCode({ code: 'print(1)' }, { executionId, signal: abort.signal })
+    .catch((e: unknown) => e);
   expect(stopped).toBeInstanceOf(ExecutionWaitAbortedError);
   expect(stopped).toMatchObject({ executionId, state: 'queued', why: 'aborted' });
-  const timedOut = await client.executeCode({ code: 'print(1)' }, { executionId, waitTimeoutMs: 500 }).catch((e: unknown) => e);
+  const timedOut = await client
+    .executeCode({ code: 'print(1)' }, { executionId, waitTimeoutMs: 500 })
+    .catch((e: unknown) => e);
   expect(timedOut).toMatchObject({ executionId, state: 'queued', why: 'timeout' });
   await client.handle(executionId).terminate('test: nobody will serve this queue');
 });
@@ -89,7 +101,9 @@ test('with no caller waiting, the first worker to see it after the deadline ends
   expectQueueTimeout(r);
   expect(r.language).toBe('bash');
   expect(await leftovers(kube, executionId)).toEqual(NOTHING_LEFT);
-  const kinds = (await handle.fetchHistory()).events?.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name);
+  const kinds = (await handle.fetchHistory()).events
+    ?.filter((e) => e.activityTaskScheduledEventAttributes)
+    .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name);
   expect(kinds).toEqual([]);
 });
 
@@ -100,12 +114,24 @@ test('a worker that starts exactly at the deadline: the outcome is typed either 
   const startedAt = Date.now();
   // The worker's own check is off, so that if it takes the execution in time it really runs it.
   const late = new Promise<TestWorker>((resolve, reject) => {
-    setTimeout(() => workerFor(queue, { DS_QUEUE_TIMEOUT_SECONDS: '0', DS_RECONCILE_INTERVAL_SECONDS: '5', DS_RECONCILE_MIN_AGE_SECONDS: '0' }).then(resolve, reject), QUEUE_TIMEOUT * 1000 - (Date.now() - startedAt));
+    setTimeout(
+      () =>
+        void workerFor(queue, {
+          DS_QUEUE_TIMEOUT_SECONDS: '0',
+          DS_RECONCILE_INTERVAL_SECONDS: '5',
+          DS_RECONCILE_MIN_AGE_SECONDS: '0',
+        }).then(resolve, reject),
+      QUEUE_TIMEOUT * 1000 - (Date.now() - startedAt),
+    );
   });
   const r = await client.executeCode({ code: 'import time\ntime.sleep(2)\nprint("ran")' }, { executionId });
   await late;
   if (r.status === 'infra_error') expectQueueTimeout(r);
   else expect(r).toMatchObject({ status: 'succeeded', stdout: 'ran\n' });
   // Terminated while the worker was creating the sandbox, or cleaned up by the workflow: either way, nothing stays.
-  await eventually(() => leftovers(kube, executionId), (l) => JSON.stringify(l) === JSON.stringify(NOTHING_LEFT), 90_000);
+  await eventually(
+    () => leftovers(kube, executionId),
+    (l) => JSON.stringify(l) === JSON.stringify(NOTHING_LEFT),
+    90_000,
+  );
 });

@@ -43,7 +43,11 @@ async function statusOf(call: () => Promise<unknown>): Promise<number> {
 
 async function allowed(attrs: V1ResourceAttributes): Promise<boolean> {
   const review = await authz.createSelfSubjectAccessReview({
-    body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes: attrs } },
+    body: {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SelfSubjectAccessReview',
+      spec: { resourceAttributes: attrs },
+    },
   });
   return review.status!.allowed;
 }
@@ -65,7 +69,10 @@ describe('what the activities use is allowed, in the sandbox namespace', () => {
     ['', 'pods', 'attach', ['get', 'create']],
   ];
   const cases = verbs.flatMap(([group, resource, subresource, vs]) =>
-    vs.map((verb) => [`${verb} ${resource}${subresource ? `/${subresource}` : ''}`, { group, resource, subresource, verb }] as const),
+    vs.map(
+      (verb) =>
+        [`${verb} ${resource}${subresource ? `/${subresource}` : ''}`, { group, resource, subresource, verb }] as const,
+    ),
   );
 
   test.each(cases)('SelfSubjectAccessReview: %s', async (_name, attrs) => {
@@ -83,7 +90,10 @@ describe('what the activities use is allowed, in the sandbox namespace', () => {
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
       expect(patched.metadata?.annotations?.patched).toBe('yes');
-      const list = await core.listNamespacedConfigMap({ namespace: NS, labelSelector: 'durable-sandbox.dev/test=rbac' });
+      const list = await core.listNamespacedConfigMap({
+        namespace: NS,
+        labelSelector: 'durable-sandbox.dev/test=rbac',
+      });
       expect(list.items.map((c) => c.metadata?.name)).toContain(name);
     } finally {
       await core.deleteNamespacedConfigMap({ name, namespace: NS });
@@ -111,7 +121,11 @@ describe('what the activities use is allowed, in the sandbox namespace', () => {
                   name: 'never-runs',
                   image: process.env.DS_IMAGE ?? 'python:3.12-slim',
                   command: ['true'],
-                  securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, readOnlyRootFilesystem: true },
+                  securityContext: {
+                    allowPrivilegeEscalation: false,
+                    capabilities: { drop: ['ALL'] },
+                    readOnlyRootFilesystem: true,
+                  },
                 },
               ],
             },
@@ -129,12 +143,16 @@ describe('what the activities use is allowed, in the sandbox namespace', () => {
   });
 
   test('real calls: pods list and watch, pod get/delete/log/attach/patch reach the lookup (404, not 403)', async () => {
-    expect(await statusOf(() => core.listNamespacedPod({ namespace: NS, labelSelector: 'durable-sandbox.dev/test=none' }))).toBe(200);
+    expect(
+      await statusOf(() => core.listNamespacedPod({ namespace: NS, labelSelector: 'durable-sandbox.dev/test=none' })),
+    ).toBe(200);
     const missing = uniqueId('no-such-pod');
     expect(await statusOf(() => core.readNamespacedPod({ name: missing, namespace: NS }))).toBe(404);
     expect(await statusOf(() => core.deleteNamespacedPod({ name: missing, namespace: NS }))).toBe(404);
     expect(await statusOf(() => core.readNamespacedPodLog({ name: missing, namespace: NS }))).toBe(404);
-    expect(await statusOf(() => core.connectPostNamespacedPodAttach({ name: missing, namespace: NS, stdin: true }))).toBe(404);
+    expect(
+      await statusOf(() => core.connectPostNamespacedPodAttach({ name: missing, namespace: NS, stdin: true })),
+    ).toBe(404);
     expect(
       await statusOf(() =>
         core.patchNamespacedPod(
@@ -164,22 +182,49 @@ describe('everything else is refused', () => {
   test.each([
     ['get secrets in the sandbox namespace', { resource: 'secrets', verb: 'get', namespace: NS }],
     ['list secrets in the sandbox namespace', { resource: 'secrets', verb: 'list', namespace: NS }],
-    ["list secrets in the worker's own namespace", { resource: 'secrets', verb: 'list', namespace: 'durable-sandbox-system' }],
+    [
+      "list secrets in the worker's own namespace",
+      { resource: 'secrets', verb: 'list', namespace: 'durable-sandbox-system' },
+    ],
     ['list pods in kube-system', { resource: 'pods', verb: 'list', namespace: 'kube-system' }],
     ['list pods in all namespaces', { resource: 'pods', verb: 'list' }],
     ['create pods in kube-system', { resource: 'pods', verb: 'create', namespace: 'kube-system' }],
-    ["create pods in the worker's own namespace", { resource: 'pods', verb: 'create', namespace: 'durable-sandbox-system' }],
-    ['create pods/exec in the sandbox namespace', { resource: 'pods', subresource: 'exec', verb: 'create', namespace: NS }],
-    ['get pods/exec (websocket) in the sandbox namespace', { resource: 'pods', subresource: 'exec', verb: 'get', namespace: NS }],
-    ['create pods/attach in kube-system', { resource: 'pods', subresource: 'attach', verb: 'create', namespace: 'kube-system' }],
+    [
+      "create pods in the worker's own namespace",
+      { resource: 'pods', verb: 'create', namespace: 'durable-sandbox-system' },
+    ],
+    [
+      'create pods/exec in the sandbox namespace',
+      { resource: 'pods', subresource: 'exec', verb: 'create', namespace: NS },
+    ],
+    [
+      'get pods/exec (websocket) in the sandbox namespace',
+      { resource: 'pods', subresource: 'exec', verb: 'get', namespace: NS },
+    ],
+    [
+      'create pods/attach in kube-system',
+      { resource: 'pods', subresource: 'attach', verb: 'create', namespace: 'kube-system' },
+    ],
     ['watch jobs in the sandbox namespace', { group: 'batch', resource: 'jobs', verb: 'watch', namespace: NS }],
-    ['create pods/portforward in the sandbox namespace', { resource: 'pods', subresource: 'portforward', verb: 'create', namespace: NS }],
+    [
+      'create pods/portforward in the sandbox namespace',
+      { resource: 'pods', subresource: 'portforward', verb: 'create', namespace: NS },
+    ],
     ['update pods in the sandbox namespace', { resource: 'pods', verb: 'update', namespace: NS }],
     ['create jobs in kube-system', { group: 'batch', resource: 'jobs', verb: 'create', namespace: 'kube-system' }],
-    ['create serviceaccount tokens', { resource: 'serviceaccounts', subresource: 'token', verb: 'create', namespace: 'durable-sandbox-system' }],
+    [
+      'create serviceaccount tokens',
+      { resource: 'serviceaccounts', subresource: 'token', verb: 'create', namespace: 'durable-sandbox-system' },
+    ],
     ['patch its own Role', { group: 'rbac.authorization.k8s.io', resource: 'roles', verb: 'patch', namespace: NS }],
-    ['create rolebindings', { group: 'rbac.authorization.k8s.io', resource: 'rolebindings', verb: 'create', namespace: NS }],
-    ['delete networkpolicies', { group: 'networking.k8s.io', resource: 'networkpolicies', verb: 'delete', namespace: NS }],
+    [
+      'create rolebindings',
+      { group: 'rbac.authorization.k8s.io', resource: 'rolebindings', verb: 'create', namespace: NS },
+    ],
+    [
+      'delete networkpolicies',
+      { group: 'networking.k8s.io', resource: 'networkpolicies', verb: 'delete', namespace: NS },
+    ],
     ['update the resource quota', { resource: 'resourcequotas', verb: 'update', namespace: NS }],
     ['patch the sandbox namespace (its Pod Security labels)', { resource: 'namespaces', verb: 'patch', name: NS }],
     ['list nodes', { resource: 'nodes', verb: 'list' }],
@@ -205,7 +250,11 @@ describe('everything else is refused', () => {
       ),
     ).toBe(403);
     // Refused before the (missing) pod is even looked up.
-    expect(await statusOf(() => core.connectPostNamespacedPodExec({ name: missing, namespace: NS, command: 'id', stdout: true }))).toBe(403);
+    expect(
+      await statusOf(() =>
+        core.connectPostNamespacedPodExec({ name: missing, namespace: NS, command: 'id', stdout: true }),
+      ),
+    ).toBe(403);
   });
 });
 
@@ -213,10 +262,15 @@ test('SelfSubjectRulesReview: in the sandbox namespace the worker holds exactly 
   const review = await authz.createSelfSubjectRulesReview({
     body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectRulesReview', spec: { namespace: NS } },
   });
-  const rules = review.status!.resourceRules
-    // Rules every authenticated user gets (self reviews, discovery) are not the worker's.
-    .filter((r) => !r.apiGroups?.some((g) => g.startsWith('authorization.k8s.io') || g.startsWith('authentication.k8s.io')))
-    .map((r) => `${(r.apiGroups ?? []).join(',')}/${(r.resources ?? []).join(',')}: ${[...(r.verbs ?? [])].sort().join(',')}`)
+  const rules = review
+    .status!.resourceRules // Rules every authenticated user gets (self reviews, discovery) are not the worker's.
+    .filter(
+      (r) => !r.apiGroups?.some((g) => g.startsWith('authorization.k8s.io') || g.startsWith('authentication.k8s.io')),
+    )
+    .map(
+      (r) =>
+        `${(r.apiGroups ?? []).join(',')}/${(r.resources ?? []).join(',')}: ${[...(r.verbs ?? [])].sort().join(',')}`,
+    )
     .sort();
   expect(rules).toEqual([
     '/configmaps: create,delete,get,list,patch',

@@ -3,7 +3,16 @@
  * pod and ConfigMap stay until the reconciler's Schedule finds that the execution is closed. A running
  * execution next to it is untouched.
  */
-import { adminKube, eventually, leftovers, NOTHING_LEFT, startWorker, uniqueId, whenRunning, type TestWorker } from '../helpers/stack';
+import {
+  adminKube,
+  eventually,
+  leftovers,
+  NOTHING_LEFT,
+  startWorker,
+  uniqueId,
+  whenRunning,
+  type TestWorker,
+} from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -31,7 +40,11 @@ test('a terminated execution is cleaned up within the period; a running one is u
   expect(right.configMaps).toHaveLength(1);
 
   const terminatedAt = Date.now();
-  await eventually(() => leftovers(kube, terminated), (l) => JSON.stringify(l) === JSON.stringify(NOTHING_LEFT), (PERIOD + 45) * 1000);
+  await eventually(
+    () => leftovers(kube, terminated),
+    (l) => JSON.stringify(l) === JSON.stringify(NOTHING_LEFT),
+    (PERIOD + 45) * 1000,
+  );
   expect(Date.now() - terminatedAt).toBeLessThan((PERIOD + 45) * 1000);
 
   const other = await leftovers(kube, running);

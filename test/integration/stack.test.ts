@@ -49,7 +49,11 @@ function probeJob(name: string, nodeIp: string): V1Job {
               image: process.env.DS_IMAGE ?? 'python:3.12-slim',
               imagePullPolicy: 'IfNotPresent',
               command: ['python3', '-c', PROBE, nodeIp],
-              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, readOnlyRootFilesystem: true },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                capabilities: { drop: ['ALL'] },
+                readOnlyRootFilesystem: true,
+              },
             },
           ],
         },
@@ -71,7 +75,10 @@ describe('Kubernetes', () => {
         120_000,
       );
       expect(job.status?.succeeded).toBe(1);
-      const pods = await kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: `job-name=${name}` });
+      const pods = await kube.core.listNamespacedPod({
+        namespace: SANDBOX_NAMESPACE,
+        labelSelector: `job-name=${name}`,
+      });
       const pod = pods.items[0];
       expect(pod.spec?.runtimeClassName).toBe('gvisor');
       const log = await kube.core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: SANDBOX_NAMESPACE });

@@ -34,7 +34,12 @@ async function poolPods(pool: PoolRef): Promise<V1Pod[]> {
 }
 const readyNames = (pods: V1Pod[]) =>
   pods
-    .filter((p) => p.metadata?.labels?.[LABELS.poolState] === 'ready' && p.status?.phase === 'Running' && !p.metadata.deletionTimestamp)
+    .filter(
+      (p) =>
+        p.metadata?.labels?.[LABELS.poolState] === 'ready' &&
+        p.status?.phase === 'Running' &&
+        !p.metadata.deletionTimestamp,
+    )
     .map((p) => p.metadata!.name!)
     .sort();
 
@@ -44,12 +49,20 @@ describe('a worker with a pool of 2', () => {
   beforeAll(async () => {
     w = await startWorker({ DS_WARM_POOL_SIZE: '2' });
     pool = poolRef(w.config.temporal.taskQueue, 'python', w.config.policy, launcherSource);
-    await eventually(() => poolPods(pool), (p) => readyNames(p).length === 2, 60_000);
+    await eventually(
+      () => poolPods(pool),
+      (p) => readyNames(p).length === 2,
+      60_000,
+    );
   });
   afterAll(async () => {
     await w?.stop();
     // Stopping a throwaway worker empties its pools.
-    await eventually(() => poolPods(pool), (p) => p.length === 0, 30_000);
+    await eventually(
+      () => poolPods(pool),
+      (p) => p.length === 0,
+      30_000,
+    );
   });
 
   test('print(1) runs in a claimed pool pod, which is deleted after it; the pool refills', async () => {
@@ -60,10 +73,20 @@ describe('a worker with a pool of 2', () => {
     expect(before).toContain(r.kubernetes.pod);
     expect(r.stdout).toBe(`${r.kubernetes.pod}\n`);
     expect(r.kubernetes.job).toBeUndefined();
-    expect(r.timeline.map((e) => e.phase)).toEqual(['started', 'claimed', 'containerStarted', 'containerFinished', 'outputCollected']);
+    expect(r.timeline.map((e) => e.phase)).toEqual([
+      'started',
+      'claimed',
+      'containerStarted',
+      'containerFinished',
+      'outputCollected',
+    ]);
     expect(await leftoversAfterCompletion(kube, w.client, executionId)).toEqual(NOTHING_LEFT);
     // Single use: the pod that ran the program is gone, and the pool is back at its size with other pods.
-    const after = await eventually(() => poolPods(pool), (p) => readyNames(p).length === 2, 60_000);
+    const after = await eventually(
+      () => poolPods(pool),
+      (p) => readyNames(p).length === 2,
+      60_000,
+    );
     expect(after.map((p) => p.metadata!.name)).not.toContain(r.kubernetes.pod);
   });
 
@@ -74,64 +97,103 @@ describe('a worker with a pool of 2', () => {
     expect(a.stdout).not.toBe(b.stdout);
   });
 
-  test('limits other than the pool\'s take the cold path, with no error', async () => {
+  test("limits other than the pool's take the cold path, with no error", async () => {
     const r = await w.client.executeCode({ code: 'print("big")', limits: { memory: '256Mi' } });
     expect(r).toMatchObject({ status: 'succeeded', stdout: 'big\n', sandbox: 'cold' });
     expect(r.kubernetes.job).toBeTruthy();
   });
 
   test('an exhausted pool falls back to cold: 4 at once with 2 ready, all succeed', async () => {
-    await eventually(() => poolPods(pool), (p) => readyNames(p).length === 2, 60_000);
+    await eventually(
+      () => poolPods(pool),
+      (p) => readyNames(p).length === 2,
+      60_000,
+    );
     const results = await Promise.all(
-      Array.from({ length: 4 }, (_, i) => w.client.executeCode({ code: `print(${i})` }, { executionId: uniqueId(`burst-${i}`) })),
+      Array.from({ length: 4 }, (_, i) =>
+        w.client.executeCode({ code: `print(${i})` }, { executionId: uniqueId(`burst-${i}`) }),
+      ),
     );
     expect(results.map((r) => r.stdout)).toEqual(['0\n', '1\n', '2\n', '3\n']);
     const kinds = results.map((r) => r.sandbox).sort();
     expect(kinds.filter((k) => k === 'warm').length).toBeLessThanOrEqual(2);
     expect(kinds).toContain('cold');
-    for (const r of results) expect(await leftoversAfterCompletion(kube, w.client, r.executionId)).toEqual(NOTHING_LEFT);
+    for (const r of results)
+      expect(await leftoversAfterCompletion(kube, w.client, r.executionId)).toEqual(NOTHING_LEFT);
   });
 });
 
 describe('claims, on a pod made by hand', () => {
   const testPool = poolRef(uniqueId('claim-race'), 'python', validatePolicy(), launcherSource);
-  const spec = (executionId: string): AttemptSpec => ({ executionId, attempt: 1, request: validateInput({ code: 'print("claimed")' }, validatePolicy()), policy: validatePolicy() });
+  const spec = (executionId: string): AttemptSpec => ({
+    executionId,
+    attempt: 1,
+    request: validateInput({ code: 'print("claimed")' }, validatePolicy()),
+    policy: validatePolicy(),
+  });
   let podName: string;
 
   beforeAll(async () => {
-    const body = buildPoolPod({ pool: testPool, namespace: SANDBOX_NAMESPACE, policy: validatePolicy(), launcherSource, config: { size: 1, maxIdleSeconds: 300 }, owner: 'test' });
+    const body = buildPoolPod({
+      pool: testPool,
+      namespace: SANDBOX_NAMESPACE,
+      policy: validatePolicy(),
+      launcherSource,
+      config: { size: 1, maxIdleSeconds: 300 },
+      owner: 'test',
+    });
     podName = (await kube.core.createNamespacedPod({ namespace: SANDBOX_NAMESPACE, body })).metadata!.name!;
-    await eventually(() => kube.core.readNamespacedPod({ name: podName, namespace: SANDBOX_NAMESPACE }), (p) => p.status?.phase === 'Running', 60_000);
+    await eventually(
+      () => kube.core.readNamespacedPod({ name: podName, namespace: SANDBOX_NAMESPACE }),
+      (p) => p.status?.phase === 'Running',
+      60_000,
+    );
   });
   afterAll(async () => {
-    await kube.core.deleteNamespacedPod({ name: podName, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 }).catch(() => undefined);
+    await kube.core
+      .deleteNamespacedPod({ name: podName, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 })
+      .catch(() => undefined);
   });
 
   test('two workers racing for the same pod: exactly one wins; a retried claim adopts its own', async () => {
     // Two clients, as two workers would have.
     const [k1, k2] = [1, 2].map(() => createKube(loadKubeConfig(process.env.KUBECONFIG)));
-    const [a, b] = await Promise.all([claimWarmPod(k1, testPool, spec('race-a')), claimWarmPod(k2, testPool, spec('race-b'))]);
+    const [a, b] = await Promise.all([
+      claimWarmPod(k1, testPool, spec('race-a')),
+      claimWarmPod(k2, testPool, spec('race-b')),
+    ]);
     const winners = [a, b].filter((c) => c !== undefined);
     expect(winners).toHaveLength(1);
-    expect(winners[0]!.pod.metadata!.name).toBe(podName);
+    expect(winners[0].pod.metadata!.name).toBe(podName);
     const winner = a ? 'race-a' : 'race-b';
     const again = await claimWarmPod(k1, testPool, spec(winner));
     expect(again).toMatchObject({ adopted: true });
     expect(again!.pod.metadata!.name).toBe(podName);
     // A claim with a stale resourceVersion is refused by the apiserver itself.
-    const stale = claimPatch(winners[0]!.pod, { ...spec('race-c'), now: Date.now() }) as { metadata: { resourceVersion: string } };
+    const stale = claimPatch(winners[0].pod, { ...spec('race-c'), now: Date.now() }) as {
+      metadata: { resourceVersion: string };
+    };
     stale.metadata.resourceVersion = String(Number(stale.metadata.resourceVersion) - 1);
     await expect(
-      k2.core.patchNamespacedPod({ name: podName, namespace: SANDBOX_NAMESPACE, body: stale }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+      k2.core.patchNamespacedPod(
+        { name: podName, namespace: SANDBOX_NAMESPACE, body: stale },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
     ).rejects.toMatchObject({ code: 409 });
   });
 
   test('two deliveries to the same pod run one program, once', async () => {
     const k = createKube(loadKubeConfig(process.env.KUBECONFIG));
-    const first = await deliverTask(k, podName, { ...spec('race-a'), request: validateInput({ code: 'print("first")' }, validatePolicy()) });
+    const first = await deliverTask(k, podName, {
+      ...spec('race-a'),
+      request: validateInput({ code: 'print("first")' }, validatePolicy()),
+    });
     await new Promise((r) => setTimeout(r, 1000));
     first.close();
-    const second = await deliverTask(k, podName, { ...spec('race-b'), request: validateInput({ code: 'print("second")' }, validatePolicy()) }).catch((e: unknown) => e);
+    const second = await deliverTask(k, podName, {
+      ...spec('race-b'),
+      request: validateInput({ code: 'print("second")' }, validatePolicy()),
+    }).catch((e: unknown) => e);
     if (!(second instanceof Error)) (second as { close(): void }).close();
     const log = await eventually(
       () => kube.core.readNamespacedPodLog({ name: podName, namespace: SANDBOX_NAMESPACE }),
@@ -148,7 +210,13 @@ test('a pool recycles pods idle longer than its age, and stays at its size', asy
   const w = await startWorker({ DS_WARM_POOL_SIZE: '1', DS_WARM_POOL_MAX_IDLE_SECONDS: '10' });
   const pool = poolRef(w.config.temporal.taskQueue, 'python', w.config.policy, launcherSource);
   try {
-    const [first] = readyNames(await eventually(() => poolPods(pool), (p) => readyNames(p).length === 1, 60_000));
+    const [first] = readyNames(
+      await eventually(
+        () => poolPods(pool),
+        (p) => readyNames(p).length === 1,
+        60_000,
+      ),
+    );
     // Watch the pool while it recycles: never more than its size of pods that are not on their way out.
     let most = 0;
     await eventually(

@@ -11,15 +11,33 @@ import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 
 jest.setTimeout(120_000);
 const DIR = path.join(__dirname, 'histories');
-const WAYS = ['cancelled', 'failed', 'image-missing', 'infra-retry', 'invalid-input', 'oom-killed', 'succeeded', 'timed-out'];
+const WAYS = [
+  'cancelled',
+  'failed',
+  'image-missing',
+  'infra-retry',
+  'invalid-input',
+  'oom-killed',
+  'succeeded',
+  'timed-out',
+];
 /** The warm path (a pool pod, and the pool's own workflow) exists since the warm pool. */
 const WARM = ['warm-pool', 'warm-succeeded'];
-const recorded = (dir: string) => readdirSync(path.join(DIR, dir)).filter((f) => f.endsWith('.json')).sort();
-const generations = { current: { dir: '.', ways: [...WAYS, ...WARM] }, 'before the fast path': { dir: 'v1', ways: WAYS } };
+const recorded = (dir: string) =>
+  readdirSync(path.join(DIR, dir))
+    .filter((f) => f.endsWith('.json'))
+    .sort();
+const generations = {
+  current: { dir: '.', ways: [...WAYS, ...WARM] },
+  'before the fast path': { dir: 'v1', ways: WAYS },
+};
 
-test.each(Object.entries(generations))('there is a recorded history for every way an execution ends (%s)', (_name, g) => {
-  expect(recorded(g.dir)).toEqual(g.ways.sort().map((n) => `${n}.json`));
-});
+test.each(Object.entries(generations))(
+  'there is a recorded history for every way an execution ends (%s)',
+  (_name, g) => {
+    expect(recorded(g.dir)).toEqual(g.ways.sort().map((n) => `${n}.json`));
+  },
+);
 
 test('every recorded history replays against the current workflow code', async () => {
   Runtime.install({ logger: new DefaultLogger('ERROR') });

@@ -22,10 +22,14 @@ test('the captured pod is what the kubelet leaves: Failed/Evicted, container end
   expect(pod.status?.conditions?.some((c) => c.type === 'DisruptionTarget')).toBe(false);
 });
 
-test('outgrowing the scratch limit is the program\'s doing: not retried, not reported as exit 143', () => {
+test("outgrowing the scratch limit is the program's doing: not retried, not reported as exit 143", () => {
   expect(verdict(pod)).toEqual({
     state: 'infra',
-    error: { reason: 'StorageLimitExceeded', message: 'Usage of EmptyDir volume "scratch" exceeds the limit "256Mi".', retryable: false },
+    error: {
+      reason: 'StorageLimitExceeded',
+      message: 'Usage of EmptyDir volume "scratch" exceeds the limit "256Mi".',
+      retryable: false,
+    },
   });
 });
 
@@ -41,7 +45,7 @@ test('the pod and container ephemeral-storage limit evictions are recognised too
   }
 });
 
-test('any other eviction is the node\'s doing: retried with fresh resources', () => {
+test("any other eviction is the node's doing: retried with fresh resources", () => {
   const message = 'The node was low on resource: memory. ';
   expect(verdict({ ...pod, status: { ...pod.status, message } })).toMatchObject({
     state: 'infra',

@@ -30,7 +30,12 @@ test('an OOM kill is recognised', () => {
 test('a running pod is pending, with its node and start recorded', () => {
   const { pod } = sample('running');
   const p = observe({}, pod, NOW);
-  expect(p).toMatchObject({ podName: pod.metadata!.name, nodeName: pod.spec!.nodeName, scheduledAt: NOW, containerStartedAt: NOW });
+  expect(p).toMatchObject({
+    podName: pod.metadata!.name,
+    nodeName: pod.spec!.nodeName,
+    scheduledAt: NOW,
+    containerStartedAt: NOW,
+  });
   expect(verdict('running')).toEqual({ state: 'pending', detail: 'running' });
 });
 
@@ -42,7 +47,10 @@ test('an image that cannot be pulled fails at once, not retried', () => {
 });
 
 test('an unschedulable pod waits out its grace period, then fails', () => {
-  expect(verdict('unschedulable', { unschedulableFor: 5 })).toMatchObject({ state: 'pending', detail: expect.stringMatching(/^unschedulable for 5 s/) });
+  expect(verdict('unschedulable', { unschedulableFor: 5 })).toMatchObject({
+    state: 'pending',
+    detail: expect.stringMatching(/^unschedulable for 5 s/),
+  });
   expect(verdict('unschedulable', { unschedulableFor: 31 })).toMatchObject({
     state: 'infra',
     error: { reason: 'Unschedulable', retryable: false },
@@ -56,14 +64,24 @@ test("the Job's deadline wins over whatever the pod shows", () => {
 });
 
 test('a pod deleted from outside while it ran is an infrastructure failure, retried', () => {
-  expect(verdict('deleted-while-running')).toMatchObject({ state: 'infra', error: { reason: 'PodLost', retryable: true } });
-  expect(verdict('running', { podGone: true })).toMatchObject({ state: 'infra', error: { reason: 'PodLost', retryable: true } });
+  expect(verdict('deleted-while-running')).toMatchObject({
+    state: 'infra',
+    error: { reason: 'PodLost', retryable: true },
+  });
+  expect(verdict('running', { podGone: true })).toMatchObject({
+    state: 'infra',
+    error: { reason: 'PodLost', retryable: true },
+  });
 });
 
 test('no pod yet is pending; a vanished Job is lost', () => {
   const { job } = sample('running');
-  expect(classify({ job, pod: undefined, progress: {}, now: NOW, unschedulableGraceSeconds: 30 })).toMatchObject({ state: 'pending' });
-  expect(classify({ job: undefined, pod: undefined, progress: {}, now: NOW, unschedulableGraceSeconds: 30 })).toMatchObject({
+  expect(classify({ job, pod: undefined, progress: {}, now: NOW, unschedulableGraceSeconds: 30 })).toMatchObject({
+    state: 'pending',
+  });
+  expect(
+    classify({ job: undefined, pod: undefined, progress: {}, now: NOW, unschedulableGraceSeconds: 30 }),
+  ).toMatchObject({
     state: 'infra',
     error: { reason: 'JobLost', retryable: true },
   });
@@ -76,5 +94,7 @@ test('a Job whose deadline passes before any pod exists (quota full) is a typed 
     error: { reason: 'NoPodCreated', retryable: false },
   });
   // Once a pod had been seen, the same Job condition is the program's timeout.
-  expect(classify({ job, pod: undefined, progress: { podName: 'p' }, now: NOW, unschedulableGraceSeconds: 30 })).toEqual({ state: 'deadline' });
+  expect(
+    classify({ job, pod: undefined, progress: { podName: 'p' }, now: NOW, unschedulableGraceSeconds: 30 }),
+  ).toEqual({ state: 'deadline' });
 });

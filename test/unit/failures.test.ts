@@ -10,6 +10,10 @@ test('README lists every failure reason, with its retry behaviour and meaning, a
     retryable: retried === 'yes',
     meaning,
   }));
-  const expected = Object.entries(FAILURE_REASONS).map(([reason, r]) => ({ reason, retryable: r.retryable, meaning: r.meaning }));
+  const expected = Object.entries(FAILURE_REASONS).map(([reason, r]) => ({
+    reason,
+    retryable: r.retryable,
+    meaning: r.meaning,
+  }));
   expect(rows).toEqual(expected);
 });

@@ -6,7 +6,11 @@ const status = (code: number, reason: string, message = reason) =>
 
 test('only AlreadyExists is an adoptable 409; a quota Conflict is retried', () => {
   expect(isAlreadyExists(status(409, 'AlreadyExists'))).toBe(true);
-  const conflict = status(409, 'Conflict', 'Operation cannot be fulfilled on resourcequotas "sandbox-quota": the object has been modified');
+  const conflict = status(
+    409,
+    'Conflict',
+    'Operation cannot be fulfilled on resourcequotas "sandbox-quota": the object has been modified',
+  );
   expect(isAlreadyExists(conflict)).toBe(false);
   expect(kubeFailure(conflict, 'create Job')).toMatchObject({ type: 'KubernetesUnavailable', nonRetryable: false });
 });
@@ -25,6 +29,9 @@ test.each([
 });
 
 test('network errors are retried; 404 is recognised', () => {
-  expect(kubeFailure(new Error('connect ECONNREFUSED 127.0.0.1:6443'), 'x')).toMatchObject({ type: 'KubernetesUnavailable', nonRetryable: false });
+  expect(kubeFailure(new Error('connect ECONNREFUSED 127.0.0.1:6443'), 'x')).toMatchObject({
+    type: 'KubernetesUnavailable',
+    nonRetryable: false,
+  });
   expect(isNotFound(status(404, 'NotFound'))).toBe(true);
 });

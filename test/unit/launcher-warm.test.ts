@@ -23,9 +23,16 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 function task(code: string, extra: Partial<WarmTask> = {}): WarmTask {
-  const request = validateInput({ code, files: [{ name: 'data.txt', content: 'from-a-file' }], env: { GREETING: 'hi' } }, DEFAULT_POLICY);
+  const request = validateInput(
+    { code, files: [{ name: 'data.txt', content: 'from-a-file' }], env: { GREETING: 'hi' } },
+    DEFAULT_POLICY,
+  );
   // The pod's own command is `python3 /sandbox/main.py`; here the task directory is a temporary one.
-  return { ...warmTask('exec-1', 1, request, DEFAULT_POLICY), command: ['python3', path.join(dir, 'main.py')], ...extra };
+  return {
+    ...warmTask('exec-1', 1, request, DEFAULT_POLICY),
+    command: ['python3', path.join(dir, 'main.py')],
+    ...extra,
+  };
 }
 
 function launch(stdin: Buffer) {
@@ -43,11 +50,20 @@ test('one whole task: accepted, its files and env in place, run once', () => {
   const r = launch(frameTask(task(code)));
   expect(r.code).toBe(0);
   expect(r.log.split('\n').filter((l) => l.startsWith('a '))).toHaveLength(1);
-  expect(JSON.parse(r.log.split('\n').find((l) => l.startsWith('a '))!.slice(2))).toMatchObject({ executionId: 'exec-1', attempt: 1 });
+  expect(
+    JSON.parse(
+      r.log
+        .split('\n')
+        .find((l) => l.startsWith('a '))!
+        .slice(2),
+    ),
+  ).toMatchObject({ executionId: 'exec-1', attempt: 1 });
   expect(r.parsed.stdout.text).toBe('from-a-file hi\n');
   expect(r.parsed.trailer).toMatchObject({ exitCode: 0, error: null });
   // The pod's termination message says which task the sandbox took.
-  expect(readFileSync(path.join(dir, 'termination-log'), 'utf8')).toMatch(/^accepted \{"executionId":"exec-1","attempt":1,/);
+  expect(readFileSync(path.join(dir, 'termination-log'), 'utf8')).toMatch(
+    /^accepted \{"executionId":"exec-1","attempt":1,/,
+  );
 });
 
 test('a second task behind the first is never read: one program runs, once', () => {
@@ -61,7 +77,15 @@ test('a second task behind the first is never read: one program runs, once', () 
 
 test.each([
   ['cut short', (b: Buffer) => b.subarray(0, b.length - 10), /ended 10 bytes early/],
-  ['one byte changed', (b: Buffer) => Buffer.concat([b.subarray(0, b.length - 1), Buffer.from('}' === String.fromCharCode(b[b.length - 1]) ? ']' : '}')]), /checksum/],
+  [
+    'one byte changed',
+    (b: Buffer) =>
+      Buffer.concat([
+        b.subarray(0, b.length - 1),
+        Buffer.from('}' === String.fromCharCode(b[b.length - 1]) ? ']' : '}'),
+      ]),
+    /checksum/,
+  ],
   ['no header', () => Buffer.from('print("hello")\n'), /not a task header/],
   ['nothing at all', () => Buffer.alloc(0), /stdin closed before a task arrived/],
   ['a length above the limit', () => Buffer.from(`durable-sandbox-task 1 ${MAX_TASK_BYTES + 1} abc\n`), /more than/],

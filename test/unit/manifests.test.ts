@@ -25,7 +25,12 @@ describe('buildJob', () => {
 
   test('is hardened as Pod Security "restricted" requires, and more', () => {
     expect(pod.runtimeClassName).toBe('gvisor');
-    expect(pod.tolerations).toContainEqual({ key: 'sandbox.gke.io/runtime', operator: 'Equal', value: 'gvisor', effect: 'NoSchedule' });
+    expect(pod.tolerations).toContainEqual({
+      key: 'sandbox.gke.io/runtime',
+      operator: 'Equal',
+      value: 'gvisor',
+      effect: 'NoSchedule',
+    });
     expect(pod.automountServiceAccountToken).toBe(false);
     expect(pod.enableServiceLinks).toBe(false);
     expect(pod.securityContext).toEqual({
@@ -72,14 +77,33 @@ describe('buildJob', () => {
 
   test('runs the program through the launcher with the caps and timeout', () => {
     expect(c.command).toEqual([
-      'python3', '/sandbox/launcher.py', '--timeout', '30',
-      '--stdout-cap', String(policy.stdoutCapBytes), '--stderr-cap', String(policy.stderrCapBytes),
-      '--out-dir', '/sandbox/out', '--files-max-count', String(policy.outputFilesMaxCount),
-      '--file-cap', String(policy.outputFileCapBytes), '--files-cap', String(policy.outputFilesCapBytes),
-      '--', 'python3', '/sandbox/main.py',
+      'python3',
+      '/sandbox/launcher.py',
+      '--timeout',
+      '30',
+      '--stdout-cap',
+      String(policy.stdoutCapBytes),
+      '--stderr-cap',
+      String(policy.stderrCapBytes),
+      '--out-dir',
+      '/sandbox/out',
+      '--files-max-count',
+      String(policy.outputFilesMaxCount),
+      '--file-cap',
+      String(policy.outputFileCapBytes),
+      '--files-cap',
+      String(policy.outputFilesCapBytes),
+      '--',
+      'python3',
+      '/sandbox/main.py',
     ]);
     expect(c.image).toBe('img/python:1');
-    expect(c.env).toEqual(expect.arrayContaining([{ name: 'FOO', value: 'bar' }, { name: 'HOME', value: '/tmp' }]));
+    expect(c.env).toEqual(
+      expect.arrayContaining([
+        { name: 'FOO', value: 'bar' },
+        { name: 'HOME', value: '/tmp' },
+      ]),
+    );
   });
 
   test('mounts code, launcher and files from the ConfigMap of the same name', () => {
@@ -105,7 +129,9 @@ describe('buildJob', () => {
   });
 
   test('runtimeClassName can be turned off by policy', () => {
-    expect(buildJob({ ...spec, policy: { ...policy, runtimeClassName: '' } }).spec!.template.spec!.runtimeClassName).toBeUndefined();
+    expect(
+      buildJob({ ...spec, policy: { ...policy, runtimeClassName: '' } }).spec!.template.spec!.runtimeClassName,
+    ).toBeUndefined();
   });
 
   test('bash uses its own file and command', () => {

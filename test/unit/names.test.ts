@@ -3,20 +3,16 @@ import { hash16, resourceNames } from '../../core/names';
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 describe('resourceNames', () => {
-  test.each([
-    'simple',
-    'Agent/Session:42@host',
-    'x'.repeat(200),
-    '---',
-    'ÄÖÜ unicode id',
-    'a',
-  ])('%s gives a valid, short, deterministic name', (id) => {
-    const a = resourceNames(id, 1);
-    expect(a.name).toMatch(DNS1123_LABEL);
-    expect(a.name.length).toBeLessThanOrEqual(63 - 6); // room for the Job controller's pod suffix
-    expect(resourceNames(id, 1)).toEqual(a);
-    expect(a.executionLabel).toMatch(/^[0-9a-f]{16}$/);
-  });
+  test.each(['simple', 'Agent/Session:42@host', 'x'.repeat(200), '---', 'ÄÖÜ unicode id', 'a'])(
+    '%s gives a valid, short, deterministic name',
+    (id) => {
+      const a = resourceNames(id, 1);
+      expect(a.name).toMatch(DNS1123_LABEL);
+      expect(a.name.length).toBeLessThanOrEqual(63 - 6); // room for the Job controller's pod suffix
+      expect(resourceNames(id, 1)).toEqual(a);
+      expect(a.executionLabel).toMatch(/^[0-9a-f]{16}$/);
+    },
+  );
 
   test('attempts get different names but the same execution label', () => {
     const a = resourceNames('run-1', 1);

@@ -12,7 +12,19 @@ function launch(program: string, timeout = 5, c = caps): { log: string; code: nu
   try {
     const log = execFileSync(
       'python3',
-      [LAUNCHER, '--timeout', String(timeout), '--stdout-cap', String(c.stdoutCapBytes), '--stderr-cap', String(c.stderrCapBytes), '--', 'python3', '-c', program],
+      [
+        LAUNCHER,
+        '--timeout',
+        String(timeout),
+        '--stdout-cap',
+        String(c.stdoutCapBytes),
+        '--stderr-cap',
+        String(c.stderrCapBytes),
+        '--',
+        'python3',
+        '-c',
+        program,
+      ],
       { encoding: 'utf8' },
     );
     return { log, code: 0 };
@@ -58,7 +70,9 @@ describe('launcher + parseLauncherLog', () => {
   });
 
   test('a program that closes stdout and keeps running is waited for', () => {
-    const { log, code } = launch('import os, time\nprint("a", flush=True)\nos.close(1)\ntime.sleep(1)\nraise SystemExit(4)');
+    const { log, code } = launch(
+      'import os, time\nprint("a", flush=True)\nos.close(1)\ntime.sleep(1)\nraise SystemExit(4)',
+    );
     expect(code).toBe(4);
     expect(parseLauncherLog(log, caps).stdout.text).toBe('a\n');
   });
@@ -83,7 +97,8 @@ describe('launcher + parseLauncherLog', () => {
 describe('streaming: the log fed in pieces', () => {
   test('pieces of any size give the same result as the whole log, and the text so far is always a prefix', () => {
     // Multi-byte characters split across frames and across pieces, invalid bytes, both streams.
-    const program = 'import sys\nfor i in range(40):\n    sys.stdout.buffer.write("é€😀".encode()[i % 5:] + b"\\xff")\n    sys.stderr.write("err%d " % i)\n    sys.stdout.flush()';
+    const program =
+      'import sys\nfor i in range(40):\n    sys.stdout.buffer.write("é€😀".encode()[i % 5:] + b"\\xff")\n    sys.stderr.write("err%d " % i)\n    sys.stdout.flush()';
     const big = { stdoutCapBytes: 4096, stderrCapBytes: 4096 };
     const { log } = launch(program, 5, big);
     const whole = parseLauncherLog(log, big);
@@ -143,13 +158,35 @@ describe('unseen: what a live-output reader gets from a tail', () => {
 });
 
 describe('output files: the launcher sends what the program left in its out dir, the parser caps it again', () => {
-  const fileCaps = { stdoutCapBytes: 1024, stderrCapBytes: 1024, outputFilesMaxCount: 4, outputFileCapBytes: 1000, outputFilesCapBytes: 1500 };
+  const fileCaps = {
+    stdoutCapBytes: 1024,
+    stderrCapBytes: 1024,
+    outputFilesMaxCount: 4,
+    outputFileCapBytes: 1000,
+    outputFilesCapBytes: 1500,
+  };
 
   function launchWithFiles(program: string, outDir: string) {
     const args = [
-      LAUNCHER, '--timeout', '10', '--stdout-cap', '1024', '--stderr-cap', '1024',
-      '--out-dir', outDir, '--files-max-count', '4', '--file-cap', '1000', '--files-cap', '1500',
-      '--', 'python3', '-c', program,
+      LAUNCHER,
+      '--timeout',
+      '10',
+      '--stdout-cap',
+      '1024',
+      '--stderr-cap',
+      '1024',
+      '--out-dir',
+      outDir,
+      '--files-max-count',
+      '4',
+      '--file-cap',
+      '1000',
+      '--files-cap',
+      '1500',
+      '--',
+      'python3',
+      '-c',
+      program,
     ];
     const log = execFileSync('python3', args, { encoding: 'latin1' });
     return parseLauncherLog(log, fileCaps);
@@ -174,12 +211,30 @@ describe('output files: the launcher sends what the program left in its out dir,
       const byName = Object.fromEntries(p.files.map((f) => [f.name, f]));
       // Sorted walk: a.csv, bad.txt, big.txt, charts/p.png, link.txt (skipped: symlink), pipe (skipped), zz-late.txt.
       expect(p.files.map((f) => f.name)).toEqual(['a.csv', 'bad.txt', 'big.txt', 'charts/p.png']);
-      expect(byName['a.csv']).toEqual({ name: 'a.csv', sizeBytes: 8, mimeType: 'text/csv', encoding: 'utf8', content: 'x,y\n1,2\n', truncated: false });
-      expect(byName['bad.txt']).toMatchObject({ encoding: 'base64', content: Buffer.from([0xff, 0xfe]).toString('base64'), truncated: false });
+      expect(byName['a.csv']).toEqual({
+        name: 'a.csv',
+        sizeBytes: 8,
+        mimeType: 'text/csv',
+        encoding: 'utf8',
+        content: 'x,y\n1,2\n',
+        truncated: false,
+      });
+      expect(byName['bad.txt']).toMatchObject({
+        encoding: 'base64',
+        content: Buffer.from([0xff, 0xfe]).toString('base64'),
+        truncated: false,
+      });
       expect(byName['big.txt']).toMatchObject({ sizeBytes: 5000, content: 'z'.repeat(1000), truncated: true });
       // The total cap (1500) leaves 1500 - 8 - 2 - 1000 = 490 bytes for the png.
-      expect(byName['charts/p.png']).toMatchObject({ mimeType: 'image/png', encoding: 'base64', sizeBytes: 204, truncated: false });
-      expect(Buffer.from(byName['charts/p.png'].content, 'base64').subarray(0, 4)).toEqual(Buffer.from([137, 80, 78, 71]));
+      expect(byName['charts/p.png']).toMatchObject({
+        mimeType: 'image/png',
+        encoding: 'base64',
+        sizeBytes: 204,
+        truncated: false,
+      });
+      expect(Buffer.from(byName['charts/p.png'].content, 'base64').subarray(0, 4)).toEqual(
+        Buffer.from([137, 80, 78, 71]),
+      );
       expect(p.trailer).toMatchObject({ exitCode: 0 });
     } finally {
       rmSync(dir, { recursive: true, force: true });

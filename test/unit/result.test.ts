@@ -17,7 +17,12 @@ test.each([
   [{ kind: 'finished', exitCode: 124, reason: 'Error', oomKilled: false }, out(), 'failed', 124],
   [{ kind: 'deadline' }, undefined, 'timed_out', null],
   [{ kind: 'cancelled' }, out(), 'cancelled', null],
-  [{ kind: 'infra', error: { reason: 'ImagePullFailed', message: 'm', retryable: false } }, undefined, 'infra_error', null],
+  [
+    { kind: 'infra', error: { reason: 'ImagePullFailed', message: 'm', retryable: false } },
+    undefined,
+    'infra_error',
+    null,
+  ],
 ] as const)('%j -> %s', (end, output, status, exitCode) => {
   expect(statusOf(end, output)).toEqual({ status, exitCode });
 });

@@ -45,9 +45,23 @@ describe('validateInput', () => {
     [{ code: 'x', files: [{ name: 'a/b', content: '' }] }, 'files[0].name', 'charset'],
     [{ code: 'x', files: [{ name: '..', content: '' }] }, 'files[0].name', 'charset'],
     [{ code: 'x', files: [{ name: '.hidden', content: '' }] }, 'files[0].name', 'charset'],
-    [{ code: 'x', files: [{ name: 'a', content: '' }, { name: 'a', content: '' }] }, 'files[1].name', 'unique'],
+    [
+      {
+        code: 'x',
+        files: [
+          { name: 'a', content: '' },
+          { name: 'a', content: '' },
+        ],
+      },
+      'files[1].name',
+      'unique',
+    ],
     [{ code: 'x', files: [{ name: 'a', content: '!!', encoding: 'base64' }] }, 'files[0].content', 'base64'],
-    [{ code: 'x', files: Array.from({ length: 21 }, (_, i) => ({ name: `f${i}`, content: '' })) }, 'files', 'max 20 files'],
+    [
+      { code: 'x', files: Array.from({ length: 21 }, (_, i) => ({ name: `f${i}`, content: '' })) },
+      'files',
+      'max 20 files',
+    ],
     [{ code: 'x', files: [{ name: 'big', content: 'x'.repeat(600 * 1024) }] }, 'files', 'max 512 KiB in all'],
     [{ code: 'x', env: { 'BAD-NAME': 'v' } }, 'env.BAD-NAME', 'charset'],
     [{ code: 'x', env: { A: 1 } }, 'env.A', 'type'],

@@ -50,7 +50,7 @@ export function collectOutput(ref: AttemptRef, podName: string | undefined, caps
       startToCloseTimeout: '15s',
       scheduleToCloseTimeout: '5m',
       retry: KUBE_RETRY,
-      summary: `collect output of ${podName ?? 'the attempt\'s pod'}`,
+      summary: `collect output of ${podName ?? "the attempt's pod"}`,
     },
     [{ ...ref, podName, caps }],
   );

@@ -34,7 +34,12 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
   const spec: AttemptSpec = { executionId, attempt, request, policy };
   const ref: AttemptRef = { executionId, attempt, namespace: policy.namespace };
   const { name } = resourceNames(executionId, attempt);
-  const refs: KubernetesRefs = { namespace: policy.namespace, job: name, configMap: name, image: policy.images[request.language] };
+  const refs: KubernetesRefs = {
+    namespace: policy.namespace,
+    job: name,
+    configMap: name,
+    image: policy.images[request.language],
+  };
   const caps = { stdoutCapBytes: policy.stdoutCapBytes, stderrCapBytes: policy.stderrCapBytes };
   let awaited: AwaitResult | undefined;
   try {
