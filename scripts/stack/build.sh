@@ -37,7 +37,7 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
   (
-    cd "$src"
+    cd "$src" || exit 1
     [[ -f go.mod ]] || go mod init durable-sandbox/etcd >/dev/null 2>&1
     with_progress "etcd $ETCD_VERSION (modules)" "$BUILD_LOGS/etcd-get.log" \
       go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
@@ -59,7 +59,7 @@ build_kubernetes() {
   local staging=v0.${KUBERNETES_VERSION#v1.}
   rm -rf "$tmp" && mkdir -p "$src" "$tmp"
   (
-    cd "$src"
+    cd "$src" || exit 1
     [[ -f go.mod ]] || go mod init durable-sandbox/kubernetes >/dev/null 2>&1
     # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local folders; a dependent
     # module must replace each with the published release of the same version instead.
@@ -94,7 +94,7 @@ build_gvisor() {
   local src=$BUILD_DIR/gvisor-$GVISOR_VERSION tmp=$GVISOR_BIN.tmp
   rm -rf "$tmp" "$src" && mkdir -p "$src" "$tmp"
   (
-    cd "$src"
+    cd "$src" || exit 1
     go mod init durable-sandbox/gvisor >/dev/null 2>&1
     with_progress "gVisor $GVISOR_VERSION (modules)" "$BUILD_LOGS/gvisor-get.log" \
       go get "gvisor.dev/gvisor/runsc@$GVISOR_VERSION" "gvisor.dev/gvisor/shim@$GVISOR_VERSION"

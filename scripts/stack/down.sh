@@ -51,6 +51,7 @@ stop containerd
 shims=$(pgrep -f -- "-address $CONTAINERD_SOCK" || true)
 if [[ -n $shims ]]; then
   log "killing leftover containerd shims: $shims"
+  # shellcheck disable=SC2086 # one PID per word
   kill -KILL $shims 2>/dev/null || true
 fi
 
@@ -66,7 +67,7 @@ if ip link show "$POD_BRIDGE" >/dev/null 2>&1; then ip link delete "$POD_BRIDGE"
 while iptables -D FORWARD "${POD_ISOLATION_RULE[@]}" 2>/dev/null; do :; done
 # Empty pod cgroups, leaves first.
 for ctl in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
-  [[ -d $ctl ]] && find "$ctl" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  if [[ -d $ctl ]]; then find "$ctl" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi
 done
 
 if (( purge )); then

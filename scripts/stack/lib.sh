@@ -1,4 +1,6 @@
+# shellcheck shell=bash
 # Shared by the stack scripts: paths, versions, logging and small helpers. Sourced, never run.
+# shellcheck disable=SC2034 # the paths and ports defined here are used by the scripts that source this file
 set -euo pipefail
 
 DS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
