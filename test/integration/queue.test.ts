@@ -4,7 +4,7 @@
  * `QueueTimeout` with nothing created. A worker that comes later finds nothing to do; one that comes exactly at the
  * deadline may start it, and then whatever it made is still removed.
  */
-import { SandboxClient, ExecutionWaitAbortedError, type ExecutionResult } from '../../client';
+import { SandboxClient, ExecutionWaitAbortedError, TemporalConnectionError, type ExecutionResult } from '../../client';
 import { loadConfig } from '../../worker/config';
 import {
   adminKube,
@@ -134,4 +134,24 @@ test('a worker that starts exactly at the deadline: the outcome is typed either 
     (l) => JSON.stringify(l) === JSON.stringify(NOTHING_LEFT),
     90_000,
   );
+});
+
+test('a wrong namespace and an unreachable server are typed errors that name the address and the namespace', async () => {
+  const { temporal } = loadConfig(process.env);
+  const wrong = await SandboxClient.connect({ temporal: { ...temporal, namespace: 'no-such-namespace' } }).catch(
+    (e: unknown) => e,
+  );
+  expect(wrong).toBeInstanceOf(TemporalConnectionError);
+  expect(wrong).toMatchObject({
+    address: temporal.address,
+    namespace: 'no-such-namespace',
+    reason: 'namespace-not-found',
+  });
+  expect(String((wrong as Error).message)).toContain(
+    `Temporal at ${temporal.address} has no namespace "no-such-namespace"`,
+  );
+  const away = await SandboxClient.connect({ temporal: { ...temporal, address: '127.0.0.1:1' } }).catch(
+    (e: unknown) => e,
+  );
+  expect(away).toMatchObject({ address: '127.0.0.1:1', namespace: temporal.namespace, reason: 'unreachable' });
 });
