@@ -68,7 +68,8 @@ test('live output reaches the caller and getExecution while the program still ru
   );
   const observed = await eventually(
     () => w.client.getExecution(executionId).catch(() => undefined),
-    (s) => s?.state === 'running' && (s.output?.stdout.text.includes('tick 1') ?? false),
+    // A whole line: print() may reach the pipe in pieces ("tick", " ", "1", "\n").
+    (s) => s?.state === 'running' && (s.output?.stdout.text.includes('tick 1\n') ?? false),
     60_000,
   );
   if (observed?.state === 'running') seenByGetExecution.push(observed.output!.stdout.text);
