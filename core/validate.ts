@@ -50,6 +50,27 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 const EXECUTION_ID = /^[A-Za-z0-9][A-Za-z0-9._:@/-]*$/;
 export const MAX_EXECUTION_ID_LENGTH = 200;
 
+/** A UTF-16 code unit that is half of a surrogate pair without its other half: it has no UTF-8 form. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Text the sandbox receives as bytes: it must be well-formed Unicode (a lone surrogate would arrive as U+FFFD, not as
+ * given) and, where it becomes a C string (environment variables) or source code, free of NUL characters (cut off,
+ * or refused by the interpreter).
+ */
+function checkText(field: string, s: string, allowNul: boolean): void {
+  if (!allowNul && s.includes('\u0000'))
+    fail(field, 'no NUL', `holds a NUL character at offset ${s.indexOf('\u0000')}`);
+  const m = LONE_SURROGATE.exec(s);
+  if (m) {
+    fail(
+      field,
+      'well-formed Unicode',
+      `holds an unpaired surrogate (U+${m[0].charCodeAt(0).toString(16).toUpperCase()}) at offset ${m.index}`,
+    );
+  }
+}
+
 function fail(field: string, limit: string, message: string): never {
   throw new InvalidInputError(field, limit, message);
 }
@@ -102,6 +123,8 @@ function validateFiles(files: unknown): InputFile[] {
     if (encoding !== 'utf8' && encoding !== 'base64') fail(`${field}.encoding`, 'enum', 'must be "utf8" or "base64"');
     if (typeof f.content !== 'string') fail(`${field}.content`, 'type', 'must be a string');
     if (encoding === 'base64' && !BASE64.test(f.content)) fail(`${field}.content`, 'base64', 'is not valid base64');
+    // NUL is fine in a file's bytes; an unpaired surrogate has no bytes at all (send binary data as base64).
+    if (encoding === 'utf8') checkText(`${field}.content`, f.content, true);
     const file: InputFile = { name: f.name, content: f.content, encoding };
     total += fileBytes(file);
     out.push(file);
@@ -123,6 +146,7 @@ function validateEnv(env: unknown): Record<string, string> {
   for (const [k, v] of entries) {
     if (!ENV_NAME.test(k)) fail(`env.${k}`, 'charset', 'names may hold letters, digits and _ only');
     if (typeof v !== 'string') fail(`env.${k}`, 'type', 'must be a string');
+    checkText(`env.${k}`, v, false);
     total += utf8Length(k) + utf8Length(v);
   }
   if (total > HARD_LIMITS.maxEnvBytesTotal) {
@@ -154,6 +178,7 @@ export function validateInput(input: unknown, policy: ExecutionPolicy): Executio
   const i = input as Partial<ExecutionInput>;
   if (typeof i.code !== 'string') fail('code', 'required', 'must be a string');
   if (i.code.trim().length === 0) fail('code', 'non-empty', 'is empty');
+  checkText('code', i.code, false);
   const codeBytes = utf8Length(i.code);
   if (codeBytes > HARD_LIMITS.maxCodeBytes) {
     fail('code', `max ${kib(HARD_LIMITS.maxCodeBytes)}`, `is ${kib(codeBytes)} (${codeBytes} bytes)`);

@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import { WorkflowFailedError } from '@temporalio/client';
+import fc from 'fast-check';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidInputError, type ExecutionResult } from '../../client';
 import { PHASES } from '../../core/types';
@@ -85,6 +86,22 @@ test('input files and env are visible to the program', async () => {
     env: { GREETING: 'hi' },
   });
   expect(r).toMatchObject({ status: 'succeeded', stdout: 'from-a-file hi\n' });
+});
+
+test('whatever text the validator accepts, the program sees byte for byte (env values and files)', async () => {
+  // Arbitrary code points (fast-check, a fixed seed so a failure replays), with NUL in a file's contents.
+  const values = fc.sample(fc.string({ unit: 'binary', minLength: 1, maxLength: 30 }), { numRuns: 8, seed: 20261129 });
+  const env = Object.fromEntries(values.filter((v) => !v.includes('\u0000')).map((v, i) => [`V${i}`, v]));
+  const file = `${values.join('\n')}\u0000end`;
+  const code = `import os, json
+print(json.dumps({k: os.environb[k.encode()].hex() for k in sorted(os.environ) if k.startswith("V")}))
+print(open("/sandbox/files/f.txt", "rb").read().hex())`;
+  const r = await run(code, { env, files: [{ name: 'f.txt', content: file }] });
+  expect(r.status).toBe('succeeded');
+  const [seenEnv, seenFile] = r.stdout.trim().split('\n');
+  const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex');
+  expect(JSON.parse(seenEnv)).toEqual(Object.fromEntries(Object.entries(env).map(([k, v]) => [k, hex(v)])));
+  expect(seenFile).toBe(hex(file));
 });
 
 test('a program that sleeps past its timeout is timed_out within seconds of the deadline', async () => {
