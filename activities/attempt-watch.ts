@@ -25,6 +25,11 @@ const LOG_DRAIN_MS = 3_000;
 /** Beyond the Job's own deadline, how long the step waits before calling the attempt timed out itself. */
 export const DEADLINE_GRACE_MS = 30_000;
 /**
+ * Beyond the program's time limit, counted from its start as seen from outside, how long the launcher has to report
+ * it timed out; then the step stops the sandbox itself (a launcher the program stopped, killed or hung).
+ */
+export const OUTSIDE_GRACE_MS = 3_000;
+/**
  * Heartbeats go out at once when something changed (the worker's heartbeat throttle, LIVE_OUTPUT_INTERVAL, spaces
  * them) and at least this often otherwise, well inside the heartbeat timeout.
  */
@@ -126,7 +131,7 @@ export class AttemptWatch {
           return { end, progress: this.progress, ...(this.options.followLog ? { output: this.output() } : {}) };
         }
         this.beat(false);
-        await this.pods.changed(TICK_MS);
+        await this.pods.changed(this.nextWake(Date.now()));
         if (Date.now() - lastResync >= RESYNC_MS) {
           await this.pods.resync();
           await this.readJob();
@@ -242,10 +247,44 @@ export class AttemptWatch {
     return undefined;
   }
 
+  /** When the time limit is enforced from outside: the program's start as seen here, its limit and the grace. */
+  private enforceAt(): number | undefined {
+    const start = this.progress.programStartedAt;
+    return start === undefined ? undefined : start + this.spec.request.timeoutSeconds * 1000 + OUTSIDE_GRACE_MS;
+  }
+
+  private nextWake(now: number): number {
+    const at = this.enforceAt();
+    return at === undefined || this.parser.trailer ? TICK_MS : Math.max(10, Math.min(TICK_MS, at - now + 5));
+  }
+
+  /**
+   * The program outlived its time limit and the launcher has not said so: the sandbox is stopped from outside (the
+   * pod deleted at once), and the attempt ends timed out with the output read so far.
+   */
+  private async enforceTimeLimit(now: number): Promise<AttemptEndNotCancelled | undefined> {
+    if (!this.options.warm && this.progress.containerStartedAt !== undefined) {
+      this.progress.programStartedAt ??= this.progress.containerStartedAt;
+    }
+    if (this.options.warm && this.parser.accepted) this.progress.programStartedAt ??= now;
+    const at = this.enforceAt();
+    const pod = this.progress.podName;
+    // Only a followed log can show the launcher's word; a container already ended is the kubelet's to classify.
+    if (!this.options.followLog || this.progress.containerFinishedAt !== undefined) return undefined;
+    if (at === undefined || now < at || this.parser.trailer || !pod) return undefined;
+    await kubeCallOrMissing(`stop pod ${pod} at its time limit`, () =>
+      this.kube.core.deleteNamespacedPod({ name: pod, namespace: this.spec.policy.namespace, gracePeriodSeconds: 0 }),
+    );
+    this.progress.waitingFor = undefined;
+    return { kind: 'deadline' };
+  }
+
   private async decide(now: number): Promise<AttemptEndNotCancelled | undefined> {
     const refused = this.deliveryFailure();
     if (refused) return refused;
     const trailer = this.parser.trailer;
+    const overdue = await this.enforceTimeLimit(now);
+    if (overdue) return overdue;
     if (settles(trailer)) {
       this.progress.waitingFor = undefined;
       return {

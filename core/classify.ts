@@ -19,6 +19,11 @@ export interface PodProgress {
   unschedulableSince?: number;
   /** What the attempt is waiting for, for heartbeats and the UI. */
   waitingFor?: string;
+  /**
+   * When the program started, as seen from outside the sandbox (the worker's clock): the container's start for a
+   * cold sandbox, the launcher's acceptance of the task for a warm one. The time limit is enforced from here too.
+   */
+  programStartedAt?: number;
 }
 
 export type Verdict =
