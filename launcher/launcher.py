@@ -16,7 +16,13 @@ The program runs as the same user as the launcher, so the launcher guards itself
   process group, when the program ends or its time is up (children that called setsid() included);
 - as PID 1 under gVisor it caps the sandbox user's processes and threads (RLIMIT_NPROC), so a fork bomb gets EAGAIN
   instead of exhausting the pod's host PIDs (which crashes the whole sandbox). Not under runc: there the host kernel
-  counts RLIMIT_NPROC per user across all containers, and the pod's PID limit already makes fork fail cleanly.
+  counts RLIMIT_NPROC per user across all containers, and the pod's PID limit already makes fork fail cleanly;
+- it installs a seccomp filter on the program before exec (inherited by everything the program starts) that refuses
+  with EPERM what a program has no business doing in a sandbox: new namespaces (clone/unshare with CLONE_NEW*
+  flags; clone3, whose flags a filter cannot read, gets ENOSYS so that libc falls back to clone), setns, mounts,
+  ptrace and process_vm_*, signals to the launcher or to every process (kill/tkill/tgkill to PID 1 or -1,
+  pidfd_open of the launcher, pidfd_send_signal), the kernel keyring, bpf, perf_event_open, userfaultfd and io_uring.
+  The pod's RuntimeDefault profile stays; this one is hand-assembled BPF (no library in the image needed).
 
 Warm mode (a pre-started sandbox of the warm pool): the launcher starts without a program and waits for exactly one
 task on its stdin, written there over the Kubernetes API (pods/attach; the sandbox has no network): a header line
@@ -51,6 +57,9 @@ DRAIN_AFTER_EXIT = 0.5  # seconds to keep reading after the program exits (child
 # fork bomb well inside a podPidsLimit of 512.
 MAX_TASKS = 128
 PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 # Variables the kubelet injects for the cluster's own API service even with enableServiceLinks: false.
 SERVICE_ENV_PREFIXES = ("KUBERNETES_SERVICE_", "KUBERNETES_PORT")
 
@@ -199,6 +208,128 @@ def harden():
         except (ValueError, OSError):
             pass
     return {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_ENV_PREFIXES)}
+
+
+# --- The program's seccomp filter -----------------------------------------------------------------------------------
+
+# Syscall numbers per architecture (AUDIT_ARCH value, numbers). Everything not named here is allowed.
+SYSCALLS = {
+    "x86_64": (0xC000003E, {
+        "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kill": 62, "tkill": 200, "tgkill": 234,
+        "pidfd_send_signal": 424, "pidfd_open": 434, "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155,
+        "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "clone": 56, "clone3": 435,
+        "unshare": 272, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+        "fspick": 433, "mount_setattr": 442,
+    }),
+    "aarch64": (0xC00000B7, {
+        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "kill": 129, "tkill": 130, "tgkill": 131,
+        "pidfd_send_signal": 424, "pidfd_open": 434, "setns": 268, "mount": 40, "umount2": 39, "pivot_root": 41,
+        "keyctl": 219, "add_key": 217, "request_key": 218, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "clone": 220, "clone3": 435,
+        "unshare": 97, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+        "fspick": 433, "mount_setattr": 442,
+    }),
+}
+DENIED = ("ptrace", "process_vm_readv", "process_vm_writev", "pidfd_send_signal", "setns", "mount", "umount2",
+          "pivot_root", "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup",
+          "io_uring_enter", "io_uring_register", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
+          "mount_setattr")
+# Refused when their first argument (a PID) is the launcher's or -1 (every process).
+SIGNALLING = ("kill", "tkill", "tgkill", "pidfd_open")
+# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET; unshare also NEWTIME (0x80, the exit signal's bits
+# in clone).
+CLONE_NEW = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
+UNSHARE_NEW = CLONE_NEW | 0x00000080
+EPERM, ENOSYS = 1, 38
+RET_ALLOW = 0x7FFF0000
+RET_ERRNO = 0x00050000
+X32_BIT = 0x40000000
+# seccomp_data offsets: nr, arch, then args[6] (64-bit each; little-endian: the low half first).
+OFF_NR, OFF_ARCH, OFF_ARG0 = 0, 4, 16
+# Classic BPF opcodes.
+LD_ABS, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+
+
+def seccomp_program(launcher_pid):
+    """The filter as (code, jt, jf, k) instructions, or None on an architecture it does not know."""
+    arch = SYSCALLS.get(os.uname().machine)
+    if arch is None:
+        return None
+    audit_arch, nr = arch
+    prog = []  # entries: [code, jt, jf, k] with jt/jf as labels (str) or offsets (int)
+    labels = {}
+
+    def op(code, k=0, jt=0, jf=0):
+        prog.append([code, jt, jf, k])
+
+    def label(name):
+        labels[name] = len(prog)
+
+    op(LD_ABS, OFF_ARCH)
+    op(JEQ, audit_arch, 0, "eperm")  # another ABI (e.g. 32-bit calls on x86_64): refused whole
+    op(LD_ABS, OFF_NR)
+    if audit_arch == 0xC000003E:
+        op(JGE, X32_BIT, "eperm", 0)  # the x32 ABI's numbers
+    for name in DENIED:
+        op(JEQ, nr[name], "eperm", 0)
+    op(JEQ, nr["clone3"], "enosys", 0)
+    op(JEQ, nr["clone"], "clone", 0)
+    op(JEQ, nr["unshare"], "unshare", 0)
+    for name in SIGNALLING:
+        op(JEQ, nr[name], "pid", 0)
+    op(RET, RET_ALLOW)
+    label("clone")
+    op(LD_ABS, OFF_ARG0)
+    op(JSET, CLONE_NEW, "eperm", "allow")
+    label("unshare")
+    op(LD_ABS, OFF_ARG0)
+    op(JSET, UNSHARE_NEW, "eperm", "allow")
+    label("pid")
+    op(LD_ABS, OFF_ARG0)
+    op(JEQ, launcher_pid, "eperm", 0)
+    op(JEQ, 0xFFFFFFFF, "eperm", "allow")
+    label("allow")
+    op(RET, RET_ALLOW)
+    label("eperm")
+    op(RET, RET_ERRNO | EPERM)
+    label("enosys")
+    op(RET, RET_ERRNO | ENOSYS)
+
+    out = []
+    for i, (code, jt, jf, k) in enumerate(prog):
+        jt = labels[jt] - i - 1 if isinstance(jt, str) else jt
+        jf = labels[jf] - i - 1 if isinstance(jf, str) else jf
+        if not (0 <= jt < 256 and 0 <= jf < 256):
+            raise ValueError("seccomp program: jump out of range")
+        out.append((code, jt, jf, k))
+    return out
+
+
+class SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+
+def seccomp_installer(launcher_pid):
+    """A preexec_fn that installs the filter in the program's process just before exec; fails closed."""
+    program = seccomp_program(launcher_pid)
+    if program is None:
+        raise OSError("no seccomp filter for architecture %s" % os.uname().machine)
+    filters = (SockFilter * len(program))(*[SockFilter(c, t, f, k) for c, t, f, k in program])
+    fprog = SockFprog(len(program), filters)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def install():
+        if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+        if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+
+    return install
 
 
 TASK_FORMAT = "durable-sandbox-task 1"
@@ -359,8 +490,9 @@ def run(timeout, stdout_cap, stderr_cap, command, env, files):
             stderr=subprocess.PIPE,
             start_new_session=True,
             env=env,
+            preexec_fn=seccomp_installer(os.getpid()),
         )
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         error = "could not start %s: %s" % (command[0], exc)
         child = None
 

@@ -10,7 +10,9 @@ import type { V1Node } from '@kubernetes/client-node';
 import { InvalidInputError, type ExecutionInput, type ExecutionResult } from '../../client';
 import { HARD_LIMITS } from '../../core/policy';
 import { fitsPool } from '../../core/pool';
+import { readFileSync } from 'node:fs';
 import { validateInput } from '../../core/validate';
+import { SECCOMP_EXPECTED, SECCOMP_PROBE } from '../fixtures/sandbox/seccomp';
 import {
   adminKube,
   JobRecorder,
@@ -66,7 +68,11 @@ print("not evicted")
     started.push(executionId);
     const input = { code, ...extra };
     const warm = mode === 'warm' && fitsPool(validateInput(input, w.config.policy), w.config.policy);
-    if (warm) await poolHasReady(w, input.language ?? 'python');
+    if (warm) {
+      await poolHasReady(w, input.language ?? 'python');
+      // A claim reads the pool from the apiserver's watch cache, which may lag a fresh read by a moment.
+      await new Promise((r) => setTimeout(r, 500));
+    }
     const result = await w.client.executeCode(input, { executionId });
     expect(result.executionId).toBe(executionId);
     // On warm sandboxes, the case must really have run in a pool pod (a request the pool does not fit runs cold).
@@ -201,6 +207,70 @@ print("processes", json.dumps(sum(1 for p in os.listdir("/proc") if p.isdigit())
       expect(r.stdoutInfo.truncated).toBe(true);
       expect(r.stderrInfo.truncated).toBe(true);
       await benignStillRuns();
+    });
+  });
+
+  describe('the time limit, enforced from outside', () => {
+    // Whatever the program does to its launcher, the sandbox is stopped within the time limit plus a few seconds of
+    // its start: the run step deletes the pod when the launcher has not reported by then.
+    const LIMIT = 3;
+    const GRACE_MS = 5_000;
+    /** From the program's start (as seen from outside) to the result in the caller's hand. */
+    async function timed(code: string): Promise<{ r: ExecutionResult; ms: number }> {
+      const r = await run(code, { timeoutSeconds: LIMIT });
+      const receivedAt = Date.now();
+      const started = r.timeline.find((e) => e.phase === 'containerStarted')?.at;
+      expect(started).toBeDefined();
+      return { r, ms: receivedAt - started! };
+    }
+
+    test('a program that SIGSTOPs its launcher is stopped at the limit; what it printed before is kept', async () => {
+      const code = [
+        'import os, signal, time',
+        'print("before", flush=True)',
+        'time.sleep(1)',
+        'os.kill(1, signal.SIGSTOP)',
+        'print("after", flush=True)',
+        'time.sleep(600)',
+      ].join('\n');
+      const { r, ms } = await timed(code);
+      expect(r).toMatchObject({ status: 'timed_out', exitCode: null });
+      expect(r.stdout).toBe('before\n');
+      expect(ms).toBeLessThan(LIMIT * 1000 + GRACE_MS);
+    });
+
+    test('a program that ptraces its launcher cannot (EPERM) and is timed out as usual', async () => {
+      const code = [
+        'import ctypes, errno, os, time',
+        'libc = ctypes.CDLL(None, use_errno=True)',
+        'rc = libc.ptrace(16, 1, None, None)  # PTRACE_ATTACH',
+        'print("ptrace", errno.errorcode.get(ctypes.get_errno(), rc), flush=True)',
+        'time.sleep(600)',
+      ].join('\n');
+      const { r, ms } = await timed(code);
+      expect(r).toMatchObject({ status: 'timed_out', exitCode: null, stdout: 'ptrace EPERM\n' });
+      expect(ms).toBeLessThan(LIMIT * 1000 + GRACE_MS);
+    });
+
+    test('a program that SIGKILLs its launcher ends at once, well inside the limit', async () => {
+      const { r, ms } = await timed('import os, signal, time\nos.kill(1, signal.SIGKILL)\ntime.sleep(600)');
+      expect(r).toMatchObject({ status: 'failed', exitCode: 137 });
+      expect(ms).toBeLessThan(LIMIT * 1000 + GRACE_MS);
+    });
+  });
+
+  describe('seccomp', () => {
+    test('namespaces, mounts, ptrace, signals to the launcher, keyrings, bpf, perf, io_uring: EPERM; normal work runs', async () => {
+      const r = await run(readFileSync(SECCOMP_PROBE, 'utf8'), { timeoutSeconds: 30 });
+      expect(r).toMatchObject({ status: 'succeeded', exitCode: 0, stderr: '' });
+      expect(JSON.parse(r.stdout)).toEqual(SECCOMP_EXPECTED);
+    });
+
+    test('numpy with its threads still works under the filter', async () => {
+      const code =
+        'import numpy as np\na = np.arange(1_000_000, dtype=np.float64)\nprint(int(a.sum()), np.linalg.norm(np.eye(3)))';
+      const r = await run(code, { timeoutSeconds: 60 });
+      expect(r).toMatchObject({ status: 'succeeded', exitCode: 0, stdout: '499999500000 1.7320508075688772\n' });
     });
   });
 
