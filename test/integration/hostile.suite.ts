@@ -6,6 +6,7 @@
  * (hostile-warm.test.ts), where every case that fits the pool must really have run in a pool pod.
  */
 import os from 'node:os';
+import { PassThrough } from 'node:stream';
 import { Exec, type V1Node } from '@kubernetes/client-node';
 import { CONTAINER_NAME } from '../../core/manifests';
 import { InvalidInputError, type ExecutionInput, type ExecutionResult } from '../../client';
@@ -248,6 +249,7 @@ print("processes", json.dumps(sum(1 for p in os.listdir("/proc") if p.isdigit())
         (s) => s.state === 'running' && (s.output?.stdout.text ?? '') === 'before\n',
       );
       const stderr: string[] = [];
+      const errStream = new PassThrough().on('data', (d: Buffer) => stderr.push(d.toString()));
       await new Promise<void>((resolve, reject) => {
         void new Exec(kube.config)
           .exec(
@@ -256,7 +258,7 @@ print("processes", json.dumps(sum(1 for p in os.listdir("/proc") if p.isdigit())
             CONTAINER_NAME,
             ['sh', '-c', 'kill -STOP 1'],
             null,
-            null,
+            errStream,
             null,
             false,
             (status) =>
