@@ -31,12 +31,18 @@ async function unservedClient(taskQueue: string, queueTimeoutSeconds = QUEUE_TIM
 }
 
 async function workerFor(taskQueue: string, env: Record<string, string> = {}): Promise<TestWorker> {
-  const w = await startWorker({ DS_TASK_QUEUE: taskQueue, DS_QUEUE_TIMEOUT_SECONDS: String(QUEUE_TIMEOUT), ...env });
+  const pending = startWorker({ DS_TASK_QUEUE: taskQueue, DS_QUEUE_TIMEOUT_SECONDS: String(QUEUE_TIMEOUT), ...env });
+  starting.push(pending);
+  const w = await pending;
   workers.push(w);
   return w;
 }
 
+/** Workers still starting when a test ended (e.g. it failed first): stopped too, so none outlives the file. */
+const starting: Promise<TestWorker>[] = [];
+
 afterAll(async () => {
+  await Promise.allSettled(starting);
   await Promise.all(workers.map((w) => w.stop()));
   await Promise.all(clients.map((c) => c.close()));
 });
