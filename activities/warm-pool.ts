@@ -5,6 +5,8 @@
  * only with the observed resourceVersion as precondition keeps it from ever deleting a pod claimed meanwhile.
  */
 import type { V1Pod } from '@kubernetes/client-node';
+import { Context } from '@temporalio/activity';
+import { METRICS } from '../core/metrics';
 import { LABELS } from '../core/names';
 import { buildPoolPod, podAgeSeconds, poolRef, poolSelector, type PoolConfig } from '../core/pool';
 import type { ExecutionPolicy } from '../core/policy';
@@ -89,7 +91,17 @@ export function warmPoolActivities({ kube, launcherSource }: ActivityDeps) {
         report.created++;
         report.starting++;
       }
+      recordPool(input.language, report);
       return report;
     },
   };
+}
+
+/** The pool's gauges (pods by state after this round) and what this round created and deleted. */
+function recordPool(language: string, report: PoolReport): void {
+  const meter = Context.current().metricMeter;
+  const pods = meter.createGauge(METRICS.poolPods, 'int', 'pods', 'warm pool pods by state');
+  for (const state of ['ready', 'starting', 'claimed'] as const) pods.set(report[state], { language, state });
+  meter.createCounter(METRICS.poolCreated, 'pods', 'warm pool pods created').add(report.created, { language });
+  meter.createCounter(METRICS.poolDeleted, 'pods', 'warm pool pods retired').add(report.deleted.length, { language });
 }

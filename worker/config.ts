@@ -21,6 +21,8 @@ export interface WorkerConfig {
   /** The reconciler's Temporal Schedule; intervalSeconds 0 turns it off. */
   reconcile: { scheduleId: string; intervalSeconds: number; minAgeSeconds: number; maxAgeSeconds: number };
   logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+  /** host:port the worker serves Prometheus metrics on (`/metrics`); unset: no metrics endpoint. */
+  metricsAddress?: string;
 }
 
 export class ConfigError extends Error {
@@ -105,6 +107,10 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   if (policy.defaultTimeoutSeconds > policy.maxTimeoutSeconds) {
     throw new ConfigError('DS_DEFAULT_TIMEOUT_SECONDS is above DS_MAX_TIMEOUT_SECONDS');
   }
+  const metricsAddress = env.DS_METRICS_ADDRESS || undefined;
+  if (metricsAddress && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(metricsAddress)) {
+    throw new ConfigError(`DS_METRICS_ADDRESS=${metricsAddress}: host:port, e.g. 0.0.0.0:9464`);
+  }
   const logLevel = (env.DS_LOG_LEVEL ?? 'INFO').toUpperCase();
   if (!['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(logLevel)) {
     throw new ConfigError(`DS_LOG_LEVEL=${env.DS_LOG_LEVEL}: one of TRACE, DEBUG, INFO, WARN, ERROR`);
@@ -128,5 +134,6 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
       maxAgeSeconds: int(env, 'DS_RECONCILE_MAX_AGE_SECONDS', ceiling, 60, 30 * 86_400),
     },
     logLevel: logLevel as WorkerConfig['logLevel'],
+    ...(metricsAddress ? { metricsAddress } : {}),
   };
 }

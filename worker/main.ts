@@ -5,6 +5,7 @@
 import { DefaultLogger, Runtime, type LogEntry } from '@temporalio/worker';
 import { loadConfig } from './config';
 import { connectTemporal } from './connect';
+import { telemetryOptions } from './telemetry';
 import { createSandboxWorker } from './worker';
 
 function jsonLine(entry: LogEntry): void {
@@ -16,7 +17,12 @@ function jsonLine(entry: LogEntry): void {
 
 async function run(): Promise<void> {
   const config = loadConfig();
-  Runtime.install({ logger: new DefaultLogger(config.logLevel, jsonLine), shutdownSignals: ['SIGINT', 'SIGTERM'] });
+  const telemetry = telemetryOptions(config.metricsAddress);
+  Runtime.install({
+    logger: new DefaultLogger(config.logLevel, jsonLine),
+    shutdownSignals: ['SIGINT', 'SIGTERM'],
+    ...(telemetry ? { telemetryOptions: telemetry } : {}),
+  });
   const connection = await connectTemporal(config.temporal);
   // Activities get up to 10 s to finish on SIGTERM; the rest are retried by another worker.
   const worker = await createSandboxWorker(config, connection, { shutdownGraceTime: '10s' });
@@ -26,6 +32,7 @@ async function run(): Promise<void> {
     taskQueue: config.temporal.taskQueue,
     sandboxNamespace: config.policy.namespace,
     images: config.policy.images,
+    ...(config.metricsAddress ? { metrics: `http://${config.metricsAddress}/metrics` } : {}),
   });
   try {
     await worker.run();

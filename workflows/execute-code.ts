@@ -8,6 +8,7 @@ import { patched, sleep, workflowInfo } from '@temporalio/workflow';
 import { buildResult, queueTimeoutResult } from '../core/result';
 import type { ExecutionInput, ExecutionResult, InfraError } from '../core/types';
 import { getExecutionPolicy } from './activities';
+import { recordExecution } from './metrics';
 import { cleanupAttempt, runAttempt, type Execution } from './attempt';
 import { Progress } from './progress';
 import { ResultGate } from './result-gate';
@@ -46,6 +47,7 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
     });
     exec.progress.finish(result);
     gate.resolve(result);
+    recordExecution(result, result.timeline);
     return result;
   }
   const attemptErrors: InfraError[] = [];
@@ -76,6 +78,7 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
     gate.resolve(result);
     await cleanupAttempt(exec, attempt);
     exec.progress.detail(`finished: ${result.status}; cleaned up`, attempt);
+    recordExecution(result, exec.progress.timeline);
     return result;
   }
 }

@@ -5,6 +5,7 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { SandboxActivities } from '../activities';
+import { recordReconciled } from './metrics';
 import type { SandboxObject } from '../activities/reconcile';
 
 const { listSandboxObjects, executionStates, deleteSandboxObjects } = proxyActivities<SandboxActivities>({
@@ -53,5 +54,6 @@ export async function reconcileSandboxes(options: ReconcileOptions): Promise<Rec
     }
   }
   if (doomed.length) await deleteSandboxObjects(doomed);
+  recordReconciled(report.deleted);
   return report;
 }

@@ -14,6 +14,7 @@ import { readLauncherSource } from '../../worker/worker';
 import { loadKubeConfig } from '../../worker/connect';
 import { applyStackEnv } from '../../dev/stack-env';
 import { startInProcessWorker, type InProcessWorker } from '../../dev/in-process';
+import { telemetryOptions } from '../../worker/telemetry';
 
 applyStackEnv();
 
@@ -21,7 +22,9 @@ let runtimeInstalled = false;
 function quietRuntime(): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  // A test that reads metrics sets DS_METRICS_ADDRESS before its first worker (one Runtime per test file).
+  const telemetry = telemetryOptions(process.env.DS_METRICS_ADDRESS);
+  Runtime.install({ logger: new DefaultLogger('WARN'), ...(telemetry ? { telemetryOptions: telemetry } : {}) });
 }
 
 /** Kubernetes with admin rights, for the tests' own checks (the worker uses its ServiceAccount's credentials). */
