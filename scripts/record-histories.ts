@@ -4,7 +4,8 @@
  * them, and the older ones kept in histories/v1/ (recorded before the fast path), against the current workflow code,
  * so a change that would break running executions fails the tests. Record again only with a versioned change to
  * the workflow (a patch or a new workflow type), and keep the old recordings in a folder of their own.
- *   npm run record:histories   (needs the stack: npm run stack:up)
+ *   npm run record:histories                       (needs the stack: npm run stack:up)
+ *   npm run record:histories -- --only NAME        one of them (e.g. a new one)
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -23,6 +24,13 @@ import { resourceNames } from '../core/names';
 import { poolWorkflowId } from '../core/pool';
 
 const OUT = path.join(PROJECT_ROOT, 'test', 'replay', 'histories');
+const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+const wanted = (name: string) => !ONLY || ONLY === name;
+
+function save(name: string, history: Parameters<typeof historyToJSON>[0], outcome: string): void {
+  writeFileSync(path.join(OUT, `${name}.json`), `${historyToJSON(history)}\n`);
+  console.log(`${name}: ${outcome}, ${history.events?.length} events`);
+}
 
 async function record(
   w: TestWorker,
@@ -30,6 +38,7 @@ async function record(
   input: ExecutionInput,
   during?: (id: string) => Promise<void>,
 ): Promise<void> {
+  if (!wanted(name)) return;
   const executionId = `replay-${name}-${Date.now()}`;
   const answered = w.client.executeCode(input, { executionId });
   answered.catch(() => undefined);
@@ -40,14 +49,37 @@ async function record(
     (r) => r.status,
     (e: unknown) => `workflow failed: ${(e as Error).message}`,
   );
-  const history = await handle.fetchHistory();
-  writeFileSync(path.join(OUT, `${name}.json`), `${historyToJSON(history)}\n`);
-  console.log(`${name}: ${outcome}, ${history.events?.length} events`);
+  save(name, await handle.fetchHistory(), outcome);
+}
+
+/** An execution no worker took within the queue timeout: the first worker to see it ends it, running nothing. */
+async function recordQueueTimeout(): Promise<void> {
+  if (!wanted('queue-timeout')) return;
+  const taskQueue = `replay-queue-${Date.now()}`;
+  const probe = await startWorker({ DS_TASK_QUEUE: `${taskQueue}-client` });
+  const handle = await probe.client.temporal.workflow.start('executeCode', {
+    taskQueue,
+    workflowId: `replay-queue-timeout-${Date.now()}`,
+    args: [{ code: 'print(1)' }],
+  });
+  await probe.stop();
+  await new Promise((r) => setTimeout(r, 3000));
+  const late = await startWorker({ DS_TASK_QUEUE: taskQueue, DS_QUEUE_TIMEOUT_SECONDS: '2' });
+  try {
+    const outcome = await handle
+      .result()
+      .then((r: { status: string; error?: { reason: string } }) => `${r.status} ${r.error?.reason}`);
+    save('queue-timeout', await handle.fetchHistory(), outcome);
+  } finally {
+    await late.stop();
+  }
 }
 
 const kube = adminKube();
 
 async function run(): Promise<void> {
+  await recordQueueTimeout();
+  if (ONLY === 'queue-timeout') return;
   const w = await startWorker();
   const broken = await startWorker({ DS_IMAGE_PYTHON: 'localhost/durable-sandbox/no-such-image:1' });
   try {
@@ -72,19 +104,21 @@ async function run(): Promise<void> {
       await kube.core.deleteNamespacedPod({ name: pods.items[0].metadata!.name!, namespace: SANDBOX_NAMESPACE });
     });
     await record(broken, 'image-missing', { code: 'print(1)' });
-    await record(w, 'invalid-input', { code: 'print(1)', timeoutSeconds: 10 ** 6 }).catch(async () => {
-      // The client refuses this input itself; start the workflow directly to record the workflow's own refusal.
-      const executionId = `replay-invalid-input-${Date.now()}`;
-      const handle = await w.client.temporal.workflow.start('executeCode', {
-        taskQueue: w.config.temporal.taskQueue,
-        workflowId: executionId,
-        args: [{ code: 'print(1)', timeoutSeconds: 10 ** 6 }],
+    if (wanted('invalid-input'))
+      await record(w, 'invalid-input', { code: 'print(1)', timeoutSeconds: 10 ** 6 }).catch(async () => {
+        // The client refuses this input itself; start the workflow directly to record the workflow's own refusal.
+        const executionId = `replay-invalid-input-${Date.now()}`;
+        const handle = await w.client.temporal.workflow.start('executeCode', {
+          taskQueue: w.config.temporal.taskQueue,
+          workflowId: executionId,
+          args: [{ code: 'print(1)', timeoutSeconds: 10 ** 6 }],
+        });
+        await handle.result().catch(() => undefined);
+        writeFileSync(path.join(OUT, 'invalid-input.json'), `${historyToJSON(await handle.fetchHistory())}\n`);
+        console.log('invalid-input: workflow failed as expected');
       });
-      await handle.result().catch(() => undefined);
-      writeFileSync(path.join(OUT, 'invalid-input.json'), `${historyToJSON(await handle.fetchHistory())}\n`);
-      console.log('invalid-input: workflow failed as expected');
-    });
     // The warm path: an execution in a pool pod, and the pool's own workflow (recorded once it has emptied itself).
+    if (ONLY && ONLY !== 'warm-succeeded') return;
     const warm = await startWorker({ DS_WARM_POOL_SIZE: '1' });
     try {
       await poolHasReady(warm, 'python');
