@@ -56,22 +56,23 @@ async function record(
 async function recordQueueTimeout(): Promise<void> {
   if (!wanted('queue-timeout')) return;
   const taskQueue = `replay-queue-${Date.now()}`;
-  const probe = await startWorker({ DS_TASK_QUEUE: `${taskQueue}-client` });
-  const handle = await probe.client.temporal.workflow.start('executeCode', {
-    taskQueue,
-    workflowId: `replay-queue-timeout-${Date.now()}`,
-    args: [{ code: 'print(1)' }],
-  });
-  await probe.stop();
-  await new Promise((r) => setTimeout(r, 3000));
-  const late = await startWorker({ DS_TASK_QUEUE: taskQueue, DS_QUEUE_TIMEOUT_SECONDS: '2' });
+  // A worker of another task queue only lends its client: nobody polls `taskQueue` until `late` starts.
+  const other = await startWorker({ DS_TASK_QUEUE: `${taskQueue}-other` });
+  const late = await (async () => {
+    const handle = await other.client.temporal.workflow.start('executeCode', {
+      taskQueue,
+      workflowId: `replay-queue-timeout-${Date.now()}`,
+      args: [{ code: 'print(1)' }],
+    });
+    await new Promise((r) => setTimeout(r, 3000));
+    return { handle, worker: await startWorker({ DS_TASK_QUEUE: taskQueue, DS_QUEUE_TIMEOUT_SECONDS: '2' }) };
+  })();
   try {
-    const outcome = await handle
-      .result()
-      .then((r: { status: string; error?: { reason: string } }) => `${r.status} ${r.error?.reason}`);
-    save('queue-timeout', await handle.fetchHistory(), outcome);
+    const r = (await late.handle.result()) as { status: string; error?: { reason: string } };
+    save('queue-timeout', await late.handle.fetchHistory(), `${r.status} ${r.error?.reason}`);
   } finally {
-    await late.stop();
+    await late.worker.stop();
+    await other.stop();
   }
 }
 
