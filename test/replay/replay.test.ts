@@ -23,12 +23,14 @@ const WAYS = [
 ];
 /** The warm path (a pool pod, and the pool's own workflow) exists since the warm pool. */
 const WARM = ['warm-pool', 'warm-succeeded'];
+/** An execution no worker started in time (since the queue timeout). */
+const QUEUE = ['queue-timeout'];
 const recorded = (dir: string) =>
   readdirSync(path.join(DIR, dir))
     .filter((f) => f.endsWith('.json'))
     .sort();
 const generations = {
-  current: { dir: '.', ways: [...WAYS, ...WARM] },
+  current: { dir: '.', ways: [...WAYS, ...WARM, ...QUEUE] },
   'before the fast path': { dir: 'v1', ways: WAYS },
 };
 
@@ -54,5 +56,5 @@ test('every recorded history replays against the current workflow code', async (
     if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
   }
   expect(failures).toEqual([]);
-  expect(replayed).toBe(2 * WAYS.length + WARM.length);
+  expect(replayed).toBe(2 * WAYS.length + WARM.length + QUEUE.length);
 });
