@@ -17,7 +17,8 @@ The program runs as the same user as the launcher, so the launcher guards itself
 - as PID 1 under gVisor it caps the sandbox user's processes and threads (RLIMIT_NPROC), so a fork bomb gets EAGAIN
   instead of exhausting the pod's host PIDs (which crashes the whole sandbox). Not under runc: there the host kernel
   counts RLIMIT_NPROC per user across all containers, and the pod's PID limit already makes fork fail cleanly;
-- it installs a seccomp filter on the program before exec (inherited by everything the program starts) that refuses
+- it installs a seccomp filter on itself at start, before any program exists (inherited by the program and all it
+  starts; the launcher needs none of what it refuses, and ends processes without kill(-1)) that refuses
   with EPERM what a program has no business doing in a sandbox: new namespaces (clone/unshare with CLONE_NEW*
   flags; clone3, whose flags a filter cannot read, gets ENOSYS so that libc falls back to clone), setns, mounts,
   ptrace and process_vm_*, signals to the launcher or to every process (kill/tkill/tgkill to PID 1 or -1,
@@ -186,10 +187,33 @@ def kill_group(pid):
         pass
     if os.getpid() == 1:
         # The container's init: every other process in the container is the program's, whatever its session.
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_others()
+
+
+def kill_others():
+    """SIGKILLs every other live process in the container, as kill(-1) would (the launcher's own seccomp filter
+    refuses kill(-1)), again until none is left: one may have forked while the others were being killed."""
+    me = os.getpid()
+    for _ in range(50):
+        alive = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                with open("/proc/%s/stat" % entry, "rb") as f:
+                    state = f.read().rsplit(b")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state not in (b"Z", b"X"):  # dead already, waiting to be reaped
+                alive.append(int(entry))
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.005)
 
 
 def harden():
@@ -315,7 +339,7 @@ class SockFprog(ctypes.Structure):
 
 
 def seccomp_installer(launcher_pid):
-    """A preexec_fn that installs the filter in the program's process just before exec; fails closed."""
+    """Returns a function that installs the filter in the calling process (and so in all it starts)."""
     program = seccomp_program(launcher_pid)
     if program is None:
         raise OSError("no seccomp filter for architecture %s" % os.uname().machine)
@@ -432,8 +456,31 @@ def failed_delivery(reason):
     return DELIVERY_FAILED
 
 
+def confine():
+    """Installs the program's seccomp filter on the launcher itself, before any program exists: everything the
+    launcher starts inherits it (and starting the program stays a vfork). The launcher needs none of what it refuses:
+    it ends the program's processes by process group and one by one, never with kill(-1). Returns an error, if any."""
+    try:
+        seccomp_installer(os.getpid())()
+        return None
+    except (OSError, ValueError) as exc:
+        return "could not install the seccomp filter: %s" % exc
+
+
+def refuse_to_run(error):
+    """Runs nothing (the filter could not be installed): the trailer says why."""
+    write_line(FORMAT)
+    trailer = {"exitCode": 126, "signal": None, "timedOut": False, "terminated": False, "stdoutBytes": 0,
+               "stderrBytes": 0, "startedAt": 0, "finishedAt": 0, "error": error}
+    write_line("x " + json.dumps(trailer, separators=(",", ":")))
+    return 126
+
+
 def main():
     argv = sys.argv[1:]
+    confined = confine()
+    if confined is not None:
+        return refuse_to_run(confined)
     if argv[:1] == ["--warm"]:
         max_bytes, task_dir = parse_warm_args(argv[1:])
         env = harden()
@@ -490,7 +537,6 @@ def run(timeout, stdout_cap, stderr_cap, command, env, files):
             stderr=subprocess.PIPE,
             start_new_session=True,
             env=env,
-            preexec_fn=seccomp_installer(os.getpid()),
         )
     except (OSError, subprocess.SubprocessError) as exc:
         error = "could not start %s: %s" % (command[0], exc)
