@@ -253,9 +253,16 @@ export class AttemptWatch {
     return start === undefined ? undefined : start + this.spec.request.timeoutSeconds * 1000 + OUTSIDE_GRACE_MS;
   }
 
+  /** How long to wait for the next event: a tick, or less when the outside time limit falls due before it. */
   private nextWake(now: number): number {
     const at = this.enforceAt();
-    return at === undefined || this.parser.trailer ? TICK_MS : Math.max(10, Math.min(TICK_MS, at - now + 5));
+    const pending =
+      at !== undefined &&
+      at > now &&
+      this.options.followLog &&
+      !this.parser.trailer &&
+      this.progress.containerFinishedAt === undefined;
+    return pending ? Math.min(TICK_MS, at - now + 5) : TICK_MS;
   }
 
   /**
