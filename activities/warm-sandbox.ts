@@ -6,6 +6,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { Attach, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { log } from '@temporalio/activity';
 import type { AttemptSpec } from '../core/attempt';
 import { CONTAINER_NAME } from '../core/manifests';
 import { hash16, LABELS, resourceNames } from '../core/names';
@@ -55,7 +56,13 @@ export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec)
   const own = list.items.find(ownedBy(spec));
   if (own) return { pod: own, adopted: true, at: Date.now() };
   const ready = list.items.filter((p) => claimable(p, pool));
-  if (ready.length === 0) return undefined;
+  if (ready.length === 0) {
+    log.info('no ready pod in the warm pool: the attempt runs cold', {
+      pool: pool.id,
+      pods: list.items.map((p) => `${p.metadata?.name}:${p.metadata?.labels?.[LABELS.poolState]}:${p.status?.phase}`),
+    });
+    return undefined;
+  }
   // Concurrent claims start at different pods, so they rarely collide.
   const start = parseInt(hash16(`${spec.executionId}#${spec.attempt}`).slice(0, 8), 16) % ready.length;
   for (let i = 0; i < ready.length; i++) {
@@ -70,7 +77,10 @@ export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec)
     } catch (err) {
       const s = apiStatus(err);
       // 409: claimed by someone else first; 404: gone; 422: its deadline cannot fit this program. Try the next.
-      if (s && [404, 409, 422].includes(s.code)) continue;
+      if (s && [404, 409, 422].includes(s.code)) {
+        log.info('claiming a warm pool pod failed; trying the next', { pod: name, code: s.code, message: s.message });
+        continue;
+      }
       throw kubeFailure(err, `claim pool pod ${name}`);
     }
   }
