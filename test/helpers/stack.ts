@@ -157,12 +157,12 @@ export async function whenRunning(kube: Kube, executionId: string, attempt = 1, 
 }
 
 /** Waits until the worker's pool for `language` has a ready pod (so the next execution can run warm). */
-export async function poolHasReady(w: TestWorker, language: Language, timeoutMs = 60_000): Promise<void> {
+export async function poolHasReady(w: TestWorker, language: Language, timeoutMs = 60_000, count = 1): Promise<void> {
   const pool = poolRef(w.config.temporal.taskQueue, language, w.config.policy, readLauncherSource());
   await eventually(
     () =>
       adminKube().core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: poolSelector(pool, 'ready') }),
-    (l) => l.items.some((p) => claimable(p, pool)),
+    (l) => l.items.filter((p) => claimable(p, pool)).length >= count,
     timeoutMs,
   );
 }
