@@ -47,6 +47,15 @@ export async function findClaimedPod(kube: Kube, pool: PoolRef, spec: AttemptSpe
  * patch per candidate until one succeeds: a pod claimed by someone else in between answers 409 and the next is
  * tried. Undefined when the pool has nothing ready (the attempt then goes cold).
  */
+/** The worker's log, from within an activity (tests also call the claim directly, outside any). */
+function note(message: string, attrs: Record<string, unknown>): void {
+  try {
+    log.info(message, attrs);
+  } catch {
+    // No activity context: nobody to tell.
+  }
+}
+
 export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec): Promise<Claimed | undefined> {
   const namespace = spec.policy.namespace;
   // From the apiserver's cache (resourceVersion 0): a stale entry only costs a 409 on the claim below.
@@ -57,7 +66,7 @@ export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec)
   if (own) return { pod: own, adopted: true, at: Date.now() };
   const ready = list.items.filter((p) => claimable(p, pool));
   if (ready.length === 0) {
-    log.info('no ready pod in the warm pool: the attempt runs cold', {
+    note('no ready pod in the warm pool: the attempt runs cold', {
       pool: pool.id,
       pods: list.items.map((p) => `${p.metadata?.name}:${p.metadata?.labels?.[LABELS.poolState]}:${p.status?.phase}`),
     });
@@ -78,7 +87,7 @@ export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec)
       const s = apiStatus(err);
       // 409: claimed by someone else first; 404: gone; 422: its deadline cannot fit this program. Try the next.
       if (s && [404, 409, 422].includes(s.code)) {
-        log.info('claiming a warm pool pod failed; trying the next', { pod: name, code: s.code, message: s.message });
+        note('claiming a warm pool pod failed; trying the next', { pod: name, code: s.code, message: s.message });
         continue;
       }
       throw kubeFailure(err, `claim pool pod ${name}`);
