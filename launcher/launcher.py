@@ -338,22 +338,18 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
 
 
-def seccomp_installer(launcher_pid):
-    """Returns a function that installs the filter in the calling process (and so in all it starts)."""
+def install_seccomp(launcher_pid):
+    """Installs the filter in this process (and so in all it starts); raises OSError when it cannot."""
     program = seccomp_program(launcher_pid)
     if program is None:
         raise OSError("no seccomp filter for architecture %s" % os.uname().machine)
     filters = (SockFilter * len(program))(*[SockFilter(c, t, f, k) for c, t, f, k in program])
     fprog = SockFprog(len(program), filters)
     libc = ctypes.CDLL(None, use_errno=True)
-
-    def install():
-        if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-        if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
-
-    return install
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
 
 
 TASK_FORMAT = "durable-sandbox-task 1"
@@ -461,7 +457,7 @@ def confine():
     launcher starts inherits it (and starting the program stays a vfork). The launcher needs none of what it refuses:
     it ends the program's processes by process group and one by one, never with kill(-1). Returns an error, if any."""
     try:
-        seccomp_installer(os.getpid())()
+        install_seccomp(os.getpid())
         return None
     except (OSError, ValueError) as exc:
         return "could not install the seccomp filter: %s" % exc

@@ -9,7 +9,7 @@ import os from 'node:os';
 import { PassThrough } from 'node:stream';
 import { Exec, type V1Node } from '@kubernetes/client-node';
 import { CONTAINER_NAME } from '../../core/manifests';
-import { InvalidInputError, type ExecutionInput, type ExecutionResult } from '../../client';
+import { InvalidInputError, type ExecutionInput, type ExecutionResult, type Language } from '../../client';
 import { HARD_LIMITS } from '../../core/policy';
 import { fitsPool } from '../../core/pool';
 import { readFileSync } from 'node:fs';
@@ -71,16 +71,18 @@ print("not evicted")
     await w?.stop();
   });
 
+  /** Until the pool has a pod a claim can take (a claim reads the apiserver's watch cache, which may lag a moment). */
+  async function warmPodReady(language: Language): Promise<void> {
+    await poolHasReady(w, language);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+
   async function run(code: string, extra: Partial<ExecutionInput> = {}): Promise<ExecutionResult> {
     const executionId = uniqueId(`hostile-${mode}`);
     started.push(executionId);
     const input = { code, ...extra };
     const warm = mode === 'warm' && fitsPool(validateInput(input, w.config.policy), w.config.policy);
-    if (warm) {
-      await poolHasReady(w, input.language ?? 'python');
-      // A claim reads the pool from the apiserver's watch cache, which may lag a fresh read by a moment.
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    if (warm) await warmPodReady(input.language ?? 'python');
     const result = await w.client.executeCode(input, { executionId });
     expect(result.executionId).toBe(executionId);
     // On warm sandboxes, the case must really have run in a pool pod (a request the pool does not fit runs cold).
@@ -241,10 +243,7 @@ print("processes", json.dumps(sum(1 for p in os.listdir("/proc") if p.isdigit())
       const executionId = uniqueId(`hostile-${mode}`);
       started.push(executionId);
       const input = { code, timeoutSeconds: LIMIT };
-      if (mode === 'warm') {
-        await poolHasReady(w, 'python');
-        await new Promise((r) => setTimeout(r, 500));
-      }
+      if (mode === 'warm') await warmPodReady('python');
       const pending = w.client.executeCode(input, { executionId });
       const pod = await whenRunning(kube, executionId);
       await eventually(
