@@ -8,10 +8,12 @@ import { Context } from '@temporalio/activity';
 import type { AttemptRef, CleanupResult } from '../core/attempt';
 import { STEP_FAILURES } from '../core/failures';
 import { resourceNames } from '../core/names';
+import { attemptAttributes, TRACE_ATTRIBUTES } from '../core/trace';
 import { AttemptPods } from './attempt-pods';
 import type { ActivityDeps } from './deps';
 import { kubeCallOrMissing } from './kube';
 import { deleteAttemptObjects } from './sandbox-objects';
+import { annotateSpan } from './trace';
 
 /** How long to wait for pods to go before deleting them directly, without grace. */
 const POD_GRACE_MS = 10_000;
@@ -23,12 +25,15 @@ export function cleanupActivity({ kube }: ActivityDeps) {
     const ctx = Context.current();
     const { name, attemptSelector } = resourceNames(ref.executionId, ref.attempt);
     const { namespace } = ref;
+    annotateSpan(attemptAttributes({ ...ref, objects: name }));
     const deleted = await deleteAttemptObjects(kube, namespace, name);
     const pods = new AttemptPods(kube, namespace, attemptSelector);
     const started = Date.now();
     let forced = false;
     try {
       await pods.start(true);
+      const podNames = pods.all.map((p) => p.metadata?.name).filter((n) => n !== undefined);
+      if (podNames.length > 0) annotateSpan({ [TRACE_ATTRIBUTES.pod]: podNames.join(',') });
       // A warm attempt's pod belongs to no Job: it is deleted directly (its one program has run; never reused).
       for (const p of pods.all.filter((x) => !x.metadata?.ownerReferences?.length && !x.metadata?.deletionTimestamp)) {
         await kubeCallOrMissing(`delete pod ${p.metadata!.name}`, () =>

@@ -15,9 +15,11 @@ import type { AttemptSpec, RunHeartbeat, RunResult, SandboxKind } from '../core/
 import type { PodProgress } from '../core/classify';
 import { collectedOutput } from '../core/output';
 import { fitsPool, POOL_SIGNALS, poolRef, poolWorkflowId } from '../core/pool';
+import { attemptAttributes } from '../core/trace';
 import { AttemptWatch } from './attempt-watch';
 import type { ActivityDeps } from './deps';
 import { kubeCallOrMissing } from './kube';
+import { annotateSpan } from './trace';
 import { createCodeConfigMap, createSandboxJob, makeConfigMapDependent } from './sandbox-objects';
 import { alreadyDelivered, claimWarmPod, deliverTask, findClaimedPod, type Delivery } from './warm-sandbox';
 
@@ -60,6 +62,14 @@ export function runSandboxActivity(deps: ActivityDeps) {
       if (got.deliver) await recordConfirmed(deps, ctx, details);
       else ctx.heartbeat(details);
     }
+    const traced = {
+      executionId: spec.executionId,
+      attempt: spec.attempt,
+      namespace: spec.policy.namespace,
+      sandbox: got.sandbox,
+      ...(got.sandbox === 'cold' ? { objects: resourceNames(spec.executionId, spec.attempt).name } : {}),
+    };
+    annotateSpan(attemptAttributes({ ...traced, pod: got.pod }));
     const watch = new AttemptWatch(deps.kube, spec, ctx, {
       followLog: true,
       warm: got.sandbox === 'warm',
@@ -75,6 +85,7 @@ export function runSandboxActivity(deps: ActivityDeps) {
       if (got.deliver) delivery = await deliverTask(deps.kube, got.pod!, spec);
       const { end, progress, output } = await running;
       await got.ownership;
+      annotateSpan(attemptAttributes({ ...traced, pod: progress.podName ?? got.pod }));
       return {
         end,
         progress,

@@ -3,7 +3,7 @@
  * client, the CLI and the tests all connect through it. Failures are typed and name the address and namespace.
  */
 import { readFile } from 'node:fs/promises';
-import { Client, Connection, type ConnectionOptions } from '@temporalio/client';
+import { Client, Connection, type ClientInterceptors, type ConnectionOptions } from '@temporalio/client';
 
 export interface TemporalSettings {
   address: string;
@@ -70,6 +70,7 @@ const message = (err: unknown) => (err instanceof Error ? err.message : String(e
 export async function connectClient(
   s: TemporalSettings,
   connectTimeout: ConnectionOptions['connectTimeout'] = '10s',
+  interceptors?: ClientInterceptors,
 ): Promise<Client> {
   let connection: Connection;
   try {
@@ -88,5 +89,5 @@ export async function connectClient(
       throw new TemporalConnectionError(s.address, s.namespace, 'unauthorized', message(err));
     throw new TemporalConnectionError(s.address, s.namespace, 'unreachable', message(err));
   }
-  return new Client({ connection, namespace: s.namespace });
+  return new Client({ connection, namespace: s.namespace, ...(interceptors ? { interceptors } : {}) });
 }

@@ -10,6 +10,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowUpdateFailedError,
   isGrpcServiceError,
+  type ClientInterceptors,
   type ConnectionOptions,
   type WorkflowHandle,
   type WorkflowStartOptions,
@@ -25,6 +26,7 @@ import type { executeCode as executeCodeWorkflow } from '../workflows';
 import { progressQuery, resultUpdate, timelineQuery, type ExecutionProgress } from '../workflows/queries';
 import { connectClient, temporalSettingsFromEnv, TemporalConnectionError, type TemporalSettings } from './connection';
 import { ExecutionWaitAbortedError } from './errors';
+import { inSpan, tracingInterceptors } from './trace';
 import { ExecutionWatcher, progressOf, runHeartbeat, type ProgressUpdate, type WatchCallbacks } from './watch';
 
 export { InvalidInputError } from '../core/validate';
@@ -51,6 +53,12 @@ export interface SandboxClientOptions {
   taskQueue?: string;
   /** Limits the client checks before starting; the worker's policy is what the workflow enforces. */
   policy?: ExecutionPolicy;
+  /**
+   * Trace each execution (a span `executeCode`, with Temporal's calls, the workflow and its steps under it) through
+   * the global OpenTelemetry tracer provider, which the application registers. For a client passed as `client`, add
+   * Temporal's `OpenTelemetryWorkflowClientInterceptor` to it instead.
+   */
+  tracing?: boolean;
 }
 
 export interface StartOptions {
@@ -122,7 +130,11 @@ function legacyAwaitProgress(raw: Awaited<ReturnType<Handle['describe']>>['raw']
 }
 
 /** A client from raw connection options, with the same typed failures as connectClient. */
-async function connectRaw(options: ConnectionOptions, s: TemporalSettings): Promise<Client> {
+async function connectRaw(
+  options: ConnectionOptions,
+  s: TemporalSettings,
+  interceptors?: ClientInterceptors,
+): Promise<Client> {
   let connection: Connection;
   try {
     connection = await Connection.connect(options);
@@ -134,7 +146,7 @@ async function connectRaw(options: ConnectionOptions, s: TemporalSettings): Prom
       err instanceof Error ? err.message : String(err),
     );
   }
-  return new Client({ connection, namespace: s.namespace });
+  return new Client({ connection, namespace: s.namespace, ...(interceptors ? { interceptors } : {}) });
 }
 
 export class SandboxClient {
@@ -154,7 +166,10 @@ export class SandboxClient {
       const settings: TemporalSettings = options.connection
         ? { ...env, address: options.connection.address ?? env.address, namespace: options.namespace ?? env.namespace }
         : { ...env, ...options.temporal, ...(options.namespace ? { namespace: options.namespace } : {}) };
-      client = options.connection ? await connectRaw(options.connection, settings) : await connectClient(settings);
+      const interceptors = options.tracing ? tracingInterceptors() : undefined;
+      client = options.connection
+        ? await connectRaw(options.connection, settings, interceptors)
+        : await connectClient(settings, undefined, interceptors);
       owned = client.connection;
     }
     return new SandboxClient(client, options.taskQueue ?? DEFAULT_TASK_QUEUE, options.policy ?? DEFAULT_POLICY, owned);
@@ -182,6 +197,14 @@ export class SandboxClient {
    */
   async executeCode(input: ExecutionInput, options: ExecuteOptions = {}): Promise<ExecutionResult> {
     const { executionId, start } = this.startOptions(input, options);
+    return inSpan('executeCode', executionId, () => this.execute(executionId, start, options));
+  }
+
+  private async execute(
+    executionId: string,
+    start: ReturnType<SandboxClient['startOptions']>['start'],
+    options: ExecuteOptions,
+  ): Promise<ExecutionResult> {
     const queued = async (waitedMs: number) => {
       const pollers = await this.pollers();
       const who = pollers === 0 ? 'none polling' : `${pollers} polling`;

@@ -9,12 +9,22 @@ import { connectTemporal } from '../worker/connect';
 import { SandboxClient } from '../client';
 import { loadConfig, type WorkerConfig } from '../worker/config';
 import { drainWarmPools } from '../worker/warm-pools';
+import { tracingWorkflowModules, tracingWorkerOptions, type Tracing } from '../worker/tracing';
 import { createSandboxWorker } from '../worker/worker';
+import { tracingInterceptors } from '../client/trace';
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** The workflow bundle, built once per process (webpack takes a few seconds). */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: new DefaultLogger('WARN') });
+const bundles = new Map<'plain' | 'traced', Promise<WorkflowBundleWithSourceMap>>();
+/** The workflow bundle (with the tracing interceptors, or without), built once per process: webpack takes seconds. */
+export function workflowBundle(kind: 'plain' | 'traced' = 'plain'): Promise<WorkflowBundleWithSourceMap> {
+  let bundle = bundles.get(kind);
+  if (!bundle) {
+    bundle = bundleWorkflowCode({
+      workflowsPath: require.resolve('../workflows'),
+      logger: new DefaultLogger('WARN'),
+      ...(kind === 'traced' ? { workflowInterceptorModules: tracingWorkflowModules() } : {}),
+    });
+    bundles.set(kind, bundle);
+  }
   return bundle;
 }
 
@@ -35,16 +45,17 @@ export interface InProcessWorker {
  */
 export async function startInProcessWorker(
   env: Record<string, string | undefined>,
-  options: { ephemeral?: boolean } = {},
+  options: { ephemeral?: boolean; tracing?: Tracing } = {},
 ): Promise<InProcessWorker> {
   const config = loadConfig(env);
   const nativeConnection = await connectTemporal(config.temporal);
   const worker = await createSandboxWorker(config, nativeConnection, {
-    workflowBundle: await workflowBundle(),
+    workflowBundle: await workflowBundle(options.tracing ? 'traced' : 'plain'),
     workflowsPath: undefined,
+    ...(options.tracing ? tracingWorkerOptions(options.tracing, { prebundled: true }) : {}),
   });
   const running = worker.run();
-  const temporal = await connectClient(config.temporal);
+  const temporal = await connectClient(config.temporal, undefined, options.tracing ? tracingInterceptors() : undefined);
   const connection = temporal.connection;
   const client = await SandboxClient.connect({
     client: temporal,

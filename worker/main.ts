@@ -6,6 +6,7 @@ import { DefaultLogger, Runtime, type LogEntry } from '@temporalio/worker';
 import { loadConfig } from './config';
 import { connectTemporal } from './connect';
 import { telemetryOptions } from './telemetry';
+import { tracingFromEnv, tracingWorkerOptions } from './tracing';
 import { createSandboxWorker } from './worker';
 
 function jsonLine(entry: LogEntry): void {
@@ -23,9 +24,13 @@ async function run(): Promise<void> {
     shutdownSignals: ['SIGINT', 'SIGTERM'],
     ...(telemetry ? { telemetryOptions: telemetry } : {}),
   });
+  const tracing = tracingFromEnv('durable-sandbox-worker');
   const connection = await connectTemporal(config.temporal);
   // Activities get up to 10 s to finish on SIGTERM; the rest are retried by another worker.
-  const worker = await createSandboxWorker(config, connection, { shutdownGraceTime: '10s' });
+  const worker = await createSandboxWorker(config, connection, {
+    shutdownGraceTime: '10s',
+    ...(tracing ? tracingWorkerOptions(tracing) : {}),
+  });
   Runtime.instance().logger.info('worker started', {
     temporal: config.temporal.address,
     namespace: config.temporal.namespace,
@@ -33,12 +38,14 @@ async function run(): Promise<void> {
     sandboxNamespace: config.policy.namespace,
     images: config.policy.images,
     ...(config.metricsAddress ? { metrics: `http://${config.metricsAddress}/metrics` } : {}),
+    traces: tracing ? 'on' : 'off',
   });
   try {
     await worker.run();
   } finally {
     await worker.temporalClient.connection.close();
     await connection.close();
+    await tracing?.shutdown();
   }
 }
 

@@ -15,6 +15,7 @@ import { loadKubeConfig } from '../../worker/connect';
 import { applyStackEnv } from '../../dev/stack-env';
 import { startInProcessWorker, type InProcessWorker } from '../../dev/in-process';
 import { telemetryOptions } from '../../worker/telemetry';
+import type { Tracing } from '../../worker/tracing';
 
 applyStackEnv();
 
@@ -37,13 +38,16 @@ export const SANDBOX_NAMESPACE = process.env.DS_SANDBOX_NAMESPACE ?? 'durable-sa
 export type TestWorker = InProcessWorker;
 
 /** Starts the real worker (this project's workflows and activities) on a fresh task queue. */
-export async function startWorker(env: Record<string, string> = {}): Promise<TestWorker> {
+export async function startWorker(
+  env: Record<string, string> = {},
+  options: { tracing?: Tracing } = {},
+): Promise<TestWorker> {
   quietRuntime();
   const taskQueue = `test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
   // The reconciler's Schedule is off unless a test asks for it.
   return startInProcessWorker(
     { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', ...env },
-    { ephemeral: true },
+    { ephemeral: true, ...options },
   );
 }
 
