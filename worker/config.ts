@@ -23,6 +23,12 @@ export interface WorkerConfig {
   logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
   /** host:port the worker serves Prometheus metrics on (`/metrics`); unset: no metrics endpoint. */
   metricsAddress?: string;
+  /** host:port for `/healthz` (alive) and `/readyz` (polling for tasks); unset: not served. */
+  healthAddress?: string;
+  /** On SIGTERM, how long running activities get to finish before they are cancelled (and retried elsewhere). */
+  shutdownGraceSeconds: number;
+  /** How the worker names itself to Temporal (shown in histories and the UI); unset: Temporal's `pid@host`. */
+  identity?: string;
 }
 
 export class ConfigError extends Error {
@@ -54,6 +60,14 @@ function flag(env: Env, key: string, fallback: boolean): boolean {
   if (['1', 'true', 'on', 'yes'].includes(raw)) return true;
   if (['0', 'false', 'off', 'no'].includes(raw)) return false;
   throw new ConfigError(`${key}=${raw}: must be on or off`);
+}
+
+function hostPort(env: Env, key: string, example: string): string | undefined {
+  const raw = env[key] || undefined;
+  if (raw && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(raw)) {
+    throw new ConfigError(`${key}=${raw}: host:port, e.g. ${example}`);
+  }
+  return raw;
 }
 
 export function loadConfig(env: Env = process.env): WorkerConfig {
@@ -107,10 +121,8 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   if (policy.defaultTimeoutSeconds > policy.maxTimeoutSeconds) {
     throw new ConfigError('DS_DEFAULT_TIMEOUT_SECONDS is above DS_MAX_TIMEOUT_SECONDS');
   }
-  const metricsAddress = env.DS_METRICS_ADDRESS || undefined;
-  if (metricsAddress && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(metricsAddress)) {
-    throw new ConfigError(`DS_METRICS_ADDRESS=${metricsAddress}: host:port, e.g. 0.0.0.0:9464`);
-  }
+  const metricsAddress = hostPort(env, 'DS_METRICS_ADDRESS', '0.0.0.0:9464');
+  const healthAddress = hostPort(env, 'DS_HEALTH_ADDRESS', '0.0.0.0:8080');
   const logLevel = (env.DS_LOG_LEVEL ?? 'INFO').toUpperCase();
   if (!['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'].includes(logLevel)) {
     throw new ConfigError(`DS_LOG_LEVEL=${env.DS_LOG_LEVEL}: one of TRACE, DEBUG, INFO, WARN, ERROR`);
@@ -135,5 +147,8 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     },
     logLevel: logLevel as WorkerConfig['logLevel'],
     ...(metricsAddress ? { metricsAddress } : {}),
+    ...(healthAddress ? { healthAddress } : {}),
+    shutdownGraceSeconds: int(env, 'DS_SHUTDOWN_GRACE_SECONDS', 10, 0, 3600),
+    ...(env.DS_WORKER_IDENTITY ? { identity: env.DS_WORKER_IDENTITY } : {}),
   };
 }

@@ -2,9 +2,10 @@
  * The worker process. Configuration comes from the environment (see README, "Configuration"); dev/worker.ts runs
  * it against the local stack. SIGINT/SIGTERM drain running activities and stop it.
  */
-import { DefaultLogger, Runtime, type LogEntry } from '@temporalio/worker';
+import { DefaultLogger, Runtime, type LogEntry, type State } from '@temporalio/worker';
 import { loadConfig } from './config';
 import { connectTemporal } from './connect';
+import { serveHealth } from './health';
 import { telemetryOptions } from './telemetry';
 import { tracingFromEnv, tracingWorkerOptions } from './tracing';
 import { createSandboxWorker } from './worker';
@@ -26,11 +27,14 @@ async function run(): Promise<void> {
   });
   const tracing = tracingFromEnv('durable-sandbox-worker');
   const connection = await connectTemporal(config.temporal);
-  // Activities get up to 10 s to finish on SIGTERM; the rest are retried by another worker.
+  // Activities get DS_SHUTDOWN_GRACE_SECONDS to finish on SIGTERM; the rest are retried by another worker.
+  let state: () => State = () => 'INITIALIZED';
+  const health = config.healthAddress ? await serveHealth(config.healthAddress, () => state()) : undefined;
   const worker = await createSandboxWorker(config, connection, {
-    shutdownGraceTime: '10s',
+    shutdownGraceTime: `${config.shutdownGraceSeconds}s`,
     ...(tracing ? tracingWorkerOptions(tracing) : {}),
   });
+  state = () => worker.getState();
   Runtime.instance().logger.info('worker started', {
     temporal: config.temporal.address,
     namespace: config.temporal.namespace,
@@ -39,6 +43,7 @@ async function run(): Promise<void> {
     images: config.policy.images,
     ...(config.metricsAddress ? { metrics: `http://${config.metricsAddress}/metrics` } : {}),
     traces: tracing ? 'on' : 'off',
+    ...(config.healthAddress ? { health: `http://${config.healthAddress}/readyz` } : {}),
   });
   try {
     await worker.run();
@@ -46,6 +51,7 @@ async function run(): Promise<void> {
     await worker.temporalClient.connection.close();
     await connection.close();
     await tracing?.shutdown();
+    health?.close();
   }
 }
 

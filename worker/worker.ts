@@ -51,6 +51,7 @@ export async function createSandboxWorker(
     workflowsPath: require.resolve('../workflows'),
     activities,
     maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities,
+    ...(config.identity ? { identity: config.identity } : {}),
     // Heartbeats carry live output: clients see it this soon (Temporal's default would hold it back for seconds).
     maxHeartbeatThrottleInterval: LIVE_OUTPUT_INTERVAL,
     ...extra,

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the sandbox images without a registry and imports them into containerd's k8s.io namespace.
-# Usage: images.sh build | import
+# Usage: images.sh build | import | worker
+# `worker` builds the worker's image from this checkout (compiled sources, production node_modules, the host's node
+# and the libraries it links), imports it, and prints its name: localhost/durable-sandbox/worker:<hash of the inputs>.
+# It is for running the worker Deployment inside the local cluster (k8s/local/); elsewhere, build the Dockerfile.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MIRROR=${DS_DEBIAN_MIRROR:-$(sed -nE 's/^URIs: (http[^ ]*debian)\/?$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
@@ -81,6 +84,54 @@ import_one() {
   log "imported $ref"
 }
 
+WORKER_UID=1000
+WORKER_SOURCES=(package.json package-lock.json tsconfig.json core workflows activities worker client launcher)
+
+# The worker image's name: it changes whenever its inputs (sources, lockfile, node) do.
+worker_ref() {
+  local sum
+  sum=$(cd "$DS_ROOT" && { node --version; find "${WORKER_SOURCES[@]}" -type f -print0 | sort -z | xargs -0 sha256sum; } |
+    sha256sum | cut -c1-12)
+  echo "localhost/durable-sandbox/worker:$sum"
+}
+
+# Copies into ROOT, at their paths on this host, the shared libraries that FILE links (as ldd resolves them here).
+copy_libs() {
+  local root=$1 file=$2 lib
+  for lib in $(ldd "$file" 2>/dev/null | grep -oE '/[^ ]+\.so[^ ]*'); do
+    [[ -e $root$lib ]] && continue
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+}
+
+build_worker() {
+  local ref=$1 work root app native old
+  [[ -f $(archive_for "$ref") ]] && return 0
+  # Earlier builds of the worker are of no further use.
+  for old in "$IMAGE_DIR"/localhost_durable-sandbox_worker_*.oci.tar; do [[ -e $old ]] && rm -f "$old"; done
+  work=$(mktemp -d "$IMAGE_DIR/worker.XXXXXX")
+  root=$work/rootfs
+  app=$root/app
+  mkdir -p "$app" "$root/tmp" "$root/etc"
+  (cd "$DS_ROOT" && node_modules/.bin/tsc -p tsconfig.json --outDir "$work/dist")
+  mkdir -p "$app/dist"
+  for dir in core workflows activities worker client; do cp -r "$work/dist/$dir" "$app/dist/$dir"; done
+  cp -r "$DS_ROOT/launcher" "$app/dist/launcher"
+  cp "$DS_ROOT/package.json" "$DS_ROOT/package-lock.json" "$app/"
+  cp -a "$DS_ROOT/node_modules" "$app/node_modules"
+  (cd "$app" && npm prune --omit=dev --prefer-offline --ignore-scripts --no-audit --no-fund >/dev/null)
+  cp -L "$(command -v node)" "$root/node"
+  copy_libs "$root" "$root/node"
+  # Native addons (Temporal's core bridge among them) link their own libraries.
+  while IFS= read -r -d '' native; do copy_libs "$root" "$native"; done < <(find "$app/node_modules" -name '*.node' -print0)
+  echo "worker:x:$WORKER_UID:$WORKER_UID:worker:/tmp:/sbin/nologin" >"$root/etc/passwd"
+  echo "worker:x:$WORKER_UID:" >"$root/etc/group"
+  pack "$ref" "$root" --config.user "$WORKER_UID:$WORKER_UID" --config.workingdir /app \
+    --config.entrypoint /node --config.cmd dist/worker/main.js --config.env NODE_ENV=production
+  rm -rf "$work"
+}
+
 case ${1:-} in
   build)
     need umoci "apt-get install umoci"
@@ -92,5 +143,18 @@ case ${1:-} in
     import_one "$PAUSE_IMAGE"
     import_one "$PYTHON_IMAGE"
     ;;
-  *) die "usage: images.sh build | import" ;;
+  worker)
+    need umoci "apt-get install umoci"
+    mkdir -p "$IMAGE_DIR"
+    ref=$(worker_ref)
+    with_progress "worker image $ref" "$DS_CACHE_DIR/build-logs/image-worker.log" build_worker "$ref"
+    import_one "$ref"
+    for old in $(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q); do
+      if [[ $old == localhost/durable-sandbox/worker:* && $old != "$ref" ]]; then
+        ctr --address "$CONTAINERD_SOCK" -n k8s.io images rm "$old" >/dev/null
+      fi
+    done
+    echo "$ref"
+    ;;
+  *) die "usage: images.sh build | import | worker" ;;
 esac
