@@ -136,11 +136,13 @@ export class Sampler {
   private readonly pids: Record<string, number>;
   private scan?: ProcScan;
 
+  /** `processes`: the processes besides the stack's to follow by name (default: this one, worker and client). */
   constructor(
     stackDir: string,
     private readonly intervalMs = 500,
+    processes: Record<string, number> = { 'bench (worker+client)': process.pid },
   ) {
-    this.pids = { ...stackPids(stackDir), 'bench (worker+client)': process.pid };
+    this.pids = { ...stackPids(stackDir), ...processes };
   }
 
   private snap(): void {
