@@ -15,9 +15,12 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { createKube, type Kube } from '../../activities/kube';
 import { SandboxClient } from '../../client';
+import { LABELS, MANAGED_BY } from '../../core/names';
 import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../dev/stack-env';
 import { loadConfig } from '../../worker/config';
+import { loadKubeConfig } from '../../worker/connect';
 import { Sampler, type LoadReport } from './sampler';
 import { fmt, median, quantile, table } from './stats';
 
@@ -243,9 +246,24 @@ async function offer(
   };
 }
 
-/** Waits until nothing of the bench is left in the sandbox namespace (cleanups run after each result). */
-async function settle(): Promise<void> {
-  await sleep(15_000);
+/**
+ * Waits (up to a minute) until the sandbox namespace has no execution pods left, so that one rate's cleanups do not
+ * load the next rate's window.
+ */
+async function settle(kube: Kube, namespace: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const { items } = await kube.core.listNamespacedPod({
+      namespace,
+      labelSelector: `${LABELS.managedBy}=${MANAGED_BY},!${LABELS.pool}`,
+    });
+    if (items.length === 0) return;
+    if (Date.now() > deadline) {
+      log(`  (${items.length} sandbox pod(s) still present after 60 s; going on)`);
+      return;
+    }
+    await sleep(1000);
+  }
 }
 
 function report(results: RateResult[], argv: string): string {
@@ -367,19 +385,18 @@ async function main(): Promise<void> {
   log('building dist/ (npm run build)');
   execFileSync('npm', ['run', '--silent', 'build'], { cwd: PROJECT_ROOT, stdio: 'inherit' });
   const logDir = path.join(STACK_DIR, 'logs');
+  const kube = createKube(loadKubeConfig(process.env.DS_ADMIN_KUBECONFIG ?? process.env.KUBECONFIG));
   const results: RateResult[] = [];
   for (const n of workerCounts) {
     const taskQueue = `capacity-${process.pid}-${n}`;
     log(`\n${n} worker process(es) on ${taskQueue}`);
     const workers = await startWorkers(n, taskQueue, logDir);
-    const client = await SandboxClient.connect({
-      taskQueue,
-      policy: loadConfig({ ...process.env, ...SANDBOX_ENV }).policy,
-    });
+    const { policy } = loadConfig({ ...process.env, ...SANDBOX_ENV });
+    const client = await SandboxClient.connect({ taskQueue, policy });
     try {
       for (let i = 0; i < 3; i++) await runOne(client, `capacity-warmup-${n}-${Date.now().toString(36)}-${i}`);
       for (const rate of rates) {
-        await settle();
+        await settle(kube, policy.namespace);
         const r = await offer(client, workers, n, rate, windowS);
         results.push(r);
         log(
