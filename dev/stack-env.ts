@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /** The checkout this code runs from (the folder holding package.json), from the sources or from dist/. */
@@ -72,4 +73,25 @@ export function ensureLocalStack(): void {
   );
   const up = spawnSync('bash', [path.join(stack, 'up.sh')], { stdio: ['ignore', process.stderr, process.stderr] });
   if (up.status !== 0) throw new Error('could not bring the local stack up (see the messages above)');
+}
+
+/** A value of scripts/stack/versions.env: the stack's pinned versions and image names. */
+export function stackVersion(key: string): string {
+  const versions = readFileSync(path.join(PROJECT_ROOT, 'scripts', 'stack', 'versions.env'), 'utf8');
+  const value = new RegExp(`^${key}=(\\S+)`, 'm').exec(versions)?.[1];
+  if (!value) throw new Error(`scripts/stack/versions.env has no ${key}`);
+  return value;
+}
+
+/**
+ * A binary the stack built into its cache, where scripts/stack/lib.sh puts it: `<cache>/bin/<component>-<version>/`,
+ * the cache being DS_CACHE_DIR, else $XDG_CACHE_HOME/durable-sandbox, else ~/.cache/durable-sandbox.
+ */
+export function stackBinary(component: string, versionKey: string, binary: string): string {
+  const cache =
+    process.env.DS_CACHE_DIR ||
+    path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'durable-sandbox');
+  const file = path.join(cache, 'bin', `${component}-${stackVersion(versionKey)}`, binary);
+  if (!existsSync(file)) throw new Error(`no ${binary} at ${file}: \`npm run stack:up\` (or stack:build) builds it`);
+  return file;
 }

@@ -39,21 +39,19 @@ export function traceExporterFromEnv(env: NodeJS.ProcessEnv = process.env): 'otl
  * one; workflow spans reach the same processor through a sink).
  */
 export function startTracing(spanProcessor: SpanProcessor, serviceName: string): Tracing {
-  const resource = Resource.default().merge(
-    new Resource({ 'service.name': process.env.OTEL_SERVICE_NAME || serviceName }),
-  );
+  const resource = Resource.default().merge(new Resource({ 'service.name': serviceName }));
   const provider = new NodeTracerProvider({ resource, spanProcessors: [spanProcessor] });
   provider.register();
   return { resource, spanProcessor, shutdown: () => provider.shutdown() };
 }
 
-/** Tracing as the environment configures it, started; undefined when it is off. */
+/** Tracing as the environment configures it (OTEL_SERVICE_NAME over `serviceName`), started; undefined when off. */
 export function tracingFromEnv(serviceName: string, env: NodeJS.ProcessEnv = process.env): Tracing | undefined {
   const exporter = traceExporterFromEnv(env);
   if (!exporter) return undefined;
   return startTracing(
     new BatchSpanProcessor(exporter === 'otlp' ? new OTLPTraceExporter() : new ConsoleSpanExporter()),
-    serviceName,
+    env.OTEL_SERVICE_NAME || serviceName,
   );
 }
 

@@ -12,12 +12,12 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createKube, type Kube } from '../../activities/kube';
 import { SandboxClient } from '../../client';
 import { LABELS, MANAGED_BY } from '../../core/names';
+import { freePort } from '../../dev/free-port';
 import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../dev/stack-env';
 import { loadConfig } from '../../worker/config';
 import { loadKubeConfig } from '../../worker/connect';
@@ -101,16 +101,6 @@ function rssMiB(pid: number): number {
   } catch {
     return NaN;
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 interface Workers {

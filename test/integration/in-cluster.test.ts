@@ -5,13 +5,11 @@
  * also across its own graceful termination.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { SandboxClient } from '../../client';
 import { resourceNames } from '../../core/names';
-import { localSides, PROJECT_ROOT, STACK_DIR } from '../../dev/stack-env';
+import { localSides, PROJECT_ROOT, stackBinary, stackVersion, STACK_DIR } from '../../dev/stack-env';
 import { auditCursor, readSince, type AuditCursor } from '../../scripts/bench/audit';
 import { adminKube, eventually, leftoversAfterCompletion, NOTHING_LEFT, uniqueId, whenRunning } from '../helpers/stack';
 
@@ -24,12 +22,7 @@ const PLACEHOLDER = 'localhost/durable-sandbox/worker:built-by-images-sh';
 const QUEUE = 'durable-sandbox-in-cluster';
 const SERVICE_ACCOUNT = `system:serviceaccount:${SYSTEM_NAMESPACE}:durable-sandbox-worker`;
 
-const versions = readFileSync(path.join(PROJECT_ROOT, 'scripts/stack/versions.env'), 'utf8');
-const version = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(versions)![1].trim();
-const cacheDir =
-  process.env.DS_CACHE_DIR ??
-  path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'durable-sandbox');
-const kubectlBin = path.join(cacheDir, 'bin', `kubernetes-${version('KUBERNETES_VERSION')}`, 'kubectl');
+const kubectlBin = stackBinary('kubernetes', 'KUBERNETES_VERSION', 'kubectl');
 const kubectl = (args: string[], input?: string): string =>
   execFileSync(kubectlBin, ['--kubeconfig', process.env.DS_ADMIN_KUBECONFIG!, ...args], {
     encoding: 'utf8',
@@ -107,7 +100,7 @@ test('the Deployment runs one hardened, ready worker pod from the locally built 
   const grace = Number(c.env!.find((e) => e.name === 'DS_SHUTDOWN_GRACE_SECONDS')!.value);
   expect(grace).toBeLessThan(pod.spec!.terminationGracePeriodSeconds!);
   // The overlay names the sandbox image the local stack builds.
-  expect(c.env!.find((e) => e.name === 'DS_IMAGE')!.value).toBe(version('PYTHON_IMAGE'));
+  expect(c.env!.find((e) => e.name === 'DS_IMAGE')!.value).toBe(stackVersion('PYTHON_IMAGE'));
   // Its probes answer (the pod shares the node's network).
   expect((await fetch('http://127.0.0.1:8080/readyz')).status).toBe(200);
   expect(await (await fetch('http://127.0.0.1:8080/healthz')).text()).toBe('ok\n');

@@ -2,24 +2,13 @@
  * Metrics on the real stack: a worker with DS_METRICS_ADDRESS serves Prometheus metrics; after a few executions the
  * project's counters and histograms add up to what ran, next to the SDK's own metrics.
  */
-import { createServer } from 'node:net';
 import { METRICS } from '../../core/metrics';
+import { freePort } from '../../dev/free-port';
 import { eventually, startWorker, uniqueId, type TestWorker } from '../helpers/stack';
 
 jest.setTimeout(180_000);
 let w: TestWorker;
 let address: string;
-
-/** A free local port, found by binding one and letting it go. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 beforeAll(async () => {
   address = `127.0.0.1:${await freePort()}`;
