@@ -7,7 +7,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { DefaultLogger, Runtime, Worker, type ReplayWorkerOptions } from '@temporalio/worker';
+import { startTracing, tracingWorkerOptions } from '../../worker/tracing';
 
 jest.setTimeout(120_000);
 const DIR = path.join(__dirname, 'histories');
@@ -41,20 +43,42 @@ test.each(Object.entries(generations))(
   },
 );
 
-test('every recorded history replays against the current workflow code', async () => {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const histories = Object.values(generations).flatMap(({ dir }) =>
+const histories = () =>
+  Object.values(generations).flatMap(({ dir }) =>
     recorded(dir).map((f) => ({
       workflowId: `${dir}/${path.basename(f, '.json')}`,
       history: historyFromJSON(JSON.parse(readFileSync(path.join(DIR, dir, f), 'utf8'))),
     })),
   );
+
+async function replayAll(options: Omit<ReplayWorkerOptions, 'workflowsPath'> = {}): Promise<string[]> {
   const failures: string[] = [];
   let replayed = 0;
-  for await (const r of Worker.runReplayHistories({ workflowsPath: require.resolve('../../workflows') }, histories)) {
+  const all = histories();
+  for await (const r of Worker.runReplayHistories(
+    { workflowsPath: require.resolve('../../workflows'), ...options },
+    all,
+  )) {
     replayed++;
     if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
   }
-  expect(failures).toEqual([]);
   expect(replayed).toBe(2 * WAYS.length + WARM.length + QUEUE.length);
+  return failures;
+}
+
+beforeAll(() => Runtime.install({ logger: new DefaultLogger('ERROR') }));
+
+test('every recorded history replays against the current workflow code', async () => {
+  expect(await replayAll()).toEqual([]);
+});
+
+test('they replay with tracing on too (the OpenTelemetry workflow interceptors), exporting nothing while replaying', async () => {
+  const exporter = new InMemorySpanExporter();
+  const tracing = startTracing(new SimpleSpanProcessor(exporter), 'replay-test');
+  try {
+    expect(await replayAll(tracingWorkerOptions(tracing))).toEqual([]);
+    expect(exporter.getFinishedSpans()).toEqual([]);
+  } finally {
+    await tracing.shutdown();
+  }
 });
