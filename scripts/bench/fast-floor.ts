@@ -13,7 +13,7 @@ import { resourceNames } from '../../core/names';
 import { capsOf, LauncherLogParser, logReadLimit } from '../../core/output';
 import type { PhaseName } from '../../core/types';
 import { validateInput } from '../../core/validate';
-import type { FloorDeps } from './floor';
+import { durationOf, type FloorDeps } from './floor';
 import type { RunRecord } from './types';
 import type { Workload } from './workloads';
 
@@ -127,6 +127,7 @@ export async function runFastFloor(deps: FloorDeps, w: Workload, executionId: st
         status: exitCode === 0 ? 'succeeded' : 'failed',
         exitCode,
         ...(ok ? {} : { error: `unexpected output (${out.stdout.totalBytes} bytes)` }),
+        durationMs: durationOf(out.trailer),
         stdoutTotalBytes: out.stdout.totalBytes,
         stdoutCapturedBytes: out.stdout.capturedBytes,
       }),

@@ -8,7 +8,7 @@ import { Watch, type V1Pod } from '@kubernetes/client-node';
 import type { Kube } from '../../activities/kube';
 import { buildConfigMap, buildJob, CONTAINER_NAME } from '../../core/manifests';
 import { resourceNames } from '../../core/names';
-import { capsOf, logReadLimit, parseLauncherLog } from '../../core/output';
+import { capsOf, logReadLimit, parseLauncherLog, type LauncherTrailer } from '../../core/output';
 import type { ExecutionPolicy } from '../../core/policy';
 import type { PhaseName } from '../../core/types';
 import { validateInput } from '../../core/validate';
@@ -27,6 +27,11 @@ export interface FloorDeps {
 const FLOOR_TIMEOUT_MS = 180_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The program's run time by the launcher's clock, as the result's durationMs is (core/result.ts). */
+export function durationOf(t: LauncherTrailer | null): number | undefined {
+  return t && t.startedAt > 0 && t.finishedAt >= t.startedAt ? t.finishedAt - t.startedAt : undefined;
+}
 
 export async function runFloor(deps: FloorDeps, w: Workload, executionId: string): Promise<RunRecord> {
   const { kube, policy, launcherSource } = deps;
@@ -150,6 +155,7 @@ export async function runFloor(deps: FloorDeps, w: Workload, executionId: string
       status: exitCode === 0 ? 'succeeded' : 'failed',
       exitCode,
       ...(ok ? {} : { error: `unexpected output (${parsed.stdout.totalBytes} bytes)` }),
+      durationMs: durationOf(parsed.trailer),
       stdoutTotalBytes: parsed.stdout.totalBytes,
       stdoutCapturedBytes: parsed.stdout.capturedBytes,
     });

@@ -39,6 +39,7 @@ import {
 } from './ours';
 import {
   costTable,
+  durationTable,
   latencyTable,
   phaseTable,
   saturation,
@@ -46,6 +47,8 @@ import {
   scalingTable,
   summarizeBursts,
   summarizePairs,
+  twinLines,
+  twinRatios,
   type Burst,
   type Pair,
 } from './report';
@@ -304,10 +307,12 @@ async function main(): Promise<void> {
       await warm.close();
       workers.delete(warm);
       const summary = summarizePairs(pairs, requests, histories);
+      const twins = twinRatios(summary);
       result.pairs = {
         perWorkload: pairsPerWorkload,
         processCpuMs: (cpuPairs.user + cpuPairs.system) / 1000,
         summary,
+        twins,
         records: pairs,
         requests: Object.fromEntries(requests),
         histories: Object.fromEntries(histories),
@@ -317,6 +322,12 @@ async function main(): Promise<void> {
         `${latencyTable(summary)}\n\nratio = ours/floor per pair; overhead = ours − floor per pair (ms). ` +
           `floor: create ConfigMap + Job, watch the pod, read the log, delete, wait until the pod is gone. ` +
           `ours: SandboxClient.executeCode until the result is in hand (cleanup included).`,
+      );
+      section(
+        'In-sandbox run time (durationMs), ms',
+        `${durationTable(summary)}\n\nThe program's run time by the launcher's clock in the sandbox (the result's durationMs): ` +
+          `from starting the program to having read all its output.` +
+          (twins.length ? ` The same work done two ways, ratio of the medians:\n\n${twinLines(twins)}` : ''),
       );
       section(
         'Phases, median ms per step',

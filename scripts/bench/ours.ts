@@ -105,6 +105,7 @@ async function runOursRecord(w: BenchWorker, wl: Workload, executionId: string):
       t1,
       latencyMs: t1 - t0,
       phases,
+      durationMs: result.durationMs,
       stdoutTotalBytes: result.stdoutInfo.totalBytes,
       stdoutCapturedBytes: result.stdoutInfo.capturedBytes,
       cpuUserMs: cpu.user / 1000,

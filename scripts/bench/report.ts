@@ -57,6 +57,8 @@ export interface PairSummary {
   warmRatio: { p50: number; p95: number };
   phases: Record<Side, Record<string, number>>;
   costs: Record<Side, CostSummary>;
+  /** The program's run time in the sandbox (launcher's clock), ms. */
+  durationMs: Record<Side, Summary>;
 }
 
 export interface CostSummary {
@@ -130,6 +132,7 @@ export function summarizePairs(
       warmRatio: ratio('fast', 'warm'),
       overheadMs: { p50: quantile(over, 0.5), p95: quantile(over, 0.95), max: over.length ? Math.max(...over) : NaN },
       phases: bySide((side) => phaseMedians(ps.map((p) => p[side]))),
+      durationMs: bySide((side) => summarize(ps.filter((p) => p[side].ok).map((p) => p[side].durationMs ?? NaN))),
       costs: bySide((side) =>
         costSummary(
           ps.map((p) => p[side]),
@@ -217,6 +220,47 @@ export function latencyTable(s: PairSummary[]): string {
     ]);
   }
   return table(rows);
+}
+
+export function durationTable(s: PairSummary[]): string {
+  const rows: (string | number)[][] = [['workload', ...SIDES.map((side) => `${side} p50`), 'ours p95', 'warm p95']];
+  for (const x of s) {
+    const d = x.durationMs;
+    rows.push([label(x.workload), ...SIDES.map((side) => fmt(d[side].p50)), fmt(d.ours.p95), fmt(d.warm.p95)]);
+  }
+  return table(rows);
+}
+
+/** A workload's in-sandbox run time over its twin's (the same work done another way), per side, from the medians. */
+export interface TwinRatio {
+  workload: string;
+  twin: string;
+  ratio: Record<Side, number>;
+}
+
+export function twinRatios(s: PairSummary[]): TwinRatio[] {
+  const out: TwinRatio[] = [];
+  for (const w of WORKLOADS) {
+    const a = s.find((x) => x.workload === w.key);
+    const b = s.find((x) => x.workload === w.twin);
+    if (!a || !b) continue;
+    out.push({
+      workload: a.workload,
+      twin: b.workload,
+      ratio: bySide((side) => a.durationMs[side].p50 / b.durationMs[side].p50),
+    });
+  }
+  return out;
+}
+
+export function twinLines(ratios: TwinRatio[]): string {
+  return ratios
+    .map(
+      (r) =>
+        `- ${label(r.workload)} / ${label(r.twin)}: ` +
+        SIDES.map((side) => `${side} ${fmt(r.ratio[side], 2)}x`).join(', '),
+    )
+    .join('\n');
 }
 
 export function phaseTable(s: PairSummary[]): string {

@@ -30,6 +30,8 @@ export interface RunRecord {
   latencyMs: number;
   /** Phase times (ms since the epoch), the same definitions on both sides. */
   phases: Partial<Record<PhaseName, number>>;
+  /** The program's run time by the launcher's clock in the sandbox (the trailer's finishedAt − startedAt). */
+  durationMs?: number;
   stdoutTotalBytes: number;
   stdoutCapturedBytes: number;
   /** This process's CPU during the run (only meaningful when runs do not overlap). */

@@ -7,9 +7,14 @@ export interface Workload {
   input: ExecutionInput;
   /** True when stdout (captured text and total bytes) is what the program should have produced. */
   check: (stdout: string, stdoutTotalBytes: number) => boolean;
+  /** The same work done another way: the report gives the ratio of their in-sandbox run times (durationMs). */
+  twin?: string;
 }
 
 const ONE_MB = 1024 * 1024;
+const PRINT_LINES = 200_000;
+/** Lines of "x": the stdout cap keeps the first of them, the launcher counts all. */
+const printedLines = (out: string, total: number) => total === PRINT_LINES * 2 && /^(x\n)+$/.test(out);
 
 export const WORKLOADS: Workload[] = [
   {
@@ -30,6 +35,31 @@ export const WORKLOADS: Workload[] = [
     input: { code: `import sys\nsys.stdout.write("x" * ${ONE_MB})\nsys.stdout.flush()\n`, timeoutSeconds: 30 },
     // The stdout cap (64 KiB by default) keeps the first bytes; the launcher still counts all of them.
     check: (out, total) => total === ONE_MB && out.length > 0 && /^x+$/.test(out),
+  },
+  {
+    key: 'printloop',
+    label: 'print loop',
+    // One write per line, as a program that prints in a loop does.
+    input: {
+      code: `import sys\nfor _ in range(${PRINT_LINES}):\n    sys.stdout.write("x\\n")\n`,
+      timeoutSeconds: 120,
+    },
+    check: printedLines,
+    twin: 'printloopbuffered',
+  },
+  {
+    key: 'printloopbuffered',
+    label: 'print loop, 64 KiB buffer',
+    // The same loop into a stdout the program buffers itself: what printing costs with no flushing at all.
+    input: {
+      code:
+        'import io, sys\n' +
+        'sys.stdout = io.TextIOWrapper(open(1, "wb", buffering=1 << 16, closefd=False))\n' +
+        `for _ in range(${PRINT_LINES}):\n    sys.stdout.write("x\\n")\n` +
+        'sys.stdout.flush()\n',
+      timeoutSeconds: 120,
+    },
+    check: printedLines,
   },
 ];
 
