@@ -7,6 +7,7 @@ import { createActivities } from '../activities';
 import { createKube } from '../activities/kube';
 import type { WorkerConfig } from './config';
 import { connectTemporalClient, loadKubeConfig } from './connect';
+import { preflight } from './preflight';
 import { ensureReconcilerSchedule } from './reconciler-schedule';
 import { ensureWarmPools } from './warm-pools';
 
@@ -33,10 +34,17 @@ export async function createSandboxWorker(
   config: WorkerConfig,
   connection: NativeConnection,
   extra: Partial<WorkerOptions> = {},
+  /**
+   * What the worker sets up for its task queue at start, beyond serving it: the reconciler's Schedule and the warm
+   * pools' workflows (both on by default). A worker that lives only as long as one command sets up neither (or pools
+   * it then drains): nothing it starts may outlive it.
+   */
+  duties: { reconcilerSchedule?: boolean; pools?: boolean } = {},
 ): Promise<Worker & { temporalClient: Client }> {
   const kube = createKube(loadKubeConfig(config.kubeconfig));
+  await preflight(config, kube);
   const temporalClient = await connectTemporalClient(config.temporal);
-  await ensureReconcilerSchedule(temporalClient, config);
+  if (duties.reconcilerSchedule !== false) await ensureReconcilerSchedule(temporalClient, config);
   const activities = createActivities({
     kube,
     policy: config.policy,
@@ -56,6 +64,6 @@ export async function createSandboxWorker(
     maxHeartbeatThrottleInterval: LIVE_OUTPUT_INTERVAL,
     ...extra,
   });
-  await ensureWarmPools(temporalClient, config);
+  if (duties.pools !== false) await ensureWarmPools(temporalClient, config);
   return Object.assign(worker, { temporalClient });
 }
