@@ -97,6 +97,8 @@ export class AttemptWatch {
       warm?: boolean;
       /** Where a fresh attempt's watch starts: the resourceVersion of its Job's create or its pod's claim. */
       from?: { resourceVersion?: string; pod?: V1Pod };
+      /** Called once when the pod is first seen waiting for a node (the warm pools then give way). */
+      onWaitsForNode?: () => void;
     },
   ) {
     this.job = options.job;
@@ -123,7 +125,11 @@ export class AttemptWatch {
         if (!this.pods.isWatching) await this.pods.start(true);
         const now = Date.now();
         const pod = this.pods.pod;
-        if (pod) this.progress = observe(this.progress, pod, now);
+        if (pod) {
+          const waited = this.progress.unschedulableSince !== undefined;
+          this.progress = observe(this.progress, pod, now);
+          if (!waited && this.progress.unschedulableSince !== undefined) this.options.onWaitsForNode?.();
+        }
         if (this.options.followLog) await this.follow();
         const end = await this.decide(now);
         if (end) {

@@ -15,6 +15,8 @@ import type { AttemptSpec, RunHeartbeat, RunResult, SandboxKind } from '../core/
 import type { PodProgress } from '../core/classify';
 import { collectedOutput } from '../core/output';
 import { fitsPool, POOL_SIGNALS, poolRef, poolWorkflowId } from '../core/pool';
+import { LANGUAGES } from '../core/languages';
+import type { Language } from '../core/types';
 import { attemptAttributes } from '../core/trace';
 import { AttemptWatch } from './attempt-watch';
 import type { ActivityDeps } from './deps';
@@ -77,6 +79,7 @@ export function runSandboxActivity(deps: ActivityDeps) {
       acquiredAt: got.acquiredAt,
       resumed: got.resumed,
       from: got.from,
+      onWaitsForNode: () => nudgePools(deps, ctx.info.taskQueue),
     });
     let delivery: Delivery | undefined;
     try {
@@ -113,6 +116,22 @@ async function recordConfirmed(deps: ActivityDeps, ctx: Context, details: RunHea
   }
 }
 
+/** Asks the task queue's pools for a round now: after a claim they refill, with an execution waiting they give way. */
+function nudgePools(
+  deps: ActivityDeps,
+  taskQueue: string,
+  languages: Language[] = Object.keys(LANGUAGES) as Language[],
+) {
+  if (!deps.pool || deps.pool.size === 0) return;
+  for (const language of languages)
+    deps.temporal?.workflow
+      .getHandle(poolWorkflowId(taskQueue, language))
+      .signal(POOL_SIGNALS.replenish)
+      .catch((err: unknown) => {
+        log.warn('could not reach the warm pool', { language, error: String(err) });
+      });
+}
+
 /** The first try: a warm pod when the pool has one for this request, else a cold Job. */
 async function acquire(deps: ActivityDeps, spec: AttemptSpec, taskQueue: string): Promise<Acquired> {
   const language = spec.request.language;
@@ -121,12 +140,7 @@ async function acquire(deps: ActivityDeps, spec: AttemptSpec, taskQueue: string)
     const claimed = await claimWarmPod(deps.kube, pool, spec);
     if (claimed) {
       // Replenish now rather than at the pool's next period.
-      deps.temporal?.workflow
-        .getHandle(poolWorkflowId(taskQueue, language))
-        .signal(POOL_SIGNALS.replenish)
-        .catch((err: unknown) => {
-          log.warn('could not ask the warm pool to replenish', { error: String(err) });
-        });
+      nudgePools(deps, taskQueue, [language]);
       const pod = claimed.pod.metadata!.name!;
       // A pod an earlier try claimed may have its task already: never hand it a second one.
       const deliver = !claimed.adopted || !(await alreadyDelivered(deps.kube, pod, spec));

@@ -7,8 +7,8 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { METRICS } from '../core/metrics';
-import { LABELS } from '../core/names';
-import { buildPoolPod, podAgeSeconds, poolRef, poolSelector, type PoolConfig } from '../core/pool';
+import { LABELS, MANAGED_BY } from '../core/names';
+import { buildPoolPod, nodePressure, podAgeSeconds, poolAllowance, poolRef, type PoolConfig } from '../core/pool';
 import type { ExecutionPolicy } from '../core/policy';
 import type { Language } from '../core/types';
 import type { ActivityDeps } from './deps';
@@ -51,14 +51,23 @@ export function warmPoolActivities({ kube, launcherSource }: ActivityDeps) {
       const { policy, config } = input;
       const namespace = policy.namespace;
       const pool = poolRef(input.taskQueue, input.language, policy, launcherSource);
+      // Every sandbox pod of the namespace, not only the pool's: whether executions or other pools wait for a node.
       const list = await kubeCall(`list the ${pool.id} pool`, () =>
-        kube.core.listNamespacedPod({ namespace, labelSelector: poolSelector(pool) }),
+        kube.core.listNamespacedPod({ namespace, labelSelector: `${LABELS.managedBy}=${MANAGED_BY}` }),
       );
       const now = Date.now();
       const report: PoolReport = { ready: 0, starting: 0, claimed: 0, created: 0, deleted: [], at: now };
       const keep: V1Pod[] = [];
       const doomed: { pod: V1Pod; why: string }[] = [];
+      const pressure = nodePressure(list.items, pool);
+      const allowance = poolAllowance(config.size, pressure);
+      const waiting = new Set(pressure.ownWaiting);
       for (const pod of list.items) {
+        if (pod.metadata?.labels?.[LABELS.pool] !== pool.id) continue;
+        if (waiting.has(pod)) {
+          doomed.push({ pod, why: `waits for a node (${allowance.why ?? 'no room'}): withdrawn` });
+          continue;
+        }
         const state = pod.metadata?.labels?.[LABELS.poolState];
         if (state === 'claimed') {
           report.claimed++;
@@ -77,6 +86,8 @@ export function warmPoolActivities({ kube, launcherSource }: ActivityDeps) {
       // Beyond the size (it shrank): the oldest go first.
       keep.sort((a, b) => podAgeSeconds(b, now) - podAgeSeconds(a, now));
       while (keep.length > config.size) doomed.push({ pod: keep.shift()!, why: `more than the pool's ${config.size}` });
+      // Under pressure the pool gives way: the oldest pods go first.
+      while (keep.length > allowance.keep) doomed.push({ pod: keep.shift()!, why: `giving way: ${allowance.why}` });
       for (const { pod, why } of doomed) {
         // Never one claimed meanwhile: a claim and a retirement cannot both succeed.
         if (await retirePoolPod(kube, namespace, pod)) report.deleted.push({ pod: pod.metadata!.name!, why });
@@ -85,7 +96,7 @@ export function warmPoolActivities({ kube, launcherSource }: ActivityDeps) {
         if (pod.status?.phase === 'Running') report.ready++;
         else report.starting++;
       }
-      for (let n = keep.length; n < config.size; n++) {
+      for (let n = keep.length; allowance.create && n < allowance.keep; n++) {
         const body = buildPoolPod({ pool, namespace, policy, launcherSource, config, owner: input.owner });
         await kubeCall(`create a ${pool.id} pool pod`, () => kube.core.createNamespacedPod({ namespace, body }));
         report.created++;

@@ -58,14 +58,19 @@ export function poolSelector(pool: PoolRef, state?: PoolState): string {
   ].join(',');
 }
 
+/** How long after `maxIdleSeconds` an unclaimed pool pod ends itself (its pool replaces it before that if alive). */
+export const POOL_IDLE_GRACE_SECONDS = 50;
+
 /** Whether a request can run in a pool pod: the pool's pods have the default limits. */
 export function fitsPool(request: ExecutionRequest, policy: ExecutionPolicy): boolean {
   return request.cpu === policy.defaultCpu && request.memory === policy.defaultMemory;
 }
 
 /**
- * A pool pod. It idles at most `maxIdleSeconds` (then the pool replaces it) and the kubelet stops it on its own
- * deadline even if nothing of ours is left; a claim lowers that deadline to the program's.
+ * A pool pod. It idles at most `maxIdleSeconds` (then the pool replaces it); if its pool is gone (no worker serves
+ * it), its launcher exits on its own `POOL_IDLE_GRACE_SECONDS` later, which frees the node's CPU and memory (the
+ * reconciler deletes the object). The kubelet's deadline stops it even if nothing of ours is left; a claim lowers
+ * that deadline to the program's.
  */
 export function buildPoolPod(args: {
   pool: PoolRef;
@@ -103,6 +108,8 @@ export function buildPoolPod(args: {
         String(MAX_TASK_BYTES),
         '--task-dir',
         SANDBOX_DIR,
+        '--max-idle-seconds',
+        String(args.config.maxIdleSeconds + POOL_IDLE_GRACE_SECONDS),
       ],
       env: programEnv(pool.language),
       cpu: policy.defaultCpu,
@@ -198,4 +205,54 @@ export function warmTask(
     fileCap: policy.outputFileCapBytes,
     filesCap: policy.outputFilesCapBytes,
   };
+}
+
+/** A pod the scheduler found no node for (it waits, holding nothing). */
+export function waitsForNode(pod: V1Pod): boolean {
+  return (
+    pod.status?.phase === 'Pending' &&
+    !pod.metadata?.deletionTimestamp &&
+    (pod.status.conditions ?? []).some(
+      (c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable',
+    )
+  );
+}
+
+/** What the sandbox namespace says about room on the nodes, seen from one pool. */
+export interface NodePressure {
+  /** Executions' pods (cold Jobs' pods) that wait for a node. */
+  executionsWaiting: number;
+  /** Other pools' unclaimed pods that wait for a node. */
+  otherPoolsWaiting: number;
+  /** This pool's unclaimed pods that wait for a node. */
+  ownWaiting: V1Pod[];
+}
+
+export function nodePressure(pods: V1Pod[], pool: PoolRef): NodePressure {
+  const pressure: NodePressure = { executionsWaiting: 0, otherPoolsWaiting: 0, ownWaiting: [] };
+  for (const pod of pods) {
+    if (!waitsForNode(pod)) continue;
+    const labels = pod.metadata?.labels ?? {};
+    const unclaimedPoolPod = labels[LABELS.pool] !== undefined && labels[LABELS.poolState] !== 'claimed';
+    if (!unclaimedPoolPod) pressure.executionsWaiting++;
+    else if (labels[LABELS.pool] === pool.id) pressure.ownWaiting.push(pod);
+    else pressure.otherPoolsWaiting++;
+  }
+  return pressure;
+}
+
+/**
+ * A pool is spare capacity, never in the way: how many ready pods it may keep and whether it may start more, given
+ * the pressure it sees. An execution waiting for a node takes precedence over the whole pool (it gives its ready pods
+ * up); another pool waiting shares what room there is (each keeps at most one); and while a pod of its own waits
+ * for a node, it starts no more (that pod is withdrawn, so it never gets a node ahead of an execution).
+ */
+export function poolAllowance(size: number, pressure: NodePressure): { keep: number; create: boolean; why?: string } {
+  if (pressure.executionsWaiting > 0)
+    return { keep: 0, create: false, why: `${pressure.executionsWaiting} execution(s) wait for a node` };
+  if (pressure.ownWaiting.length > 0)
+    return { keep: pressure.otherPoolsWaiting > 0 ? Math.min(size, 1) : size, create: false, why: 'no node has room' };
+  if (pressure.otherPoolsWaiting > 0)
+    return { keep: Math.min(size, 1), create: true, why: 'other pools wait for a node' };
+  return { keep: size, create: true };
 }

@@ -40,9 +40,11 @@ task on its stdin, written there over the Kubernetes API (pods/attach; the sandb
 accepts the task only whole and with a matching checksum, closes its stdin for good (nothing else is ever read),
 writes the program and its files under the task directory, logs "a <json>" (which execution it accepted) and runs it
 as above. A task that arrives cut short or damaged runs nothing: the trailer says why and the container exits 125.
+With --max-idle-seconds, a sandbox that no task reached by then exits 0 on its own (its termination message says
+so): a pool whose worker is gone holds the node's CPU and memory no longer than that.
 
 Usage: launcher.py --timeout SECONDS --stdout-cap BYTES --stderr-cap BYTES -- COMMAND...
-       launcher.py --warm --max-task-bytes BYTES --task-dir DIR
+       launcher.py --warm --max-task-bytes BYTES --task-dir DIR [--max-idle-seconds SECONDS]
 """
 
 import base64
@@ -51,6 +53,7 @@ import hashlib
 import json
 import os
 import resource
+import select
 import selectors
 import shutil
 import signal
@@ -406,6 +409,26 @@ class DeliveryError(Exception):
     pass
 
 
+IDLE_EXIT = 0
+
+
+def await_task(max_idle):
+    """Whether a task started to arrive on stdin within max_idle seconds (None: wait for ever)."""
+    if max_idle is None:
+        return True
+    deadline = time.monotonic() + max_idle
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            ready, _, _ = select.select([0], [], [], left)
+        except InterruptedError:
+            continue
+        if ready:
+            return True
+
+
 def read_exactly(fd, n):
     chunks = []
     while n > 0:
@@ -467,7 +490,7 @@ def materialize(task, task_dir):
 
 
 def parse_warm_args(argv):
-    opts = {"--max-task-bytes": None, "--task-dir": None}
+    opts = {"--max-task-bytes": None, "--task-dir": None, "--max-idle-seconds": ""}
     i = 0
     while i < len(argv):
         if argv[i] not in opts or i + 1 >= len(argv):
@@ -475,8 +498,9 @@ def parse_warm_args(argv):
         opts[argv[i]] = argv[i + 1]
         i += 2
     if None in opts.values():
-        raise SystemExit("launcher: usage: launcher.py --warm --max-task-bytes N --task-dir DIR")
-    return int(opts["--max-task-bytes"]), opts["--task-dir"]
+        raise SystemExit("launcher: usage: launcher.py --warm --max-task-bytes N --task-dir DIR [--max-idle-seconds N]")
+    idle = opts["--max-idle-seconds"]
+    return int(opts["--max-task-bytes"]), opts["--task-dir"], (float(idle) if idle else None)
 
 
 def note_termination(message):
@@ -522,11 +546,14 @@ def main():
     if confined is not None:
         return refuse_to_run(confined)
     if argv[:1] == ["--warm"]:
-        max_bytes, task_dir = parse_warm_args(argv[1:])
+        max_bytes, task_dir, max_idle = parse_warm_args(argv[1:])
         env = harden()
         write_line(FORMAT)
         # Waiting for a task, a stop request ends the sandbox at once (as PID 1 it would otherwise be ignored).
         signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+        if not await_task(max_idle):
+            note_termination("idle: no task arrived within %g s" % max_idle)
+            return IDLE_EXIT
         try:
             task, digest = receive_task(max_bytes)
             materialize(task, task_dir)

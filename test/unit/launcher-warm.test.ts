@@ -3,7 +3,7 @@
  * runs it; a task cut short or damaged runs nothing; bytes after the task are never read, so no second program can
  * be handed to a sandbox.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -106,4 +106,48 @@ test('input files are written read-only where the program finds them', () => {
   expect(readFileSync(path.join(dir, 'files', 'data.txt'), 'utf8')).toBe('from-a-file');
   expect(statSync(path.join(dir, 'files', 'data.txt')).mode & 0o777).toBe(0o444);
   expect(statSync(path.join(dir, 'main.py')).mode & 0o777).toBe(0o444);
+});
+
+/** The launcher in warm mode with its stdin kept open (as an unclaimed pool pod's is) until `write` is called. */
+function launchIdle(maxIdleSeconds: number) {
+  const child = spawn(
+    'python3',
+    [
+      LAUNCHER,
+      '--warm',
+      '--max-task-bytes',
+      String(MAX_TASK_BYTES),
+      '--task-dir',
+      dir,
+      '--max-idle-seconds',
+      String(maxIdleSeconds),
+    ],
+    { env: { ...process.env, DS_TERMINATION_LOG: path.join(dir, 'termination-log') }, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let log = '';
+  child.stdout.setEncoding('latin1').on('data', (d: string) => (log += d));
+  const exited = new Promise<{ code: number | null; log: string; ms: number }>((resolve) => {
+    const t0 = Date.now();
+    child.on('exit', (code) => resolve({ code, log, ms: Date.now() - t0 }));
+  });
+  return { child, exited };
+}
+
+test('an unclaimed sandbox ends itself after --max-idle-seconds: exit 0, nothing run, the termination message says why', async () => {
+  const { child, exited } = launchIdle(1);
+  const r = await exited;
+  child.stdin.destroy();
+  expect(r.code).toBe(0);
+  expect(r.ms).toBeGreaterThanOrEqual(900);
+  expect(r.log).not.toMatch(/^[ax] /m);
+  expect(readFileSync(path.join(dir, 'termination-log'), 'utf8')).toBe('idle: no task arrived within 1 s');
+});
+
+test('a task that arrives before the idle limit runs as usual', async () => {
+  const { child, exited } = launchIdle(5);
+  await new Promise((r) => setTimeout(r, 300));
+  child.stdin.end(frameTask(task('print("in time")')));
+  const r = await exited;
+  expect(r.code).toBe(0);
+  expect(parseLauncherLog(r.log, caps).stdout.text).toBe('in time\n');
 });
