@@ -19,7 +19,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import type { PodProgress } from '../core/classify';
 import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, type ExecutionPolicy } from '../core/policy';
-import { QUEUE_TIMEOUT_TERMINATION, queueTimeoutResult } from '../core/result';
+import { NO_WORKER_TERMINATION, QUEUE_TIMEOUT_TERMINATION, queueTimeoutResult } from '../core/result';
 import type { ExecutionInput, ExecutionResult, Language, LiveOutput } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
@@ -59,6 +59,12 @@ export interface SandboxClientOptions {
    * Temporal's `OpenTelemetryWorkflowClientInterceptor` to it instead.
    */
   tracing?: boolean;
+  /**
+   * While a caller waits on an execution that is still queued and no worker polls its task queue at all (none seen
+   * for about a minute, or never), end it after this many seconds as `infra_error` / `NoWorker`, whose message says
+   * how to start one, instead of waiting for the queue timeout. Default 10; 0 waits for the queue timeout.
+   */
+  noWorkerSeconds?: number;
 }
 
 export interface StartOptions {
@@ -74,6 +80,8 @@ export interface ExecuteOptions extends StartOptions, WatchCallbacks {
 }
 
 const GRPC_NOT_FOUND = 5;
+
+const DEFAULT_NO_WORKER_SECONDS = 10;
 
 /** The update id every caller of executeCode uses: the server keeps one `result` update per execution. */
 const RESULT_UPDATE_ID = 'result';
@@ -155,6 +163,7 @@ export class SandboxClient {
     private readonly taskQueue: string,
     private readonly policy: ExecutionPolicy,
     private readonly ownedConnection?: { close(): Promise<void> },
+    private readonly noWorkerSeconds = DEFAULT_NO_WORKER_SECONDS,
   ) {}
 
   /** Connects to Temporal; an unreachable server or a missing namespace is a TemporalConnectionError naming both. */
@@ -172,7 +181,13 @@ export class SandboxClient {
         : await connectClient(settings, undefined, interceptors);
       owned = client.connection;
     }
-    return new SandboxClient(client, options.taskQueue ?? DEFAULT_TASK_QUEUE, options.policy ?? DEFAULT_POLICY, owned);
+    return new SandboxClient(
+      client,
+      options.taskQueue ?? DEFAULT_TASK_QUEUE,
+      options.policy ?? DEFAULT_POLICY,
+      owned,
+      options.noWorkerSeconds ?? DEFAULT_NO_WORKER_SECONDS,
+    );
   }
 
   /**
@@ -214,19 +229,21 @@ export class SandboxClient {
       options.onStdout || options.onStderr || options.onProgress
         ? new ExecutionWatcher(this.handle(executionId), options, queued)
         : undefined;
+    // The guard stops when the result is in or this caller stops waiting (the execution then stays queued).
+    let done = false;
     try {
       const wait = this.awaitResult(executionId, start);
-      let settled = false;
       wait.then(
-        () => (settled = true),
-        () => (settled = true),
+        () => (done = true),
+        () => (done = true),
       );
       // While this caller waits, an execution that no worker starts in time is ended here (Temporal alone cannot).
-      const guarded = this.queueGuard(executionId, () => settled).then((r) => r ?? wait);
+      const guarded = this.queueGuard(executionId, () => done).then((r) => r ?? wait);
       const result = await this.untilStopped(executionId, Promise.race([wait, guarded]), options);
       await watch?.finish(result);
       return result;
     } finally {
+      done = true;
       await watch?.stop();
     }
   }
@@ -238,8 +255,10 @@ export class SandboxClient {
    */
   private async queueGuard(executionId: string, done: () => boolean): Promise<ExecutionResult | undefined> {
     const limitSeconds = this.policy.queueTimeoutSeconds;
-    if (!(limitSeconds > 0)) return undefined;
+    const noWorkerMs = this.noWorkerSeconds * 1000;
+    if (!(limitSeconds > 0) && !(noWorkerMs > 0)) return undefined;
     const handle = this.handle(executionId);
+    let unservedSince: number | undefined;
     while (!done()) {
       const d = await handle.describe().catch(() => undefined);
       if (!d) {
@@ -247,9 +266,22 @@ export class SandboxClient {
         continue;
       }
       if (d.status.name !== 'RUNNING' || progressOf(d.raw).stage !== 'queued') return undefined;
-      const left = d.startTime.getTime() + limitSeconds * 1000 - Date.now();
+      const now = Date.now();
+      if (noWorkerMs > 0) {
+        // No worker at all (none polled for about a minute, or ever): say so within seconds, not at the queue timeout.
+        const pollers = await this.pollers().catch(() => undefined);
+        unservedSince = pollers === 0 ? (unservedSince ?? now) : undefined;
+        if (unservedSince !== undefined && now - unservedSince >= noWorkerMs && !done()) {
+          const waited = Math.round((now - d.startTime.getTime()) / 1000);
+          await handle
+            .terminate(`${NO_WORKER_TERMINATION}: no worker polls task queue ${this.taskQueue} (waited ${waited} s)`)
+            .catch(() => undefined);
+          return this.queueTimeoutOutcome(executionId);
+        }
+      }
+      const left = limitSeconds > 0 ? d.startTime.getTime() + limitSeconds * 1000 - now : Infinity;
       if (left > 0) {
-        await delay(Math.min(left, 2000));
+        await delay(Math.min(left, noWorkerMs > 0 ? 1000 : 2000));
         continue;
       }
       await handle
@@ -264,7 +296,10 @@ export class SandboxClient {
   private async queueTimeoutOutcome(executionId: string): Promise<ExecutionResult | undefined> {
     const events = (await this.handle(executionId).fetchHistory()).events ?? [];
     const reason = events[events.length - 1]?.workflowExecutionTerminatedEventAttributes?.reason ?? '';
-    if (!reason.startsWith(QUEUE_TIMEOUT_TERMINATION)) return undefined;
+    const noWorker = reason.startsWith(NO_WORKER_TERMINATION)
+      ? /task queue (\S+) \(waited (\d+) s\)/.exec(reason)
+      : undefined;
+    if (!noWorker && !reason.startsWith(QUEUE_TIMEOUT_TERMINATION)) return undefined;
     const started = events[0];
     const payload = started?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
     const input = payload ? defaultPayloadConverter.fromPayload<Partial<ExecutionInput>>(payload) : {};
@@ -277,6 +312,7 @@ export class SandboxClient {
       startedAt: t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0,
       namespace: this.policy.namespace,
       image: this.policy.images[language],
+      ...(noWorker ? { noWorker: { taskQueue: noWorker[1], waitedSeconds: Number(noWorker[2]) } } : {}),
     });
   }
 

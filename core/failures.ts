@@ -30,6 +30,10 @@ export const FAILURE_REASONS = {
     retryable: false,
     meaning: 'no worker started the execution within DS_QUEUE_TIMEOUT_SECONDS; nothing ran',
   },
+  NoWorker: {
+    retryable: false,
+    meaning: "no worker polled the task queue while a caller waited (the client's noWorkerSeconds); nothing ran",
+  },
   StepFailed: { retryable: false, meaning: 'a step failed in an unexpected way (its message says how)' },
 } as const;
 

@@ -75,10 +75,23 @@ export function queueTimeoutError(limitSeconds: number): InfraError {
   };
 }
 
+/** Why an execution ended that nobody could serve: no worker polled its task queue, and the caller would not wait. */
+export function noWorkerError(taskQueue: string, waitedSeconds: number): InfraError {
+  return {
+    reason: 'NoWorker',
+    message:
+      `no worker polls task queue ${taskQueue} (waited ${waitedSeconds} s); start one (\`npm run worker\`, or the ` +
+      `Deployment in k8s/), or use \`durable-sandbox run\` / \`durable-sandbox mcp\`, which run one themselves; nothing ran`,
+    retryable: false,
+  };
+}
+
 /** The prefix of the termination reason a client writes when it ends an execution nobody served in time. */
 export const QUEUE_TIMEOUT_TERMINATION = 'QueueTimeout';
+/** The prefix of the termination reason a client writes when it ends an execution no worker could serve at all. */
+export const NO_WORKER_TERMINATION = 'NoWorker';
 
-/** The result of an execution that no worker started in time: nothing was created, nothing ran. */
+/** The result of an execution that no worker started (in time, or at all): nothing was created, nothing ran. */
 export function queueTimeoutResult(args: {
   executionId: string;
   language: Language;
@@ -86,8 +99,12 @@ export function queueTimeoutResult(args: {
   startedAt: number;
   namespace: string;
   image: string;
+  /** Ended because no worker polled (NoWorker) rather than by the queue timeout. */
+  noWorker?: { taskQueue: string; waitedSeconds: number };
 }): ExecutionResult {
-  const error = queueTimeoutError(args.limitSeconds);
+  const error = args.noWorker
+    ? noWorkerError(args.noWorker.taskQueue, args.noWorker.waitedSeconds)
+    : queueTimeoutError(args.limitSeconds);
   return buildResult({
     executionId: args.executionId,
     language: args.language,
