@@ -31,6 +31,7 @@ module.exports = {
       transform,
       transformIgnorePatterns,
       globalSetup: '<rootDir>/test/integration/global-setup.ts',
+      globalTeardown: '<rootDir>/test/integration/global-teardown.ts',
       slowTestThreshold: 60,
     },
   ],

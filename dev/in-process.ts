@@ -45,15 +45,27 @@ export interface InProcessWorker {
  */
 export async function startInProcessWorker(
   env: Record<string, string | undefined>,
-  options: { ephemeral?: boolean; tracing?: Tracing } = {},
+  options: {
+    ephemeral?: boolean;
+    tracing?: Tracing;
+    /** What it sets up for the task queue besides serving it (see createSandboxWorker). */
+    duties?: { reconcilerSchedule?: boolean; pools?: boolean };
+    /** The task queue is this worker's alone (a test's): at stop, every execution still open on it is ended first. */
+    settleOnStop?: boolean;
+  } = {},
 ): Promise<InProcessWorker> {
   const config = loadConfig(env);
   const nativeConnection = await connectTemporal(config.temporal);
-  const worker = await createSandboxWorker(config, nativeConnection, {
-    workflowBundle: await workflowBundle(options.tracing ? 'traced' : 'plain'),
-    workflowsPath: undefined,
-    ...(options.tracing ? tracingWorkerOptions(options.tracing, { prebundled: true }) : {}),
-  });
+  const worker = await createSandboxWorker(
+    config,
+    nativeConnection,
+    {
+      workflowBundle: await workflowBundle(options.tracing ? 'traced' : 'plain'),
+      workflowsPath: undefined,
+      ...(options.tracing ? tracingWorkerOptions(options.tracing, { prebundled: true }) : {}),
+    },
+    options.duties,
+  );
   const running = worker.run();
   const temporal = await connectClient(config.temporal, undefined, options.tracing ? tracingInterceptors() : undefined);
   const connection = temporal.connection;
@@ -65,13 +77,21 @@ export async function startInProcessWorker(
   let stopped: Promise<void> | undefined;
   const stopWorker = (): Promise<void> => {
     stopped ??= (async () => {
+      // A task queue of its own: what still runs on it is ended before the worker goes.
+      if (options.settleOnStop && worker.getState() === 'RUNNING')
+        await settleOpenExecutions(client, config.temporal.taskQueue);
       // A throwaway worker empties its pools while it can still run their last round.
-      if (options.ephemeral && config.pool.size > 0 && worker.getState() === 'RUNNING') {
+      if (
+        options.ephemeral &&
+        options.duties?.pools !== false &&
+        config.pool.size > 0 &&
+        worker.getState() === 'RUNNING'
+      ) {
         await drainWarmPools(worker.temporalClient, config).catch(() => undefined);
       }
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running.catch(() => undefined);
-      if (options.ephemeral && config.reconcile.intervalSeconds > 0) {
+      if (options.ephemeral && options.duties?.reconcilerSchedule !== false && config.reconcile.intervalSeconds > 0) {
         await worker.temporalClient.schedule
           .getHandle(config.reconcile.scheduleId)
           .delete()
@@ -93,4 +113,41 @@ export async function startInProcessWorker(
       await connection.close().catch(() => undefined);
     },
   };
+}
+
+/** How long a stopping throwaway worker waits for the executions still open on its task queue to end. */
+const SETTLE_MS = 60_000;
+
+/**
+ * Ends every execution still open on the task queue while this worker can still serve them: those with a result are
+ * cleaning up and are awaited, the others are cancelled (their sandboxes stopped and removed) and awaited. One that
+ * has not ended within the wait is terminated: the reconciler of the next worker removes what it left.
+ */
+export async function settleOpenExecutions(client: SandboxClient, taskQueue: string): Promise<void> {
+  const query = `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running' AND WorkflowType = 'executeCode'`;
+  const open: string[] = [];
+  try {
+    for await (const w of client.temporal.workflow.list({ query })) open.push(w.workflowId);
+  } catch {
+    return; // no visibility: nothing to go by
+  }
+  const deadline = Date.now() + SETTLE_MS;
+  await Promise.all(
+    open.map(async (id) => {
+      const state = await client.getExecution(id).catch(() => undefined);
+      const handle = client.handle(id);
+      if (state && (state.state === 'queued' || state.state === 'running'))
+        await handle.cancel().catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      const ended = await Promise.race([
+        handle.result().then(
+          () => true,
+          () => true,
+        ),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+      if (!ended) await handle.terminate('its throwaway worker stopped').catch(() => undefined);
+    }),
+  );
 }

@@ -47,7 +47,7 @@ export async function startWorker(
   // The reconciler's Schedule is off unless a test asks for it.
   return startInProcessWorker(
     { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', ...env },
-    { ephemeral: true, ...options },
+    { ephemeral: true, settleOnStop: true, ...options },
   );
 }
 

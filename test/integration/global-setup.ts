@@ -7,7 +7,11 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../worker/connect';
 import { applyStackEnv, localSides } from '../../dev/stack-env';
 
+/** When the run began (RFC 3339), for the teardown's check that no workflow the tests started is left open. */
+export const RUN_STARTED_ENV = 'DS_TEST_RUN_STARTED';
+
 export default async function globalSetup(): Promise<void> {
+  process.env[RUN_STARTED_ENV] ??= new Date().toISOString();
   const sides = localSides();
   applyStackEnv();
   const hint =

@@ -10,6 +10,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { SandboxClient } from '../../client';
 import { resourceNames } from '../../core/names';
 import { localSides, PROJECT_ROOT, stackBinary, stackVersion, STACK_DIR } from '../../dev/stack-env';
+import { settleOpenExecutions } from '../../dev/in-process';
 import { auditCursor, readSince, type AuditCursor } from '../../scripts/bench/audit';
 import { adminKube, eventually, leftoversAfterCompletion, NOTHING_LEFT, uniqueId, whenRunning } from '../helpers/stack';
 
@@ -70,6 +71,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // The Deployment's worker sees what the tests started through to the end before it goes.
+  if (client) await settleOpenExecutions(client, QUEUE);
   await client?.close();
   try {
     kubectl(['-n', SYSTEM_NAMESPACE, 'delete', 'deployment', DEPLOYMENT, '--wait=true', '--timeout=120s']);
