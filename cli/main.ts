@@ -7,21 +7,22 @@
  *   durable-sandbox status ID [--json]
  *   durable-sandbox cancel ID
  *   durable-sandbox list [--limit N] [--json]
- *   durable-sandbox mcp [--http PORT] [--host HOST]
+ *   durable-sandbox mcp [--http PORT] [--host HOST] [--worker auto|yes|no]
  *
  * Temporal comes from TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (TLS: TEMPORAL_TLS_CERT + TEMPORAL_TLS_KEY or
  * TEMPORAL_API_KEY) and the task queue from DS_TASK_QUEUE; without them, the local stack (brought up if needed).
- * `run` takes a worker from the task queue; with none polling (and --worker auto, the default) it runs one in this
- * process for the command, and waits for the execution's cleanup before it exits.
+ * `run` and `mcp` take a worker from the task queue; with none polling (and --worker auto, the default) they run one in
+ * this process for the command (cli/command-worker.ts), and nothing it serves outlives the command.
  */
+import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { InvalidInputError, SandboxClient, TemporalConnectionError, type ExecutionResult } from '../client';
+import { InvalidInputError, SandboxClient, TemporalConnectionError } from '../client';
+import type { SandboxClientLike } from '../integrations/mcp/server';
 import { ensureLocalStack, applyStackEnv } from '../dev/stack-env';
 import { loadConfig } from '../worker/config';
 import { EXIT } from './exit-codes';
-import type { InProcessWorker } from '../dev/in-process';
-import { run, UsageError, type RunArgs } from './run';
+import { CommandWorker } from './command-worker';
+import { newExecutionId, QUEUED_FOR_MS, run, UsageError, type RunArgs } from './run';
 import { cancel, list, status } from './inspect';
 
 const USAGE = `usage:
@@ -31,7 +32,7 @@ const USAGE = `usage:
   durable-sandbox status ID [--json]
   durable-sandbox cancel ID
   durable-sandbox list [--limit N] [--json]
-  durable-sandbox mcp [--http PORT] [--host HOST]
+  durable-sandbox mcp [--http PORT] [--host HOST] [--worker auto|yes|no]
 
 exit codes of run: the program's own; ${EXIT.timedOut} timed out, ${EXIT.oomKilled} out of memory, ${EXIT.infraError} infrastructure error,
 ${EXIT.cancelled} cancelled, ${EXIT.stoppedWaiting} stopped waiting (--wait), ${EXIT.invalidInput} invalid input, ${EXIT.unavailable} Temporal unreachable, ${EXIT.usage} usage`;
@@ -92,62 +93,116 @@ async function runCommand(argv: string[]): Promise<number> {
   const { client, config } = await connect();
   // No worker serves the task queue (none polls it, or the execution stays queued: a poller the server still lists
   // may have stopped): run one here, for this command. It stays until the execution has cleaned up.
-  let starting: Promise<InProcessWorker> | undefined;
-  const startHere = (): Promise<InProcessWorker> => {
-    starting ??= (async () => {
-      if (!values.json)
-        say(`[durable-sandbox] no worker serves task queue ${config.temporal.taskQueue}: running one in this process`);
-      Runtime.install({ logger: new DefaultLogger('WARN') });
-      const { startInProcessWorker } = await import('../dev/in-process');
-      return startInProcessWorker(process.env);
-    })();
-    return starting;
-  };
-  if (values.worker === 'yes' || (values.worker === 'auto' && (await client.pollers()) === 0)) await startHere();
+  const worker = new CommandWorker({
+    env: process.env,
+    taskQueue: config.temporal.taskQueue,
+    pools: false,
+    say: (line) => {
+      if (!values.json) say(`[durable-sandbox] ${line}`);
+    },
+  });
+  if (values.worker === 'yes' || (values.worker === 'auto' && (await client.pollers()) === 0)) await worker.start();
+  const id = args.id ?? newExecutionId();
+  let resultIn = false;
   try {
-    return await run(client, args, {
-      ...(values.worker === 'auto' ? { onQueued: () => void startHere() } : {}),
-      onResult: async (r: ExecutionResult) => {
-        // The result comes before cleanup: an in-process worker must see the cleanup through before it goes.
-        if (starting)
-          await (
-            await starting
-          ).client
-            .handle(r.executionId)
-            .result()
-            .catch(() => undefined);
+    return await run(
+      client,
+      { ...args, id },
+      {
+        ...(values.worker === 'auto' ? { onQueued: () => void worker.start() } : {}),
+        ownWorker: () => worker.started,
+        onResult: async () => {
+          resultIn = true;
+        },
       },
-    });
+    );
   } finally {
-    if (starting) await (await starting.catch(() => undefined))?.stop();
+    // Whatever ended the command (its result, Ctrl-C, --wait, an error), nothing it started runs on without a worker.
+    await worker.finish([{ id, resultIn }]);
     await client.close();
   }
 }
 
 async function mcpCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { http: { type: 'string' }, host: { type: 'string' } } });
-  const { client } = await connect();
+  const { values } = parseArgs({
+    args: argv,
+    options: { http: { type: 'string' }, host: { type: 'string' }, worker: { type: 'string', default: 'auto' } },
+  });
+  if (!['auto', 'yes', 'no'].includes(values.worker))
+    throw new UsageError(`--worker: auto, yes or no, not "${values.worker}"`);
+  const port = values.http === undefined ? undefined : Number(values.http);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
+    throw new UsageError(`--http takes a port, not "${values.http}"`);
+  ensureLocalStack();
+  const { client, config } = await connect();
+  // Like `run`: with no worker serving the task queue, the server runs one. Without a warm pool: an MCP client gives
+  // its server about four seconds to exit before it kills it, too little to be sure a pool is emptied.
+  const worker = new CommandWorker({
+    env: process.env,
+    taskQueue: config.temporal.taskQueue,
+    pools: false,
+    say: (line) => say(`[durable-sandbox] ${line}`),
+  });
+  if (values.worker === 'yes' || (values.worker === 'auto' && (await client.pollers()) === 0)) await worker.start();
+  const started: string[] = [];
+  const served = servedClient(client, values.worker === 'auto' ? () => void worker.start() : undefined);
+  const newExecutionId = (): string => {
+    const id = `mcp-${randomUUID()}`;
+    started.push(id);
+    return id;
+  };
   const { serveHttp, serveStdio } = await import('../integrations/mcp');
-  if (values.http !== undefined) {
-    const port = Number(values.http);
-    if (!Number.isInteger(port) || port < 0 || port > 65535)
-      throw new UsageError(`--http takes a port, not "${values.http}"`);
-    const server = await serveHttp({ client, port, ...(values.host ? { host: values.host } : {}) });
-    say(`MCP endpoint: ${server.url}`);
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
-    await server.close();
-  } else {
-    const server = await serveStdio({ client });
-    const close = () => void server.close();
-    process.once('SIGINT', close);
-    process.once('SIGTERM', close);
-    await server.closed;
+  try {
+    if (port !== undefined) {
+      const server = await serveHttp({
+        client: served,
+        port,
+        newExecutionId,
+        ...(values.host ? { host: values.host } : {}),
+      });
+      say(`MCP endpoint: ${server.url}`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await server.close();
+    } else {
+      const server = await serveStdio({ client: served, newExecutionId });
+      const close = () => void server.close();
+      process.once('SIGINT', close);
+      process.once('SIGTERM', close);
+      await server.closed;
+    }
+  } finally {
+    // The server cancelled its calls in flight; with its own worker, their cleanup is seen through before it stops.
+    await worker.finish(started.map((id) => ({ id })));
+    await client.close();
   }
-  await client.close();
   return EXIT.ok;
+}
+
+/**
+ * The client as the MCP server uses it, starting the command's own worker (once) when a call stays queued: a worker
+ * the server still lists as polling may have stopped.
+ */
+function servedClient(client: SandboxClient, onQueued: (() => void) | undefined): SandboxClientLike {
+  return {
+    getExecution: (id) => client.getExecution(id),
+    cancelExecution: (id) => client.cancelExecution(id),
+    executeCode: (input, options = {}) => {
+      if (!onQueued) return client.executeCode(input, options);
+      let queuedSince: number | undefined;
+      return client.executeCode(input, {
+        ...options,
+        onProgress: (p) => {
+          options.onProgress?.(p);
+          if (p.stage !== 'queued') return;
+          queuedSince ??= Date.now();
+          if (Date.now() - queuedSince >= QUEUED_FOR_MS) onQueued();
+        },
+      });
+    },
+  };
 }
 
 async function withClient(fn: (client: SandboxClient) => Promise<number>): Promise<number> {

@@ -4,7 +4,6 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createSpinner } from 'nanospinner';
 import {
   ExecutionWaitAbortedError,
   type ExecutionInput,
@@ -15,6 +14,7 @@ import {
 } from '../client';
 import { isLanguage } from '../core/languages';
 import { EXIT } from './exit-codes';
+import { ProgressView } from './progress-view';
 
 export interface RunArgs {
   file?: string;
@@ -72,44 +72,6 @@ export function inputFrom(args: RunArgs): ExecutionInput {
   };
 }
 
-/** Progress on stderr: a spinner on a terminal, one plain line per change otherwise. */
-class ProgressView {
-  private readonly spinner = process.stderr.isTTY ? createSpinner('', { stream: process.stderr }) : undefined;
-  private active = false;
-  private last = { stage: '', at: 0 };
-
-  update(p: ProgressUpdate): void {
-    const text = `${p.stage}: ${p.detail}${p.sandbox ? ` (${p.sandbox})` : ''}${p.attempt > 1 ? `, attempt ${p.attempt}` : ''}`;
-    if (!this.spinner) {
-      // Plain lines: a new one when the stage changes, and every 10 s while it stays (a queue wait counts up).
-      if (p.stage === this.last.stage && Date.now() - this.last.at < 10_000 && p.stage === 'queued') return;
-      this.last = { stage: p.stage, at: Date.now() };
-      process.stderr.write(`[durable-sandbox] ${text}\n`);
-    } else if (!this.active) {
-      this.active = true;
-      this.spinner.start({ text });
-    } else {
-      this.spinner.update({ text });
-    }
-  }
-
-  /** Output is about to be written: the spinner steps aside for good. */
-  pause(): void {
-    if (this.spinner && this.active) this.spinner.clear();
-    this.active = false;
-  }
-
-  done(text: string, ok: boolean): void {
-    if (this.spinner) {
-      if (!this.active) this.spinner.start({ text });
-      if (ok) this.spinner.success({ text });
-      else this.spinner.error({ text });
-    } else {
-      process.stderr.write(`[durable-sandbox] ${text}\n`);
-    }
-  }
-}
-
 export function exitCodeOf(r: ExecutionResult): number {
   switch (r.status) {
     case 'succeeded':
@@ -140,43 +102,91 @@ function timelineLines(r: ExecutionResult, full: { phase: string; at: number; at
   );
 }
 
-/**
- * Runs the program and returns the process's exit code. Ctrl-C once cancels the execution (its result, 'cancelled',
- * still comes back); twice stops waiting and leaves it to finish on its own.
- */
 export interface RunHooks {
   /** Called once the result is in (before the process ends). */
   onResult?: (r: ExecutionResult) => Promise<void>;
   /** Called (once) when the execution has been queued for a while: no worker took it. */
   onQueued?: () => void;
+  /**
+   * Whether this command's own worker serves the execution. Then nothing may outlive the command: a second Ctrl-C
+   * keeps waiting for the cancellation's cleanup, and --wait running out cancels the execution instead of leaving
+   * it to a worker that is about to go away.
+   */
+  ownWorker?: () => boolean;
 }
 
 /** How long an execution may stay queued before onQueued is called. */
-const QUEUED_FOR_MS = 5000;
+export const QUEUED_FOR_MS = 5000;
 
+/** A fresh execution id for the command line. */
+export function newExecutionId(): string {
+  return `cli-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * Runs the program and returns the process's exit code. Ctrl-C (or SIGTERM, SIGHUP) cancels the execution and waits
+ * for its result, `cancelled` (exit 130). A second Ctrl-C stops waiting and leaves the cancellation to the workers,
+ * unless this command's own worker runs it: then the command waits for the cleanup whatever happens, so that nothing
+ * is left behind. `--wait` running out leaves the execution running (exit 75), or with the command's own worker,
+ * cancels it (exit 130) and says why.
+ */
 export async function run(client: SandboxClient, args: RunArgs, options: RunHooks = {}): Promise<number> {
   const input = inputFrom(args);
+  const waitMs = args.wait === undefined ? undefined : Number(args.wait) * 1000;
+  if (waitMs !== undefined && !(waitMs >= 0)) throw new UsageError(`--wait takes seconds, not "${args.wait}"`);
   const view = args.json ? undefined : new ProgressView();
-  const executionId = args.id;
+  const say = (text: string): void => {
+    if (view) view.line(`[durable-sandbox] ${text}`);
+    else process.stderr.write(`[durable-sandbox] ${text}\n`);
+  };
+  const ownWorker = (): boolean => options.ownWorker?.() ?? false;
+  const id = args.id ?? newExecutionId();
   const stop = new AbortController();
-  let cancelling: string | undefined;
-  let seenId: string | undefined = executionId;
-  const onSigint = (): void => {
-    if (!cancelling && seenId) {
-      cancelling = seenId;
-      process.stderr.write(`\n[durable-sandbox] cancelling ${seenId} (Ctrl-C again to stop waiting)\n`);
-      void client.cancelExecution(seenId).catch(() => undefined);
-    } else {
+  let stopped: 'aborted' | 'timeout' | undefined;
+  let settled = false;
+  let cancelling = false;
+  const cancel = (why: string): void => {
+    if (cancelling) return;
+    cancelling = true;
+    say(
+      `${why}: cancelling ${id}` +
+        (ownWorker()
+          ? " (this command's worker runs it: the command ends once its sandbox is gone)"
+          : ' (Ctrl-C again to stop waiting)'),
+    );
+    void cancelUntilStarted(client, id, () => settled);
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (!cancelling) cancel(signal === 'SIGINT' ? 'Ctrl-C' : signal);
+    else if (ownWorker()) say(`still cancelling ${id}: waiting for its cleanup, so that nothing is left behind`);
+    else {
+      stopped = 'aborted';
       stop.abort();
     }
   };
-  process.on('SIGINT', onSigint);
+  for (const s of SIGNALS) process.on(s, onSignal);
+  const waitTimer =
+    waitMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          if (ownWorker())
+            cancel(
+              `--wait: ${args.wait} s passed, and this command's own worker is the one running it, so rather than ` +
+                'leave it behind with nobody to finish it (start a worker, e.g. `npm run worker`, for --wait to leave ' +
+                'executions running)',
+            );
+          else {
+            stopped = 'timeout';
+            stop.abort();
+          }
+        }, waitMs);
   try {
-    const id = executionId ?? `cli-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
-    seenId = id;
     const write = (stream: NodeJS.WriteStream) => (text: string) => {
-      view?.pause();
+      if (stream.isTTY) view?.beforeOutput();
       stream.write(text);
+      if (stream.isTTY) view?.afterOutput(text);
     };
     let queuedSince: number | undefined;
     let queuedCalled = false;
@@ -189,13 +199,15 @@ export async function run(client: SandboxClient, args: RunArgs, options: RunHook
         options.onQueued();
       }
     };
-    const result = await client.executeCode(input, {
-      executionId: id,
-      signal: stop.signal,
-      ...(args.wait !== undefined ? { waitTimeoutMs: Number(args.wait) * 1000 } : {}),
-      onProgress,
-      ...(args.json ? {} : { onStdout: write(process.stdout), onStderr: write(process.stderr) }),
-    });
+    const result = await client
+      .executeCode(input, {
+        executionId: id,
+        signal: stop.signal,
+        onProgress,
+        ...(args.json ? {} : { onStdout: write(process.stdout), onStderr: write(process.stderr) }),
+      })
+      .finally(() => (settled = true));
+    clearTimeout(waitTimer);
     if (args.saveFiles && result.outputFiles.length) {
       mkdirSync(args.saveFiles, { recursive: true });
       for (const f of result.outputFiles) {
@@ -224,14 +236,31 @@ export async function run(client: SandboxClient, args: RunArgs, options: RunHook
     return exitCodeOf(result);
   } catch (err) {
     if (err instanceof ExecutionWaitAbortedError) {
+      const after = stopped === 'timeout' ? ` after ${args.wait} s` : '';
       view?.done(
-        `stopped waiting: execution ${err.executionId} is ${err.state}; \`durable-sandbox status ${err.executionId}\` shows it`,
+        `stopped waiting${after}: execution ${err.executionId} is ${err.state}; \`durable-sandbox status ${err.executionId}\` shows it`,
         false,
       );
       return EXIT.stoppedWaiting;
     }
     throw err;
   } finally {
-    process.off('SIGINT', onSigint);
+    clearTimeout(waitTimer);
+    for (const s of SIGNALS) process.off(s, onSignal);
+  }
+}
+
+/**
+ * Asks for the execution's cancellation, again while it is not started yet (a Ctrl-C in the first instant can come
+ * before the start has reached Temporal), until it is asked or the result is in.
+ */
+async function cancelUntilStarted(client: SandboxClient, executionId: string, done: () => boolean): Promise<void> {
+  for (let tries = 0; tries < 50 && !done(); tries++) {
+    try {
+      await client.cancelExecution(executionId);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 }

@@ -20,6 +20,8 @@ import {
   type LlmResponse,
 } from '@google/adk';
 import type { Content } from '@google/genai';
+import { SandboxClient } from '../../client';
+import { loadConfig } from '../../worker/config';
 import {
   DurableSandboxCodeExecutor,
   durableSandboxAgentOptions,
@@ -324,4 +326,23 @@ test('a ```bash block runs in bash; input files reach the program, renamed when 
   const ids = await executionsStartingWith(prefix, 2);
   expect(ids).toHaveLength(2);
   for (const id of ids) expect(await leftoversAfterCompletion(kube, w.client, id)).toEqual(NOTHING_LEFT);
+});
+
+test('with no worker polling its task queue, the executor answers within seconds with NoWorker and the fix', async () => {
+  const { recorder, ask } = setup('print(1)');
+  await ask();
+  const ctx = recorder.contexts[0];
+  const { temporal, policy } = loadConfig(process.env);
+  const unserved = await SandboxClient.connect({ temporal, policy, taskQueue: uniqueId('test-adk-nobody') });
+  try {
+    const executor = new DurableSandboxCodeExecutor({ client: unserved, executionIdPrefix: uniqueId('adk-nobody') });
+    const started = Date.now();
+    const r = await executor.executeCode(callFor(ctx, 'print("must not run")'));
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('NoWorker');
+    expect(r.stderr).toContain('npm run worker');
+  } finally {
+    await unserved.close();
+  }
 });
