@@ -7,7 +7,15 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { AttemptSpec } from '../../core/attempt';
 import { LABELS } from '../../core/names';
 import { parseLauncherLog } from '../../core/output';
-import { buildPoolPod, claimPatch, poolRef, poolSelector, type PoolRef } from '../../core/pool';
+import { DEFAULT_LANGUAGE } from '../../core/languages';
+import {
+  buildPoolPod,
+  claimPatch,
+  POOL_IDLE_GRACE_SECONDS,
+  poolRef,
+  poolSelector,
+  type PoolRef,
+} from '../../core/pool';
 import { validateInput } from '../../core/validate';
 import { createKube } from '../../activities/kube';
 import { claimWarmPod, deliverTask } from '../../activities/warm-sandbox';
@@ -239,3 +247,32 @@ test('a pool recycles pods idle longer than its age, and stays at its size', asy
 function validatePolicy() {
   return loadConfig(process.env).policy;
 }
+
+test('a pool pod no pool serves any more ends itself after max idle + POOL_IDLE_GRACE_SECONDS: its CPU and memory are free', async () => {
+  const body = buildPoolPod({
+    pool: poolRef(uniqueId('gone-queue'), DEFAULT_LANGUAGE, validatePolicy(), launcherSource),
+    namespace: SANDBOX_NAMESPACE,
+    policy: validatePolicy(),
+    launcherSource,
+    config: { size: 1, maxIdleSeconds: 1 },
+    owner: 'a-pool-nobody-runs',
+  });
+  const created = Date.now();
+  const name = (await kube.core.createNamespacedPod({ namespace: SANDBOX_NAMESPACE, body })).metadata!.name!;
+  try {
+    const pod = await eventually(
+      () => kube.core.readNamespacedPod({ name, namespace: SANDBOX_NAMESPACE }),
+      (p) => p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed',
+      (1 + POOL_IDLE_GRACE_SECONDS + 60) * 1000,
+    );
+    const took = (Date.now() - created) / 1000;
+    expect(pod.status?.phase).toBe('Succeeded');
+    const terminated = pod.status?.containerStatuses?.[0]?.state?.terminated;
+    expect(terminated?.exitCode).toBe(0);
+    expect(terminated?.message).toBe(`idle: no task arrived within ${1 + POOL_IDLE_GRACE_SECONDS} s`);
+    expect(took).toBeGreaterThanOrEqual(1 + POOL_IDLE_GRACE_SECONDS);
+    console.log(`an orphaned pool pod (max idle 1 s) ended itself ${took.toFixed(0)} s after its creation`);
+  } finally {
+    await kube.core.deleteNamespacedPod({ name, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 }).catch(() => {});
+  }
+});
