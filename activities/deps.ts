@@ -1,16 +1,22 @@
 /** What the activities need from the outside world; given to createActivities by the worker (or a test). */
 import type { Client } from '@temporalio/client';
 import type { ExecutionPolicy } from '../core/policy';
+import type { Language } from '../core/languages';
 import type { PoolConfig } from '../core/pool';
 import type { Kube } from './kube';
+
+/** The size of a language's warm pool for these activities (0: it has none). */
+export function poolSize(deps: Pick<ActivityDeps, 'pool'>, language: Language): number {
+  return deps.pool?.sizes?.[language] ?? deps.pool?.size ?? 0;
+}
 
 export interface ActivityDeps {
   kube: Kube;
   policy: ExecutionPolicy;
   /** Source of launcher/launcher.py, shipped into every sandbox. */
   launcherSource: string;
-  /** The warm pool this worker's executions take sandboxes from (size 0: none). */
-  pool?: PoolConfig;
+  /** The warm pools this worker's executions take sandboxes from: a size per language (0: none). */
+  pool?: PoolConfig & { sizes?: Partial<Record<Language, number>> };
   /** For the reconciler's questions and the pool's replenish signal. */
   temporal?: Client;
 }

@@ -15,11 +15,11 @@ import type { AttemptSpec, RunHeartbeat, RunResult, SandboxKind } from '../core/
 import type { PodProgress } from '../core/classify';
 import { collectedOutput } from '../core/output';
 import { fitsPool, POOL_SIGNALS, poolRef, poolWorkflowId } from '../core/pool';
-import { LANGUAGES } from '../core/languages';
+import { LANGUAGE_NAMES } from '../core/languages';
 import type { Language } from '../core/types';
 import { attemptAttributes } from '../core/trace';
 import { AttemptWatch } from './attempt-watch';
-import type { ActivityDeps } from './deps';
+import { poolSize, type ActivityDeps } from './deps';
 import { kubeCallOrMissing } from './kube';
 import { annotateSpan } from './trace';
 import { createCodeConfigMap, createSandboxJob, makeConfigMapDependent } from './sandbox-objects';
@@ -117,13 +117,8 @@ async function recordConfirmed(deps: ActivityDeps, ctx: Context, details: RunHea
 }
 
 /** Asks the task queue's pools for a round now: after a claim they refill, with an execution waiting they give way. */
-function nudgePools(
-  deps: ActivityDeps,
-  taskQueue: string,
-  languages: Language[] = Object.keys(LANGUAGES) as Language[],
-) {
-  if (!deps.pool || deps.pool.size === 0) return;
-  for (const language of languages)
+function nudgePools(deps: ActivityDeps, taskQueue: string, languages: readonly Language[] = LANGUAGE_NAMES) {
+  for (const language of languages.filter((l) => poolSize(deps, l) > 0))
     deps.temporal?.workflow
       .getHandle(poolWorkflowId(taskQueue, language))
       .signal(POOL_SIGNALS.replenish)
@@ -135,7 +130,7 @@ function nudgePools(
 /** The first try: a warm pod when the pool has one for this request, else a cold Job. */
 async function acquire(deps: ActivityDeps, spec: AttemptSpec, taskQueue: string): Promise<Acquired> {
   const language = spec.request.language;
-  if (deps.pool && deps.pool.size > 0 && fitsPool(spec.request, spec.policy)) {
+  if (poolSize(deps, language) > 0 && fitsPool(spec.request, spec.policy)) {
     const pool = poolRef(taskQueue, language, spec.policy, deps.launcherSource);
     const claimed = await claimWarmPod(deps.kube, pool, spec);
     if (claimed) {

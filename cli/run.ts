@@ -12,7 +12,7 @@ import {
   type ProgressUpdate,
   type SandboxClient,
 } from '../client';
-import { isLanguage } from '../core/languages';
+import { DEFAULT_LANGUAGE, languageChoices, languageNamed, languageOfFile } from '../core/languages';
 import { EXIT } from './exit-codes';
 import { ProgressView } from './progress-view';
 
@@ -42,10 +42,10 @@ export function inputFrom(args: RunArgs): ExecutionInput {
   if (code === undefined) {
     if (!args.file) throw new UsageError('give a program: a FILE, - for stdin, or -e CODE');
     code = readFileSync(args.file === '-' ? 0 : args.file, 'utf8');
-    if (!language && args.file !== '-') language = args.file.endsWith('.sh') ? 'bash' : 'python';
+    if (!language && args.file !== '-') language = languageOfFile(args.file);
   }
-  if (language !== undefined && !isLanguage(language))
-    throw new UsageError(`--language: python or bash, not "${language}"`);
+  const named = language === undefined ? undefined : languageNamed(language);
+  if (language !== undefined && !named) throw new UsageError(`--language: ${languageChoices()}, not "${language}"`);
   const files: InputFile[] = args.files.map((p) => ({
     name: path.basename(p),
     content: readFileSync(p).toString('base64'),
@@ -62,7 +62,7 @@ export function inputFrom(args: RunArgs): ExecutionInput {
     throw new UsageError(`--timeout takes whole seconds, not "${args.timeout}"`);
   return {
     code,
-    language: language ?? 'python',
+    language: named ?? DEFAULT_LANGUAGE,
     ...(timeout !== undefined ? { timeoutSeconds: timeout } : {}),
     ...(files.length ? { files } : {}),
     ...(Object.keys(env).length ? { env } : {}),

@@ -20,6 +20,7 @@ import { temporal } from '@temporalio/proto';
 import type { PodProgress } from '../core/classify';
 import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, type ExecutionPolicy } from '../core/policy';
 import { NO_WORKER_TERMINATION, QUEUE_TIMEOUT_TERMINATION, queueTimeoutResult } from '../core/result';
+import { DEFAULT_LANGUAGE, isLanguage } from '../core/languages';
 import type { ExecutionInput, ExecutionResult, Language, LiveOutput } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
@@ -30,6 +31,7 @@ import { inSpan, tracingInterceptors } from './trace';
 import { ExecutionWatcher, progressOf, runHeartbeat, type ProgressUpdate, type WatchCallbacks } from './watch';
 
 export { InvalidInputError } from '../core/validate';
+export { DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, languageNamed, type LanguageSpec } from '../core/languages';
 export type * from '../core/types';
 export type { ExecutionProgress } from '../workflows/queries';
 export type { PodProgress } from '../core/classify';
@@ -127,7 +129,7 @@ function preview(input: ExecutionInput): string {
   const lines = input.code.split('\n');
   const shown = lines.slice(0, 40).join('\n').slice(0, 2000);
   const more = lines.length > 40 || shown.length < input.code.length ? '\n…' : '';
-  return `\`\`\`${input.language ?? 'python'}\n${shown}${more}\n\`\`\``;
+  return `\`\`\`${input.language ?? DEFAULT_LANGUAGE}\n${shown}${more}\n\`\`\``;
 }
 
 /** The await step's heartbeat of an execution started before the fast path. */
@@ -303,7 +305,7 @@ export class SandboxClient {
     const started = events[0];
     const payload = started?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
     const input = payload ? defaultPayloadConverter.fromPayload<Partial<ExecutionInput>>(payload) : {};
-    const language: Language = input.language === 'bash' ? 'bash' : 'python';
+    const language: Language = isLanguage(input.language) ? input.language : DEFAULT_LANGUAGE;
     const t = started?.eventTime;
     return queueTimeoutResult({
       executionId,
@@ -359,7 +361,7 @@ export class SandboxClient {
       args: [input],
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
-      staticSummary: `${input.language ?? 'python'}: ${firstLine(input.code)}`,
+      staticSummary: `${input.language ?? DEFAULT_LANGUAGE}: ${firstLine(input.code)}`,
       staticDetails: preview(input),
     };
     return { executionId, start };

@@ -1,35 +1,107 @@
 /**
- * The language table: how each language's program is stored and started. Adding a language is one entry here
- * plus its image in the execution policy. Every image must have python3 (the launcher runs on it).
+ * The language list: every language the sandbox runs and all the project knows about it. Adding a language is one
+ * entry here plus its image (the local stack builds its images in scripts/stack/images.sh); every surface follows
+ * from this list: input validation (client and workflow), the CLI's --language and file endings, the MCP tool's
+ * schema, the ADK executor (ADK's CodeExecutionLanguage values are names or aliases here), the worker's
+ * DS_IMAGE_<NAME> and DS_WARM_POOL_SIZE_<NAME> variables, one warm pool per language, and the README's table.
+ *
+ * Every image must have python3: the launcher (launcher/launcher.py) runs on it and starts `command`.
  */
-import type { Language } from './types';
 
 export interface LanguageSpec {
+  /** How people call it in help texts and tool descriptions. */
+  title: string;
   /** File name of the program inside /sandbox. */
   file: string;
   /** Command that runs the program. */
-  command: string[];
+  command: readonly string[];
   /** Environment every program of this language gets. */
-  env: Record<string, string>;
+  env: Readonly<Record<string, string>>;
+  /** File name endings the CLI takes for this language when no --language is given. */
+  extensions: readonly string[];
+  /** Other names callers use for it (--language, ADK's CodeExecutionLanguage, a code fence's tag). */
+  aliases: readonly string[];
+  /** Its image outside the local stack (DS_IMAGE_<NAME> or DS_IMAGE choose another); must have python3. */
+  image: string;
 }
 
 export const SANDBOX_DIR = '/sandbox';
 
-export const LANGUAGES: Record<Language, LanguageSpec> = {
+/** What runs the launcher in every image, whatever the language. */
+export const LAUNCHER_INTERPRETER = 'python3';
+
+export const LANGUAGES = {
   python: {
+    title: 'Python 3',
     file: 'main.py',
     command: ['python3', `${SANDBOX_DIR}/main.py`],
     // Not PYTHONUNBUFFERED: a system call per print is what makes printing slow under gVisor. The launcher has the
     // program's Python flush its buffers every 50 ms instead, so output stays live.
     env: { PYTHONDONTWRITEBYTECODE: '1' },
+    extensions: ['.py'],
+    aliases: ['py', 'python3'],
+    image: 'python:3.12-slim',
   },
   bash: {
+    title: 'bash',
     file: 'main.sh',
     command: ['bash', `${SANDBOX_DIR}/main.sh`],
     env: {},
+    extensions: ['.sh', '.bash'],
+    aliases: ['sh', 'shell'],
+    image: 'python:3.12-slim',
   },
-};
+  javascript: {
+    title: 'JavaScript (Node.js)',
+    file: 'main.js',
+    command: ['node', `${SANDBOX_DIR}/main.js`],
+    // No update check, no REPL history; the program's heap follows the container's memory limit (Node does that).
+    env: { NO_UPDATE_NOTIFIER: '1', NODE_REPL_HISTORY: '' },
+    extensions: ['.js', '.cjs'],
+    aliases: ['js', 'node', 'nodejs'],
+    image: 'nikolaik/python-nodejs:python3.12-nodejs22-slim',
+  },
+} as const satisfies Record<string, LanguageSpec>;
+
+/** Languages the sandbox runs; each is one entry of LANGUAGES. */
+export type Language = keyof typeof LANGUAGES;
+
+/** Every language, in the list's order (the MCP schema's enum, the worker's pools). */
+export const LANGUAGE_NAMES = Object.keys(LANGUAGES) as [Language, ...Language[]];
+
+/** The language of a program that names none. */
+export const DEFAULT_LANGUAGE: Language = 'python';
 
 export function isLanguage(value: unknown): value is Language {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(LANGUAGES, value);
+}
+
+/** The language called `name` (its name or an alias, any case); undefined if none is. */
+export function languageNamed(name: string): Language | undefined {
+  const n = name.trim().toLowerCase();
+  if (isLanguage(n)) return n;
+  return LANGUAGE_NAMES.find((l) => (LANGUAGES[l].aliases as readonly string[]).includes(n));
+}
+
+/** The language a file's name says (by its ending); undefined if none does. */
+export function languageOfFile(fileName: string): Language | undefined {
+  const lower = fileName.toLowerCase();
+  return LANGUAGE_NAMES.find((l) => (LANGUAGES[l].extensions as readonly string[]).some((e) => lower.endsWith(e)));
+}
+
+/** "python, bash or javascript": for messages that list the choices. */
+export function languageChoices(): string {
+  return LANGUAGE_NAMES.length === 1
+    ? LANGUAGE_NAMES[0]
+    : `${LANGUAGE_NAMES.slice(0, -1).join(', ')} or ${LANGUAGE_NAMES[LANGUAGE_NAMES.length - 1]}`;
+}
+
+/** The worker's variable that names a language's image: DS_IMAGE_PYTHON, DS_IMAGE_JAVASCRIPT, … */
+export function imageVariable(language: Language): string {
+  return `DS_IMAGE_${language.toUpperCase()}`;
+}
+
+/** The worker's variable that sizes a language's warm pool: DS_WARM_POOL_SIZE_PYTHON, … */
+export function poolSizeVariable(language: Language): string {
+  return `DS_WARM_POOL_SIZE_${language.toUpperCase()}`;
 }

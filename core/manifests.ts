@@ -3,7 +3,7 @@
  * hardened Job that runs it. Pure: the same inputs give the same manifests.
  */
 import type { V1ConfigMap, V1Job, V1KeyToPath, V1OwnerReference, V1PodSpec, V1Volume } from '@kubernetes/client-node';
-import { LANGUAGES, SANDBOX_DIR } from './languages';
+import { LANGUAGES, LAUNCHER_INTERPRETER, SANDBOX_DIR } from './languages';
 import { ANNOTATIONS, LABELS, MANAGED_BY, resourceNames } from './names';
 import type { ExecutionPolicy } from './policy';
 import { bytes, cpuMillis } from './quantity';
@@ -93,7 +93,7 @@ export function buildJob(spec: SandboxSpec): V1Job {
     ...request.files.map((f) => ({ key: fileKey(f.name), path: `files/${f.name}` })),
   ];
   const command = [
-    'python3',
+    LAUNCHER_INTERPRETER,
     `${SANDBOX_DIR}/${LAUNCHER_KEY}`,
     '--timeout',
     String(request.timeoutSeconds),

@@ -2,11 +2,20 @@
  * The execution policy: defaults and ceilings that apply to every execution. The worker builds it from its
  * configuration; the workflow fetches it once (recorded in history) so validation and the Job spec agree.
  */
-import type { Caps } from './output';
-import type { Language } from './types';
+import { LANGUAGE_NAMES, LANGUAGES, type Language } from './languages';
 
 /** The task queue workers poll and clients start executions on, unless configured otherwise. */
 export const DEFAULT_TASK_QUEUE = 'durable-sandbox';
+
+/** What of a program's output is kept: the streams' caps and the output files' limits. */
+export interface Caps {
+  stdoutCapBytes: number;
+  stderrCapBytes: number;
+  /** Output files: how many, bytes of each, bytes in all (0 or absent: none). */
+  outputFilesMaxCount?: number;
+  outputFileCapBytes?: number;
+  outputFilesCapBytes?: number;
+}
 
 export interface ExecutionPolicy {
   /** Namespace the sandbox Jobs run in. */
@@ -91,7 +100,7 @@ export const DEFAULT_POLICY: ExecutionPolicy = {
   unschedulableGraceSeconds: 30,
   startupAllowanceSeconds: 120,
   queueTimeoutSeconds: 300,
-  images: { python: 'python:3.12-slim', bash: 'python:3.12-slim' },
+  images: Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, LANGUAGES[l].image])) as Record<Language, string>,
   runtimeClassName: 'gvisor',
   searchAttributes: true,
 };

@@ -4,7 +4,7 @@
  * the launcher receives. Single use: a claimed pod is never marked ready again; after its one program it is deleted.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { LANGUAGES, SANDBOX_DIR } from './languages';
+import { LANGUAGES, LAUNCHER_INTERPRETER, SANDBOX_DIR } from './languages';
 import { hardenedPodSpec, OUTPUT_DIR, programEnv } from './manifests';
 import { ANNOTATIONS, hash16, LABELS, MANAGED_BY, resourceNames } from './names';
 import type { ExecutionPolicy } from './policy';
@@ -100,7 +100,7 @@ export function buildPoolPod(args: {
     spec: hardenedPodSpec(policy, {
       image: policy.images[pool.language],
       command: [
-        'python3',
+        LAUNCHER_INTERPRETER,
         '-c',
         args.launcherSource,
         '--warm',
@@ -193,7 +193,7 @@ export function warmTask(
     executionId,
     attempt,
     file: language.file,
-    command: language.command,
+    command: [...language.command],
     code: request.code,
     files: request.files,
     env: request.env,

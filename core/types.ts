@@ -3,11 +3,12 @@
  * and the activities; types and constants only.
  */
 import type { FailureReason } from './failures';
+import type { Language } from './languages';
 
 export type { FailureReason } from './failures';
 
-/** Languages the sandbox runs; each maps to an image and a command in the language table. */
-export type Language = 'python' | 'bash';
+/** Languages the sandbox runs: one entry each in the language list (core/languages.ts). */
+export type { Language } from './languages';
 
 export interface InputFile {
   /** File name, shown to the program as /sandbox/files/<name>. Letters, digits, '.', '_' and '-' only. */
@@ -27,7 +28,7 @@ export interface ResourceLimits {
 export interface ExecutionInput {
   /** The program's source. */
   code: string;
-  /** Defaults to 'python'. */
+  /** Defaults to DEFAULT_LANGUAGE (python). */
   language?: Language;
   /** Wall-clock limit for the program itself, in seconds. Defaults to the worker's configured default. */
   timeoutSeconds?: number;

@@ -2,7 +2,7 @@
  * Input validation, run twice: by the client before it starts a workflow and by the workflow before it creates
  * anything. Pure: no Node APIs, so it runs inside the workflow sandbox too.
  */
-import { isLanguage, LANGUAGES } from './languages';
+import { DEFAULT_LANGUAGE, isLanguage, languageChoices, LANGUAGE_NAMES } from './languages';
 import { HARD_LIMITS, type ExecutionPolicy } from './policy';
 import { bytes, cpuMillis } from './quantity';
 import type { ExecutionInput, InputFile, Language } from './types';
@@ -183,9 +183,13 @@ export function validateInput(input: unknown, policy: ExecutionPolicy): Executio
   if (codeBytes > HARD_LIMITS.maxCodeBytes) {
     fail('code', `max ${kib(HARD_LIMITS.maxCodeBytes)}`, `is ${kib(codeBytes)} (${codeBytes} bytes)`);
   }
-  const language = i.language ?? 'python';
+  const language = i.language ?? DEFAULT_LANGUAGE;
   if (!isLanguage(language)) {
-    fail('language', `one of ${Object.keys(LANGUAGES).join(', ')}`, `"${String(language)}" is not supported`);
+    fail(
+      'language',
+      `one of ${LANGUAGE_NAMES.join(', ')}`,
+      `"${String(language)}" is not supported (${languageChoices()})`,
+    );
   }
   const timeout = i.timeoutSeconds ?? policy.defaultTimeoutSeconds;
   const maxTimeout = Math.min(policy.maxTimeoutSeconds, HARD_LIMITS.maxTimeoutSeconds);

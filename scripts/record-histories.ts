@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { ExecutionInput } from '../client';
-import { PROJECT_ROOT } from '../dev/stack-env';
+import { PROJECT_ROOT } from '../cli/local-stack';
 import {
   adminKube,
   poolHasReady,
@@ -22,6 +22,7 @@ import {
 } from '../test/helpers/stack';
 import { resourceNames } from '../core/names';
 import { poolWorkflowId } from '../core/pool';
+import { DEFAULT_LANGUAGE } from '../core/languages';
 
 const OUT = path.join(PROJECT_ROOT, 'test', 'replay', 'histories');
 const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
@@ -122,12 +123,12 @@ async function run(): Promise<void> {
     if (ONLY && ONLY !== 'warm-succeeded') return;
     const warm = await startWorker({ DS_WARM_POOL_SIZE: '1' });
     try {
-      await poolHasReady(warm, 'python');
+      await poolHasReady(warm, DEFAULT_LANGUAGE);
       await record(warm, 'warm-succeeded', { code: 'print("hello")' });
     } finally {
       await warm.stop();
     }
-    const pool = w.client.temporal.workflow.getHandle(poolWorkflowId(warm.config.temporal.taskQueue, 'python'));
+    const pool = w.client.temporal.workflow.getHandle(poolWorkflowId(warm.config.temporal.taskQueue, DEFAULT_LANGUAGE));
     const history = await pool.fetchHistory();
     writeFileSync(path.join(OUT, 'warm-pool.json'), `${historyToJSON(history)}\n`);
     console.log(`warm-pool: ${history.events?.length} events`);

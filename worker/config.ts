@@ -7,6 +7,7 @@ import {
   type ExecutionPolicy,
 } from '../core/policy';
 import { temporalSettingsFromEnv, type TemporalSettings } from '../client/connection';
+import { imageVariable, LANGUAGE_NAMES, poolSizeVariable, type Language } from '../core/languages';
 import type { PoolConfig } from '../core/pool';
 import { bytes, cpuMillis } from '../core/quantity';
 
@@ -16,8 +17,11 @@ export interface WorkerConfig {
   kubeconfig?: string;
   policy: ExecutionPolicy;
   maxConcurrentActivities: number;
-  /** The warm pool: pods kept ready per language (0: off) and how long one may idle before it is replaced. */
-  pool: PoolConfig;
+  /**
+   * The warm pools: pods kept ready per language (`size` for each, unless `sizes` says otherwise; 0: off) and how
+   * long one may idle before it is replaced.
+   */
+  pool: PoolConfig & { sizes: Record<Language, number> };
   /** The reconciler's Temporal Schedule; intervalSeconds 0 turns it off. */
   reconcile: { scheduleId: string; intervalSeconds: number; minAgeSeconds: number; maxAgeSeconds: number };
   logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -99,10 +103,10 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     unschedulableGraceSeconds: int(env, 'DS_UNSCHEDULABLE_GRACE_SECONDS', d.unschedulableGraceSeconds, 1, 3600),
     startupAllowanceSeconds: int(env, 'DS_STARTUP_ALLOWANCE_SECONDS', d.startupAllowanceSeconds, 5, 3600),
     queueTimeoutSeconds: int(env, 'DS_QUEUE_TIMEOUT_SECONDS', d.queueTimeoutSeconds, 0, 7 * 24 * 3600),
-    images: {
-      python: env.DS_IMAGE_PYTHON || image || d.images.python,
-      bash: env.DS_IMAGE_BASH || image || d.images.bash,
-    },
+    images: Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, env[imageVariable(l)] || image || d.images[l]])) as Record<
+      Language,
+      string
+    >,
     runtimeClassName: env.DS_RUNTIME_CLASS ?? d.runtimeClassName,
     searchAttributes: flag(env, 'DS_SEARCH_ATTRIBUTES', d.searchAttributes),
   };
@@ -128,6 +132,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     throw new ConfigError(`DS_LOG_LEVEL=${env.DS_LOG_LEVEL}: one of TRACE, DEBUG, INFO, WARN, ERROR`);
   }
   const taskQueue = env.DS_TASK_QUEUE || DEFAULT_TASK_QUEUE;
+  const poolSize = int(env, 'DS_WARM_POOL_SIZE', 2, 0, 100);
   // Beyond this age an object is deleted whatever its execution's state: no execution can need it that long.
   const ceiling = policy.maxTimeoutSeconds + policy.startupAllowanceSeconds + 3600;
   return {
@@ -136,7 +141,10 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     policy,
     maxConcurrentActivities: int(env, 'DS_MAX_CONCURRENT_ACTIVITIES', 200, 1, 10_000),
     pool: {
-      size: int(env, 'DS_WARM_POOL_SIZE', 2, 0, 100),
+      size: poolSize,
+      sizes: Object.fromEntries(
+        LANGUAGE_NAMES.map((l) => [l, int(env, poolSizeVariable(l), poolSize, 0, 100)]),
+      ) as Record<Language, number>,
       maxIdleSeconds: int(env, 'DS_WARM_POOL_MAX_IDLE_SECONDS', 600, 10, 86_400),
     },
     reconcile: {

@@ -5,9 +5,8 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { PoolInput } from '../activities/warm-pool';
-import { LANGUAGES } from '../core/languages';
+import { LANGUAGE_NAMES, type Language } from '../core/languages';
 import { POOL_SIGNALS, poolWorkflowId } from '../core/pool';
-import type { Language } from '../core/types';
 import type { warmPool } from '../workflows';
 import type { WorkerConfig } from './config';
 
@@ -17,15 +16,15 @@ function poolInput(config: WorkerConfig, language: Language): PoolInput {
     taskQueue,
     language,
     policy: config.policy,
-    config: config.pool,
+    config: { size: config.pool.sizes[language], maxIdleSeconds: config.pool.maxIdleSeconds },
     owner: poolWorkflowId(taskQueue, language),
   };
 }
 
 export async function ensureWarmPools(client: Client, config: WorkerConfig): Promise<void> {
-  for (const language of Object.keys(LANGUAGES) as Language[]) {
+  for (const language of LANGUAGE_NAMES) {
     const input = poolInput(config, language);
-    if (config.pool.size > 0) {
+    if (input.config.size > 0) {
       await client.workflow.signalWithStart<typeof warmPool, [PoolInput]>('warmPool', {
         workflowId: input.owner,
         taskQueue: config.temporal.taskQueue,
@@ -47,9 +46,10 @@ export async function ensureWarmPools(client: Client, config: WorkerConfig): Pro
 
 /** Empties this worker's pools and waits (up to `timeoutMs`) until their workflows have ended. */
 export async function drainWarmPools(client: Client, config: WorkerConfig, timeoutMs = 60_000): Promise<void> {
-  const drained = { ...config, pool: { ...config.pool, size: 0 } };
+  const sizes = Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, 0])) as Record<Language, number>;
+  const drained = { ...config, pool: { ...config.pool, size: 0, sizes } };
   await ensureWarmPools(client, drained);
-  const ends = (Object.keys(LANGUAGES) as Language[]).map((language) =>
+  const ends = LANGUAGE_NAMES.map((language) =>
     client.workflow
       .getHandle(poolWorkflowId(config.temporal.taskQueue, language))
       .result()

@@ -39,6 +39,7 @@ const FENCE_LANGUAGE: Record<string, CodeExecutionLanguage> = {
   sh: CodeExecutionLanguage.SHELL,
   shell: CodeExecutionLanguage.SHELL,
   javascript: CodeExecutionLanguage.JAVASCRIPT,
+  js: CodeExecutionLanguage.JAVASCRIPT,
   typescript: CodeExecutionLanguage.TYPESCRIPT,
 };
 

@@ -47,10 +47,11 @@ import type {
   ResourceLimits,
   SandboxClient,
 } from '../../client';
+import { DEFAULT_LANGUAGE, LANGUAGE_NAMES, languageNamed } from '../../client';
 
 export interface DurableSandboxCodeExecutorOptions {
   client: SandboxClient;
-  /** The language of a block whose language ADK leaves unspecified. Default 'python'. */
+  /** The language of a block whose language ADK leaves unspecified. Default: DEFAULT_LANGUAGE (python). */
   language?: Language;
   /** The program's wall-clock limit; default: the worker's. */
   timeoutSeconds?: number;
@@ -67,18 +68,10 @@ const SANDBOX_FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 const ID_UNSAFE = /[^A-Za-z0-9._:@/-]/g;
 const MAX_SCOPE_LENGTH = 120;
 
+/** ADK's names (python, javascript, shell, …) are names or aliases in the language list; unspecified: the fallback. */
 function toSandboxLanguage(language: CodeExecutionLanguage | undefined, fallback: Language): Language | undefined {
-  switch (language) {
-    case undefined:
-    case CodeExecutionLanguage.UNSPECIFIED:
-      return fallback;
-    case CodeExecutionLanguage.PYTHON:
-      return 'python';
-    case CodeExecutionLanguage.SHELL:
-      return 'bash';
-    default:
-      return undefined;
-  }
+  if (language === undefined || language === CodeExecutionLanguage.UNSPECIFIED) return fallback;
+  return languageNamed(language);
 }
 
 /** The name a file gets in /sandbox/files: its last path segment, characters the sandbox refuses replaced by '_'. */
@@ -158,7 +151,7 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
   constructor(options: DurableSandboxCodeExecutorOptions) {
     super();
     this.client = options.client;
-    this.language = options.language ?? 'python';
+    this.language = options.language ?? DEFAULT_LANGUAGE;
     this.timeoutSeconds = options.timeoutSeconds;
     this.limits = options.limits;
     this.executionIdPrefix = options.executionIdPrefix ?? 'adk';
@@ -200,7 +193,7 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
       const language = params.codeExecutionInput.language;
       return {
         stdout: '',
-        stderr: `Unsupported language "${language}": this sandbox runs python and shell (bash).\n`,
+        stderr: `Unsupported language "${language}": this sandbox runs ${LANGUAGE_NAMES.join(', ')}.\n`,
         outputFiles: [],
       };
     }

@@ -25,7 +25,15 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { InvalidInputError, type ExecutionInput, type SandboxClient } from '../../client';
+import {
+  DEFAULT_LANGUAGE,
+  InvalidInputError,
+  LANGUAGE_NAMES,
+  LANGUAGES,
+  type ExecutionInput,
+  type Language,
+  type SandboxClient,
+} from '../../client';
 import type { CallTracker } from './calls';
 import { errorContent, executionResultContent } from './format';
 import { ProgressReporter } from './progress';
@@ -52,7 +60,7 @@ export interface CreateMcpServerOptions {
 }
 
 export const RUN_CODE_DESCRIPTION = [
-  'Run a program (Python 3 or bash) in a fresh, isolated sandbox (a gVisor pod; nothing is kept between calls) and',
+  `Run a program (${LANGUAGE_NAMES.map((l) => LANGUAGES[l].title).join(', ')}) in a fresh, isolated sandbox (a gVisor pod; nothing is kept between calls) and`,
   'return its status, exit code, stdout and stderr.',
   'Input files given in `files` are readable at /sandbox/files/<name>. Files the program writes under /sandbox/out',
   'come back with the result: PNG, JPEG, GIF and WebP images as images, text files as text.',
@@ -62,7 +70,10 @@ export const RUN_CODE_DESCRIPTION = [
 
 const inputSchema = {
   code: z.string().describe('The program source.'),
-  language: z.enum(['python', 'bash']).default('python').describe('python (default) or bash.'),
+  language: z
+    .enum(LANGUAGE_NAMES)
+    .default(DEFAULT_LANGUAGE)
+    .describe(LANGUAGE_NAMES.map((l) => `${l}: ${LANGUAGES[l].title}`).join('; ') + ` (default ${DEFAULT_LANGUAGE}).`),
   timeoutSeconds: z
     .number()
     .int()
@@ -143,7 +154,7 @@ function pendingAfterValidation(running: Promise<unknown>): Promise<boolean> {
 
 type RunCodeArgs = {
   code: string;
-  language: 'python' | 'bash';
+  language: Language;
   timeoutSeconds?: number;
   files?: { name: string; content: string; encoding?: 'utf8' | 'base64' }[];
 };

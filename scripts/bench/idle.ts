@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Kube } from '../../activities/kube';
 import { claimable, poolRef, poolSelector } from '../../core/pool';
 import type { BenchWorker } from './ours';
+import { DEFAULT_LANGUAGE } from '../../core/languages';
 
 export interface IdleCost {
   pods: number;
@@ -63,7 +64,7 @@ function memory(uid: string): { usage: number; workingSet: number } | undefined 
 }
 
 export async function idlePodCost(kube: Kube, w: BenchWorker, launcherSource: string, ms: number): Promise<IdleCost> {
-  const pool = poolRef(w.config.temporal.taskQueue, 'python', w.config.policy, launcherSource);
+  const pool = poolRef(w.config.temporal.taskQueue, DEFAULT_LANGUAGE, w.config.policy, launcherSource);
   const list = await kube.core.listNamespacedPod({
     namespace: w.config.policy.namespace,
     labelSelector: poolSelector(pool, 'ready'),

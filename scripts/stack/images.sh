@@ -10,6 +10,8 @@ MIRROR=${DS_DEBIAN_MIRROR:-$(sed -nE 's/^URIs: (http[^ ]*debian)\/?$/\1/p' /etc/
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SANDBOX_UID=1001
 PYTHON_PACKAGES=python3,python3-numpy,python3-pandas,python3-matplotlib,python3-seccomp
+# The launcher's python3 and the language's runtime.
+NODE_PACKAGES=python3,nodejs
 # Copied into each sandbox's HOME by the launcher (see launcher.py).
 HOME_SKELETON=/usr/share/durable-sandbox/home
 
@@ -53,6 +55,24 @@ build_python() {
   with_progress "python image (pack)" "$DS_CACHE_DIR/build-logs/image-python-pack.log" \
     pack "$PYTHON_IMAGE" "$root" --config.user "$SANDBOX_UID:$SANDBOX_UID" --config.workingdir /tmp \
     --config.cmd python3 --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  rm -rf "$root"
+}
+
+build_node() {
+  [[ -f $(archive_for "$NODE_IMAGE") ]] && return 0
+  need debootstrap "apt-get install debootstrap"
+  local root=$IMAGE_DIR/node-rootfs
+  rm -rf "$root"
+  with_progress "node image (debootstrap $IMAGE_SUITE from $MIRROR)" "$DS_CACHE_DIR/build-logs/image-node.log" \
+    debootstrap --variant=minbase --include="$NODE_PACKAGES" "$IMAGE_SUITE" "$root" "$MIRROR"
+  echo "sandbox:x:$SANDBOX_UID:$SANDBOX_UID:sandbox:/tmp:/usr/sbin/nologin" >>"$root/etc/passwd"
+  echo "sandbox:x:$SANDBOX_UID:" >>"$root/etc/group"
+  chroot "$root" node -e 'console.log("node " + process.version)' >>"$DS_CACHE_DIR/build-logs/image-node.log" 2>&1 ||
+    die "the node image's node does not run; see $DS_CACHE_DIR/build-logs/image-node.log"
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc "$root"/usr/share/man
+  with_progress "node image (pack)" "$DS_CACHE_DIR/build-logs/image-node-pack.log" \
+    pack "$NODE_IMAGE" "$root" --config.user "$SANDBOX_UID:$SANDBOX_UID" --config.workingdir /tmp \
+    --config.cmd node --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
   rm -rf "$root"
 }
 
@@ -138,10 +158,12 @@ case ${1:-} in
     mkdir -p "$IMAGE_DIR"
     build_pause
     build_python
+    build_node
     ;;
   import)
     import_one "$PAUSE_IMAGE"
     import_one "$PYTHON_IMAGE"
+    import_one "$NODE_IMAGE"
     ;;
   worker)
     need umoci "apt-get install umoci"

@@ -313,19 +313,30 @@ test('a ```bash block runs in bash; input files reach the program, renamed when 
       codeExecutionInput: { code: read, language: CodeExecutionLanguage.PYTHON, inputFiles: [csv, clash] },
     }),
   ).rejects.toThrow('input files "data/my table.csv" and "my_table.csv" would both be /sandbox/files/my_table.csv');
-  const js = await executor.executeCode({
+  const ts = await executor.executeCode({
     invocationContext: ctx,
-    codeExecutionInput: { code: 'console.log(1)', language: CodeExecutionLanguage.JAVASCRIPT, inputFiles: [] },
+    codeExecutionInput: { code: 'console.log(1)', language: CodeExecutionLanguage.TYPESCRIPT, inputFiles: [] },
   });
-  expect(js).toEqual({
+  expect(ts).toEqual({
     stdout: '',
-    stderr: 'Unsupported language "javascript": this sandbox runs python and shell (bash).\n',
+    stderr: 'Unsupported language "typescript": this sandbox runs python, bash, javascript.\n',
     outputFiles: [],
   });
 
   const ids = await executionsStartingWith(prefix, 2);
   expect(ids).toHaveLength(2);
   for (const id of ids) expect(await leftoversAfterCompletion(kube, w.client, id)).toEqual(NOTHING_LEFT);
+});
+
+test('a ```javascript block runs in Node.js, under gVisor, through the real Runner', async () => {
+  const code = 'console.log(6 * 7); console.log(process.release.name)';
+  const { prefix, ask } = setup(code, 'javascript');
+  const events = await ask();
+  expect(shape(events)).toEqual(['text,executableCode', 'codeExecutionResult', 'text']);
+  expect(resultOf(events[1])).toEqual({ outcome: 'OUTCOME_OK', output: '42\nnode\n' });
+  const [executionId] = await executionsStartingWith(prefix, 1);
+  expect((await w.client.handle(executionId).result()).language).toBe('javascript');
+  expect(await leftoversAfterCompletion(kube, w.client, executionId)).toEqual(NOTHING_LEFT);
 });
 
 test('with no worker polling its task queue, the executor answers within seconds with NoWorker and the fix', async () => {

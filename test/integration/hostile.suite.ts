@@ -9,7 +9,14 @@ import os from 'node:os';
 import { PassThrough } from 'node:stream';
 import { Exec, type V1Node } from '@kubernetes/client-node';
 import { CONTAINER_NAME } from '../../core/manifests';
-import { InvalidInputError, type ExecutionInput, type ExecutionResult, type Language } from '../../client';
+import {
+  DEFAULT_LANGUAGE,
+  InvalidInputError,
+  LANGUAGE_NAMES,
+  type ExecutionInput,
+  type ExecutionResult,
+  type Language,
+} from '../../client';
 import { HARD_LIMITS } from '../../core/policy';
 import { fitsPool } from '../../core/pool';
 import { readFileSync } from 'node:fs';
@@ -59,7 +66,7 @@ print("not evicted")
 
   beforeAll(async () => {
     await jobs.start(kube);
-    w = await startWorker(mode === 'warm' ? { DS_WARM_POOL_SIZE: '3' } : {});
+    w = await startWorker(mode === 'warm' ? { DS_WARM_POOL_SIZE: '3', DS_WARM_POOL_SIZE_JAVASCRIPT: '1' } : {});
     // The scratch-filling run below goes on beside the first cases: with the pool full, it cannot take the one
     // ready pod the first case saw (that case would then run cold, and fail its warm check).
     if (mode === 'warm') await poolHasReady(w, 'python', 120_000, 3);
@@ -82,7 +89,7 @@ print("not evicted")
     started.push(executionId);
     const input = { code, ...extra };
     const warm = mode === 'warm' && fitsPool(validateInput(input, w.config.policy), w.config.policy);
-    if (warm) await warmPodReady(input.language ?? 'python');
+    if (warm) await warmPodReady(input.language ?? DEFAULT_LANGUAGE);
     const result = await w.client.executeCode(input, { executionId });
     expect(result.executionId).toBe(executionId);
     // On warm sandboxes, the case must really have run in a pool pod (a request the pool does not fit runs cold).
@@ -222,6 +229,92 @@ print("processes", json.dumps(sum(1 for p in os.listdir("/proc") if p.isdigit())
       const r = await run(code, { timeoutSeconds: 30 });
       expect(r).toMatchObject({ status: 'succeeded', exitCode: 0, stderr: '', attempts: 1 });
       expect(r.stdout).toBe('1 SIGKILL EPERM\n-1 SIGKILL EPERM\n1 SIGSTOP EPERM\n-1 SIGSTOP EPERM\nstill here\n');
+    });
+  });
+
+  describe('JavaScript (Node.js): contained as Python is', () => {
+    const js = (code: string, extra: Partial<ExecutionInput> = {}) => run(code, { language: 'javascript', ...extra });
+
+    test('an infinite loop is timed_out at its deadline', async () => {
+      const r = await js('console.log("spinning");\nfor (;;) {}', { timeoutSeconds: 3 });
+      expect(r).toMatchObject({ status: 'timed_out', exitCode: null, stdout: 'spinning\n', attempts: 1 });
+      expect(ranMs(r)).toBeGreaterThanOrEqual(3000);
+      expect(ranMs(r)).toBeLessThan(6000);
+      await benignStillRuns();
+    });
+
+    test('process.kill of the launcher (PID 1) or of every process (-1): EPERM, and its run goes on', async () => {
+      const code = [
+        'for (const sig of ["SIGKILL", "SIGSTOP"])',
+        '  for (const pid of [1, -1]) {',
+        '    try { process.kill(pid, sig); console.log("delivered"); }',
+        '    catch (e) { console.log(pid, sig, e.code); }',
+        '  }',
+        'console.log("still here");',
+      ].join('\n');
+      const r = await js(code, { timeoutSeconds: 30 });
+      expect(r).toMatchObject({ status: 'succeeded', exitCode: 0, stderr: '', attempts: 1 });
+      expect(r.stdout).toBe('1 SIGKILL EPERM\n-1 SIGKILL EPERM\n1 SIGSTOP EPERM\n-1 SIGSTOP EPERM\nstill here\n');
+    });
+
+    test('a fork bomb is contained: spawning fails with EAGAIN, the run ends, the node stays healthy', async () => {
+      // Starts processes until the system refuses one (bounded by the limit, not by this code), then counts.
+      const code = `
+const { spawn } = require("node:child_process");
+const fs = require("node:fs");
+(async () => {
+  let error;
+  while (!error) {
+    const child = spawn("sleep", ["60"], { stdio: "ignore" });
+    error = await new Promise((resolve) => {
+      child.once("spawn", () => resolve(undefined));
+      child.once("error", (e) => resolve(e));
+    });
+  }
+  console.log("errno", JSON.stringify(error.code));
+  console.log("processes", JSON.stringify(fs.readdirSync("/proc").filter((p) => /^\\d+$/.test(p)).length));
+  process.exit(0);
+})();
+`;
+      const r = await js(code, { timeoutSeconds: 60, limits: { memory: '1Gi' } });
+      expect(r).toMatchObject({ status: 'succeeded', exitCode: 0, attempts: 1 });
+      const { errno, processes } = report(r) as { errno: string; processes: number };
+      expect(errno).toBe('EAGAIN');
+      expect(processes).toBeGreaterThan(50);
+      expect(processes).toBeLessThanOrEqual(128);
+      console.log(`javascript fork bomb: ${errno} with ${processes} processes in the container`);
+      await benignStillRuns();
+    });
+
+    test('allocating past the limit is oom_killed', async () => {
+      const code = 'const kept = [];\nfor (;;) kept.push(Buffer.alloc(8 * 1024 * 1024, 1));';
+      const r = await js(code, { timeoutSeconds: 30, limits: { memory: '128Mi' } });
+      expect(r).toMatchObject({ status: 'oom_killed', exitCode: null, attempts: 1 });
+      await benignStillRuns();
+    });
+
+    test('the root filesystem and the code in /sandbox are read-only; no route to the apiserver', async () => {
+      const n = await theNode();
+      const nodeIp = n.status!.addresses!.find((a) => a.type === 'InternalIP')!.address;
+      const code = `
+const fs = require("node:fs");
+const net = require("node:net");
+for (const p of ["/etc/passwd", "/sandbox/main.js", "/usr/bin/node"]) {
+  try { fs.appendFileSync(p, "x"); console.log(p, "written"); } catch (e) { console.log(p, e.code); }
+}
+const s = net.connect({ host: ${JSON.stringify(nodeIp)}, port: 6443 });
+s.setTimeout(3000, () => { console.log("apiserver timeout"); process.exit(0); });
+s.on("connect", () => { console.log("apiserver connected"); process.exit(0); });
+s.on("error", (e) => { console.log("apiserver", e.code); process.exit(0); });
+`;
+      const r = await js(code, { timeoutSeconds: 30 });
+      expect(r).toMatchObject({ status: 'succeeded', exitCode: 0, stderr: '', attempts: 1 });
+      const lines = r.stdout.trim().split('\n');
+      expect(lines.slice(0, 3)).toEqual(
+        ['/etc/passwd', '/sandbox/main.js', '/usr/bin/node'].map((p) => expect.stringMatching(`^${p} (EROFS|EACCES)$`)),
+      );
+      expect(lines[3]).toMatch(/^apiserver (ENETUNREACH|EHOSTUNREACH|timeout)$/);
+      expect(lines[3]).not.toBe('apiserver connected');
     });
   });
 
@@ -579,7 +672,7 @@ time.sleep(600)
       [
         'unknown language',
         { code: 'puts 1', language: 'ruby' as never },
-        { field: 'language', limit: 'one of python, bash' },
+        { field: 'language', limit: `one of ${LANGUAGE_NAMES.join(', ')}` },
       ],
       [
         'an absurd timeout',

@@ -9,8 +9,8 @@ import path from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { SandboxClient } from '../../client';
 import { resourceNames } from '../../core/names';
-import { localSides, PROJECT_ROOT, stackBinary, stackVersion, STACK_DIR } from '../../dev/stack-env';
-import { settleOpenExecutions } from '../../dev/in-process';
+import { localSides, PROJECT_ROOT, stackBinary, stackVersion, STACK_DIR } from '../../cli/local-stack';
+import { settleOpenExecutions } from '../../worker/in-process';
 import { auditCursor, readSince, type AuditCursor } from '../../scripts/bench/audit';
 import { adminKube, eventually, leftoversAfterCompletion, NOTHING_LEFT, uniqueId, whenRunning } from '../helpers/stack';
 
@@ -104,6 +104,7 @@ test('the Deployment runs one hardened, ready worker pod from the locally built 
   expect(grace).toBeLessThan(pod.spec!.terminationGracePeriodSeconds!);
   // The overlay names the sandbox image the local stack builds.
   expect(c.env!.find((e) => e.name === 'DS_IMAGE')!.value).toBe(stackVersion('PYTHON_IMAGE'));
+  expect(c.env!.find((e) => e.name === 'DS_IMAGE_JAVASCRIPT')!.value).toBe(stackVersion('NODE_IMAGE'));
   // Its probes answer (the pod shares the node's network).
   expect((await fetch('http://127.0.0.1:8080/readyz')).status).toBe(200);
   expect(await (await fetch('http://127.0.0.1:8080/healthz')).text()).toBe('ok\n');

@@ -168,7 +168,7 @@ describe.each([
       required?: string[];
     };
     expect(Object.keys(schema.properties).sort()).toEqual(['code', 'files', 'language', 'timeoutSeconds']);
-    expect(schema.properties.language).toMatchObject({ enum: ['python', 'bash'], default: 'python' });
+    expect(schema.properties.language).toMatchObject({ enum: ['python', 'bash', 'javascript'], default: 'python' });
     expect(schema.required).toEqual(['code']);
   });
 
@@ -197,6 +197,12 @@ describe.each([
     });
     expect(result.isError).toBeFalsy();
     expect(textOf(result)).toMatch(/--- stdout ---\nHELLO/);
+  });
+
+  test('javascript: console.log(6*7) is 42', async () => {
+    const { result } = await runCode(c, { code: 'console.log(6 * 7)', language: 'javascript' });
+    expect(result.isError).toBeFalsy();
+    expect(textOf(result)).toMatch(/--- stdout ---\n42(\n|$)/);
   });
 
   test('a failing program: isError, with its stderr and exit code', async () => {

@@ -18,6 +18,9 @@ test('reads every knob', () => {
     DS_SANDBOX_NAMESPACE: 'sbx',
     DS_IMAGE: 'img:1',
     DS_IMAGE_BASH: 'bash:1',
+    DS_IMAGE_JAVASCRIPT: 'node:1',
+    DS_WARM_POOL_SIZE: '3',
+    DS_WARM_POOL_SIZE_JAVASCRIPT: '1',
     DS_DEFAULT_TIMEOUT_SECONDS: '10',
     DS_MAX_TIMEOUT_SECONDS: '20',
     DS_STDOUT_CAP_BYTES: '1000',
@@ -28,9 +31,10 @@ test('reads every knob', () => {
   });
   expect(c.temporal).toMatchObject({ address: 'ns.tmprl.cloud:7233', namespace: 'ns', apiKey: 'k', taskQueue: 'q' });
   expect(c.kubeconfig).toBe('/kc');
+  expect(c.pool).toMatchObject({ size: 3, sizes: { python: 3, bash: 3, javascript: 1 } });
   expect(c.policy).toMatchObject({
     namespace: 'sbx',
-    images: { python: 'img:1', bash: 'bash:1' },
+    images: { python: 'img:1', bash: 'bash:1', javascript: 'node:1' },
     defaultTimeoutSeconds: 10,
     maxTimeoutSeconds: 20,
     stdoutCapBytes: 1000,

@@ -2,7 +2,10 @@ import { buildConfigMap, buildJob, ownerReferenceTo, SANDBOX_UID } from '../../c
 import { DEFAULT_POLICY } from '../../core/policy';
 import { validateInput } from '../../core/validate';
 
-const policy = { ...DEFAULT_POLICY, images: { python: 'img/python:1', bash: 'img/bash:1' } };
+const policy = {
+  ...DEFAULT_POLICY,
+  images: { python: 'img/python:1', bash: 'img/bash:1', javascript: 'img/javascript:1' },
+};
 const request = validateInput(
   {
     code: 'print(1)',
