@@ -5,6 +5,7 @@
  * (or forges) can make a result larger than the caps.
  */
 import type { CollectedOutput } from './attempt';
+import type { Caps } from './policy';
 export { capsOf } from './policy';
 import type { LiveOutput, OutputFile, OutputTail, StreamOutput } from './types';
 
@@ -43,14 +44,7 @@ export interface ParsedOutput {
   launcherSeen: boolean;
 }
 
-export interface Caps {
-  stdoutCapBytes: number;
-  stderrCapBytes: number;
-  /** Output files: how many, bytes of each, bytes in all (0 or absent: none). */
-  outputFilesMaxCount?: number;
-  outputFileCapBytes?: number;
-  outputFilesCapBytes?: number;
-}
+export type { Caps };
 
 /** Bytes of pod log to read at most: every captured byte base64-encoded, plus framing, file headers and the trailer. */
 export function logReadLimit(caps: Caps): number {
