@@ -130,6 +130,15 @@ export default tseslint.config(
       'production code imports no development tooling (dev/, scripts/, test/)',
     ),
   },
+  // cli/: ships (bin/durable-sandbox.js). It reaches Temporal through client/, runs a worker through worker/, and
+  // brings the local stack up with its own local-stack.ts: no development tooling, no activities or workflows.
+  {
+    files: ['cli/**/*.ts'],
+    rules: refuse(
+      [...DEV_TOOLING, ...layer('activities', 'workflows')],
+      'cli/ ships: client/, worker/, integrations/ and core/ only, no development tooling (dev/, scripts/, test/)',
+    ),
+  },
   // Plain JavaScript (configs, the CLI's shim): no type information, CommonJS globals.
   {
     files: ['**/*.js', '**/*.mjs'],

@@ -12,7 +12,7 @@
  *   its result is in, only awaited: it is cleaning up), its cleanup is awaited, and only then does the worker stop.
  */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import type { InProcessWorker } from '../dev/in-process';
+import type { InProcessWorker } from '../worker/in-process';
 
 export interface CommandWorkerOptions {
   env: Record<string, string | undefined>;
@@ -53,7 +53,7 @@ export class CommandWorker {
           '(it stops with this command, once what the command started is cleaned up)',
       );
       installQuietRuntime();
-      const { startInProcessWorker } = await import('../dev/in-process');
+      const { startInProcessWorker } = await import('../worker/in-process');
       return startInProcessWorker(pools ? env : { ...env, DS_WARM_POOL_SIZE: '0' }, {
         ephemeral: true,
         duties: { reconcilerSchedule: false, pools },

@@ -19,7 +19,7 @@ export const STACK_DIR = process.env.DS_STACK_DIR ?? path.join(PROJECT_ROOT, '.s
 export const STACK_ENV_FILE = path.join(STACK_DIR, 'stack.env');
 
 /** Keys that belong to the Kubernetes side and to the Temporal side of stack.env. */
-const KUBE_KEYS = ['KUBECONFIG', 'DS_ADMIN_KUBECONFIG', 'DS_IMAGE'];
+const KUBE_KEYS = ['KUBECONFIG', 'DS_ADMIN_KUBECONFIG', 'DS_IMAGE', 'DS_IMAGE_JAVASCRIPT'];
 const TEMPORAL_KEYS = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'TEMPORAL_UI'];
 
 export function readStackEnv(file = STACK_ENV_FILE): Record<string, string> {

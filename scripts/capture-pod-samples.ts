@@ -12,7 +12,7 @@ import { resourceNames } from '../core/names';
 import { validateInput } from '../core/validate';
 import { loadConfig } from '../worker/config';
 import { loadKubeConfig } from '../worker/connect';
-import { applyStackEnv, PROJECT_ROOT } from '../dev/stack-env';
+import { applyStackEnv, PROJECT_ROOT } from '../cli/local-stack';
 
 interface Sample {
   name: string;

@@ -5,12 +5,12 @@
 import type { Client } from '@temporalio/client';
 import { connectClient } from '../client/connection';
 import { bundleWorkflowCode, DefaultLogger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { connectTemporal } from '../worker/connect';
+import { connectTemporal } from './connect';
 import { SandboxClient } from '../client';
-import { loadConfig, type WorkerConfig } from '../worker/config';
-import { drainWarmPools } from '../worker/warm-pools';
-import { tracingWorkflowModules, tracingWorkerOptions, type Tracing } from '../worker/tracing';
-import { createSandboxWorker } from '../worker/worker';
+import { loadConfig, type WorkerConfig } from './config';
+import { drainWarmPools } from './warm-pools';
+import { tracingWorkflowModules, tracingWorkerOptions, type Tracing } from './tracing';
+import { createSandboxWorker } from './worker';
 import { tracingInterceptors } from '../client/trace';
 
 const bundles = new Map<'plain' | 'traced', Promise<WorkflowBundleWithSourceMap>>();
@@ -84,7 +84,7 @@ export async function startInProcessWorker(
       if (
         options.ephemeral &&
         options.duties?.pools !== false &&
-        config.pool.size > 0 &&
+        Object.values(config.pool.sizes).some((n) => n > 0) &&
         worker.getState() === 'RUNNING'
       ) {
         await drainWarmPools(worker.temporalClient, config).catch(() => undefined);

@@ -18,7 +18,7 @@ import { createKube, type Kube } from '../../activities/kube';
 import { SandboxClient } from '../../client';
 import { LABELS, MANAGED_BY } from '../../core/names';
 import { freePort } from '../../dev/free-port';
-import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../dev/stack-env';
+import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../cli/local-stack';
 import { loadConfig } from '../../worker/config';
 import { loadKubeConfig } from '../../worker/connect';
 import { Sampler, type LoadReport } from './sampler';

@@ -21,7 +21,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createKube } from '../../activities/kube';
 import { loadConfig } from '../../worker/config';
 import { loadKubeConfig } from '../../worker/connect';
-import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../dev/stack-env';
+import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../cli/local-stack';
 import { readLauncherSource } from '../../worker/worker';
 import { auditCursor, countRequests, readSince, type RequestCounts } from './audit';
 import { runFastFloor } from './fast-floor';

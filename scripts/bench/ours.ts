@@ -10,9 +10,10 @@ import { resourceNames } from '../../core/names';
 import { claimable, poolRef, poolSelector } from '../../core/pool';
 import type { PhaseName } from '../../core/types';
 import type { WorkerConfig } from '../../worker/config';
-import { startInProcessWorker, workflowBundle } from '../../dev/in-process';
+import { startInProcessWorker, workflowBundle } from '../../worker/in-process';
 import type { RunRecord } from './types';
 import type { Workload } from './workloads';
+import { DEFAULT_LANGUAGE } from '../../core/languages';
 
 export { workflowBundle };
 
@@ -168,7 +169,7 @@ export async function poolReady(
   n: number,
   timeoutMs = 120_000,
 ): Promise<number> {
-  const pool = poolRef(w.config.temporal.taskQueue, 'python', w.config.policy, launcherSource);
+  const pool = poolRef(w.config.temporal.taskQueue, DEFAULT_LANGUAGE, w.config.policy, launcherSource);
   const until = Date.now() + timeoutMs;
   for (;;) {
     const pods = await kube.core.listNamespacedPod({

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT, STACK_DIR } from '../../dev/stack-env';
+import { PROJECT_ROOT, STACK_DIR } from '../../cli/local-stack';
 
 function pidOf(component: string): number {
   return Number(readFileSync(path.join(STACK_DIR, 'pids', `${component}.pid`), 'utf8').trim());

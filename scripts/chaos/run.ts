@@ -16,7 +16,7 @@ import { claimable, poolRef, poolSelector } from '../../core/pool';
 import type { Language } from '../../core/types';
 import { loadConfig } from '../../worker/config';
 import { loadKubeConfig } from '../../worker/connect';
-import { applyStackEnv, PROJECT_ROOT } from '../../dev/stack-env';
+import { applyStackEnv, PROJECT_ROOT } from '../../cli/local-stack';
 import { drainWarmPools } from '../../worker/warm-pools';
 import { readLauncherSource } from '../../worker/worker';
 import { killComponent, stackUp } from './faults';

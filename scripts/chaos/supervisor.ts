@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../../dev/stack-env';
+import { PROJECT_ROOT } from '../../cli/local-stack';
 
 export class WorkerSupervisor {
   private child?: ChildProcess;

@@ -12,8 +12,8 @@ import { claimable, poolRef, poolSelector } from '../../core/pool';
 import type { Language } from '../../core/types';
 import { readLauncherSource } from '../../worker/worker';
 import { loadKubeConfig } from '../../worker/connect';
-import { applyStackEnv } from '../../dev/stack-env';
-import { startInProcessWorker, type InProcessWorker } from '../../dev/in-process';
+import { applyStackEnv } from '../../cli/local-stack';
+import { startInProcessWorker, type InProcessWorker } from '../../worker/in-process';
 import { telemetryOptions } from '../../worker/telemetry';
 import type { Tracing } from '../../worker/tracing';
 

@@ -6,7 +6,7 @@
 import { formatReport, runChaos, DEFAULT_CHAOS } from '../../scripts/chaos/run';
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
-import { localSides, PROJECT_ROOT } from '../../dev/stack-env';
+import { localSides, PROJECT_ROOT } from '../../cli/local-stack';
 
 jest.setTimeout(15 * 60_000);
 

@@ -5,7 +5,7 @@
  * It takes servers away: `npm test` runs suites one at a time (--runInBand), so nothing else runs alongside it.
  */
 import { formatReport, runChaos, DEFAULT_CHAOS } from '../../scripts/chaos/run';
-import { localSides } from '../../dev/stack-env';
+import { localSides } from '../../cli/local-stack';
 
 jest.setTimeout(15 * 60_000);
 

@@ -12,7 +12,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { SandboxClient } from '../../client';
 import { EXIT } from '../../cli/exit-codes';
 import { LABELS, MANAGED_BY } from '../../core/names';
-import { PROJECT_ROOT } from '../../dev/stack-env';
+import { PROJECT_ROOT } from '../../cli/local-stack';
 import { loadConfig } from '../../worker/config';
 import { adminKube, leftovers, NOTHING_LEFT, SANDBOX_NAMESPACE, uniqueId } from '../helpers/stack';
 

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EXIT } from '../../cli/exit-codes';
-import { PROJECT_ROOT } from '../../dev/stack-env';
+import { PROJECT_ROOT } from '../../cli/local-stack';
 import { startWorker, uniqueId, type TestWorker } from '../helpers/stack';
 
 jest.setTimeout(180_000);

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { SandboxClient } from '../../client';
 import { loadConfig } from '../../worker/config';
-import { PROJECT_ROOT } from '../../dev/stack-env';
+import { PROJECT_ROOT } from '../../cli/local-stack';
 import { WorkerSupervisor } from '../../scripts/chaos/supervisor';
 import { adminKube, leftovers, NOTHING_LEFT, uniqueId, whenRunning } from '../helpers/stack';
 

@@ -5,7 +5,7 @@
 import { Connection } from '@temporalio/client';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../worker/connect';
-import { applyStackEnv, localSides } from '../../dev/stack-env';
+import { applyStackEnv, localSides } from '../../cli/local-stack';
 
 /** When the run began (RFC 3339), for the teardown's check that no workflow the tests started is left open. */
 export const RUN_STARTED_ENV = 'DS_TEST_RUN_STARTED';

@@ -4,7 +4,7 @@
  * that left it behind: it is named, ended (cancelled, then terminated if it does not end), and the run fails.
  */
 import { Client, Connection } from '@temporalio/client';
-import { applyStackEnv } from '../../dev/stack-env';
+import { applyStackEnv } from '../../cli/local-stack';
 import { DEFAULT_TASK_QUEUE } from '../../core/policy';
 import { RUN_STARTED_ENV } from './global-setup';
 

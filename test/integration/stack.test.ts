@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { V1Job } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { PROJECT_ROOT, STACK_DIR, localSides } from '../../dev/stack-env';
+import { PROJECT_ROOT, STACK_DIR, localSides } from '../../cli/local-stack';
 import { adminKube, eventually, SANDBOX_NAMESPACE, uniqueId } from '../helpers/stack';
 
 jest.setTimeout(180_000);

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { SandboxClient } from '../../client';
-import { PROJECT_ROOT } from '../../dev/stack-env';
+import { PROJECT_ROOT } from '../../cli/local-stack';
 import { resourceNames } from '../../core/names';
 import { TRACE_ATTRIBUTES } from '../../core/trace';
 import { startTracing, traceExporterFromEnv, type Tracing } from '../../worker/tracing';

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AuthorizationV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { freePort } from '../../dev/free-port';
-import { PROJECT_ROOT } from '../../dev/stack-env';
+import { PROJECT_ROOT } from '../../cli/local-stack';
 import { loadConfig } from '../../worker/config';
 import { loadKube, preflight, REQUIRED_ACCESS } from '../../worker/preflight';
 import { adminKube, eventually, SANDBOX_NAMESPACE, uniqueId } from '../helpers/stack';

@@ -13,7 +13,7 @@ import type { SandboxActivities } from '../../activities';
 import type { AttemptRef, AttemptSpec, CleanupResult, CollectedOutput, RunResult } from '../../core/attempt';
 import { DEFAULT_POLICY, type ExecutionPolicy } from '../../core/policy';
 import type { ExecutionResult, InfraError } from '../../core/types';
-import { workflowBundle } from '../../dev/in-process';
+import { workflowBundle } from '../../worker/in-process';
 import type { executeCode } from '../../workflows';
 import { resultUpdate } from '../../workflows/queries';
 import { temporalCliPath } from './temporal-cli';
