@@ -1,7 +1,7 @@
 /**
  * durable-sandbox: run untrusted code in a durable gVisor sandbox, from a shell.
  *
- *   durable-sandbox run [FILE | - | -e CODE] [--language python|bash] [--timeout S] [--file PATH]... [--env K=V]...
+ *   durable-sandbox run [FILE | - | -e CODE] [--language LANG] [--timeout S] [--file PATH]... [--env K=V]...
  *                       [--memory Q] [--cpu Q] [--id ID] [--json] [--wait S] [--save-files DIR] [--timeline]
  *                       [--worker auto|yes|no]
  *   durable-sandbox status ID [--json]
@@ -18,15 +18,17 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { InvalidInputError, SandboxClient, TemporalConnectionError } from '../client';
 import type { SandboxClientLike } from '../integrations/mcp/server';
-import { ensureLocalStack, applyStackEnv } from '../dev/stack-env';
+import { ensureLocalStack, applyStackEnv } from './local-stack';
 import { loadConfig } from '../worker/config';
 import { EXIT } from './exit-codes';
+import { LANGUAGE_NAMES } from '../core/languages';
 import { CommandWorker } from './command-worker';
+import { ctrlCAsKey } from './keyboard';
 import { newExecutionId, QUEUED_FOR_MS, run, UsageError, type RunArgs } from './run';
 import { cancel, list, status } from './inspect';
 
 const USAGE = `usage:
-  durable-sandbox run [FILE | - | -e CODE] [--language python|bash] [--timeout S] [--file PATH]... [--env K=V]...
+  durable-sandbox run [FILE | - | -e CODE] [--language ${LANGUAGE_NAMES.join('|')}] [--timeout S] [--file PATH]... [--env K=V]...
                       [--memory Q] [--cpu Q] [--id ID] [--json] [--wait S] [--save-files DIR] [--timeline]
                       [--worker auto|yes|no]
   durable-sandbox status ID [--json]
@@ -104,6 +106,9 @@ async function runCommand(argv: string[]): Promise<number> {
   if (values.worker === 'yes' || (values.worker === 'auto' && (await client.pollers()) === 0)) await worker.start();
   const id = args.id ?? newExecutionId();
   let resultIn = false;
+  // Ctrl-C reaches this process alone (see keyboard.ts) and is handled as the signal would be; not while the program
+  // itself comes from the terminal (`run -`).
+  const releaseKeyboard = args.file === '-' ? () => undefined : ctrlCAsKey(() => process.emit('SIGINT', 'SIGINT'));
   try {
     return await run(
       client,
@@ -119,6 +124,7 @@ async function runCommand(argv: string[]): Promise<number> {
   } finally {
     // Whatever ended the command (its result, Ctrl-C, --wait, an error), nothing it started runs on without a worker.
     await worker.finish([{ id, resultIn }]);
+    releaseKeyboard();
     await client.close();
   }
 }
