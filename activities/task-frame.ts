@@ -3,9 +3,9 @@
  * launcher (launcher/launcher.py, warm mode) accepts it only whole and with a matching checksum.
  */
 import { createHash } from 'node:crypto';
+import { TASK_FORMAT } from '../core/launcher-protocol';
 import type { WarmTask } from '../core/pool';
-
-export const TASK_FORMAT = 'durable-sandbox-task 1';
+export { TASK_FORMAT };
 
 export function frameTask(task: WarmTask): Buffer {
   const payload = Buffer.from(JSON.stringify(task), 'utf8');

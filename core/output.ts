@@ -9,30 +9,12 @@ import type { Caps } from './policy';
 export { capsOf } from './policy';
 import type { LiveOutput, OutputFile, OutputTail, StreamOutput } from './types';
 
-export const LAUNCHER_FORMAT = 'durable-sandbox-launcher 1';
+import { LAUNCHER_FORMAT, TAG, type LauncherAcceptance, type LauncherTrailer } from './launcher-protocol';
+export { LAUNCHER_FORMAT, type LauncherAcceptance, type LauncherTrailer };
 /** The longest line a launcher writes is a frame of 8 KiB (about 11 KB of base64): anything longer is not ours. */
 const MAX_LINE_CHARS = 64 * 1024;
 /** Characters of each stream that live output (heartbeats, getExecution) carries: the newest ones. */
 export const LIVE_TAIL_CHARS = 16 * 1024;
-
-export interface LauncherTrailer {
-  exitCode: number;
-  signal: number | null;
-  timedOut: boolean;
-  terminated: boolean;
-  stdoutBytes: number;
-  stderrBytes: number;
-  startedAt: number;
-  finishedAt: number;
-  error: string | null;
-}
-
-/** A warm sandbox's launcher says which task it accepted (its one and only). */
-export interface LauncherAcceptance {
-  executionId: string;
-  attempt: number;
-  sha256: string;
-}
 
 export interface ParsedOutput {
   stdout: StreamOutput;
@@ -260,16 +242,17 @@ export class LauncherLogParser {
       this.launcherSeen = true;
       return;
     }
-    const tag = line.slice(0, 2);
-    if (tag === 'o ' || tag === 'e ') {
-      (tag === 'o ' ? this.out : this.err).add(Buffer.from(line.slice(2), 'base64'));
-    } else if (tag === 'x ') {
+    if (line[1] !== ' ') return;
+    const tag = line[0];
+    if (tag === TAG.stdout || tag === TAG.stderr) {
+      (tag === TAG.stdout ? this.out : this.err).add(Buffer.from(line.slice(2), 'base64'));
+    } else if (tag === TAG.trailer) {
       this.trailer = parseTrailer(line.slice(2)) ?? this.trailer;
-    } else if (tag === 'a ' && !this.accepted) {
+    } else if (tag === TAG.accepted && !this.accepted) {
       this.accepted = parseAcceptance(line.slice(2));
-    } else if (tag === 'f ') {
+    } else if (tag === TAG.fileHeader) {
       this.fileHeader(line.slice(2));
-    } else if (tag === 'b ') {
+    } else if (tag === TAG.fileData) {
       const file = this.files[this.files.length - 1];
       const room = (this.caps.outputFilesCapBytes ?? 0) - this.filesKept;
       if (file) this.filesKept += file.add(Buffer.from(line.slice(2), 'base64'), room);

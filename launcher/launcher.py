@@ -62,7 +62,22 @@ import subprocess
 import sys
 import time
 
-FORMAT = "durable-sandbox-launcher 1"
+# --- The protocol (docs/LAUNCHER.md). core/launcher-protocol.ts holds the same values under the same names, and
+# test/unit/launcher-protocol.test.ts compares the two.
+FORMAT = "durable-sandbox-launcher 1"  # LAUNCHER_FORMAT
+TASK_FORMAT = "durable-sandbox-task 1"
+TAG_STDOUT = "o"
+TAG_STDERR = "e"
+TAG_ACCEPTED = "a"
+TAG_FILE_HEADER = "f"
+TAG_FILE_DATA = "b"
+TAG_TRAILER = "x"
+TRAILER_FIELDS = ("exitCode", "signal", "timedOut", "terminated", "stdoutBytes", "stderrBytes", "startedAt",
+                  "finishedAt", "error", "files", "filesSkipped")
+DELIVERY_FAILED = 125  # LAUNCHER_EXIT.deliveryFailed
+REFUSED = 126  # LAUNCHER_EXIT.refused
+IDLE_EXIT = 0  # LAUNCHER_EXIT.idle
+# ---
 CHUNK = 8192  # raw bytes per frame: a frame line stays under the runtime's 16 KiB log line size
 # Longest time output waits to be framed (here) or flushed (in a Python program), in seconds.
 FLUSH_EVERY = 0.05
@@ -88,6 +103,11 @@ def write_line(line):
     while data:
         written = os.write(1, data)
         data = data[written:]
+
+
+def write_trailer(trailer):
+    """The log's last line: every field of TRAILER_FIELDS, in that order."""
+    write_line(TAG_TRAILER + " " + json.dumps({k: trailer[k] for k in TRAILER_FIELDS}, separators=(",", ":")))
 
 
 def now_ms():
@@ -166,14 +186,14 @@ def send_files(limits):
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 skipped += 1
                 continue
-            write_line("f " + json.dumps({"name": rel, "size": size, "kept": keep}, separators=(",", ":")))
+            write_line(TAG_FILE_HEADER + " " + json.dumps({"name": rel, "size": size, "kept": keep}, separators=(",", ":")))
             left = keep
             while left > 0:
                 data = os.read(fd, min(CHUNK, left))
                 if not data:
                     break
                 left -= len(data)
-                write_line("b " + base64.b64encode(data).decode("ascii"))
+                write_line(TAG_FILE_DATA + " " + base64.b64encode(data).decode("ascii"))
             total += keep - left
             sent += 1
         finally:
@@ -399,17 +419,13 @@ def install_seccomp(launcher_pid):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
 
 
-TASK_FORMAT = "durable-sandbox-task 1"
 HOME_SKELETON = "/usr/share/durable-sandbox/home"
 MAX_HEADER = 256
-DELIVERY_FAILED = 125
 
 
 class DeliveryError(Exception):
     pass
 
-
-IDLE_EXIT = 0
 
 
 def await_task(max_idle):
@@ -512,11 +528,15 @@ def note_termination(message):
         pass
 
 
+def nothing_ran(exit_code, error):
+    """The trailer of a sandbox that ran no program."""
+    return {"exitCode": exit_code, "signal": None, "timedOut": False, "terminated": False, "stdoutBytes": 0,
+            "stderrBytes": 0, "startedAt": 0, "finishedAt": 0, "error": error, "files": 0, "filesSkipped": 0}
+
+
 def failed_delivery(reason):
-    trailer = {"exitCode": DELIVERY_FAILED, "signal": None, "timedOut": False, "terminated": False, "stdoutBytes": 0,
-               "stderrBytes": 0, "startedAt": 0, "finishedAt": 0, "error": "delivery failed: %s" % reason}
     note_termination("delivery failed: %s" % reason)
-    write_line("x " + json.dumps(trailer, separators=(",", ":")))
+    write_trailer(nothing_ran(DELIVERY_FAILED, "delivery failed: %s" % reason))
     return DELIVERY_FAILED
 
 
@@ -534,10 +554,8 @@ def confine():
 def refuse_to_run(error):
     """Runs nothing (the filter could not be installed): the trailer says why."""
     write_line(FORMAT)
-    trailer = {"exitCode": 126, "signal": None, "timedOut": False, "terminated": False, "stdoutBytes": 0,
-               "stderrBytes": 0, "startedAt": 0, "finishedAt": 0, "error": error}
-    write_line("x " + json.dumps(trailer, separators=(",", ":")))
-    return 126
+    write_trailer(nothing_ran(REFUSED, error))
+    return REFUSED
 
 
 def main():
@@ -562,7 +580,7 @@ def main():
         env.update({k: v for k, v in task.get("env", {}).items()})
         accepted = json.dumps({"executionId": task.get("executionId"), "attempt": task.get("attempt"), "sha256": digest},
                               separators=(",", ":"))
-        write_line("a " + accepted)
+        write_line(TAG_ACCEPTED + " " + accepted)
         note_termination("accepted " + accepted)
         files = FileLimits(task.get("outDir"), int(task.get("filesMaxCount", 0)), int(task.get("fileCap", 0)),
                            int(task.get("filesCap", 0)))
@@ -726,8 +744,8 @@ def run(timeout, stdout_cap, stderr_cap, command, env, files):
     timed_out = False
     if child is not None:
         sel = selectors.DefaultSelector()
-        streams[child.stdout.fileno()] = Stream("o", stdout_cap)
-        streams[child.stderr.fileno()] = Stream("e", stderr_cap)
+        streams[child.stdout.fileno()] = Stream(TAG_STDOUT, stdout_cap)
+        streams[child.stderr.fileno()] = Stream(TAG_STDERR, stderr_cap)
         for fd in streams:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
@@ -804,7 +822,7 @@ def run(timeout, stdout_cap, stderr_cap, command, env, files):
         "files": sent,
         "filesSkipped": skipped,
     }
-    write_line("x " + json.dumps(trailer, separators=(",", ":")))
+    write_trailer(trailer)
     return exit_code
 
 

@@ -1,0 +1,87 @@
+/**
+ * The launcher's protocol, TypeScript side: what the worker and launcher/launcher.py say to each other through a
+ * pod (docs/LAUNCHER.md describes it whole). launcher.py holds the same constants under the same names;
+ * test/unit/launcher-protocol.test.ts reads them from its source and runs it, so the two sides cannot drift apart.
+ */
+
+/** The launcher's first log line: which protocol the rest of the log speaks. */
+export const LAUNCHER_FORMAT = 'durable-sandbox-launcher 1';
+
+/** A warm sandbox's task header: `<TASK_FORMAT> <length> <sha256 hex>\n`, then <length> bytes of JSON (a WarmTask). */
+export const TASK_FORMAT = 'durable-sandbox-task 1';
+
+/** Each log line after the first starts with one of these tags and a space. */
+export const TAG = {
+  /** A piece of the program's stdout, base64. */
+  stdout: 'o',
+  /** A piece of the program's stderr, base64. */
+  stderr: 'e',
+  /** Warm: the task the sandbox accepted, JSON `{executionId, attempt, sha256}` (LauncherAcceptance). */
+  accepted: 'a',
+  /** An output file follows, JSON `{name, size, kept}`: its `kept` bytes come in the `fileData` lines after it. */
+  fileHeader: 'f',
+  /** A piece of the last announced output file, base64. */
+  fileData: 'b',
+  /** The last line: how the program ended, JSON (LauncherTrailer). */
+  trailer: 'x',
+} as const;
+
+export type Tag = (typeof TAG)[keyof typeof TAG];
+
+/** The trailer: how the program ended, by the launcher's own account. */
+export interface LauncherTrailer {
+  /** The program's exit code; 128 + n when a signal n ended it; 125/126 when nothing ran (see LAUNCHER_EXIT). */
+  exitCode: number;
+  /** The signal that ended the program, or null. */
+  signal: number | null;
+  /** The launcher stopped the program at its time limit. */
+  timedOut: boolean;
+  /** The sandbox was being stopped (SIGTERM to the launcher) when the program ended. */
+  terminated: boolean;
+  /** Bytes the program wrote to each stream (all of them, not only the kept ones). */
+  stdoutBytes: number;
+  stderrBytes: number;
+  /** The program's start and end, ms since the epoch by the sandbox's clock (0 when nothing ran). */
+  startedAt: number;
+  finishedAt: number;
+  /** Why nothing ran, or what went wrong around the program; null when all went as it should. */
+  error: string | null;
+  /**
+   * Output files sent, and files under the out directory that were not (not regular, unreadable, over the count).
+   * Informational: the worker counts the files it reads itself (core/output.ts keeps neither field).
+   */
+  files?: number;
+  filesSkipped?: number;
+}
+
+/** Every field of the trailer, in the order the launcher writes them. */
+export const TRAILER_FIELDS = [
+  'exitCode',
+  'signal',
+  'timedOut',
+  'terminated',
+  'stdoutBytes',
+  'stderrBytes',
+  'startedAt',
+  'finishedAt',
+  'error',
+  'files',
+  'filesSkipped',
+] as const satisfies readonly (keyof LauncherTrailer)[];
+
+/** A warm sandbox's launcher says which task it accepted (its one and only). */
+export interface LauncherAcceptance {
+  executionId: string;
+  attempt: number;
+  sha256: string;
+}
+
+/** The container's exit codes when the launcher runs no program (otherwise: the program's). */
+export const LAUNCHER_EXIT = {
+  /** Warm: the task arrived cut short, damaged, too large, or not at all. */
+  deliveryFailed: 125,
+  /** The seccomp filter could not be installed: nothing runs. */
+  refused: 126,
+  /** Warm: no task came within --max-idle-seconds (an unclaimed pool pod ending itself). */
+  idle: 0,
+} as const;
