@@ -6,10 +6,10 @@ import type { ExecutionPolicy } from '../core/policy';
 import { cleanupActivity } from './cleanup';
 import { collectOutputActivity } from './collect-output';
 import type { ActivityDeps } from './deps';
-import { reconcileActivities } from './reconcile';
+import { reconcileActivities } from './reconcile-steps';
 import { runSandboxActivity } from './run-sandbox';
 import { v1Activities } from './v1';
-import { warmPoolActivities } from './warm-pool';
+import { warmPoolActivities } from './maintain-pool';
 
 export type { ActivityDeps } from './deps';
 

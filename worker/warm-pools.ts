@@ -4,7 +4,7 @@
  * to empty itself, and none is started.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { PoolInput } from '../activities/warm-pool';
+import type { PoolInput } from '../activities/maintain-pool';
 import { LANGUAGE_NAMES, type Language } from '../core/languages';
 import { POOL_SIGNALS, poolWorkflowId } from '../core/pool';
 import type { warmPool } from '../workflows';

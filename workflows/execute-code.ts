@@ -9,7 +9,7 @@ import { buildResult, queueTimeoutResult } from '../core/result';
 import type { ExecutionInput, ExecutionResult, InfraError } from '../core/types';
 import { getExecutionPolicy } from './activities';
 import { recordExecution } from './metrics';
-import { cleanupAttempt, runAttempt, type Execution } from './attempt';
+import { cleanupAttempt, runAttempt, type Execution } from './run-attempt';
 import { Progress } from './progress';
 import { ResultGate } from './result-gate';
 import { executeCodeV1 } from './v1/execute-code';

@@ -6,7 +6,7 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { SandboxActivities } from '../activities';
 import { recordReconciled } from './metrics';
-import type { SandboxObject } from '../activities/reconcile';
+import type { SandboxObject } from '../activities/reconcile-steps';
 
 const { listSandboxObjects, executionStates, deleteSandboxObjects } = proxyActivities<SandboxActivities>({
   startToCloseTimeout: '2m',

@@ -15,7 +15,7 @@ import {
   sleep,
 } from '@temporalio/workflow';
 import type { SandboxActivities } from '../activities';
-import type { PoolInput, PoolReport } from '../activities/warm-pool';
+import type { PoolInput, PoolReport } from '../activities/maintain-pool';
 import { POOL_SIGNALS } from '../core/pool';
 
 // A round takes well under a second: a worker that died in one is replaced quickly.

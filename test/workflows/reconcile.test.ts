@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import type { SandboxActivities } from '../../activities';
-import type { SandboxObject } from '../../activities/reconcile';
+import type { SandboxObject } from '../../activities/reconcile-steps';
 import { workflowBundle } from '../../worker/in-process';
 import type { reconcileSandboxes } from '../../workflows';
 import { temporalCliPath } from './temporal-cli';

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import type { SandboxActivities } from '../../activities';
-import type { PoolInput, PoolReport } from '../../activities/warm-pool';
+import type { PoolInput, PoolReport } from '../../activities/maintain-pool';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { POOL_SIGNALS, poolWorkflowId } from '../../core/pool';
 import { workflowBundle } from '../../worker/in-process';
