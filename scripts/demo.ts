@@ -4,7 +4,7 @@
  * TEMPORAL_ADDRESS point elsewhere) and runs a worker in this process unless --no-worker is given.
  *
  *   npm run demo                                  a built-in Python snippet
- *   npm run demo -- path/to/program.py            a file (language from its extension: .py, .sh)
+ *   npm run demo -- path/to/program.py            a file (language from its ending: .py, .sh, .js, …)
  *   npm run demo -- -e 'echo hi' --language bash  inline code
  *   options: --timeout SECONDS, --id EXECUTION_ID, --memory 256Mi, --cpu 500m, --no-worker, and any other
  *   `durable-sandbox run` option
