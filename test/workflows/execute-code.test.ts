@@ -7,8 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WithStartWorkflowOperation, type WorkflowHandle } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import type { SandboxActivities } from '../../activities';
 import type { AttemptRef, AttemptSpec, CleanupResult, CollectedOutput, RunResult } from '../../core/attempt';
 import { DEFAULT_POLICY, type ExecutionPolicy } from '../../core/policy';
@@ -16,23 +15,9 @@ import type { ExecutionResult, InfraError } from '../../core/types';
 import { workflowBundle } from '../../worker/in-process';
 import type { executeCode } from '../../workflows';
 import { resultUpdate } from '../../workflows/queries';
-import { temporalCliPath } from './temporal-cli';
+import { useWorkflowEnvironment } from './temporal-cli';
 
-jest.setTimeout(60_000);
-
-let env: TestWorkflowEnvironment;
-
-beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: temporalCliPath() }, ui: false },
-  });
-  await workflowBundle();
-}, 120_000);
-
-afterAll(async () => {
-  await env?.teardown();
-});
+const testing = useWorkflowEnvironment();
 
 const POLICY: ExecutionPolicy = { ...DEFAULT_POLICY, searchAttributes: false, maxInfraAttempts: 3 };
 
@@ -102,7 +87,7 @@ class Script {
 async function withWorker<T>(script: Script, fn: (taskQueue: string) => Promise<T>): Promise<T> {
   const taskQueue = `wf-${randomUUID()}`;
   const worker = await Worker.create({
-    connection: env.nativeConnection,
+    connection: testing.env.nativeConnection,
     taskQueue,
     workflowBundle: await workflowBundle(),
     activities: script.activities(),
@@ -111,7 +96,7 @@ async function withWorker<T>(script: Script, fn: (taskQueue: string) => Promise<
 }
 
 function start(taskQueue: string, code = 'print(1)'): Promise<WorkflowHandle<typeof executeCode>> {
-  return env.client.workflow.start<typeof executeCode>('executeCode', {
+  return testing.env.client.workflow.start<typeof executeCode>('executeCode', {
     taskQueue,
     workflowId: `wf-${randomUUID()}`,
     args: [{ code }],
@@ -178,7 +163,7 @@ test('the result update answers before cleanup; the workflow completes after it 
       args: [{ code: 'print("early")' }],
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
-    const answered: ExecutionResult = await env.client.workflow.executeUpdateWithStart(resultUpdate, {
+    const answered: ExecutionResult = await testing.env.client.workflow.executeUpdateWithStart(resultUpdate, {
       startWorkflowOperation,
       updateId: 'result',
     });
@@ -222,7 +207,7 @@ test('an execution no worker started within the queue timeout ends as QueueTimeo
   const handle = await start(taskQueue);
   await new Promise((r) => setTimeout(r, 1500));
   const worker = await Worker.create({
-    connection: env.nativeConnection,
+    connection: testing.env.nativeConnection,
     taskQueue,
     workflowBundle: await workflowBundle(),
     activities: script.activities(),

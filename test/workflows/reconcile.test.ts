@@ -4,29 +4,14 @@
  * test/integration/reconciler.test.ts.
  */
 import { randomUUID } from 'node:crypto';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import type { SandboxActivities } from '../../activities';
 import type { SandboxObject } from '../../activities/reconcile-steps';
 import { workflowBundle } from '../../worker/in-process';
 import type { reconcileSandboxes } from '../../workflows';
-import { temporalCliPath } from './temporal-cli';
+import { useWorkflowEnvironment } from './temporal-cli';
 
-jest.setTimeout(60_000);
-
-let env: TestWorkflowEnvironment;
-
-beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: temporalCliPath() }, ui: false },
-  });
-  await workflowBundle();
-}, 120_000);
-
-afterAll(async () => {
-  await env?.teardown();
-});
+const testing = useWorkflowEnvironment();
 
 type State = 'running' | 'closed' | 'missing';
 
@@ -46,13 +31,13 @@ async function reconcile(objects: SandboxObject[], states: Record<string, State>
   };
   const taskQueue = `reconcile-${randomUUID()}`;
   const worker = await Worker.create({
-    connection: env.nativeConnection,
+    connection: testing.env.nativeConnection,
     taskQueue,
     workflowBundle: await workflowBundle(),
     activities,
   });
   const report = await worker.runUntil(
-    env.client.workflow.execute<typeof reconcileSandboxes>('reconcileSandboxes', {
+    testing.env.client.workflow.execute<typeof reconcileSandboxes>('reconcileSandboxes', {
       taskQueue,
       workflowId: taskQueue,
       args: [{ minAgeSeconds: 60, maxAgeSeconds: 3600 }],

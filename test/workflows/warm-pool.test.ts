@@ -4,8 +4,7 @@
  * real cluster is test/integration/warm-pool.test.ts.
  */
 import { randomUUID } from 'node:crypto';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import type { SandboxActivities } from '../../activities';
 import type { PoolInput, PoolReport } from '../../activities/maintain-pool';
 import { DEFAULT_POLICY } from '../../core/policy';
@@ -13,23 +12,9 @@ import { POOL_SIGNALS, poolWorkflowId } from '../../core/pool';
 import { workflowBundle } from '../../worker/in-process';
 import type { warmPool } from '../../workflows';
 import { poolQuery } from '../../workflows/warm-pool';
-import { temporalCliPath } from './temporal-cli';
+import { useWorkflowEnvironment } from './temporal-cli';
 
-jest.setTimeout(60_000);
-
-let env: TestWorkflowEnvironment;
-
-beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: temporalCliPath() }, ui: false },
-  });
-  await workflowBundle();
-}, 120_000);
-
-afterAll(async () => {
-  await env?.teardown();
-});
+const testing = useWorkflowEnvironment();
 
 function input(taskQueue: string, size: number, maxIdleSeconds = 600): PoolInput {
   return {
@@ -66,7 +51,7 @@ class MockPool {
 async function withPool<T>(pool: MockPool, fn: (taskQueue: string) => Promise<T>): Promise<T> {
   const taskQueue = `pool-${randomUUID()}`;
   const worker = await Worker.create({
-    connection: env.nativeConnection,
+    connection: testing.env.nativeConnection,
     taskQueue,
     workflowBundle: await workflowBundle(),
     activities: pool.activities(),
@@ -75,7 +60,7 @@ async function withPool<T>(pool: MockPool, fn: (taskQueue: string) => Promise<T>
 }
 
 const start = (taskQueue: string, i: PoolInput) =>
-  env.client.workflow.start<typeof warmPool>('warmPool', { taskQueue, workflowId: i.owner, args: [i] });
+  testing.env.client.workflow.start<typeof warmPool>('warmPool', { taskQueue, workflowId: i.owner, args: [i] });
 
 test('a round at start; a claim (replenish) brings another a few seconds later, not at once', async () => {
   const pool = new MockPool();
