@@ -152,6 +152,13 @@ test('the worker process exports its spans over OTLP when OTEL_EXPORTER_OTLP_END
   );
   const client = await SandboxClient.connect({ taskQueue, tracing: true });
   try {
+    // As a user would: once the worker polls. (Started before any worker polls, the client would end the execution
+    // as NoWorker after noWorkerSeconds, and a worker from the sources can take longer than that on a busy node.)
+    await eventually(
+      () => client.pollers(),
+      (n) => n > 0,
+      120_000,
+    );
     const executionId = uniqueId('trace-otlp');
     const result = await client.executeCode({ code: 'print(1)' }, { executionId });
     expect(result.status).toBe('succeeded');
