@@ -89,16 +89,7 @@ export class CommandWorker {
       this.options.say(`cancelling ${id}: this command's worker is the one running it, and it is about to stop`);
       await handle.cancel().catch(() => undefined);
     }
-    let timer: NodeJS.Timeout | undefined;
-    const ended = await Promise.race([
-      handle.result().then(
-        () => true,
-        () => true,
-      ),
-      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), CLEANUP_WAIT_MS))),
-    ]);
-    clearTimeout(timer);
-    if (!ended)
+    if (!(await worker.client.closesWithin(id, CLEANUP_WAIT_MS)))
       this.options.say(
         `${id} is still cleaning up after ${CLEANUP_WAIT_MS / 1000} s; the next worker on task queue ` +
           `${this.options.taskQueue} finishes it (its sandbox also stops at its own deadline)`,

@@ -74,8 +74,7 @@ async function runCommand(argv: string[]): Promise<number> {
       worker: { type: 'string', default: 'auto' },
     },
   });
-  if (!['auto', 'yes', 'no'].includes(values.worker))
-    throw new UsageError(`--worker: auto, yes or no, not "${values.worker}"`);
+  const mode = workerMode(values.worker);
   const args: RunArgs = {
     file: positionals[0],
     code: values.e,
@@ -93,17 +92,10 @@ async function runCommand(argv: string[]): Promise<number> {
   };
   ensureLocalStack();
   const { client, config } = await connect();
-  // No worker serves the task queue (none polls it, or the execution stays queued: a poller the server still lists
-  // may have stopped): run one here, for this command. It stays until the execution has cleaned up.
-  const worker = new CommandWorker({
-    env: process.env,
-    taskQueue: config.temporal.taskQueue,
-    pools: false,
-    say: (line) => {
-      if (!values.json) say(`[durable-sandbox] ${line}`);
-    },
+  // It stays until the execution has cleaned up.
+  const worker = await commandWorker(mode, client, config, (line) => {
+    if (!values.json) say(`[durable-sandbox] ${line}`);
   });
-  if (values.worker === 'yes' || (values.worker === 'auto' && (await client.pollers()) === 0)) await worker.start();
   const id = args.id ?? newExecutionId();
   let resultIn = false;
   // Ctrl-C reaches this process alone (see keyboard.ts) and is handled as the signal would be; not while the program
@@ -114,7 +106,7 @@ async function runCommand(argv: string[]): Promise<number> {
       client,
       { ...args, id },
       {
-        ...(values.worker === 'auto' ? { onQueued: () => void worker.start() } : {}),
+        ...(mode === 'auto' ? { onQueued: () => void worker.start() } : {}),
         ownWorker: () => worker.started,
         onResult: async () => {
           resultIn = true;
@@ -129,29 +121,45 @@ async function runCommand(argv: string[]): Promise<number> {
   }
 }
 
+type WorkerMode = 'auto' | 'yes' | 'no';
+
+function workerMode(value: string): WorkerMode {
+  if (value !== 'auto' && value !== 'yes' && value !== 'no')
+    throw new UsageError(`--worker: auto, yes or no, not "${value}"`);
+  return value;
+}
+
+/**
+ * The command's own worker (command-worker.ts), started now with --worker yes, or with auto when none polls the task
+ * queue (with auto, the command also starts it later when an execution stays queued: a poller the server still lists
+ * may have stopped). Without a warm pool: `run` serves one execution, and an MCP client gives its server about four
+ * seconds to exit before it kills it, too little to be sure a pool is emptied.
+ */
+async function commandWorker(
+  mode: WorkerMode,
+  client: SandboxClient,
+  config: ReturnType<typeof loadConfig>,
+  say: (line: string) => void,
+): Promise<CommandWorker> {
+  const worker = new CommandWorker({ env: process.env, taskQueue: config.temporal.taskQueue, pools: false, say });
+  if (mode === 'yes' || (mode === 'auto' && (await client.pollers()) === 0)) await worker.start();
+  return worker;
+}
+
 async function mcpCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: { http: { type: 'string' }, host: { type: 'string' }, worker: { type: 'string', default: 'auto' } },
   });
-  if (!['auto', 'yes', 'no'].includes(values.worker))
-    throw new UsageError(`--worker: auto, yes or no, not "${values.worker}"`);
+  const mode = workerMode(values.worker);
   const port = values.http === undefined ? undefined : Number(values.http);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
     throw new UsageError(`--http takes a port, not "${values.http}"`);
   ensureLocalStack();
   const { client, config } = await connect();
-  // Like `run`: with no worker serving the task queue, the server runs one. Without a warm pool: an MCP client gives
-  // its server about four seconds to exit before it kills it, too little to be sure a pool is emptied.
-  const worker = new CommandWorker({
-    env: process.env,
-    taskQueue: config.temporal.taskQueue,
-    pools: false,
-    say: (line) => say(`[durable-sandbox] ${line}`),
-  });
-  if (values.worker === 'yes' || (values.worker === 'auto' && (await client.pollers()) === 0)) await worker.start();
+  const worker = await commandWorker(mode, client, config, (line) => say(`[durable-sandbox] ${line}`));
   const started: string[] = [];
-  const served = servedClient(client, values.worker === 'auto' ? () => void worker.start() : undefined);
+  const served = servedClient(client, mode === 'auto' ? () => void worker.start() : undefined);
   const newExecutionId = (): string => {
     const id = `mcp-${randomUUID()}`;
     started.push(id);

@@ -407,6 +407,23 @@ export class SandboxClient {
     return this.temporal.workflow.getHandle<typeof executeCodeWorkflow>(executionId);
   }
 
+  /** Whether the execution's workflow closes (however it ends) within `ms`; false if it is still open then. */
+  async closesWithin(executionId: string, ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const closed = this.handle(executionId)
+      .result()
+      .then(
+        () => true,
+        () => true,
+      );
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+    try {
+      return await Promise.race([closed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /**
    * Where an execution stands: queued, running (with its progress, live output and pod), cleaning up (with the
    * result), completed, or how it ended. Works without any worker: it reads Temporal's record of the execution, and

@@ -138,16 +138,8 @@ export async function settleOpenExecutions(client: SandboxClient, taskQueue: str
       const handle = client.handle(id);
       if (state && (state.state === 'queued' || state.state === 'running'))
         await handle.cancel().catch(() => undefined);
-      let timer: NodeJS.Timeout | undefined;
-      const ended = await Promise.race([
-        handle.result().then(
-          () => true,
-          () => true,
-        ),
-        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now())))),
-      ]);
-      clearTimeout(timer);
-      if (!ended) await handle.terminate('its throwaway worker stopped').catch(() => undefined);
+      if (!(await client.closesWithin(id, deadline - Date.now())))
+        await handle.terminate('its throwaway worker stopped').catch(() => undefined);
     }),
   );
 }

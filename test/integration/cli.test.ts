@@ -2,12 +2,11 @@
  * The CLI as a user runs it: `bin/durable-sandbox.js` in a child process, against the real stack and a real worker
  * (this file's, on a task queue of its own), output on pipes (so progress comes as plain lines).
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EXIT } from '../../cli/exit-codes';
-import { PROJECT_ROOT } from '../../cli/local-stack';
+import { runCli, type Ran } from '../helpers/cli';
 import { startWorker, uniqueId, type TestWorker } from '../helpers/stack';
 
 jest.setTimeout(180_000);
@@ -23,25 +22,8 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(args: string[], env: Record<string, string> = {}): Promise<Ran> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'durable-sandbox.js'), ...args], {
-      cwd: PROJECT_ROOT,
-      env: { ...process.env, DS_TASK_QUEUE: w.config.temporal.taskQueue, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(args, { env: { DS_TASK_QUEUE: w.config.temporal.taskQueue, ...env } });
 }
 
 test('run -e: the output on stdout, progress as plain lines on stderr, exit 0', async () => {

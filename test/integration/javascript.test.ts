@@ -3,12 +3,11 @@
  * user runs it, cold and warm, under gVisor; files in and out; the language's name and file endings. The hostile
  * suite has its JavaScript cases (hostile.suite.ts), MCP and ADK theirs (mcp.test.ts, adk.test.ts).
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionResult } from '../../client';
-import { PROJECT_ROOT } from '../../cli/local-stack';
+import { runCli, type Ran } from '../helpers/cli';
 import {
   adminKube,
   leftoversAfterCompletion,
@@ -33,25 +32,8 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(args: string[]): Promise<Ran> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'durable-sandbox.js'), ...args], {
-      cwd: tmp,
-      env: { ...process.env, DS_TASK_QUEUE: w.config.temporal.taskQueue },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(args, { cwd: tmp, env: { DS_TASK_QUEUE: w.config.temporal.taskQueue } });
 }
 
 async function json(args: string[]): Promise<{ code: number | null; result: ExecutionResult }> {
