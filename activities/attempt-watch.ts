@@ -1,41 +1,39 @@
 /**
  * Watches one attempt to its end: the pod through a watch (attempt-pods.ts), and, when asked, the container's log
- * as it is written (log-stream.ts), parsed into capped stdout and stderr as it streams (core/output.ts).
- *
- * It ends as soon as the launcher's trailer says the program exited by itself or hit its time limit. Without such
- * a trailer (OOM kill, eviction, the Job's deadline, a lost pod, a program ended by a signal) the kubelet's status
- * decides, classified by core/classify.ts, after the rest of the log has been read.
+ * as it is written (log-stream.ts), parsed into capped stdout and stderr as it streams (core/output.ts). What to do
+ * next is decided by core/watch.ts from what was seen; this file only does the looking and the acting.
  */
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
-import type { AttemptEnd, AttemptSpec, RunHeartbeat } from '../core/attempt';
-import { classify, infraError, observe, type PodProgress, type Verdict } from '../core/classify';
+import type { AttemptSpec, RunHeartbeat } from '../core/attempt';
+import type { PodProgress } from '../core/classify';
 import { activeDeadlineSeconds, CONTAINER_NAME } from '../core/manifests';
 import { resourceNames } from '../core/names';
-import { capsOf, LauncherLogParser, logReadLimit, type LauncherTrailer, type ParsedOutput } from '../core/output';
+import { capsOf, LauncherLogParser, logReadLimit, type ParsedOutput } from '../core/output';
+import { sandboxTraits, type SandboxKind } from '../core/sandbox';
+import {
+  DEADLINE_GRACE_MS,
+  decideWatch,
+  initialMemo,
+  type AttemptEndNotCancelled,
+  type LogState,
+  type WatchFacts,
+  type WatchMemo,
+  type WatchSetup,
+  type WatchStep,
+} from '../core/watch';
 import { AttemptPods } from './attempt-pods';
 import { apiStatus, kubeCallOrMissing, kubeFailure, type Kube } from './kube';
 import { openLogStream, type LogStream } from './log-stream';
 
+export type { AttemptEndNotCancelled } from '../core/watch';
+
 /** Full re-read of the Job and pods, in case a watch event was missed or the watch stalled. */
 const RESYNC_MS = 10_000;
-/** Longest sleep between evaluations (the unschedulable grace is measured in these steps). */
-const TICK_MS = 2_000;
-/** Once the kubelet says the container is done, how long the rest of its log may take to arrive. */
-const LOG_DRAIN_MS = 3_000;
-/** Beyond the Job's own deadline, how long the step waits before calling the attempt timed out itself. */
-export const DEADLINE_GRACE_MS = 30_000;
-/**
- * Beyond the program's time limit, counted from its start as seen from outside, how long the launcher has to report
- * it timed out; then the step stops the sandbox itself (a launcher the program stopped, killed or hung).
- */
-export const OUTSIDE_GRACE_MS = 3_000;
 /**
  * Heartbeats go out at once when something changed (the worker's heartbeat throttle, LIVE_OUTPUT_INTERVAL, spaces
  * them) and at least this often otherwise, well inside the heartbeat timeout.
  */
 const HEARTBEAT_MS = 3_000;
-
-export type AttemptEndNotCancelled = Exclude<AttemptEnd, { kind: 'cancelled' }>;
 
 export interface WatchContext {
   heartbeat(details: RunHeartbeat): void;
@@ -51,34 +49,23 @@ export interface WatchOutcome {
   output?: ParsedOutput;
 }
 
-/** A trailer that settles the attempt by itself: the program exited on its own, or the launcher timed it out. */
-function settles(t: LauncherTrailer | null): t is LauncherTrailer {
-  return !!t && !t.terminated && (t.signal === null || t.timedOut);
-}
-
-function endOf(verdict: Exclude<Verdict, { state: 'pending' }>): AttemptEndNotCancelled {
-  switch (verdict.state) {
-    case 'finished':
-      return { kind: 'finished', exitCode: verdict.exitCode, reason: verdict.reason, oomKilled: verdict.oomKilled };
-    case 'deadline':
-      return { kind: 'deadline' };
-    case 'infra':
-      return { kind: 'infra', error: verdict.error };
-  }
+/** One decision, as the watch saw it: what a capture records (test/fixtures/watch) and the unit tests replay. */
+export interface WatchRecord {
+  facts: WatchFacts;
+  step: WatchStep;
 }
 
 export class AttemptWatch {
-  private progress: PodProgress;
+  private memo: WatchMemo;
+  private readonly setup: WatchSetup;
+  private readonly kind: SandboxKind;
   private readonly pods: AttemptPods;
   private job: V1Job | undefined;
   private jobRead = false;
-  /** The Job was read for the decision at hand. */
-  private jobFresh = false;
   private readonly limit: number;
   private parser: LauncherLogParser;
   private log: LogStream | undefined;
-  private logState: 'none' | 'open' | 'ended' | 'broken' = 'none';
-  private drainSince: number | undefined;
+  private logState: LogState = 'none';
   private lastBeat = { at: 0, key: '' };
   private stopped = false;
 
@@ -88,24 +75,41 @@ export class AttemptWatch {
     private readonly ctx: WatchContext,
     private readonly options: {
       followLog: boolean;
+      /** What the attempt runs in (cold when not given: the steps of workflows/v1). */
+      sandbox?: SandboxKind;
       /** The Job as its create returned it: spares a read until a decision needs a fresh one. */
       job?: V1Job;
       acquiredAt?: number;
       /** What an earlier try of the step had seen (its last heartbeat). */
       resumed?: PodProgress;
-      /** A warm pool pod: no Job; its launcher must accept this attempt's task and no other. */
-      warm?: boolean;
       /** Where a fresh attempt's watch starts: the resourceVersion of its Job's create or its pod's claim. */
       from?: { resourceVersion?: string; pod?: V1Pod };
       /** Called once when the pod is first seen waiting for a node (the warm pools then give way). */
       onWaitsForNode?: () => void;
+      /** Called with every decision and what it was made from (captures for the unit tests of core/watch.ts). */
+      record?: (entry: WatchRecord) => void;
     },
   ) {
+    this.kind = options.sandbox ?? 'cold';
+    this.setup = {
+      executionId: spec.executionId,
+      attempt: spec.attempt,
+      timeoutSeconds: spec.request.timeoutSeconds,
+      unschedulableGraceSeconds: spec.policy.unschedulableGraceSeconds,
+      sandbox: sandboxTraits(this.kind),
+      followLog: options.followLog,
+      ...(options.acquiredAt !== undefined
+        ? {
+            giveUpAt: options.acquiredAt + activeDeadlineSeconds(spec.request, spec.policy) * 1000 + DEADLINE_GRACE_MS,
+          }
+        : {}),
+    };
     this.job = options.job;
-    this.progress = { ...(options.resumed ?? {}) };
+    this.memo = initialMemo(options.resumed);
     const { attemptSelector } = resourceNames(spec.executionId, spec.attempt);
-    const known = this.progress.podName
-      ? { name: this.progress.podName, finished: this.progress.containerFinishedAt !== undefined }
+    const progress = this.memo.progress;
+    const known = progress.podName
+      ? { name: progress.podName, finished: progress.containerFinishedAt !== undefined }
       : undefined;
     this.pods = new AttemptPods(kube, spec.policy.namespace, attemptSelector, known);
     this.limit = logReadLimit(capsOf(spec.policy));
@@ -123,24 +127,19 @@ export class AttemptWatch {
         if (this.stopped) throw new Error('the watch was stopped');
         if (this.ctx.cancellationSignal.aborted) await this.ctx.cancelled;
         if (!this.pods.isWatching) await this.pods.start(true);
-        const now = Date.now();
-        const pod = this.pods.pod;
-        if (pod) {
-          const waited = this.progress.unschedulableSince !== undefined;
-          this.progress = observe(this.progress, pod, now);
-          if (!waited && this.progress.unschedulableSince !== undefined) this.options.onWaitsForNode?.();
-        }
         if (this.options.followLog) await this.follow();
-        const end = await this.decide(now);
-        if (end) {
+        const step = await this.decide(Date.now());
+        if (step.do === 'end') {
+          if (step.stopPod) await this.stopPod(step.stopPod);
           this.beat(true);
-          return { end, progress: this.progress, ...(this.options.followLog ? { output: this.output() } : {}) };
+          const progress = this.memo.progress;
+          return { end: step.end, progress, ...(this.options.followLog ? { output: this.output() } : {}) };
         }
         this.beat(false);
-        await this.pods.changed(this.nextWake(Date.now()));
+        await this.pods.changed(step.wakeInMs);
         if (Date.now() - lastResync >= RESYNC_MS) {
           await this.pods.resync();
-          await this.readJob();
+          await this.readOwner();
           lastResync = Date.now();
         }
       }
@@ -155,6 +154,36 @@ export class AttemptWatch {
     this.pods.stop();
     this.log?.abort();
     this.pods.poke();
+  }
+
+  /** Asks core/watch.ts what to do, doing the reads it asks for first, until it ends the attempt or waits. */
+  private async decide(now: number): Promise<Extract<WatchStep, { do: 'end' | 'wait' }>> {
+    for (;;) {
+      const facts = this.facts(now);
+      const decision = decideWatch(this.setup, this.memo, facts);
+      this.memo = decision.memo;
+      this.options.record?.({ facts, step: decision.step });
+      if (decision.waitsForNode) this.options.onWaitsForNode?.();
+      const step = decision.step;
+      if (step.do === 'read-owner') await this.readOwner();
+      else if (step.do === 'refresh') {
+        await this.pods.resync();
+        await this.readOwner();
+      } else return step;
+    }
+  }
+
+  private facts(now: number): WatchFacts {
+    return {
+      now,
+      pod: this.pods.pod,
+      podGone: this.pods.gone,
+      job: this.job,
+      ownerRead: this.jobRead,
+      trailer: this.parser.trailer,
+      accepted: this.parser.accepted,
+      log: this.options.followLog ? this.logState : 'none',
+    };
   }
 
   /** Everything the log held, capped; flagged truncated when it was cut at the read limit. */
@@ -204,14 +233,9 @@ export class AttemptWatch {
     });
   }
 
-  /** Whether the container has run (so it has a log to read). */
-  private containerRan(): boolean {
-    const cs = this.pods.pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
-    return this.progress.containerStartedAt !== undefined || !!(cs?.state?.running || cs?.state?.terminated);
-  }
-
-  private async readJob(): Promise<void> {
-    if (this.options.warm) return;
+  /** Reads the owner's status, when the sandbox has an owner to read (its Job). */
+  private async readOwner(): Promise<void> {
+    if (this.setup.sandbox.owner !== 'job') return;
     const { name } = resourceNames(this.spec.executionId, this.spec.attempt);
     this.job = await kubeCallOrMissing(`read Job ${name}`, () =>
       this.kube.batch.readNamespacedJob({ name, namespace: this.spec.policy.namespace }),
@@ -219,144 +243,23 @@ export class AttemptWatch {
     this.jobRead = true;
   }
 
-  private classify(now: number): Verdict {
-    return classify({
-      job: this.job,
-      pod: this.pods.pod,
-      podGone: this.pods.gone,
-      progress: this.progress,
-      now,
-      unschedulableGraceSeconds: this.spec.policy.unschedulableGraceSeconds,
-      owner: this.options.warm ? 'pod' : 'job',
-    });
-  }
-
-  /** A warm sandbox that ran nothing of ours: its launcher refused the task, or accepted another one. */
-  private deliveryFailure(): AttemptEndNotCancelled | undefined {
-    if (!this.options.warm) return undefined;
-    const accepted = this.parser.accepted;
-    if (accepted && (accepted.executionId !== this.spec.executionId || accepted.attempt !== this.spec.attempt)) {
-      return {
-        kind: 'infra',
-        error: infraError(
-          'DeliveryFailed',
-          `the warm sandbox accepted another task (${accepted.executionId} #${accepted.attempt})`,
-        ),
-      };
-    }
-    const t = this.parser.trailer;
-    if (t && !accepted)
-      return {
-        kind: 'infra',
-        error: infraError('DeliveryFailed', t.error ?? 'the warm sandbox ended before it accepted the task'),
-      };
-    return undefined;
-  }
-
-  /** When the time limit is enforced from outside: the program's start as seen here, its limit and the grace. */
-  private enforceAt(): number | undefined {
-    const start = this.progress.programStartedAt;
-    return start === undefined ? undefined : start + this.spec.request.timeoutSeconds * 1000 + OUTSIDE_GRACE_MS;
-  }
-
-  /** How long to wait for the next event: a tick, or less when the outside time limit falls due before it. */
-  private nextWake(now: number): number {
-    const at = this.enforceAt();
-    const pending =
-      at !== undefined &&
-      at > now &&
-      this.options.followLog &&
-      !this.parser.trailer &&
-      this.progress.containerFinishedAt === undefined;
-    return pending ? Math.min(TICK_MS, at - now + 5) : TICK_MS;
-  }
-
-  /**
-   * The program outlived its time limit and the launcher has not said so: the sandbox is stopped from outside (the
-   * pod deleted at once), and the attempt ends timed out with the output read so far.
-   */
-  private async enforceTimeLimit(now: number): Promise<AttemptEndNotCancelled | undefined> {
-    if (!this.options.warm && this.progress.containerStartedAt !== undefined) {
-      this.progress.programStartedAt ??= this.progress.containerStartedAt;
-    }
-    if (this.options.warm && this.parser.accepted) this.progress.programStartedAt ??= now;
-    const at = this.enforceAt();
-    const pod = this.progress.podName;
-    // Only a followed log can show the launcher's word; a container already ended is the kubelet's to classify.
-    if (!this.options.followLog || this.progress.containerFinishedAt !== undefined) return undefined;
-    if (at === undefined || now < at || this.parser.trailer || !pod) return undefined;
+  /** Stops a sandbox that outlived its time limit: its pod is deleted at once. */
+  private async stopPod(pod: string): Promise<void> {
     await kubeCallOrMissing(`stop pod ${pod} at its time limit`, () =>
       this.kube.core.deleteNamespacedPod({ name: pod, namespace: this.spec.policy.namespace, gracePeriodSeconds: 0 }),
     );
-    this.progress.waitingFor = undefined;
-    return { kind: 'deadline' };
-  }
-
-  private async decide(now: number): Promise<AttemptEndNotCancelled | undefined> {
-    const refused = this.deliveryFailure();
-    if (refused) return refused;
-    const trailer = this.parser.trailer;
-    const overdue = await this.enforceTimeLimit(now);
-    if (overdue) return overdue;
-    if (settles(trailer)) {
-      this.progress.waitingFor = undefined;
-      return {
-        kind: 'finished',
-        exitCode: trailer.exitCode,
-        reason: trailer.timedOut ? 'TimedOut' : 'Completed',
-        oomKilled: false,
-      };
-    }
-    if (!this.job && !this.jobRead && !this.options.warm) await this.readJob();
-    let verdict = this.classify(now);
-    if (verdict.state === 'pending') {
-      const deadline = this.options.acquiredAt
-        ? this.options.acquiredAt +
-          activeDeadlineSeconds(this.spec.request, this.spec.policy) * 1000 +
-          DEADLINE_GRACE_MS
-        : Infinity;
-      this.progress.waitingFor = verdict.detail;
-      this.jobFresh = false;
-      return now > deadline ? { kind: 'deadline' } : undefined;
-    }
-    if (this.options.followLog && this.containerRan() && this.logState !== 'ended') {
-      // No trailer settled it: before the kubelet's word decides, read what the container wrote (the log may still
-      // be draining, or not open yet when the container ran and ended between two looks).
-      this.drainSince ??= now;
-      if (now - this.drainSince < LOG_DRAIN_MS) {
-        await this.follow();
-        return undefined;
-      }
-    }
-    if (!this.jobFresh) {
-      // Look once more before deciding: a pod event may still be on its way, and the Job's deadline condition may
-      // be newer than the pod's status.
-      await this.pods.resync();
-      await this.readJob();
-      this.jobFresh = true;
-      verdict = this.classify(now);
-      if (verdict.state === 'pending') return undefined;
-    }
-    this.progress.waitingFor = undefined;
-    if (this.options.warm && !this.parser.accepted && verdict.state !== 'infra') {
-      // The pool pod ended without ever taking the task: nothing of the program ran there.
-      return {
-        kind: 'infra',
-        error: infraError('DeliveryFailed', 'the warm sandbox ended before it accepted the task'),
-      };
-    }
-    return endOf(verdict);
   }
 
   private beat(force: boolean): void {
-    const key = `${this.parser.bytes}|${JSON.stringify(this.progress)}`;
+    const progress = this.memo.progress;
+    const key = `${this.parser.bytes}|${JSON.stringify(progress)}`;
     const now = Date.now();
     if (!force && key === this.lastBeat.key && now - this.lastBeat.at < HEARTBEAT_MS) return;
     this.lastBeat = { at: now, key };
     this.ctx.heartbeat({
       attempt: this.spec.attempt,
-      sandbox: this.options.warm ? 'warm' : 'cold',
-      progress: this.progress,
+      sandbox: this.kind,
+      progress,
       ...(this.options.acquiredAt !== undefined ? { acquiredAt: this.options.acquiredAt } : {}),
       ...(this.options.followLog ? { output: this.parser.live() } : {}),
     });

@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import type { ExecutionPolicy } from '../core/policy';
 import type { Language } from '../core/languages';
 import type { PoolConfig } from '../core/pool';
+import type { WatchRecord } from './attempt-watch';
 import type { Kube } from './kube';
 
 /** The size of a language's warm pool for these activities (0: it has none). */
@@ -19,4 +20,6 @@ export interface ActivityDeps {
   pool?: PoolConfig & { sizes?: Partial<Record<Language, number>> };
   /** For the reconciler's questions and the pool's replenish signal. */
   temporal?: Client;
+  /** Receives every decision of every attempt's watch with what it was made from (scripts/capture-watch-sequences.ts). */
+  recordWatch?: (entry: WatchRecord) => void;
 }

@@ -8,11 +8,24 @@ import { PassThrough } from 'node:stream';
 import { Attach, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { log } from '@temporalio/activity';
 import type { AttemptSpec } from '../core/attempt';
+import { LANGUAGE_NAMES, type Language } from '../core/languages';
 import { CONTAINER_NAME } from '../core/manifests';
 import { hash16, LABELS, resourceNames } from '../core/names';
 import { capsOf, LauncherLogParser, logReadLimit } from '../core/output';
-import { claimable, claimPatch, poolSelector, warmTask, type PoolRef } from '../core/pool';
+import {
+  claimable,
+  claimPatch,
+  fitsPool,
+  POOL_SIGNALS,
+  poolRef,
+  poolSelector,
+  poolWorkflowId,
+  warmTask,
+  type PoolRef,
+} from '../core/pool';
+import { poolSize, type ActivityDeps } from './deps';
 import { apiStatus, kubeCall, kubeFailure, type Kube } from './kube';
+import type { Handover, SandboxSource } from './sandboxes';
 import { frameTask } from './task-frame';
 
 export interface Claimed {
@@ -96,13 +109,8 @@ export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec)
   return undefined;
 }
 
-export interface Delivery {
-  /** Ends the attach session (the container's stdin closes with it: stdinOnce). */
-  close(): void;
-}
-
-/** Writes the task to the pod's launcher through pods/attach. */
-export async function deliverTask(kube: Kube, pod: string, spec: AttemptSpec): Promise<Delivery> {
+/** Writes the task to the pod's launcher through pods/attach; closing the handover ends the attach (and stdin). */
+export async function deliverTask(kube: Kube, pod: string, spec: AttemptSpec): Promise<Handover> {
   const stdin = new PassThrough();
   // The attach's WebSocket (its type comes from `ws`, whose typings the client library does not ship).
   let ws: { close(): void };
@@ -147,3 +155,76 @@ export async function alreadyDelivered(kube: Kube, pod: string, spec: AttemptSpe
   parser.push(log);
   return parser.accepted !== null || parser.trailer !== null;
 }
+
+/** Asks the task queue's pools for a round now: after a claim they refill, with an execution waiting they give way. */
+export function nudgePools(
+  deps: ActivityDeps,
+  taskQueue: string,
+  languages: readonly Language[] = LANGUAGE_NAMES,
+): void {
+  for (const language of languages.filter((l) => poolSize(deps, l) > 0))
+    deps.temporal?.workflow
+      .getHandle(poolWorkflowId(taskQueue, language))
+      .signal(POOL_SIGNALS.replenish)
+      .catch((err: unknown) => {
+        note('could not reach the warm pool', { language, error: String(err) });
+      });
+}
+
+/** The task for a claimed pod, unless it (or an earlier try) already has it: a pod never gets a second task. */
+async function handOverUnlessDelivered(
+  deps: ActivityDeps,
+  pod: string,
+  spec: AttemptSpec,
+  check: boolean,
+): Promise<(() => Promise<Handover>) | undefined> {
+  if (check && (await alreadyDelivered(deps.kube, pod, spec))) return undefined;
+  return () => deliverTask(deps.kube, pod, spec);
+}
+
+export const warmSandboxes: SandboxSource = {
+  async acquire(deps, spec, taskQueue) {
+    const language = spec.request.language;
+    if (poolSize(deps, language) === 0 || !fitsPool(spec.request, spec.policy)) return undefined;
+    const pool = poolRef(taskQueue, language, spec.policy, deps.launcherSource);
+    const claimed = await claimWarmPod(deps.kube, pool, spec);
+    if (!claimed) return undefined;
+    // Replenish now rather than at the pool's next period.
+    nudgePools(deps, taskQueue, [language]);
+    const pod = claimed.pod.metadata!.name!;
+    return {
+      kind: 'warm',
+      acquiredAt: claimed.at,
+      pod,
+      // A pod an earlier try claimed may have its task already.
+      handOver: await handOverUnlessDelivered(deps, pod, spec, claimed.adopted),
+      resumed: claimed.adopted ? { podName: pod } : undefined,
+      from: { resourceVersion: claimed.pod.metadata?.resourceVersion, pod: claimed.pod },
+    };
+  },
+
+  async find(deps, spec, taskQueue) {
+    const pool = poolRef(taskQueue, spec.request.language, spec.policy, deps.launcherSource);
+    const own = await findClaimedPod(deps.kube, pool, spec);
+    if (!own) return undefined;
+    const pod = own.metadata!.name!;
+    return {
+      kind: 'warm',
+      acquiredAt: Date.now(),
+      pod,
+      handOver: await handOverUnlessDelivered(deps, pod, spec, true),
+      resumed: { podName: pod },
+    };
+  },
+
+  async resume(deps, spec, recorded) {
+    const pod = recorded.progress.podName!;
+    return {
+      kind: 'warm',
+      acquiredAt: recorded.acquiredAt,
+      pod,
+      handOver: await handOverUnlessDelivered(deps, pod, spec, true),
+      resumed: recorded.progress,
+    };
+  },
+};

@@ -18,6 +18,7 @@ import {
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import type { PodProgress } from '../core/classify';
+import type { SandboxKind } from '../core/sandbox';
 import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, type ExecutionPolicy } from '../core/policy';
 import { NO_WORKER_TERMINATION, QUEUE_TIMEOUT_TERMINATION, queueTimeoutResult } from '../core/result';
 import { DEFAULT_LANGUAGE, isLanguage } from '../core/languages';
@@ -111,7 +112,7 @@ export type ExecutionState =
       /** The newest stdout and stderr of the running program (a bounded tail). */
       output?: LiveOutput;
       /** Where it runs, once it has a sandbox: a pod of the warm pool, or a Job made for it. */
-      sandbox?: 'warm' | 'cold';
+      sandbox?: SandboxKind;
     }
   /** The result is known (and was returned to callers); the sandbox's objects are being removed. */
   | { executionId: string; state: 'cleaning_up'; result: ExecutionResult; progress?: ExecutionProgress }

@@ -8,6 +8,7 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunHeartbeat } from '../core/attempt';
+import type { SandboxKind } from '../core/sandbox';
 import { unseen } from '../core/output';
 import type { ExecutionResult, OutputTail } from '../core/types';
 
@@ -22,7 +23,7 @@ export interface ProgressUpdate {
   stage: 'queued' | 'starting' | 'running' | 'finishing';
   detail: string;
   attempt: number;
-  sandbox?: 'warm' | 'cold';
+  sandbox?: SandboxKind;
 }
 
 export interface WatchCallbacks {

@@ -1,5 +1,6 @@
 /** What the workflow hands each activity of one attempt, and what the steps report back. */
 import type { PodProgress } from './classify';
+import type { SandboxKind } from './sandbox';
 import type { ExecutionPolicy } from './policy';
 import type { InfraError, LiveOutput, OutputFile, StreamOutput } from './types';
 import type { ExecutionRequest } from './validate';
@@ -36,9 +37,6 @@ export interface AwaitResult {
   end: Exclude<AttemptEnd, { kind: 'cancelled' }>;
   progress: PodProgress;
 }
-
-/** Where an attempt's program runs: a Job made for it (cold) or a pre-started pod of the warm pool. */
-export type SandboxKind = 'cold' | 'warm';
 
 /** What the run step reports in its heartbeats: where the attempt stands and the output so far. */
 export interface RunHeartbeat {

@@ -1,5 +1,6 @@
 /** Assembles the typed result of an execution from how its last attempt ended. Pure; runs inside the workflow. */
 import type { AttemptEnd, CollectedOutput } from './attempt';
+import type { SandboxKind } from './sandbox';
 import type {
   ExecutionResult,
   ExecutionStatus,
@@ -39,7 +40,7 @@ export function buildResult(args: {
   attemptErrors: InfraError[];
   kubernetes: KubernetesRefs;
   timeline: PhaseEvent[];
-  sandbox?: 'warm' | 'cold';
+  sandbox?: SandboxKind;
 }): ExecutionResult {
   const { status, exitCode } = statusOf(args.end, args.output);
   const stdout = args.output?.stdout ?? EMPTY;

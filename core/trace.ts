@@ -2,6 +2,8 @@
  * The attributes an execution's spans carry (see worker/tracing.ts): the execution, and the Kubernetes objects each
  * step made or touched, named as OpenTelemetry's semantic conventions name them where they have a name.
  */
+import type { SandboxKind } from './sandbox';
+
 export const TRACE_ATTRIBUTES = {
   executionId: 'durable_sandbox.execution.id',
   attempt: 'durable_sandbox.attempt',
@@ -21,7 +23,7 @@ export function attemptAttributes(a: {
   executionId: string;
   attempt: number;
   namespace: string;
-  sandbox?: 'warm' | 'cold';
+  sandbox?: SandboxKind;
   /** The Job's and the ConfigMap's name (cold). */
   objects?: string;
   pod?: string;

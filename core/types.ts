@@ -4,6 +4,7 @@
  */
 import type { FailureReason } from './failures';
 import type { Language } from './languages';
+import type { SandboxKind } from './sandbox';
 
 export type { FailureReason } from './failures';
 
@@ -142,7 +143,7 @@ export interface ExecutionResult {
   attemptErrors: InfraError[];
   language: Language;
   /** Where the program ran: a pre-started pod of the warm pool, or a Job made for it. */
-  sandbox: 'warm' | 'cold';
+  sandbox: SandboxKind;
   kubernetes: KubernetesRefs;
   timeline: PhaseEvent[];
   /** The program's own run time in ms, as measured inside the sandbox, when known. */

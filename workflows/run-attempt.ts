@@ -4,9 +4,10 @@
  * compensation, in a scope that cancellation cannot interrupt.
  */
 import { ActivityFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
-import type { AttemptEnd, AttemptRef, AttemptSpec, CollectedOutput, RunResult, SandboxKind } from '../core/attempt';
+import type { AttemptEnd, AttemptRef, AttemptSpec, CollectedOutput, RunResult } from '../core/attempt';
 import { resourceNames } from '../core/names';
 import { capsOf, type ExecutionPolicy } from '../core/policy';
+import { sandboxTraits, type SandboxKind } from '../core/sandbox';
 import type { KubernetesRefs } from '../core/types';
 import type { ExecutionRequest } from '../core/validate';
 import { cleanup, collectOutput, runSandbox } from './activities';
@@ -41,10 +42,9 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
     progress.detail(`running Job ${name}`, attempt);
     const run = await runSandbox(spec, name);
     Object.assign(refs, { pod: run.progress.podName, node: run.progress.nodeName });
-    if (run.sandbox === 'warm') {
-      delete refs.job;
-      delete refs.configMap;
-    }
+    const { objects } = sandboxTraits(run.sandbox);
+    if (!objects.includes('job')) delete refs.job;
+    if (!objects.includes('configMap')) delete refs.configMap;
     markPhases(progress, run, attempt);
     return { end: run.end, output: run.output, refs, sandbox: run.sandbox };
   } catch (err) {
@@ -77,12 +77,9 @@ function attemptRef(exec: Execution, attempt: number): AttemptRef {
 function markPhases(progress: Progress, run: RunResult, attempt: number): void {
   const p = run.progress;
   const t = run.output.trailer;
-  if (run.sandbox === 'warm') {
-    progress.mark('claimed', run.acquiredAt, attempt);
-  } else {
-    progress.mark('jobCreated', run.acquiredAt, attempt);
-    progress.mark('podScheduled', p.scheduledAt, attempt);
-  }
+  const sandbox = sandboxTraits(run.sandbox);
+  progress.mark(sandbox.acquiredPhase, run.acquiredAt, attempt);
+  if (sandbox.scheduledForAttempt) progress.mark('podScheduled', p.scheduledAt, attempt);
   // The launcher's own clock times the program exactly; the watch's observations are the fallback.
   progress.mark('containerStarted', t?.startedAt || p.containerStartedAt, attempt);
   progress.mark('containerFinished', t?.finishedAt || p.containerFinishedAt, attempt);
