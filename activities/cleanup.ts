@@ -1,6 +1,7 @@
 /**
- * The compensation step: deletes the attempt's Job (its pod goes with it) and ConfigMap, or its warm pool pod, and
- * waits, on a watch, until no pod of the attempt is left. Idempotent: what is already gone counts as deleted. The workflow retries it
+ * The compensation step: deletes whatever the attempt's sandbox was made of, whatever its kind (its Job, the pod
+ * going with it, and ConfigMap; or its claimed pool pod), found by the attempt's labels, and waits, on a watch,
+ * until no pod of the attempt is left. Idempotent: what is already gone counts as deleted. The workflow retries it
  * until it succeeds.
  */
 import { ApplicationFailure } from '@temporalio/common';
@@ -34,7 +35,7 @@ export function cleanupActivity({ kube }: ActivityDeps) {
       await pods.start(true);
       const podNames = pods.all.map((p) => p.metadata?.name).filter((n) => n !== undefined);
       if (podNames.length > 0) annotateSpan({ [TRACE_ATTRIBUTES.pod]: podNames.join(',') });
-      // A warm attempt's pod belongs to no Job: it is deleted directly (its one program has run; never reused).
+      // A pod no Job owns (a claimed pool pod) is deleted directly: its one program has run; it is never reused.
       for (const p of pods.all.filter((x) => !x.metadata?.ownerReferences?.length && !x.metadata?.deletionTimestamp)) {
         await kubeCallOrMissing(`delete pod ${p.metadata!.name}`, () =>
           kube.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }),

@@ -4,10 +4,10 @@
  */
 import { createHash } from 'node:crypto';
 import { TASK_FORMAT } from '../core/launcher-protocol';
-import type { WarmTask } from '../core/pool';
+import type { LauncherTask } from '../core/launcher-protocol';
 export { TASK_FORMAT };
 
-export function frameTask(task: WarmTask): Buffer {
+export function frameTask(task: LauncherTask): Buffer {
   const payload = Buffer.from(JSON.stringify(task), 'utf8');
   const digest = createHash('sha256').update(payload).digest('hex');
   return Buffer.concat([Buffer.from(`${TASK_FORMAT} ${payload.length} ${digest}\n`, 'ascii'), payload]);

@@ -9,7 +9,7 @@ import { Attach, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes
 import { log } from '@temporalio/activity';
 import type { AttemptSpec } from '../core/attempt';
 import { LANGUAGE_NAMES, type Language } from '../core/languages';
-import { CONTAINER_NAME } from '../core/manifests';
+import { CONTAINER_NAME, launcherTask } from '../core/manifests';
 import { hash16, LABELS, resourceNames } from '../core/names';
 import { capsOf, LauncherLogParser, logReadLimit } from '../core/output';
 import {
@@ -20,7 +20,6 @@ import {
   poolRef,
   poolSelector,
   poolWorkflowId,
-  warmTask,
   type PoolRef,
 } from '../core/pool';
 import { poolSize, type ActivityDeps } from './deps';
@@ -128,7 +127,7 @@ export async function deliverTask(kube: Kube, pod: string, spec: AttemptSpec): P
   } catch (err) {
     throw kubeFailure(err, `attach to pool pod ${pod}`);
   }
-  stdin.end(frameTask(warmTask(spec.executionId, spec.attempt, spec.request, spec.policy)));
+  stdin.end(frameTask(launcherTask(spec.executionId, spec.attempt, spec.request, spec.policy, 'handed')));
   return { close: () => ws.close() };
 }
 

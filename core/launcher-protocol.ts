@@ -7,7 +7,7 @@
 /** The launcher's first log line: which protocol the rest of the log speaks. */
 export const LAUNCHER_FORMAT = 'durable-sandbox-launcher 1';
 
-/** A warm sandbox's task header: `<TASK_FORMAT> <length> <sha256 hex>\n`, then <length> bytes of JSON (a WarmTask). */
+/** A warm sandbox's task header: `<TASK_FORMAT> <length> <sha256 hex>\n`, then <length> bytes of JSON (a LauncherTask). */
 export const TASK_FORMAT = 'durable-sandbox-task 1';
 
 /** Each log line after the first starts with one of these tags and a space. */
@@ -85,3 +85,29 @@ export const LAUNCHER_EXIT = {
   /** Warm: no task came within --max-idle-seconds (an unclaimed pool pod ending itself). */
   idle: 0,
 } as const;
+
+/**
+ * What the launcher runs, one JSON document for every sandbox (docs/LAUNCHER.md): handed whole to a waiting launcher
+ * (its program and files included), or mounted with the pod as `task.json` beside the program and files, which it
+ * then leaves out. Built by launcherTask() in manifests.ts.
+ */
+export interface LauncherTask {
+  executionId: string;
+  attempt: number;
+  /** The program's file name (under the sandbox directory). */
+  file: string;
+  /** What runs the program. */
+  command: string[];
+  /** Handed tasks only: the program and its input files. */
+  code?: string;
+  files?: { name: string; content: string; encoding?: 'utf8' | 'base64' }[];
+  /** The program's own variables, on top of the language's environment. */
+  env: Record<string, string>;
+  timeoutSeconds: number;
+  stdoutCap: number;
+  stderrCap: number;
+  outDir: string;
+  filesMaxCount: number;
+  fileCap: number;
+  filesCap: number;
+}

@@ -6,6 +6,7 @@ import type { V1ConfigMap, V1Job, V1KeyToPath, V1OwnerReference, V1PodSpec, V1Vo
 import { LANGUAGES, LAUNCHER_INTERPRETER, SANDBOX_DIR } from './languages';
 import { ANNOTATIONS, LABELS, MANAGED_BY, resourceNames } from './names';
 import type { ExecutionPolicy } from './policy';
+import type { LauncherTask } from './launcher-protocol';
 import { bytes, cpuMillis } from './quantity';
 import type { Language } from './types';
 import type { ExecutionRequest } from './validate';
@@ -21,6 +22,7 @@ export const TTL_AFTER_FINISHED_SECONDS = 3600;
 export const TERMINATION_GRACE_SECONDS = 3;
 const LAUNCHER_KEY = 'launcher.py';
 const CODE_KEY = 'code';
+const TASK_KEY = 'task.json';
 const fileKey = (name: string): string => `file.${name}`;
 
 export interface SandboxSpec {
@@ -31,6 +33,36 @@ export interface SandboxSpec {
   policy: ExecutionPolicy;
   /** Source of launcher/launcher.py. */
   launcherSource: string;
+}
+
+/**
+ * The task the launcher runs (docs/LAUNCHER.md), one document for every sandbox: handed to a waiting launcher whole,
+ * with the program and its files (`handed`), or mounted with the pod beside the program and files the ConfigMap
+ * mounts, which it then leaves out (`mounted`).
+ */
+export function launcherTask(
+  executionId: string,
+  attempt: number,
+  request: ExecutionRequest,
+  policy: ExecutionPolicy,
+  how: 'handed' | 'mounted',
+): LauncherTask {
+  const language = LANGUAGES[request.language];
+  return {
+    executionId,
+    attempt,
+    file: language.file,
+    command: [...language.command],
+    ...(how === 'handed' ? { code: request.code, files: request.files } : {}),
+    env: request.env,
+    timeoutSeconds: request.timeoutSeconds,
+    stdoutCap: policy.stdoutCapBytes,
+    stderrCap: policy.stderrCapBytes,
+    outDir: OUTPUT_DIR,
+    filesMaxCount: policy.outputFilesMaxCount,
+    fileCap: policy.outputFileCapBytes,
+    filesCap: policy.outputFilesCapBytes,
+  };
 }
 
 export function labelsFor(executionId: string, attempt: number): Record<string, string> {
@@ -48,7 +80,12 @@ function annotationsFor(spec: SandboxSpec): Record<string, string> {
 
 export function buildConfigMap(spec: SandboxSpec): V1ConfigMap {
   const { name } = resourceNames(spec.executionId, spec.attempt);
-  const data: Record<string, string> = { [LAUNCHER_KEY]: spec.launcherSource, [CODE_KEY]: spec.request.code };
+  const task = launcherTask(spec.executionId, spec.attempt, spec.request, spec.policy, 'mounted');
+  const data: Record<string, string> = {
+    [LAUNCHER_KEY]: spec.launcherSource,
+    [TASK_KEY]: JSON.stringify(task),
+    [CODE_KEY]: spec.request.code,
+  };
   const binaryData: Record<string, string> = {};
   for (const f of spec.request.files) {
     if (f.encoding === 'base64') binaryData[fileKey(f.name)] = f.content;
@@ -89,22 +126,11 @@ export function buildJob(spec: SandboxSpec): V1Job {
   const labels = labelsFor(spec.executionId, spec.attempt);
   const items: V1KeyToPath[] = [
     { key: LAUNCHER_KEY, path: LAUNCHER_KEY },
+    { key: TASK_KEY, path: TASK_KEY },
     { key: CODE_KEY, path: language.file },
     ...request.files.map((f) => ({ key: fileKey(f.name), path: `files/${f.name}` })),
   ];
-  const command = [
-    LAUNCHER_INTERPRETER,
-    `${SANDBOX_DIR}/${LAUNCHER_KEY}`,
-    '--timeout',
-    String(request.timeoutSeconds),
-    '--stdout-cap',
-    String(policy.stdoutCapBytes),
-    '--stderr-cap',
-    String(policy.stderrCapBytes),
-    ...outputFileArgs(policy),
-    '--',
-    ...language.command,
-  ];
+  const command = [LAUNCHER_INTERPRETER, `${SANDBOX_DIR}/${LAUNCHER_KEY}`, '--task', `${SANDBOX_DIR}/${TASK_KEY}`];
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
@@ -120,7 +146,7 @@ export function buildJob(spec: SandboxSpec): V1Job {
         spec: hardenedPodSpec(policy, {
           image: policy.images[request.language],
           command,
-          env: { ...programEnv(request.language), ...request.env },
+          env: programEnv(request.language),
           cpu: request.cpu,
           memory: request.memory,
           sandboxVolume: { configMap: { name, items, defaultMode: 0o444 } },
@@ -128,20 +154,6 @@ export function buildJob(spec: SandboxSpec): V1Job {
       },
     },
   };
-}
-
-/** The launcher's arguments for output files: where they are and how much of them goes back. */
-function outputFileArgs(policy: ExecutionPolicy): string[] {
-  return [
-    '--out-dir',
-    OUTPUT_DIR,
-    '--files-max-count',
-    String(policy.outputFilesMaxCount),
-    '--file-cap',
-    String(policy.outputFileCapBytes),
-    '--files-cap',
-    String(policy.outputFilesCapBytes),
-  ];
 }
 
 /** The environment every program of a language starts with (the request's own variables come on top). */

@@ -4,8 +4,8 @@
  * the launcher receives. Single use: a claimed pod is never marked ready again; after its one program it is deleted.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { LANGUAGES, LAUNCHER_INTERPRETER, SANDBOX_DIR } from './languages';
-import { hardenedPodSpec, OUTPUT_DIR, programEnv } from './manifests';
+import { LAUNCHER_INTERPRETER, SANDBOX_DIR } from './languages';
+import { hardenedPodSpec, programEnv } from './manifests';
 import { ANNOTATIONS, hash16, LABELS, MANAGED_BY, resourceNames } from './names';
 import type { ExecutionPolicy } from './policy';
 import type { Language } from './types';
@@ -162,49 +162,6 @@ export function claimable(pod: V1Pod, pool: PoolRef): boolean {
     pod.status?.phase === 'Running' &&
     (pod.status.containerStatuses ?? []).every((c) => !!c.state?.running)
   );
-}
-
-/** What the launcher of a pool pod receives: everything the cold path puts in the ConfigMap and the Job's env. */
-export interface WarmTask {
-  executionId: string;
-  attempt: number;
-  file: string;
-  command: string[];
-  code: string;
-  files: ExecutionRequest['files'];
-  env: Record<string, string>;
-  timeoutSeconds: number;
-  stdoutCap: number;
-  stderrCap: number;
-  outDir: string;
-  filesMaxCount: number;
-  fileCap: number;
-  filesCap: number;
-}
-
-export function warmTask(
-  executionId: string,
-  attempt: number,
-  request: ExecutionRequest,
-  policy: ExecutionPolicy,
-): WarmTask {
-  const language = LANGUAGES[request.language];
-  return {
-    executionId,
-    attempt,
-    file: language.file,
-    command: [...language.command],
-    code: request.code,
-    files: request.files,
-    env: request.env,
-    timeoutSeconds: request.timeoutSeconds,
-    stdoutCap: policy.stdoutCapBytes,
-    stderrCap: policy.stderrCapBytes,
-    outDir: OUTPUT_DIR,
-    filesMaxCount: policy.outputFilesMaxCount,
-    fileCap: policy.outputFileCapBytes,
-    filesCap: policy.outputFilesCapBytes,
-  };
 }
 
 /** A pod the scheduler found no node for (it waits, holding nothing). */

@@ -43,7 +43,10 @@ as above. A task that arrives cut short or damaged runs nothing: the trailer say
 With --max-idle-seconds, a sandbox that no task reached by then exits 0 on its own (its termination message says
 so): a pool whose worker is gone holds the node's CPU and memory no longer than that.
 
-Usage: launcher.py --timeout SECONDS --stdout-cap BYTES --stderr-cap BYTES -- COMMAND...
+Cold mode (a Job made for the attempt): the same task, as a file mounted with the pod from the attempt's ConfigMap,
+the program and its files beside it (so the task file leaves them out).
+
+Usage: launcher.py --task FILE
        launcher.py --warm --max-task-bytes BYTES --task-dir DIR [--max-idle-seconds SECONDS]
 """
 
@@ -114,25 +117,20 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-REQUIRED = ("--timeout", "--stdout-cap", "--stderr-cap")
-OPTIONAL = {"--out-dir": None, "--files-max-count": "0", "--file-cap": "0", "--files-cap": "0"}
+def parse_task_args(argv):
+    if len(argv) != 2 or argv[0] != "--task":
+        raise SystemExit("launcher: usage: launcher.py --task FILE")
+    return argv[1]
 
 
-def parse_args(argv):
-    opts = dict.fromkeys(REQUIRED)
-    opts.update(OPTIONAL)
-    i = 0
-    while i < len(argv) and argv[i] != "--":
-        if argv[i] not in opts or i + 1 >= len(argv):
-            raise SystemExit("launcher: bad argument %r" % argv[i])
-        opts[argv[i]] = argv[i + 1]
-        i += 2
-    command = argv[i + 1:]
-    if not command or any(opts[k] is None for k in REQUIRED):
-        raise SystemExit("launcher: usage: launcher.py --timeout S --stdout-cap N --stderr-cap N "
-                         "[--out-dir DIR --files-max-count N --file-cap N --files-cap N] -- COMMAND...")
-    files = FileLimits(opts["--out-dir"], int(opts["--files-max-count"]), int(opts["--file-cap"]), int(opts["--files-cap"]))
-    return int(opts["--timeout"]), int(opts["--stdout-cap"]), int(opts["--stderr-cap"]), files, command
+def read_task_file(path):
+    """The task mounted with the pod (cold): the same JSON a warm sandbox receives, its program and files beside it."""
+    try:
+        with open(path, "rb") as f:
+            payload = f.read()
+        return json.loads(payload.decode("utf-8")), hashlib.sha256(payload).hexdigest()
+    except (OSError, ValueError) as exc:
+        raise DeliveryError("the task file cannot be read: %s" % exc)
 
 
 class FileLimits:
@@ -558,6 +556,20 @@ def refuse_to_run(error):
     return REFUSED
 
 
+def program_of(task):
+    """What to run, from a task: its command, time limit, stream caps, output file limits and extra environment."""
+    try:
+        env = {str(k): str(v) for k, v in task.get("env", {}).items()}
+        files = FileLimits(task.get("outDir"), int(task.get("filesMaxCount", 0)), int(task.get("fileCap", 0)),
+                           int(task.get("filesCap", 0)))
+        command = [str(c) for c in task["command"]]
+        if not command:
+            raise ValueError("no command")
+        return int(task["timeoutSeconds"]), int(task["stdoutCap"]), int(task["stderrCap"]), command, env, files
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise DeliveryError("bad task: %s" % exc)
+
+
 def main():
     argv = sys.argv[1:]
     confined = confine()
@@ -574,20 +586,24 @@ def main():
             return IDLE_EXIT
         try:
             task, digest = receive_task(max_bytes)
+            program = program_of(task)
             materialize(task, task_dir)
         except (DeliveryError, KeyError, TypeError, ValueError, OSError) as exc:
             return failed_delivery(str(exc))
-        env.update({k: v for k, v in task.get("env", {}).items()})
         accepted = json.dumps({"executionId": task.get("executionId"), "attempt": task.get("attempt"), "sha256": digest},
                               separators=(",", ":"))
         write_line(TAG_ACCEPTED + " " + accepted)
         note_termination("accepted " + accepted)
-        files = FileLimits(task.get("outDir"), int(task.get("filesMaxCount", 0)), int(task.get("fileCap", 0)),
-                           int(task.get("filesCap", 0)))
-        return run(int(task["timeoutSeconds"]), int(task["stdoutCap"]), int(task["stderrCap"]), task["command"], env, files)
-    timeout, stdout_cap, stderr_cap, files, command = parse_args(argv)
-    env = harden()
-    write_line(FORMAT)
+    else:
+        path = parse_task_args(argv)
+        env = harden()
+        write_line(FORMAT)
+        try:
+            program = program_of(read_task_file(path)[0])
+        except DeliveryError as exc:
+            return failed_delivery(str(exc))
+    timeout, stdout_cap, stderr_cap, command, extra_env, files = program
+    env.update(extra_env)
     return run(timeout, stdout_cap, stderr_cap, command, env, files)
 
 

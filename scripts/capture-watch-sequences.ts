@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import type { AttemptSpec, RunResult } from '../core/attempt';
+import { DEFAULT_LANGUAGE } from '../core/languages';
 import { buildPoolPod, poolRef, poolSelector } from '../core/pool';
 import { validateInput } from '../core/validate';
 import type { WatchRecord } from '../activities/attempt-watch';
@@ -106,7 +107,7 @@ async function run(): Promise<void> {
     } finally {
       await deleting;
       await new MockActivityEnvironment().run(cleanupActivity(deps), { executionId, attempt: 1, namespace });
-      const pool = poolRef(TASK_QUEUE, 'python', policy, launcherSource);
+      const pool = poolRef(TASK_QUEUE, DEFAULT_LANGUAGE, policy, launcherSource);
       await kube.core.deleteCollectionNamespacedPod({ namespace, labelSelector: poolSelector(pool) });
     }
   }
@@ -114,7 +115,7 @@ async function run(): Promise<void> {
 
 /** One ready pod in the capture's pool (the run step claims it like any pool pod). */
 async function readyPoolPod(deps: ActivityDeps): Promise<void> {
-  const pool = poolRef(TASK_QUEUE, 'python', deps.policy, deps.launcherSource);
+  const pool = poolRef(TASK_QUEUE, DEFAULT_LANGUAGE, deps.policy, deps.launcherSource);
   const namespace = deps.policy.namespace;
   const body = buildPoolPod({
     pool,

@@ -9,8 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseLauncherLog } from '../../core/output';
 import { programEnv } from '../../core/manifests';
+import { coldLauncherArgs } from '../helpers/launcher';
 
-const LAUNCHER = path.join(__dirname, '..', '..', 'launcher', 'launcher.py');
 const caps = { stdoutCapBytes: 1 << 20, stderrCapBytes: 1 << 20 };
 let dir: string;
 
@@ -27,8 +27,12 @@ function sandboxEnv(extra: Record<string, string> = {}): Record<string, string> 
 function launcherArgs(program: string, command: string[] = ['python3'], timeoutSeconds = 30): string[] {
   const file = path.join(dir, 'main.py');
   writeFileSync(file, program);
-  const limits = ['--stdout-cap', String(caps.stdoutCapBytes), '--stderr-cap', String(caps.stderrCapBytes)];
-  return [LAUNCHER, '--timeout', String(timeoutSeconds), ...limits, '--', ...command, file];
+  return coldLauncherArgs(dir, {
+    command: [...command, file],
+    timeoutSeconds,
+    stdoutCap: caps.stdoutCapBytes,
+    stderrCap: caps.stderrCapBytes,
+  });
 }
 
 function launch(program: string, options: { env?: Record<string, string>; command?: string[]; timeout?: number } = {}) {
@@ -189,7 +193,7 @@ test('the caps stay exact: bytes past them are counted, not framed', () => {
   ].join('\n');
   const r = spawnSync(
     'python3',
-    [LAUNCHER, '--timeout', '30', '--stdout-cap', '1000', '--stderr-cap', '10', '--', 'python3', '-c', program],
+    coldLauncherArgs(dir, { command: ['python3', '-c', program], timeoutSeconds: 30, stdoutCap: 1000, stderrCap: 10 }),
     { env: sandboxEnv(), encoding: 'latin1', timeout: 30_000 },
   );
   const framed = (tag: string) =>

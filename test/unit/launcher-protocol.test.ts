@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { LAUNCHER_EXIT, LAUNCHER_FORMAT, TAG, TASK_FORMAT, TRAILER_FIELDS } from '../../core/launcher-protocol';
 import { parseLauncherLog } from '../../core/output';
+import { coldLauncherArgs } from '../helpers/launcher';
 
 const ROOT = path.join(__dirname, '..', '..');
 const LAUNCHER = path.join(ROOT, 'launcher', 'launcher.py');
@@ -67,26 +68,16 @@ test('the real launcher writes what the TypeScript side reads: streams, an outpu
     const caps = { stdoutCapBytes: 1024, stderrCapBytes: 1024 };
     const r = spawnSync(
       'python3',
-      [
-        LAUNCHER,
-        '--timeout',
-        '10',
-        '--stdout-cap',
-        '1024',
-        '--stderr-cap',
-        '1024',
-        '--out-dir',
-        out,
-        '--files-max-count',
-        '5',
-        '--file-cap',
-        '1024',
-        '--files-cap',
-        '4096',
-        '--',
-        'python3',
-        program,
-      ],
+      coldLauncherArgs(dir, {
+        command: ['python3', program],
+        timeoutSeconds: 10,
+        stdoutCap: 1024,
+        stderrCap: 1024,
+        outDir: out,
+        filesMaxCount: 5,
+        fileCap: 1024,
+        filesCap: 4096,
+      }),
       { encoding: 'latin1', timeout: 20_000 },
     );
     const lines = r.stdout.trim().split('\n');
@@ -107,6 +98,28 @@ test('the real launcher writes what the TypeScript side reads: streams, an outpu
     expect(parsed.stderr.text).toBe('err\n');
     expect(parsed.files.map((f) => f.name)).toEqual(['r.txt']);
     expect(parsed.trailer).toMatchObject({ exitCode: 0, timedOut: false, stdoutBytes: 4, stderrBytes: 4, error: null });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a mounted task that cannot be read, or lacks what to run, runs nothing and says why', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ds-task-'));
+  try {
+    const missing = spawnSync('python3', [LAUNCHER, '--task', path.join(dir, 'none.json')], { encoding: 'latin1' });
+    expect(missing.status).toBe(LAUNCHER_EXIT.deliveryFailed);
+    expect(parseLauncherLog(missing.stdout, { stdoutCapBytes: 64, stderrCapBytes: 64 }).trailer).toMatchObject({
+      exitCode: LAUNCHER_EXIT.deliveryFailed,
+      error: expect.stringMatching(/task file cannot be read/),
+    });
+    const file = path.join(dir, 'task.json');
+    writeFileSync(file, JSON.stringify({ command: ['python3', '-c', 'print(1)'], stdoutCap: 64, stderrCap: 64 }));
+    const bad = spawnSync('python3', [LAUNCHER, '--task', file], { encoding: 'latin1' });
+    expect(bad.status).toBe(LAUNCHER_EXIT.deliveryFailed);
+    expect(bad.stdout).not.toMatch(/^o /m);
+    expect(parseLauncherLog(bad.stdout, { stdoutCapBytes: 64, stderrCapBytes: 64 }).trailer?.error).toMatch(
+      /bad task: 'timeoutSeconds'/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

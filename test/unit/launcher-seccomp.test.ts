@@ -5,15 +5,26 @@
  * work as usual.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseLauncherLog } from '../../core/output';
 import { SECCOMP_EXPECTED, SECCOMP_PROBE } from '../fixtures/sandbox/seccomp';
+import { coldLauncherArgs } from '../helpers/launcher';
 
-const LAUNCHER = path.join(__dirname, '..', '..', 'launcher', 'launcher.py');
+let dir: string;
+beforeEach(() => (dir = mkdtempSync(path.join(os.tmpdir(), 'ds-seccomp-'))));
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
 test('each refused call fails with the filter errno; ordinary process work still succeeds', () => {
   const r = spawnSync(
     'python3',
-    [LAUNCHER, '--timeout', '20', '--stdout-cap', '65536', '--stderr-cap', '65536', '--', 'python3', SECCOMP_PROBE],
+    coldLauncherArgs(dir, {
+      command: ['python3', SECCOMP_PROBE],
+      timeoutSeconds: 20,
+      stdoutCap: 65536,
+      stderrCap: 65536,
+    }),
     { encoding: 'latin1', timeout: 30_000 },
   );
   const parsed = parseLauncherLog(r.stdout, { stdoutCapBytes: 65536, stderrCapBytes: 65536 });

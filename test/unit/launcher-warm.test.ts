@@ -9,7 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { frameTask } from '../../activities/task-frame';
 import { parseLauncherLog } from '../../core/output';
-import { MAX_TASK_BYTES, warmTask, type WarmTask } from '../../core/pool';
+import type { LauncherTask } from '../../core/launcher-protocol';
+import { launcherTask } from '../../core/manifests';
+import { MAX_TASK_BYTES } from '../../core/pool';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { validateInput } from '../../core/validate';
 
@@ -22,14 +24,14 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-function task(code: string, extra: Partial<WarmTask> = {}): WarmTask {
+function task(code: string, extra: Partial<LauncherTask> = {}): LauncherTask {
   const request = validateInput(
     { code, files: [{ name: 'data.txt', content: 'from-a-file' }], env: { GREETING: 'hi' } },
     DEFAULT_POLICY,
   );
   // The pod's own command is `python3 /sandbox/main.py`; here the task directory is a temporary one.
   return {
-    ...warmTask('exec-1', 1, request, DEFAULT_POLICY),
+    ...launcherTask('exec-1', 1, request, DEFAULT_POLICY, 'handed'),
     command: ['python3', path.join(dir, 'main.py')],
     ...extra,
   };

@@ -1,4 +1,5 @@
-import { buildConfigMap, buildJob, ownerReferenceTo, SANDBOX_UID } from '../../core/manifests';
+import type { LauncherTask } from '../../core/launcher-protocol';
+import { buildConfigMap, buildJob, launcherTask, ownerReferenceTo, SANDBOX_UID } from '../../core/manifests';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { validateInput } from '../../core/validate';
 
@@ -78,35 +79,31 @@ describe('buildJob', () => {
     expect(small.spec!.template.spec!.containers[0].resources!.requests).toMatchObject({ cpu: '50m', memory: '64Mi' });
   });
 
-  test('runs the program through the launcher with the caps and timeout', () => {
-    expect(c.command).toEqual([
-      'python3',
-      '/sandbox/launcher.py',
-      '--timeout',
-      '30',
-      '--stdout-cap',
-      String(policy.stdoutCapBytes),
-      '--stderr-cap',
-      String(policy.stderrCapBytes),
-      '--out-dir',
-      '/sandbox/out',
-      '--files-max-count',
-      String(policy.outputFilesMaxCount),
-      '--file-cap',
-      String(policy.outputFileCapBytes),
-      '--files-cap',
-      String(policy.outputFilesCapBytes),
-      '--',
-      'python3',
-      '/sandbox/main.py',
-    ]);
+  test('runs the launcher on the mounted task: the program, its limits, caps and variables are in the task', () => {
+    expect(c.command).toEqual(['python3', '/sandbox/launcher.py', '--task', '/sandbox/task.json']);
     expect(c.image).toBe('img/python:1');
-    expect(c.env).toEqual(
-      expect.arrayContaining([
-        { name: 'FOO', value: 'bar' },
-        { name: 'HOME', value: '/tmp' },
-      ]),
-    );
+    // The program's own variables travel in the task (the launcher adds them), not in the pod spec.
+    expect(c.env).toEqual(expect.arrayContaining([{ name: 'HOME', value: '/tmp' }]));
+    expect(c.env!.find((e) => e.name === 'FOO')).toBeUndefined();
+    const task = JSON.parse(buildConfigMap(spec).data!['task.json']) as LauncherTask;
+    expect(task).toEqual({
+      executionId: 'exec-1',
+      attempt: 2,
+      file: 'main.py',
+      command: ['python3', '/sandbox/main.py'],
+      env: { FOO: 'bar' },
+      timeoutSeconds: 30,
+      stdoutCap: policy.stdoutCapBytes,
+      stderrCap: policy.stderrCapBytes,
+      outDir: '/sandbox/out',
+      filesMaxCount: policy.outputFilesMaxCount,
+      fileCap: policy.outputFileCapBytes,
+      filesCap: policy.outputFilesCapBytes,
+    });
+    // The same document a warm sandbox is handed, less the program and files the ConfigMap mounts.
+    const { code, files, ...rest } = launcherTask('exec-1', 2, request, policy, 'handed');
+    expect(rest).toEqual(task);
+    expect({ code, files }).toEqual({ code: request.code, files: request.files });
   });
 
   test('mounts code, launcher and files from the ConfigMap of the same name', () => {
@@ -114,6 +111,7 @@ describe('buildJob', () => {
     expect(code.name).toBe(job.metadata!.name);
     expect(code.items).toEqual([
       { key: 'launcher.py', path: 'launcher.py' },
+      { key: 'task.json', path: 'task.json' },
       { key: 'code', path: 'main.py' },
       { key: 'file.data.csv', path: 'files/data.csv' },
       { key: 'file.blob.bin', path: 'files/blob.bin' },
@@ -140,7 +138,10 @@ describe('buildJob', () => {
   test('bash uses its own file and command', () => {
     const bash = buildJob({ ...spec, request: { ...request, language: 'bash' } });
     const bc = bash.spec!.template.spec!.containers[0];
-    expect(bc.command!.slice(-2)).toEqual(['bash', '/sandbox/main.sh']);
+    expect(
+      JSON.parse(buildConfigMap({ ...spec, request: { ...request, language: 'bash' } }).data!['task.json']),
+    ).toMatchObject({ file: 'main.sh', command: ['bash', '/sandbox/main.sh'] });
+    expect(bash.spec!.template.spec!.volumes![0].configMap!.items).toContainEqual({ key: 'code', path: 'main.sh' });
     expect(bc.image).toBe('img/bash:1');
   });
 });
@@ -150,7 +151,12 @@ describe('buildConfigMap', () => {
     const cm = buildConfigMap(spec);
     expect(cm.metadata!.name).toBe(buildJob(spec).metadata!.name);
     expect(cm.immutable).toBe(true);
-    expect(cm.data).toEqual({ 'launcher.py': '# launcher', code: 'print(1)', 'file.data.csv': 'a,b' });
+    expect(cm.data).toEqual({
+      'launcher.py': '# launcher',
+      'task.json': expect.any(String),
+      code: 'print(1)',
+      'file.data.csv': 'a,b',
+    });
     expect(cm.binaryData).toEqual({ 'file.blob.bin': 'AAEC' });
   });
 });

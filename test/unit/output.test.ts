@@ -4,7 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { LauncherLogParser, logReadLimit, parseLauncherLog, unseen } from '../../core/output';
 
-const LAUNCHER = path.join(__dirname, '..', '..', 'launcher', 'launcher.py');
+import { coldLauncherArgs } from '../helpers/launcher';
+
+let taskDir: string;
+beforeEach(() => (taskDir = mkdtempSync(path.join(os.tmpdir(), 'ds-task-'))));
+afterEach(() => rmSync(taskDir, { recursive: true, force: true }));
 const caps = { stdoutCapBytes: 64, stderrCapBytes: 32 };
 
 /** Runs the real launcher on this machine and returns its log and exit code. */
@@ -12,19 +16,12 @@ function launch(program: string, timeout = 5, c = caps): { log: string; code: nu
   try {
     const log = execFileSync(
       'python3',
-      [
-        LAUNCHER,
-        '--timeout',
-        String(timeout),
-        '--stdout-cap',
-        String(c.stdoutCapBytes),
-        '--stderr-cap',
-        String(c.stderrCapBytes),
-        '--',
-        'python3',
-        '-c',
-        program,
-      ],
+      coldLauncherArgs(taskDir, {
+        command: ['python3', '-c', program],
+        timeoutSeconds: timeout,
+        stdoutCap: c.stdoutCapBytes,
+        stderrCap: c.stderrCapBytes,
+      }),
       { encoding: 'utf8' },
     );
     return { log, code: 0 };
@@ -167,27 +164,16 @@ describe('output files: the launcher sends what the program left in its out dir,
   };
 
   function launchWithFiles(program: string, outDir: string) {
-    const args = [
-      LAUNCHER,
-      '--timeout',
-      '10',
-      '--stdout-cap',
-      '1024',
-      '--stderr-cap',
-      '1024',
-      '--out-dir',
+    const args = coldLauncherArgs(taskDir, {
+      command: ['python3', '-c', program],
+      timeoutSeconds: 10,
+      stdoutCap: 1024,
+      stderrCap: 1024,
       outDir,
-      '--files-max-count',
-      '4',
-      '--file-cap',
-      '1000',
-      '--files-cap',
-      '1500',
-      '--',
-      'python3',
-      '-c',
-      program,
-    ];
+      filesMaxCount: 4,
+      fileCap: 1000,
+      filesCap: 1500,
+    });
     const log = execFileSync('python3', args, { encoding: 'latin1' });
     return parseLauncherLog(log, fileCaps);
   }
