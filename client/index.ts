@@ -20,7 +20,7 @@ import { temporal } from '@temporalio/proto';
 import type { PodProgress } from '../core/classify';
 import type { SandboxKind } from '../core/sandbox';
 import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, type ExecutionPolicy } from '../core/policy';
-import { NO_WORKER_TERMINATION, QUEUE_TIMEOUT_TERMINATION, queueTimeoutResult } from '../core/result';
+import { queueTimedOut, readUnserved, unservedReason, unservedResult, type Unserved } from '../core/queue';
 import { DEFAULT_LANGUAGE, isLanguage } from '../core/languages';
 import type { ExecutionInput, ExecutionResult, Language, LiveOutput } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
@@ -270,52 +270,48 @@ export class SandboxClient {
       }
       if (d.status.name !== 'RUNNING' || progressOf(d.raw).stage !== 'queued') return undefined;
       const now = Date.now();
+      const startedAt = d.startTime.getTime();
       if (noWorkerMs > 0) {
         // No worker at all (none polled for about a minute, or ever): say so within seconds, not at the queue timeout.
         const pollers = await this.pollers().catch(() => undefined);
         unservedSince = pollers === 0 ? (unservedSince ?? now) : undefined;
         if (unservedSince !== undefined && now - unservedSince >= noWorkerMs && !done()) {
-          const waited = Math.round((now - d.startTime.getTime()) / 1000);
-          await handle
-            .terminate(`${NO_WORKER_TERMINATION}: no worker polls task queue ${this.taskQueue} (waited ${waited} s)`)
-            .catch(() => undefined);
-          return this.queueTimeoutOutcome(executionId);
+          const waitedSeconds = Math.round((now - startedAt) / 1000);
+          return this.endUnserved(executionId, { kind: 'noWorker', taskQueue: this.taskQueue, waitedSeconds });
         }
       }
-      const left = limitSeconds > 0 ? d.startTime.getTime() + limitSeconds * 1000 - now : Infinity;
-      if (left > 0) {
-        await delay(Math.min(left, noWorkerMs > 0 ? 1000 : 2000));
-        continue;
-      }
-      await handle
-        .terminate(`${QUEUE_TIMEOUT_TERMINATION}: no worker started it within ${limitSeconds} s`)
-        .catch(() => undefined);
-      return this.queueTimeoutOutcome(executionId);
+      if (queueTimedOut(this.policy, startedAt, now))
+        return this.endUnserved(executionId, { kind: 'queueTimeout', limitSeconds });
+      const left = limitSeconds > 0 ? startedAt + limitSeconds * 1000 - now : Infinity;
+      await delay(Math.max(1, Math.min(left + 1, noWorkerMs > 0 ? 1000 : 2000)));
     }
     return undefined;
+  }
+
+  /** Terminates an execution nobody ran (nothing was created, so nothing needs cleaning) and returns its result. */
+  private async endUnserved(executionId: string, why: Unserved): Promise<ExecutionResult | undefined> {
+    await this.handle(executionId)
+      .terminate(unservedReason(why))
+      .catch(() => undefined);
+    return this.queueTimeoutOutcome(executionId);
   }
 
   /** The result of an execution a client ended because no worker started it in time; undefined for any other. */
   private async queueTimeoutOutcome(executionId: string): Promise<ExecutionResult | undefined> {
     const events = (await this.handle(executionId).fetchHistory()).events ?? [];
-    const reason = events[events.length - 1]?.workflowExecutionTerminatedEventAttributes?.reason ?? '';
-    const noWorker = reason.startsWith(NO_WORKER_TERMINATION)
-      ? /task queue (\S+) \(waited (\d+) s\)/.exec(reason)
-      : undefined;
-    if (!noWorker && !reason.startsWith(QUEUE_TIMEOUT_TERMINATION)) return undefined;
+    const why = readUnserved(events[events.length - 1]?.workflowExecutionTerminatedEventAttributes?.reason ?? '');
+    if (!why) return undefined;
     const started = events[0];
     const payload = started?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
     const input = payload ? defaultPayloadConverter.fromPayload<Partial<ExecutionInput>>(payload) : {};
     const language: Language = isLanguage(input.language) ? input.language : DEFAULT_LANGUAGE;
     const t = started?.eventTime;
-    return queueTimeoutResult({
+    return unservedResult(why, {
       executionId,
       language,
-      limitSeconds: Number(/within (\d+) s/.exec(reason)?.[1] ?? this.policy.queueTimeoutSeconds),
       startedAt: t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0,
       namespace: this.policy.namespace,
       image: this.policy.images[language],
-      ...(noWorker ? { noWorker: { taskQueue: noWorker[1], waitedSeconds: Number(noWorker[2]) } } : {}),
     });
   }
 

@@ -5,7 +5,8 @@
  * never re-run.
  */
 import { patched, sleep, workflowInfo } from '@temporalio/workflow';
-import { buildResult, queueTimeoutResult } from '../core/result';
+import { queueTimedOut, unservedResult } from '../core/queue';
+import { buildResult } from '../core/result';
 import type { ExecutionInput, ExecutionResult, InfraError } from '../core/types';
 import { getExecutionPolicy } from './activities';
 import { recordExecution } from './metrics';
@@ -36,15 +37,17 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
   // Nobody served it in time (its callers may have given up): end without creating anything. Histories of
   // executions that were started in time never take this branch, so they replay as before.
   const startedAt = workflowInfo().startTime.getTime();
-  if (policy.queueTimeoutSeconds > 0 && Date.now() - startedAt > policy.queueTimeoutSeconds * 1000) {
-    const result = queueTimeoutResult({
-      executionId,
-      language: request.language,
-      limitSeconds: policy.queueTimeoutSeconds,
-      startedAt,
-      namespace: policy.namespace,
-      image: policy.images[request.language],
-    });
+  if (queueTimedOut(policy, startedAt, Date.now())) {
+    const result = unservedResult(
+      { kind: 'queueTimeout', limitSeconds: policy.queueTimeoutSeconds },
+      {
+        executionId,
+        language: request.language,
+        startedAt,
+        namespace: policy.namespace,
+        image: policy.images[request.language],
+      },
+    );
     exec.progress.finish(result);
     gate.resolve(result);
     recordExecution(result, result.timeline);
