@@ -24,6 +24,8 @@ export const TAG = {
   fileData: 'b',
   /** The last line: how the program ended, JSON (LauncherTrailer). */
   trailer: 'x',
+  /** Session: the interpreter a run ran in, just before its trailer, JSON (LauncherSessionNote). */
+  session: 's',
 } as const;
 
 export type Tag = (typeof TAG)[keyof typeof TAG];
@@ -69,11 +71,24 @@ export const TRAILER_FIELDS = [
   'filesSkipped',
 ] as const satisfies readonly (keyof LauncherTrailer)[];
 
-/** A warm sandbox's launcher says which task it accepted (its one and only). */
+/** A warm sandbox's launcher says which task it accepted (its one and only); a session's, which run it starts. */
 export interface LauncherAcceptance {
   executionId: string;
   attempt: number;
   sha256: string;
+  /** Session: the run's number in the session. */
+  seq?: number;
+}
+
+/** Session: what a run ran in. */
+export interface LauncherSessionNote {
+  seq: number;
+  /** The session's interpreter: started for this run (the first), kept from the run before, or restarted. */
+  interpreter: 'started' | 'kept' | 'restarted';
+  /** Why it was restarted (the run before timed out and did not come back, or it exited); null otherwise. */
+  why: string | null;
+  /** Whether the next run finds this interpreter (`keep`) or a new one (`restart`). */
+  next: 'keep' | 'restart';
 }
 
 /** The container's exit codes when the launcher runs no program (otherwise: the program's). */
@@ -82,7 +97,8 @@ export const LAUNCHER_EXIT = {
   deliveryFailed: 125,
   /** The seccomp filter could not be installed: nothing runs. */
   refused: 126,
-  /** Warm: no task came within --max-idle-seconds (an unclaimed pool pod ending itself). */
+  /** Warm: no task came within --max-idle-seconds (an unclaimed pool pod ending itself); session: no run came
+   * within it, or stdin closed. */
   idle: 0,
 } as const;
 
@@ -94,6 +110,8 @@ export const LAUNCHER_EXIT = {
 export interface LauncherTask {
   executionId: string;
   attempt: number;
+  /** Session runs only: the run's number in the session (the launcher answers with it). */
+  seq?: number;
   /** The program's file name (under the sandbox directory). */
   file: string;
   /** What runs the program. */

@@ -9,7 +9,13 @@ import type { Caps } from './policy';
 export { capsOf } from './policy';
 import type { LiveOutput, OutputFile, OutputTail, StreamOutput } from './types';
 
-import { LAUNCHER_FORMAT, TAG, type LauncherAcceptance, type LauncherTrailer } from './launcher-protocol';
+import {
+  LAUNCHER_FORMAT,
+  TAG,
+  type LauncherAcceptance,
+  type LauncherSessionNote,
+  type LauncherTrailer,
+} from './launcher-protocol';
 export { LAUNCHER_FORMAT, type LauncherAcceptance, type LauncherTrailer };
 /** The longest line a launcher writes is a frame of 8 KiB (about 11 KB of base64): anything longer is not ours. */
 const MAX_LINE_CHARS = 64 * 1024;
@@ -187,7 +193,27 @@ function parseAcceptance(json: string): LauncherAcceptance | null {
   try {
     const a = JSON.parse(json) as Partial<LauncherAcceptance>;
     if (typeof a.executionId !== 'string' || typeof a.attempt !== 'number' || typeof a.sha256 !== 'string') return null;
-    return { executionId: a.executionId, attempt: a.attempt, sha256: a.sha256 };
+    return {
+      executionId: a.executionId,
+      attempt: a.attempt,
+      sha256: a.sha256,
+      ...(typeof a.seq === 'number' ? { seq: a.seq } : {}),
+    };
+  } catch {
+    return null;
+  }
+}
+
+function parseSessionNote(json: string): LauncherSessionNote | null {
+  try {
+    const n = JSON.parse(json) as Partial<LauncherSessionNote>;
+    if (typeof n.seq !== 'number' || !['started', 'kept', 'restarted'].includes(n.interpreter as string)) return null;
+    return {
+      seq: n.seq,
+      interpreter: n.interpreter!,
+      why: n.why ?? null,
+      next: n.next === 'restart' ? 'restart' : 'keep',
+    };
   } catch {
     return null;
   }
@@ -205,13 +231,23 @@ export class LauncherLogParser {
   private skipping = false;
   trailer: LauncherTrailer | null = null;
   accepted: LauncherAcceptance | null = null;
+  /** Session: what the run ran in. */
+  session: LauncherSessionNote | null = null;
   launcherSeen = false;
+  /** Session: the run this parser reads; lines before its acceptance and after its trailer belong to other runs. */
+  private readonly run: number | undefined;
+  private inRun: boolean;
   private readonly files: FileCollector[] = [];
   private filesKept = 0;
   /** Log bytes consumed so far. */
   bytes = 0;
 
-  constructor(private readonly caps: Caps) {
+  constructor(
+    private readonly caps: Caps,
+    options: { run?: number } = {},
+  ) {
+    this.run = options.run;
+    this.inRun = options.run === undefined;
     this.out = new StreamCollector(caps.stdoutCapBytes);
     this.err = new StreamCollector(caps.stderrCapBytes);
   }
@@ -244,12 +280,25 @@ export class LauncherLogParser {
     }
     if (line[1] !== ' ') return;
     const tag = line[0];
+    if (!this.inRun) {
+      // A session's log: this run starts at its acceptance, and ends at its trailer.
+      if (tag !== TAG.accepted || this.trailer) return;
+      const a = parseAcceptance(line.slice(2));
+      if (a?.seq === this.run) {
+        this.accepted = a;
+        this.inRun = true;
+      }
+      return;
+    }
+    if (this.run !== undefined && this.trailer) return;
     if (tag === TAG.stdout || tag === TAG.stderr) {
       (tag === TAG.stdout ? this.out : this.err).add(Buffer.from(line.slice(2), 'base64'));
     } else if (tag === TAG.trailer) {
       this.trailer = parseTrailer(line.slice(2)) ?? this.trailer;
     } else if (tag === TAG.accepted && !this.accepted) {
       this.accepted = parseAcceptance(line.slice(2));
+    } else if (tag === TAG.session) {
+      this.session = parseSessionNote(line.slice(2)) ?? this.session;
     } else if (tag === TAG.fileHeader) {
       this.fileHeader(line.slice(2));
     } else if (tag === TAG.fileData) {

@@ -75,6 +75,7 @@ TAG_ACCEPTED = "a"
 TAG_FILE_HEADER = "f"
 TAG_FILE_DATA = "b"
 TAG_TRAILER = "x"
+TAG_SESSION = "s"
 TRAILER_FIELDS = ("exitCode", "signal", "timedOut", "terminated", "stdoutBytes", "stderrBytes", "startedAt",
                   "finishedAt", "error", "files", "filesSkipped")
 DELIVERY_FAILED = 125  # LAUNCHER_EXIT.deliveryFailed
@@ -99,6 +100,8 @@ PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 # Variables the kubelet injects for the cluster's own API service even with enableServiceLinks: false.
 SERVICE_ENV_PREFIXES = ("KUBERNETES_SERVICE_", "KUBERNETES_PORT")
+# Session mode: how long an interrupted cell has to come back before its interpreter is restarted (seconds).
+INTERRUPT_GRACE = 2.0
 
 
 def write_line(line):
@@ -164,12 +167,15 @@ def output_files(out_dir):
     return sorted(found)
 
 
-def send_files(limits):
-    """Frames the output files into the log: "f <json header>" then "b <base64>" lines; returns (sent, skipped)."""
+def send_files(limits, since=None):
+    """Frames the output files into the log: "f <json header>" then "b <base64>" lines; returns (sent, skipped).
+    With `since` (seconds since the epoch), only files changed since then (a session's run sends what it wrote)."""
     if not limits.out_dir or limits.max_count <= 0:
         return 0, 0
     sent = skipped = total = 0
     for rel, path, size in output_files(limits.out_dir):
+        if since is not None and changed_at(path) < since:
+            continue
         if sent >= limits.max_count:
             skipped += 1
             continue
@@ -197,6 +203,13 @@ def send_files(limits):
         finally:
             os.close(fd)
     return sent, skipped
+
+
+def changed_at(path):
+    try:
+        return os.lstat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 class Stream:
@@ -425,6 +438,10 @@ class DeliveryError(Exception):
     pass
 
 
+class NoMoreTasks(DeliveryError):
+    """stdin ended where a task would start: whoever sent tasks has closed it."""
+
+
 
 def await_task(max_idle):
     """Whether a task started to arrive on stdin within max_idle seconds (None: wait for ever)."""
@@ -454,8 +471,9 @@ def read_exactly(fd, n):
     return b"".join(chunks)
 
 
-def receive_task(max_bytes):
-    """Reads one framed task from stdin, verifies it, and closes stdin so that nothing else can ever be read."""
+def receive_task(max_bytes, last=True):
+    """Reads one framed task from stdin and verifies it; unless more may follow (a session), closes stdin so that
+    nothing else can ever be read."""
     try:
         header = b""
         while not header.endswith(b"\n"):
@@ -463,7 +481,9 @@ def receive_task(max_bytes):
                 raise DeliveryError("the task header is too long")
             byte = os.read(0, 1)
             if not byte:
-                raise DeliveryError("stdin closed before a task arrived")
+                if not header:
+                    raise NoMoreTasks("stdin closed before a task arrived")
+                raise DeliveryError("the task header ended early")
             header += byte
         parts = header.decode("ascii", "replace").split()
         if len(parts) != 4 or " ".join(parts[:2]) != TASK_FORMAT or not parts[2].isdigit():
@@ -480,9 +500,10 @@ def receive_task(max_bytes):
             raise DeliveryError("the task is not JSON")
         return task, digest
     finally:
-        # Accepted or not, this sandbox reads no second task.
-        os.close(0)
-        os.open(os.devnull, os.O_RDONLY)
+        if last:
+            # Accepted or not, this sandbox reads no second task.
+            os.close(0)
+            os.open(os.devnull, os.O_RDONLY)
 
 
 def materialize(task, task_dir):
@@ -575,6 +596,8 @@ def main():
     confined = confine()
     if confined is not None:
         return refuse_to_run(confined)
+    if argv[:1] == ["--session"]:
+        return session(*parse_warm_args(argv[1:]))
     if argv[:1] == ["--warm"]:
         max_bytes, task_dir, max_idle = parse_warm_args(argv[1:])
         env = harden()
@@ -840,6 +863,313 @@ def run(timeout, stdout_cap, stderr_cap, command, env, files):
     }
     write_trailer(trailer)
     return exit_code
+
+
+# --- Session mode ----------------------------------------------------------------------------------------------------
+# A session's sandbox runs one task after another in one interpreter that lives as long as the sandbox: variables,
+# imports, the working directory and files persist between runs. Each task arrives framed on stdin as in warm mode
+# (stdin stays open for the next), with "code" and a "seq" (the run's number in the session); the launcher answers
+# each with "a" (accepted, with the seq), the run's "o"/"e" frames, the files it wrote under the out directory, an
+# "s" line (the interpreter: "started", "kept" or "restarted", and why) and its trailer. A run that outlives its
+# time limit is interrupted as a notebook would be (KeyboardInterrupt); an interpreter that does not come back
+# within INTERRUPT_GRACE seconds, or that died, is restarted for the next run, the files kept.
+
+PYTHON_KERNEL = r"""
+import ast, linecache, os, sys, traceback
+
+def _cell(source, number, ns):
+    name = "<run %d>" % number
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    try:
+        tree = ast.parse(source, filename=name, mode="exec")
+    except SyntaxError:
+        traceback.print_exc(limit=0)
+        return 1
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    try:
+        exec(compile(tree, name, "exec"), ns)
+        if last is not None:
+            value = eval(compile(last, name, "eval"), ns)
+            if value is not None:
+                ns["_"] = value
+                print(repr(value))
+        return 0
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code & 0xFF
+        print(code, file=sys.stderr)
+        return 1
+    except BaseException as exc:
+        # The cell's own frames only: the kernel's are of no interest to the program's author.
+        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        traceback.print_exception(type(exc), exc, tb)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+
+def _serve(rfd, wfd):
+    import __main__, signal
+    ns = __main__.__dict__
+    # An interrupt counts only while a cell runs: one that comes late must not end the interpreter between cells.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    r = os.fdopen(rfd, "rb", buffering=0)
+    while True:
+        head = b""
+        while len(head) < 16:
+            more = r.read(16 - len(head))
+            if not more:
+                return
+            head += more
+        number, length = int(head[:8]), int(head[8:])
+        source = b""
+        while len(source) < length:
+            more = r.read(length - len(source))
+            if not more:
+                return
+            source += more
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            status = _cell(source.decode("utf-8", "replace"), number, ns)
+        except KeyboardInterrupt:
+            status = 130
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os.write(wfd, b"%d\n" % status)
+
+_serve(int(sys.argv[1]), int(sys.argv[2]))
+"""
+
+
+class Kernel:
+    """The session's interpreter: a process that runs one cell at a time, sent on a pipe, and says on another pipe
+    when each is done and how it ended."""
+
+    def __init__(self, interpreter, env):
+        cells_r, self.cells = os.pipe()
+        self.done, done_w = os.pipe()
+        self.process = subprocess.Popen(
+            [interpreter, "-c", PYTHON_KERNEL, str(cells_r), str(done_w)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=env,
+            pass_fds=(cells_r, done_w),
+        )
+        os.close(cells_r)
+        os.close(done_w)
+        self.streams = {self.process.stdout.fileno(): TAG_STDOUT, self.process.stderr.fileno(): TAG_STDERR}
+        for fd in list(self.streams) + [self.done]:
+            os.set_blocking(fd, False)
+
+    def send(self, number, source):
+        data = source.encode("utf-8")
+        os.set_blocking(self.cells, True)
+        os.write(self.cells, b"%08d%08d" % (number % 10**8, len(data)) + data)
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def stop(self):
+        kill_group(self.process.pid)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for fd in (self.cells, self.done):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
+def run_cell(kernel, number, code, timeout, caps, state):
+    """Runs one cell in the kernel, framing its output as it comes. Returns (status, timed_out, stuck, totals)."""
+    streams = {fd: Stream(tag, caps[tag]) for fd, tag in kernel.streams.items()}
+    sel = selectors.DefaultSelector()
+    for fd in streams:
+        sel.register(fd, selectors.EVENT_READ)
+    sel.register(kernel.done, selectors.EVENT_READ)
+    kernel.send(number, code)
+    deadline = time.monotonic() + timeout
+    interrupted_at = None
+    status = None
+    status_buf = b""
+    timed_out = stuck = False
+
+    def drain(fd):
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return True
+            if not data:
+                return False
+            streams[fd].feed(data, time.monotonic())
+
+    try:
+        while status is None:
+            if state["terminated"] is not None:
+                break
+            now = time.monotonic()
+            if not kernel.alive():
+                break
+            if interrupted_at is None and now >= deadline:
+                timed_out = True
+                interrupted_at = now
+                try:
+                    os.kill(kernel.process.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+            if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE:
+                stuck = True
+                break
+            limit = deadline if interrupted_at is None else interrupted_at + INTERRUPT_GRACE
+            wait = min(0.1, max(0.0, limit - now), until_due(streams, now))
+            for key, _ in sel.select(timeout=wait):
+                if key.fd == kernel.done:
+                    try:
+                        status_buf += os.read(kernel.done, 64)
+                    except BlockingIOError:
+                        continue
+                    if status_buf.endswith(b"\n"):
+                        status = int(status_buf.strip() or b"1")
+                elif not drain(key.fd):
+                    sel.unregister(key.fd)
+            now = time.monotonic()
+            for stream in streams.values():
+                if stream.due is not None and stream.due <= now:
+                    stream.flush()
+        # The kernel flushes its streams before it says done: what is in the pipes now belongs to this cell.
+        for fd in streams:
+            if kernel.alive() or status is not None:
+                try:
+                    drain(fd)
+                except OSError:
+                    pass
+    finally:
+        sel.close()
+        for stream in streams.values():
+            stream.flush()
+    out = streams[kernel.process.stdout.fileno()]
+    err = streams[kernel.process.stderr.fileno()]
+    return status, timed_out, stuck, (out.total, err.total)
+
+
+def session(max_bytes, task_dir, max_idle):
+    env = harden()
+    write_line(FORMAT)
+    seed_home(env.get("HOME"))
+    buffer_python(env)
+    state = {"terminated": None}
+
+    def on_term(signum, _frame):
+        state["terminated"] = signum
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    kernel = None
+    why_restart = None
+    runs = 0
+    while state["terminated"] is None:
+        if not await_task(max_idle):
+            note_termination("idle: no run arrived within %g s" % max_idle)
+            break
+        if state["terminated"] is not None:
+            break
+        try:
+            task, digest = receive_task(max_bytes, last=False)
+            timeout, stdout_cap, stderr_cap, command, extra_env, files = program_of(task)
+            code = task["code"]
+            number = int(task["seq"])
+            materialize_files(task, task_dir)
+        except NoMoreTasks:
+            note_termination("ended: no more runs (stdin closed)")
+            break
+        except (DeliveryError, KeyError, TypeError, ValueError, OSError) as exc:
+            # The stream of tasks can no longer be trusted: the session's sandbox ends, and says why.
+            if kernel is not None:
+                kernel.stop()
+            return failed_delivery(str(exc))
+        accepted = {"executionId": task.get("executionId"), "attempt": task.get("attempt"), "seq": number,
+                    "sha256": digest}
+        write_line(TAG_ACCEPTED + " " + json.dumps(accepted, separators=(",", ":")))
+        if kernel is not None and not kernel.alive():
+            why_restart = why_restart or "the interpreter had exited (code %s)" % kernel.process.returncode
+            kernel.stop()
+            kernel = None
+        how = "kept"
+        if kernel is None:
+            run_env = dict(env)
+            run_env.update(extra_env)
+            kernel = Kernel(command[0], run_env)
+            how = "restarted" if runs > 0 else "started"
+        started = now_ms()
+        since = time.time() - 0.001
+        status, timed_out, stuck, (out_bytes, err_bytes) = run_cell(
+            kernel, number, code, timeout, {TAG_STDOUT: stdout_cap, TAG_STDERR: stderr_cap}, state)
+        finished = now_ms()
+        runs += 1
+        lost = status is None and not timed_out and state["terminated"] is None
+        if stuck or lost:
+            why_restart = ("the interpreter did not come back from the interrupt within %g s" % INTERRUPT_GRACE
+                           if stuck else "the interpreter exited (code %s)" % kernel.process.poll())
+            kernel.stop()
+            kernel = None
+        sent, skipped = send_files(files, since) if state["terminated"] is None else (0, 0)
+        write_line(TAG_SESSION + " " + json.dumps({"seq": number, "interpreter": how, "why": why_restart if how ==
+                                                   "restarted" else None, "next": "restart" if kernel is None else
+                                                   "keep"}, separators=(",", ":")))
+        if how == "restarted":
+            why_restart = None
+        exit_code = status if status is not None else (124 if timed_out else 137)
+        if timed_out:
+            exit_code = 124
+        if state["terminated"] is not None:
+            exit_code = 128 + state["terminated"]
+        write_trailer({
+            "exitCode": exit_code,
+            "signal": signal.SIGKILL.value if (timed_out and stuck) or lost else None,
+            "timedOut": timed_out,
+            "terminated": state["terminated"] is not None,
+            "stdoutBytes": out_bytes,
+            "stderrBytes": err_bytes,
+            "startedAt": started,
+            "finishedAt": finished,
+            "error": None if (status is not None or timed_out) else "the interpreter exited during the run",
+            "files": sent,
+            "filesSkipped": skipped,
+        })
+    if kernel is not None:
+        kernel.stop()
+    return IDLE_EXIT if state["terminated"] is None else 128 + state["terminated"]
+
+
+def materialize_files(task, task_dir):
+    """A session run's input files, under the task directory's files/ (a later run's file of the same name wins)."""
+    files_dir = os.path.join(task_dir, "files")
+    os.makedirs(files_dir, exist_ok=True)
+    for item in task.get("files", []):
+        name = item["name"]
+        if "/" in name or name in (".", ".."):
+            raise DeliveryError("bad file name %r" % name)
+        data = base64.b64decode(item["content"]) if item.get("encoding") == "base64" else item["content"].encode("utf-8")
+        path = os.path.join(files_dir, name)
+        if os.path.exists(path):
+            os.chmod(path, 0o644)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o444)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ test('both sides name the same formats, tags and exit codes', () => {
     fileHeader: pyString('TAG_FILE_HEADER'),
     fileData: pyString('TAG_FILE_DATA'),
     trailer: pyString('TAG_TRAILER'),
+    session: pyString('TAG_SESSION'),
   }).toEqual(TAG);
   expect(new Set(Object.values(TAG)).size).toBe(Object.values(TAG).length);
   expect(Number(pythonConstant('DELIVERY_FAILED'))).toBe(LAUNCHER_EXIT.deliveryFailed);

@@ -1,0 +1,165 @@
+/**
+ * The real launcher in session mode, on this machine: one interpreter for many runs, each sent framed on stdin and
+ * answered in the log. State persists; a trailing expression shows its value; a failing run leaves the interpreter
+ * as it was; a run past its limit is interrupted, and an interpreter that will not be interrupted is restarted for
+ * the next run (which says so); each run sends back the files it wrote; the log of one run is read apart from the
+ * others.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { frameTask } from '../../activities/task-frame';
+import type { LauncherTask } from '../../core/launcher-protocol';
+import { LauncherLogParser } from '../../core/output';
+import { MAX_TASK_BYTES } from '../../core/pool';
+import { LAUNCHER } from '../helpers/launcher';
+
+const caps = {
+  stdoutCapBytes: 4096,
+  stderrCapBytes: 4096,
+  outputFilesMaxCount: 4,
+  outputFileCapBytes: 1024,
+  outputFilesCapBytes: 4096,
+};
+let dir: string;
+let launcher: ChildProcessWithoutNullStreams;
+let log = '';
+let exited: Promise<number | null>;
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'ds-session-'));
+  log = '';
+  launcher = spawn('python3', [LAUNCHER, '--session', '--max-task-bytes', String(MAX_TASK_BYTES), '--task-dir', dir], {
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      TMPDIR: dir,
+      DS_TERMINATION_LOG: path.join(dir, 'tl'),
+    },
+  });
+  launcher.stdout.setEncoding('latin1');
+  launcher.stdout.on('data', (d: string) => (log += d));
+  exited = new Promise((resolve) => launcher.on('exit', (code) => resolve(code)));
+});
+afterEach(async () => {
+  launcher.kill('SIGKILL');
+  await exited;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let seq = 0;
+/** Sends one run and waits for its trailer; returns the run's own part of the log, parsed. */
+async function run(code: string, extra: Partial<LauncherTask> = {}) {
+  const n = ++seq;
+  const task: LauncherTask = {
+    executionId: 'session-1',
+    attempt: 1,
+    seq: n,
+    file: 'main.py',
+    command: ['python3'],
+    code,
+    files: [],
+    env: {},
+    timeoutSeconds: 10,
+    stdoutCap: caps.stdoutCapBytes,
+    stderrCap: caps.stderrCapBytes,
+    outDir: path.join(dir, 'out'),
+    filesMaxCount: caps.outputFilesMaxCount,
+    fileCap: caps.outputFileCapBytes,
+    filesCap: caps.outputFilesCapBytes,
+    ...extra,
+  };
+  launcher.stdin.write(frameTask(task));
+  for (let i = 0; i < 400; i++) {
+    const parser = new LauncherLogParser(caps, { run: n });
+    parser.push(log);
+    if (parser.trailer) return { ...parser.result(true), session: parser.session, accepted: parser.accepted };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`run ${n} never ended; log:\n${log}`);
+}
+
+test('variables, imports, the working directory and files persist; a trailing expression shows its value', async () => {
+  const first = await run('x = 41\nimport math\nx + 1');
+  expect(first.stdout.text).toBe('42\n');
+  expect(first.trailer).toMatchObject({ exitCode: 0, timedOut: false, error: null });
+  expect(first.session).toMatchObject({ interpreter: 'started', next: 'keep' });
+  expect(first.accepted).toMatchObject({ executionId: 'session-1', seq });
+  const second = await run(
+    `print(x, round(math.pi, 2))\nimport os\nos.chdir(${JSON.stringify(dir)})\nopen("kept.txt", "w").write("k")`,
+  );
+  expect(second.stdout.text).toBe('41 3.14\n1\n');
+  expect(second.session).toMatchObject({ interpreter: 'kept' });
+  const third = await run('os.getcwd(), open("kept.txt").read(), None');
+  expect(third.stdout.text).toBe(`(${JSON.stringify(dir).replace(/"/g, "'")}, 'k', None)\n`);
+  // A statement shows nothing; a None value shows nothing.
+  expect((await run('y = 1')).stdout.text).toBe('');
+  expect((await run('None')).stdout.text).toBe('');
+});
+
+test('a failing run prints its traceback, exits 1, and leaves the interpreter as it was', async () => {
+  await run('count = 1');
+  const failed = await run('count += 1\n1/0');
+  expect(failed.trailer).toMatchObject({ exitCode: 1, timedOut: false });
+  expect(failed.stderr.text).toMatch(/File "<run \d+>", line 2, in <module>\n\s+1\/0\n[\s\S]*ZeroDivisionError/);
+  expect(failed.stderr.text).not.toMatch(/_cell|_serve/);
+  const exited3 = await run('import sys\nsys.exit(3)');
+  expect(exited3.trailer).toMatchObject({ exitCode: 3 });
+  expect((await run('count')).stdout.text).toBe('2\n');
+  expect((await run('def f(:\n  pass')).stderr.text).toMatch(/SyntaxError/);
+});
+
+test('a run past its limit is interrupted, and the session goes on with its state', async () => {
+  await run('kept = "yes"');
+  const slow = await run('import time\nwhile True:\n    time.sleep(0.05)', { timeoutSeconds: 1 });
+  expect(slow.trailer).toMatchObject({ exitCode: 124, timedOut: true, signal: null });
+  expect(slow.stderr.text).toMatch(/KeyboardInterrupt/);
+  expect(slow.session).toMatchObject({ interpreter: 'kept', next: 'keep' });
+  const after = await run('kept');
+  expect(after.stdout.text).toBe("'yes'\n");
+  expect(after.session).toMatchObject({ interpreter: 'kept' });
+});
+
+test('an interpreter that ignores the interrupt is restarted for the next run, files kept, and that run says why', async () => {
+  await run(`lost = 1\nopen(${JSON.stringify(path.join(dir, 'f.txt'))}, "w").write("still here")`);
+  const stuck = await run('import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass', {
+    timeoutSeconds: 1,
+  });
+  expect(stuck.trailer).toMatchObject({ exitCode: 124, timedOut: true, signal: 9 });
+  expect(stuck.session).toMatchObject({ next: 'restart' });
+  const next = await run(`print("lost" in dir(), open(${JSON.stringify(path.join(dir, 'f.txt'))}).read())`);
+  expect(next.stdout.text).toBe('False still here\n');
+  expect(next.session).toMatchObject({ interpreter: 'restarted', why: expect.stringMatching(/did not come back/) });
+});
+
+test('an interpreter that exits is restarted for the next run', async () => {
+  const gone = await run('import os\nos._exit(7)');
+  expect(gone.trailer).toMatchObject({ signal: 9, error: 'the interpreter exited during the run' });
+  const next = await run('1 + 1');
+  expect(next.stdout.text).toBe('2\n');
+  expect(next.session).toMatchObject({ interpreter: 'restarted', why: expect.stringMatching(/exited/) });
+});
+
+test('each run sends back the files it wrote under the out directory, not the earlier ones', async () => {
+  const out = JSON.stringify(path.join(dir, 'out'));
+  const first = await run(
+    `import os\nos.makedirs(${out}, exist_ok=True)\nopen(os.path.join(${out}, "a.txt"), "w").write("a")`,
+  );
+  expect(first.files.map((f) => f.name)).toEqual(['a.txt']);
+  const second = await run(`open(os.path.join(${out}, "b.txt"), "w").write("b")`);
+  expect(second.files.map((f) => [f.name, f.content])).toEqual([['b.txt', 'b']]);
+});
+
+test('stdin closing ends the session cleanly', async () => {
+  await run('1');
+  launcher.stdin.end();
+  expect(await exited).toBe(0);
+});
+
+test('a damaged task ends the session and says why', async () => {
+  await run('1');
+  launcher.stdin.write('durable-sandbox-task 1 5 0000\nhello');
+  expect(await exited).toBe(125);
+  expect(log).toMatch(/checksum does not match/);
+});
