@@ -22,7 +22,7 @@ export async function createOrAdopt<T extends { metadata?: V1ObjectMeta }>(
   const existing = await kubeCall(`read existing ${kind} ${desired.metadata?.name}`, read);
   const want = desired.metadata?.labels ?? {};
   const have = existing.metadata?.labels ?? {};
-  const ours = [LABELS.managedBy, LABELS.execution, LABELS.attempt].every((k) => have[k] === want[k]);
+  const ours = [LABELS.managedBy, LABELS.execution, LABELS.attempt, LABELS.session].every((k) => have[k] === want[k]);
   if (!ours) {
     throw ApplicationFailure.nonRetryable(
       `${kind} ${desired.metadata?.name} exists but belongs to another execution`,

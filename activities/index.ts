@@ -8,6 +8,7 @@ import { collectOutputActivity } from './collect-output';
 import type { ActivityDeps } from './deps';
 import { reconcileActivities } from './reconcile-steps';
 import { runSandboxActivity } from './run-sandbox';
+import { sessionActivities } from './session-sandbox';
 import { v1Activities } from './v1';
 import { warmPoolActivities } from './maintain-pool';
 
@@ -24,6 +25,7 @@ export function createActivities(deps: ActivityDeps) {
     cleanup: cleanupActivity(deps),
     ...reconcileActivities(deps),
     ...warmPoolActivities(deps),
+    ...sessionActivities(deps),
     ...v1Activities(deps),
   };
 }

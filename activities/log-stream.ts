@@ -15,6 +15,8 @@ export interface LogStreamOptions {
   /** The server stops after this many bytes. */
   limitBytes: number;
   follow: boolean;
+  /** Only what was written from this moment on (ms since the epoch; the server counts whole seconds). */
+  since?: number;
 }
 
 export interface LogStream {
@@ -38,6 +40,8 @@ export async function openLogStream(
   url.searchParams.set('container', o.container);
   url.searchParams.set('follow', String(o.follow));
   url.searchParams.set('limitBytes', String(o.limitBytes));
+  if (o.since !== undefined)
+    url.searchParams.set('sinceTime', new Date(Math.floor(o.since / 1000) * 1000).toISOString());
   const options: https.RequestOptions = {};
   await kube.config.applyToHTTPSOptions(options);
   const transport = url.protocol === 'http:' ? http : https;

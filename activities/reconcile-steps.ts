@@ -1,6 +1,7 @@
 /**
- * The reconciler's activities: find every Job, ConfigMap and warm pool pod the project made, ask Temporal whether
- * the workflow that owns each (its execution, or for a pool pod nobody claimed, its pool) is still running, and
+ * The reconciler's activities: find every Job, ConfigMap, warm pool pod and session pod the project made, ask
+ * Temporal whether the workflow that owns each (its execution, its session, or for a pool pod nobody claimed, its
+ * pool) is still running, and
  * delete what belongs to workflows that are closed, unknown to Temporal, or older than a hard ceiling. Catches what
  * compensation cannot reach: a terminated workflow (terminate runs no workflow code), a reset namespace, a cluster
  * restored from a backup, a pool whose workers are all gone.
@@ -15,22 +16,36 @@ import { deleteAttemptObjects, retirePoolPod } from './sandbox-objects';
 export interface SandboxObject {
   kind: 'Job' | 'ConfigMap' | 'Pod';
   name: string;
-  /** The owning workflow's id, from the object's annotations: its execution, or its pool (an unclaimed pool pod). */
+  /**
+   * The owning workflow's id, from the object's annotations: its execution, its pool (an unclaimed pool pod), or
+   * its session (a session's pod).
+   */
   owner?: string;
   createdAt: number;
+  /** Its own age ceiling, when it has a longer life than the reconciler's (a session's pod: the session's lifetime). */
+  maxAgeSeconds?: number;
 }
 
 export type OwnerState = 'running' | 'closed' | 'missing';
 
-type Meta = { metadata?: { name?: string; annotations?: Record<string, string>; creationTimestamp?: Date } };
+type Meta = {
+  metadata?: { name?: string; annotations?: Record<string, string>; creationTimestamp?: Date };
+  spec?: { activeDeadlineSeconds?: number };
+};
 
 const describe =
   (kind: SandboxObject['kind']) =>
   (o: Meta): SandboxObject => ({
     kind,
     name: o.metadata!.name!,
-    owner: o.metadata?.annotations?.[ANNOTATIONS.executionId] ?? o.metadata?.annotations?.[ANNOTATIONS.poolOwner],
+    owner:
+      o.metadata?.annotations?.[ANNOTATIONS.executionId] ??
+      o.metadata?.annotations?.[ANNOTATIONS.poolOwner] ??
+      o.metadata?.annotations?.[ANNOTATIONS.sessionId],
     createdAt: new Date(o.metadata?.creationTimestamp ?? 0).getTime(),
+    ...(o.spec?.activeDeadlineSeconds && o.metadata?.annotations?.[ANNOTATIONS.sessionId]
+      ? { maxAgeSeconds: o.spec.activeDeadlineSeconds + 60 }
+      : {}),
   });
 
 export function reconcileActivities({ kube, policy, temporal }: ActivityDeps) {
@@ -38,17 +53,19 @@ export function reconcileActivities({ kube, policy, temporal }: ActivityDeps) {
   const labelSelector = `${LABELS.managedBy}=${MANAGED_BY}`;
   return {
     async listSandboxObjects(): Promise<SandboxObject[]> {
-      const [jobs, cms, pods] = await kubeCall('list sandbox objects', () =>
+      const [jobs, cms, pods, sessionPods] = await kubeCall('list sandbox objects', () =>
         Promise.all([
           kube.batch.listNamespacedJob({ namespace, labelSelector }),
           kube.core.listNamespacedConfigMap({ namespace, labelSelector }),
           kube.core.listNamespacedPod({ namespace, labelSelector: `${labelSelector},${LABELS.pool}` }),
+          kube.core.listNamespacedPod({ namespace, labelSelector: `${labelSelector},${LABELS.session}` }),
         ]),
       );
       return [
         ...jobs.items.map(describe('Job')),
         ...cms.items.map(describe('ConfigMap')),
         ...pods.items.map(describe('Pod')),
+        ...sessionPods.items.map(describe('Pod')),
       ];
     },
 
@@ -77,6 +94,11 @@ export function reconcileActivities({ kube, policy, temporal }: ActivityDeps) {
             kube.core.readNamespacedPod({ name: o.name, namespace }),
           );
           if (!pod) continue;
+          if (pod.metadata?.labels?.[LABELS.session] !== undefined) {
+            // A session's pod: its session is over (or its lifetime is), so it goes.
+            if (await deleteClaimedPod(kube, namespace, o.name)) deleted++;
+            continue;
+          }
           // Unclaimed: retired (so never one claimed meanwhile). Claimed: its execution is gone, so it goes.
           const claimed = pod.metadata?.labels?.[LABELS.poolState] === 'claimed';
           if (claimed ? await deleteClaimedPod(kube, namespace, o.name) : await retirePoolPod(kube, namespace, pod))

@@ -7,8 +7,6 @@
  * sandbox a second task.
  */
 import { Context } from '@temporalio/activity';
-import { ActivityCancelledError } from '@temporalio/client';
-import { CancelledFailure } from '@temporalio/common';
 import type { AttemptSpec, RunHeartbeat, RunResult } from '../core/attempt';
 import { resourceNames } from '../core/names';
 import { collectedOutput } from '../core/output';
@@ -17,6 +15,7 @@ import { attemptAttributes } from '../core/trace';
 import { AttemptWatch } from './attempt-watch';
 import type { ActivityDeps } from './deps';
 import { acquireSandbox, findSandbox, resumeSandbox, type Handover, type Sandbox } from './sandboxes';
+import { recordConfirmed } from './record';
 import { annotateSpan } from './trace';
 import { nudgePools } from './warm-sandbox';
 
@@ -85,17 +84,4 @@ export function runSandboxActivity(deps: ActivityDeps) {
       handover?.close();
     }
   };
-}
-
-/** Heartbeats and waits until Temporal has recorded it (a plain heartbeat may still be on its way when the worker dies). */
-async function recordConfirmed(deps: ActivityDeps, ctx: Context, details: RunHeartbeat): Promise<void> {
-  ctx.heartbeat(details);
-  if (!deps.temporal) return;
-  try {
-    await deps.temporal.activity.heartbeat(ctx.info.taskToken, details);
-  } catch (err) {
-    // Cancelled meanwhile: stop as a cancelled step (cleanup then removes the sandbox).
-    if (err instanceof ActivityCancelledError) throw new CancelledFailure('cancelled while getting a sandbox');
-    throw err;
-  }
 }

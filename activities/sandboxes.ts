@@ -49,7 +49,20 @@ export interface SandboxSource {
   resume(deps: ActivityDeps, spec: AttemptSpec, recorded: RunHeartbeat & { acquiredAt: number }): Promise<Sandbox>;
 }
 
-const SOURCES: Readonly<Record<SandboxKind, SandboxSource>> = { cold: coldSandboxes, warm: warmSandboxes };
+/** A one-shot attempt never runs in a session's pod: sessions get theirs through session-sandbox.ts. */
+const noSessionPods: SandboxSource = {
+  acquire: async () => undefined,
+  find: async () => undefined,
+  resume: async () => {
+    throw new Error("a one-shot attempt never runs in a session's pod");
+  },
+};
+
+const SOURCES: Readonly<Record<SandboxKind, SandboxSource>> = {
+  cold: coldSandboxes,
+  warm: warmSandboxes,
+  session: noSessionPods,
+};
 
 /** The order in which a fresh attempt asks for a sandbox: a ready pool pod first; a Job made for it never fails to come. */
 const PREFERENCE: readonly SandboxKind[] = ['warm', 'cold'];

@@ -5,7 +5,7 @@
  * stdin; a pod is claimed once and deleted after its program, never made ready again.
  */
 import { PassThrough } from 'node:stream';
-import { Attach, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { log } from '@temporalio/activity';
 import type { AttemptSpec } from '../core/attempt';
 import { LANGUAGE_NAMES, type Language } from '../core/languages';
@@ -23,6 +23,7 @@ import {
   type PoolRef,
 } from '../core/pool';
 import { poolSize, type ActivityDeps } from './deps';
+import { attachLauncher } from './attach';
 import { apiStatus, kubeCall, kubeFailure, type Kube } from './kube';
 import type { Handover, SandboxSource } from './sandboxes';
 import { frameTask } from './task-frame';
@@ -111,24 +112,9 @@ export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec)
 /** Writes the task to the pod's launcher through pods/attach; closing the handover ends the attach (and stdin). */
 export async function deliverTask(kube: Kube, pod: string, spec: AttemptSpec): Promise<Handover> {
   const stdin = new PassThrough();
-  // The attach's WebSocket (its type comes from `ws`, whose typings the client library does not ship).
-  let ws: { close(): void };
-  try {
-    const socket: unknown = await new Attach(kube.config).attach(
-      spec.policy.namespace,
-      pod,
-      CONTAINER_NAME,
-      null,
-      null,
-      stdin,
-      false,
-    );
-    ws = socket as { close(): void };
-  } catch (err) {
-    throw kubeFailure(err, `attach to pool pod ${pod}`);
-  }
+  const attached = await attachLauncher(kube, spec.policy.namespace, pod, { stdin }, `attach to pool pod ${pod}`);
   stdin.end(frameTask(launcherTask(spec.executionId, spec.attempt, spec.request, spec.policy, 'handed')));
-  return { close: () => ws.close() };
+  return attached;
 }
 
 /**

@@ -14,3 +14,14 @@ export class ExecutionWaitAbortedError extends Error {
     );
   }
 }
+
+/** A run sent to a session that is closing or closed (closed by a caller, or past its lifetime). */
+export class SessionClosedError extends Error {
+  override readonly name = 'SessionClosedError';
+  constructor(
+    readonly sessionId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -24,6 +24,9 @@ import { queueTimedOut, readUnserved, unservedReason, unservedResult, type Unser
 import { DEFAULT_LANGUAGE, isLanguage } from '../core/languages';
 import type { ExecutionInput, ExecutionResult, Language, LiveOutput } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
+import { validateSessionOptions, type SessionOptions } from '../core/session';
+import type { session as sessionWorkflow } from '../workflows/session';
+import { Session } from './session';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
 import { progressQuery, resultUpdate, timelineQuery, type ExecutionProgress } from '../workflows/queries';
 import { connectClient, temporalSettingsFromEnv, TemporalConnectionError, type TemporalSettings } from './connection';
@@ -37,7 +40,9 @@ export type * from '../core/types';
 export type { ExecutionProgress } from '../workflows/queries';
 export type { PodProgress } from '../core/classify';
 export type { OutputChunkInfo, ProgressUpdate, WatchCallbacks } from './watch';
-export { ExecutionWaitAbortedError } from './errors';
+export { ExecutionWaitAbortedError, SessionClosedError } from './errors';
+export { Session } from './session';
+export type { SessionOptions, SessionRunInput, SessionRunResult, SessionState } from '../core/session';
 export { TemporalConnectionError, temporalSettingsFromEnv, type TemporalSettings } from './connection';
 
 export { DEFAULT_TASK_QUEUE };
@@ -398,6 +403,28 @@ export class SandboxClient {
       }
       throw err;
     }
+  }
+
+  /**
+   * Opens a session: one sandbox whose interpreter keeps its state from run to run (see Session). Throws
+   * InvalidInputError (naming the field and the limit) before anything is started.
+   */
+  async openSession(options: SessionOptions & { sessionId?: string } = {}): Promise<Session> {
+    const { sessionId = `session-${randomUUID()}`, ...rest } = options;
+    validateExecutionId(sessionId);
+    validateSessionOptions(rest, this.policy);
+    await this.temporal.workflow.start<typeof sessionWorkflow>('session', {
+      workflowId: sessionId,
+      taskQueue: this.taskQueue,
+      args: [{ options: rest }],
+      workflowIdConflictPolicy: 'FAIL',
+    });
+    return new Session(this.temporal, sessionId);
+  }
+
+  /** A session by its id, opened by this or any other process. */
+  getSession(sessionId: string): Session {
+    return new Session(this.temporal, validateExecutionId(sessionId));
   }
 
   handle(executionId: string): Handle {

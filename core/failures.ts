@@ -19,6 +19,11 @@ export const FAILURE_REASONS = {
   JobLost: { retryable: true, meaning: 'the Job was deleted before it finished' },
   JobFailed: { retryable: true, meaning: 'the Job failed without a pod' },
   DeliveryFailed: { retryable: true, meaning: 'the program could not be handed to a warm sandbox, which ran nothing' },
+  SandboxLost: {
+    retryable: false,
+    meaning:
+      "a session's pod was lost while a run was in it; the run is not re-run, the session's next run gets a new pod",
+  },
   // What the Kubernetes API answered (activities/kube.ts).
   KubernetesRejected: { retryable: false, meaning: 'the API refused a request in a way a retry cannot change' },
   KubernetesForbidden: { retryable: false, meaning: 'the API kept answering 401/403 (credentials or RBAC)' },
@@ -47,6 +52,8 @@ export const STEP_FAILURES = {
   misconfigured: 'Misconfigured',
   /** Bad input, refused by the workflow (the client refuses it first). */
   invalidInput: 'InvalidInput',
+  /** A run sent to a session that is closing or closed. */
+  sessionClosed: 'SessionClosed',
 } as const;
 
 export function isFailureReason(value: unknown): value is FailureReason {

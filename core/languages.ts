@@ -23,6 +23,11 @@ export interface LanguageSpec {
   aliases: readonly string[];
   /** Its image outside the local stack (DS_IMAGE_<NAME> or DS_IMAGE choose another); must have python3. */
   image: string;
+  /**
+   * Sessions: the interpreter the launcher keeps for a session's runs (launcher.py --session), run by the first word
+   * of `command`; a language without one runs one-shot only.
+   */
+  sessionKernel?: 'python';
 }
 
 export const SANDBOX_DIR = '/sandbox';
@@ -41,6 +46,7 @@ export const LANGUAGES = {
     extensions: ['.py'],
     aliases: ['py', 'python3'],
     image: 'python:3.12-slim',
+    sessionKernel: 'python',
   },
   bash: {
     title: 'bash',
@@ -68,6 +74,11 @@ export type Language = keyof typeof LANGUAGES;
 
 /** Every language, in the list's order (the MCP schema's enum, the worker's pools). */
 export const LANGUAGE_NAMES = Object.keys(LANGUAGES) as [Language, ...Language[]];
+
+/** The languages a session can keep an interpreter of. */
+export const SESSION_LANGUAGES: readonly Language[] = LANGUAGE_NAMES.filter(
+  (l) => (LANGUAGES[l] as LanguageSpec).sessionKernel !== undefined,
+);
 
 /** The language of a program that names none. */
 export const DEFAULT_LANGUAGE: Language = 'python';

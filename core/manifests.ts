@@ -175,8 +175,11 @@ export function hardenedPodSpec(
     cpu: string;
     memory: string;
     sandboxVolume: Omit<V1Volume, 'name'>;
-    /** Warm pods: stdin open for exactly one attach (the task), closed for good after it. */
-    stdin?: boolean;
+    /**
+     * Warm pods: stdin open for exactly one attach (the task), closed for good after it; `many`: session pods, open
+     * for one attach per run.
+     */
+    stdin?: boolean | 'many';
     activeDeadlineSeconds?: number;
   },
 ): V1PodSpec {
@@ -205,7 +208,7 @@ export function hardenedPodSpec(
         command: parts.command,
         workingDir: SCRATCH_DIR,
         env: Object.entries(parts.env).map(([k, v]) => ({ name: k, value: v })),
-        ...(parts.stdin ? { stdin: true, stdinOnce: true } : {}),
+        ...(parts.stdin ? { stdin: true, stdinOnce: parts.stdin !== 'many' } : {}),
         securityContext: {
           allowPrivilegeEscalation: false,
           capabilities: { drop: ['ALL'] },

@@ -12,12 +12,16 @@ export const LABELS = {
   pool: 'durable-sandbox.dev/pool',
   poolState: 'durable-sandbox.dev/pool-state',
   template: 'durable-sandbox.dev/template',
+  /** Session pods: which session (a hash of its id). */
+  session: 'durable-sandbox.dev/session',
 } as const;
 export const ANNOTATIONS = {
   executionId: 'durable-sandbox.dev/execution-id',
   language: 'durable-sandbox.dev/language',
   /** Warm pool pods: the pool workflow that keeps them (the reconciler's owner until a claim). */
   poolOwner: 'durable-sandbox.dev/pool-owner',
+  /** Session pods: the session's id (its workflow's id; the reconciler's owner). */
+  sessionId: 'durable-sandbox.dev/session-id',
 } as const;
 
 /** 64-bit FNV-1a as 16 hex digits (two 32-bit halves with different offsets; no Node crypto in workflows). */

@@ -58,6 +58,25 @@ export function poolSelector(pool: PoolRef, state?: PoolState): string {
   ].join(',');
 }
 
+/**
+ * The command of a sandbox whose launcher starts before its task: it waits for one task (`warm`) or one task after
+ * another (`session`) on stdin, and ends itself when none comes within `maxIdleSeconds`.
+ */
+export function waitingLauncher(mode: 'warm' | 'session', launcherSource: string, maxIdleSeconds: number): string[] {
+  return [
+    LAUNCHER_INTERPRETER,
+    '-c',
+    launcherSource,
+    `--${mode}`,
+    '--max-task-bytes',
+    String(MAX_TASK_BYTES),
+    '--task-dir',
+    SANDBOX_DIR,
+    '--max-idle-seconds',
+    String(maxIdleSeconds),
+  ];
+}
+
 /** How long after `maxIdleSeconds` an unclaimed pool pod ends itself (its pool replaces it before that if alive). */
 export const POOL_IDLE_GRACE_SECONDS = 50;
 
@@ -99,18 +118,7 @@ export function buildPoolPod(args: {
     },
     spec: hardenedPodSpec(policy, {
       image: policy.images[pool.language],
-      command: [
-        LAUNCHER_INTERPRETER,
-        '-c',
-        args.launcherSource,
-        '--warm',
-        '--max-task-bytes',
-        String(MAX_TASK_BYTES),
-        '--task-dir',
-        SANDBOX_DIR,
-        '--max-idle-seconds',
-        String(args.config.maxIdleSeconds + POOL_IDLE_GRACE_SECONDS),
-      ],
+      command: waitingLauncher('warm', args.launcherSource, args.config.maxIdleSeconds + POOL_IDLE_GRACE_SECONDS),
       env: programEnv(pool.language),
       cpu: policy.defaultCpu,
       memory: policy.defaultMemory,

@@ -3,8 +3,11 @@
  * its watch, the workflow and cleanup read these traits instead of asking which kind they hold; how a kind is got,
  * handed its task and released lives in activities/sandboxes.ts. Adding a kind is one entry here and one there.
  */
-/** A Job made for the attempt (cold), or a pre-started pod claimed from the warm pool (warm). */
-export const SANDBOX_KIND_NAMES = ['cold', 'warm'] as const;
+/**
+ * A Job made for the attempt (cold), a pre-started pod claimed from the warm pool (warm), or a session's pod, which
+ * runs many runs in one interpreter (session; workflows/session.ts).
+ */
+export const SANDBOX_KIND_NAMES = ['cold', 'warm', 'session'] as const;
 export type SandboxKind = (typeof SANDBOX_KIND_NAMES)[number];
 
 export interface SandboxTraits {
@@ -36,6 +39,13 @@ export const SANDBOXES: Readonly<Record<SandboxKind, SandboxTraits>> = {
     scheduledForAttempt: true,
   },
   warm: {
+    owner: 'pod',
+    task: 'handed',
+    objects: [],
+    acquiredPhase: 'claimed',
+    scheduledForAttempt: false,
+  },
+  session: {
     owner: 'pod',
     task: 'handed',
     objects: [],

@@ -23,6 +23,7 @@ import {
 import { resourceNames } from '../core/names';
 import { poolWorkflowId } from '../core/pool';
 import { DEFAULT_LANGUAGE } from '../core/languages';
+import { sessionSelector } from '../core/session';
 
 const OUT = path.join(PROJECT_ROOT, 'test', 'replay', 'histories');
 const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
@@ -77,11 +78,34 @@ async function recordQueueTimeout(): Promise<void> {
   }
 }
 
+/** A session: three runs (one past its limit), idle, a run resumed on a new pod by replay, then close. */
+async function recordSession(): Promise<void> {
+  if (!wanted('session')) return;
+  const w = await startWorker({ DS_WARM_POOL_SIZE: '0' });
+  try {
+    const session = await w.client.openSession({ sessionId: `replay-session-${Date.now()}`, idleTimeoutSeconds: 2 });
+    await session.run('x = 41');
+    await session.run('import time\nwhile True:\n    time.sleep(0.1)', { timeoutSeconds: 1 });
+    await session.run('x + 1');
+    const pods = () =>
+      kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: sessionSelector(session.id) });
+    while ((await pods()).items.length > 0) await new Promise((r) => setTimeout(r, 500));
+    await session.run('x');
+    await session.close();
+    const handle = w.client.temporal.workflow.getHandle(session.id);
+    save('session', await handle.fetchHistory(), 'closed');
+  } finally {
+    await w.stop();
+  }
+}
+
 const kube = adminKube();
 
 async function run(): Promise<void> {
   await recordQueueTimeout();
   if (ONLY === 'queue-timeout') return;
+  await recordSession();
+  if (ONLY === 'session') return;
   const w = await startWorker();
   const broken = await startWorker({ DS_IMAGE_PYTHON: 'localhost/durable-sandbox/no-such-image:1' });
   try {

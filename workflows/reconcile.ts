@@ -36,9 +36,10 @@ export async function reconcileSandboxes(options: ReconcileOptions): Promise<Rec
   for (const o of objects) {
     const age = (now - o.createdAt) / 1000;
     const state = o.owner ? states[o.owner] : 'missing';
+    const ceiling = o.maxAgeSeconds ?? options.maxAgeSeconds;
     const why =
-      age > options.maxAgeSeconds
-        ? `older than ${options.maxAgeSeconds} s`
+      age > ceiling
+        ? `older than ${ceiling} s`
         : age < options.minAgeSeconds
           ? undefined
           : state === 'closed'

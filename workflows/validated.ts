@@ -6,8 +6,13 @@ import type { ExecutionInput } from '../core/types';
 import { InvalidInputError, validateInput, type ExecutionRequest } from '../core/validate';
 
 export function validated(input: ExecutionInput, policy: ExecutionPolicy): ExecutionRequest {
+  return checked(() => validateInput(input, policy));
+}
+
+/** Runs a check; its InvalidInputError becomes the workflow's typed, non-retryable InvalidInput failure. */
+export function checked<T>(check: () => T): T {
   try {
-    return validateInput(input, policy);
+    return check();
   } catch (err) {
     if (err instanceof InvalidInputError) {
       throw ApplicationFailure.create({

@@ -1,4 +1,5 @@
 /** What one benchmarked execution records, for either side. */
+import type { SandboxKind } from '../../core/sandbox';
 import { PHASES, type PhaseName } from '../../core/types';
 
 /**
@@ -23,7 +24,7 @@ export interface RunRecord {
   error?: string;
   attempts: number;
   /** Ours: where the program ran. */
-  sandbox?: 'warm' | 'cold';
+  sandbox?: SandboxKind;
   /** Client clock: call made, and result in hand (floor: pod gone). */
   t0: number;
   t1: number;

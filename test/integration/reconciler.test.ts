@@ -13,6 +13,7 @@ import {
   whenRunning,
   type TestWorker,
 } from '../helpers/stack';
+import { sessionSelector } from '../../core/session';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -61,4 +62,28 @@ test('a terminated execution is cleaned up within the period; a running one is u
   await w.client.cancelExecution(running);
   expect((await b.result()).status).toBe('cancelled');
   expect(await leftovers(kube, running)).toEqual(NOTHING_LEFT);
+});
+
+test("a terminated session's pod is deleted within the period; an open session's pod is untouched", async () => {
+  const pods = (id: string) =>
+    kube.core
+      .listNamespacedPod({ namespace: 'durable-sandbox', labelSelector: sessionSelector(id) })
+      .then((l) => l.items.map((p) => p.metadata!.name!));
+  const gone = await w.client.openSession();
+  const open = await w.client.openSession();
+  try {
+    await gone.run('x = 1');
+    await open.run('x = 2');
+    await w.client.temporal.workflow.getHandle(gone.id).terminate("test: terminate skips the session's own cleanup");
+    expect(await pods(gone.id)).toHaveLength(1);
+    await eventually(
+      () => pods(gone.id),
+      (p) => p.length === 0,
+      (PERIOD + 45) * 1000,
+    );
+    expect(await pods(open.id)).toHaveLength(1);
+    expect((await open.run('x')).stdout).toBe('2\n');
+  } finally {
+    await open.close();
+  }
 });

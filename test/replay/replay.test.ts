@@ -27,12 +27,14 @@ const WAYS = [
 const WARM = ['warm-pool', 'warm-succeeded'];
 /** An execution no worker started in time (since the queue timeout). */
 const QUEUE = ['queue-timeout'];
+/** A session (since sessions): runs, a run past its limit, idle release, a run resumed by replay, close. */
+const SESSION = ['session'];
 const recorded = (dir: string) =>
   readdirSync(path.join(DIR, dir))
     .filter((f) => f.endsWith('.json'))
     .sort();
 const generations = {
-  current: { dir: '.', ways: [...WAYS, ...WARM, ...QUEUE] },
+  current: { dir: '.', ways: [...WAYS, ...WARM, ...QUEUE, ...SESSION] },
   'before the fast path': { dir: 'v1', ways: WAYS },
 };
 
@@ -62,7 +64,7 @@ async function replayAll(options: Omit<ReplayWorkerOptions, 'workflowsPath'> = {
     replayed++;
     if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
   }
-  expect(replayed).toBe(2 * WAYS.length + WARM.length + QUEUE.length);
+  expect(replayed).toBe(2 * WAYS.length + WARM.length + QUEUE.length + SESSION.length);
   return failures;
 }
 

@@ -1,0 +1,249 @@
+/**
+ * The steps of a session (workflows/session.ts): open its pod (one hardened sandbox whose launcher keeps one
+ * interpreter, launcher.py --session), run one run in it, and release its pods. A run's task goes to the launcher
+ * over pods/attach and its output comes back on the same attach (only what the launcher writes while attached: this
+ * run's lines); a retried step never sends the run again: it reads the rest from the pod's log. A pod lost under a
+ * run ends the run as SandboxLost, never re-run.
+ */
+import { PassThrough } from 'node:stream';
+import type { V1Pod } from '@kubernetes/client-node';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { AttemptEnd, CollectedOutput } from '../core/attempt';
+import { infraError } from '../core/classify';
+import type { LauncherSessionNote } from '../core/launcher-protocol';
+import { CONTAINER_NAME, launcherTask } from '../core/manifests';
+import { capsOf, collectedOutput, LauncherLogParser, logReadLimit } from '../core/output';
+import type { ExecutionPolicy } from '../core/policy';
+import { buildSessionPod, sessionSelector, type SessionSpec } from '../core/session';
+import type { ExecutionRequest } from '../core/validate';
+import { createOrAdopt } from './adopt';
+import { attachLauncher } from './attach';
+import type { ActivityDeps } from './deps';
+import { apiStatus, kubeCall, kubeCallOrMissing, kubeFailure } from './kube';
+import { openLogStream } from './log-stream';
+import { recordConfirmed } from './record';
+import { frameTask } from './task-frame';
+
+/** How long past a run's time limit (and the launcher's 2 s to interrupt it) the step waits before it stops the pod. */
+const RUN_GRACE_MS = 15_000;
+const POLL_MS = 1_000;
+
+export interface OpenedPod {
+  pod: string;
+  /** When the pod was running and its launcher waiting. */
+  at: number;
+}
+
+export interface SessionRunSpec {
+  sessionId: string;
+  seq: number;
+  pod: string;
+  request: ExecutionRequest;
+  policy: ExecutionPolicy;
+}
+
+export interface SessionRunReport {
+  end: Exclude<AttemptEnd, { kind: 'cancelled' }>;
+  output: CollectedOutput;
+  session: LauncherSessionNote | null;
+  /** When the task was handed over. */
+  sentAt: number;
+}
+
+interface RunHeartbeat {
+  seq: number;
+  sentAt?: number;
+}
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether the pod can still run anything: present, not being deleted, not ended. */
+function alive(pod: V1Pod | undefined): boolean {
+  return !!pod && !pod.metadata?.deletionTimestamp && !['Failed', 'Succeeded'].includes(pod.status?.phase ?? '');
+}
+
+export function sessionActivities(deps: ActivityDeps) {
+  const { kube, launcherSource } = deps;
+  const readPod = (namespace: string, name: string) =>
+    kubeCallOrMissing(`read session pod ${name}`, () => kube.core.readNamespacedPod({ name, namespace }));
+
+  return {
+    /** Creates (or adopts) the session's pod of this generation and waits until its launcher runs. */
+    async openSessionPod(input: {
+      sessionId: string;
+      generation: number;
+      spec: SessionSpec;
+      policy: ExecutionPolicy;
+    }): Promise<OpenedPod> {
+      const ctx = Context.current();
+      const body = buildSessionPod({ ...input, launcherSource });
+      const namespace = input.policy.namespace;
+      const name = body.metadata!.name!;
+      await createOrAdopt(
+        'Pod',
+        body,
+        () => kube.core.createNamespacedPod({ namespace, body }),
+        () => kube.core.readNamespacedPod({ name, namespace }),
+      );
+      const until = Date.now() + input.policy.startupAllowanceSeconds * 1000;
+      for (;;) {
+        const pod = await readPod(namespace, name);
+        const cs = pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
+        if (pod && alive(pod) && cs?.state?.running) return { pod: name, at: Date.now() };
+        const waiting = cs?.state?.waiting?.reason;
+        if (!alive(pod) || ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName'].includes(waiting ?? ''))
+          throw ApplicationFailure.retryable(
+            `session pod ${name} did not start (${waiting ?? pod?.status?.phase ?? 'gone'})`,
+          );
+        if (Date.now() > until)
+          throw ApplicationFailure.retryable(
+            `session pod ${name} was not running within ${input.policy.startupAllowanceSeconds} s`,
+          );
+        ctx.heartbeat({ waiting: waiting ?? pod?.status?.phase });
+        await delay(250);
+      }
+    },
+
+    /** Runs one run in the session's pod and returns how it ended, with its output. */
+    async runInSession(spec: SessionRunSpec): Promise<SessionRunReport> {
+      const ctx = Context.current();
+      const { namespace } = spec.policy;
+      const caps = capsOf(spec.policy);
+      const parser = new LauncherLogParser(caps, { run: spec.seq });
+      const earlier = ctx.info.heartbeatDetails as RunHeartbeat | undefined;
+      let wake: () => void = () => undefined;
+      const onData = (piece: Buffer | string) => {
+        parser.push(typeof piece === 'string' ? piece : new Uint8Array(piece));
+        wake();
+      };
+      let close: () => void = () => undefined;
+      let sentAt: number;
+      if (earlier?.sentAt !== undefined) {
+        // An earlier try handed the run over: never again; read what the pod has written of it since.
+        sentAt = earlier.sentAt;
+        try {
+          const stream = await openLogStream(
+            kube,
+            {
+              namespace,
+              pod: spec.pod,
+              container: CONTAINER_NAME,
+              limitBytes: logReadLimit(caps),
+              follow: true,
+              since: sentAt - 2000,
+            },
+            onData,
+          );
+          close = () => stream.abort();
+        } catch (err) {
+          const s = apiStatus(err);
+          if (!(s && (s.code === 400 || s.code === 404))) throw kubeFailure(err, `follow the log of ${spec.pod}`);
+        }
+      } else {
+        sentAt = Date.now();
+        // Recorded before the run is handed over, so a retry knows not to hand it over again.
+        await recordConfirmed(deps, ctx, { seq: spec.seq, sentAt } satisfies RunHeartbeat);
+        const stdin = new PassThrough();
+        const stdout = new PassThrough();
+        stdout.on('data', onData);
+        try {
+          const attached = await attachLauncher(kube, namespace, spec.pod, { stdin, stdout }, `attach to ${spec.pod}`);
+          close = () => attached.close();
+        } catch (err) {
+          if (!(await readPod(namespace, spec.pod))) return lost(parser, sentAt, `session pod ${spec.pod} is gone`);
+          throw err;
+        }
+        const task = { ...launcherTask(spec.sessionId, 1, spec.request, spec.policy, 'handed'), seq: spec.seq };
+        stdin.write(frameTask(task));
+      }
+      const giveUpAt = sentAt + spec.request.timeoutSeconds * 1000 + RUN_GRACE_MS;
+      let lastBeat = 0;
+      try {
+        for (;;) {
+          if (parser.trailer) {
+            const t = parser.trailer;
+            // The launcher was being stopped (the pod deleted or evicted) when the run ended: the sandbox is lost.
+            if (t.terminated) return lost(parser, sentAt, `session pod ${spec.pod} was stopped during the run`);
+            const end: SessionRunReport['end'] =
+              t.error && !t.timedOut && t.signal !== null
+                ? { kind: 'finished', exitCode: t.exitCode, reason: 'InterpreterExited', oomKilled: false }
+                : {
+                    kind: 'finished',
+                    exitCode: t.exitCode,
+                    reason: t.timedOut ? 'TimedOut' : 'Completed',
+                    oomKilled: false,
+                  };
+            return { end, output: collectedOutput(parser.result(true), Date.now()), session: parser.session, sentAt };
+          }
+          if (ctx.cancellationSignal.aborted) await ctx.cancelled;
+          const now = Date.now();
+          if (now - lastBeat >= POLL_MS) {
+            lastBeat = now;
+            ctx.heartbeat({ seq: spec.seq, sentAt, output: parser.live() });
+            const pod = await readPod(namespace, spec.pod);
+            if (!alive(pod)) {
+              // What it wrote until then may still be on its way.
+              await delay(300);
+              if (parser.trailer) continue;
+              return lost(
+                parser,
+                sentAt,
+                `session pod ${spec.pod} was ${pod ? `ended (${pod.status?.phase ?? 'deleted'})` : 'deleted'} during the run`,
+              );
+            }
+            if (now > giveUpAt) {
+              // The launcher did not answer in time: the sandbox is stopped; the next run gets a new one.
+              await kubeCall(`stop session pod ${spec.pod}`, () =>
+                kube.core.deleteNamespacedPod({ name: spec.pod, namespace, gracePeriodSeconds: 0 }),
+              ).catch(() => undefined);
+              return lost(
+                parser,
+                sentAt,
+                `the session's launcher did not answer within the run's time limit; its pod was stopped`,
+              );
+            }
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, 250);
+          });
+        }
+      } finally {
+        close();
+      }
+    },
+
+    /** Deletes every pod of the session and waits until none is left. */
+    async releaseSessionPods(input: { sessionId: string; namespace: string }): Promise<{ deleted: number }> {
+      const ctx = Context.current();
+      const selector = sessionSelector(input.sessionId);
+      const list = await kubeCall('list session pods', () =>
+        kube.core.listNamespacedPod({ namespace: input.namespace, labelSelector: selector }),
+      );
+      for (const p of list.items) {
+        await kubeCallOrMissing(`delete session pod ${p.metadata!.name}`, () =>
+          kube.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: input.namespace, gracePeriodSeconds: 0 }),
+        );
+      }
+      for (let i = 0; ; i++) {
+        const left = await kubeCall('list session pods', () =>
+          kube.core.listNamespacedPod({ namespace: input.namespace, labelSelector: selector }),
+        );
+        if (left.items.length === 0) return { deleted: list.items.length };
+        if (i > 120) throw ApplicationFailure.retryable(`${left.items.length} session pod(s) still present`);
+        ctx.heartbeat({ left: left.items.length });
+        await delay(500);
+      }
+    },
+  };
+}
+
+function lost(parser: LauncherLogParser, sentAt: number, message: string): SessionRunReport {
+  return {
+    end: { kind: 'infra', error: infraError('SandboxLost', message) },
+    output: collectedOutput(parser.result(true), Date.now()),
+    session: parser.session,
+    sentAt,
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * A session from the caller's side: runs go to the session's workflow as Updates (run one at a time, in the order
+ * received, whoever sends them), `close()` ends it and waits until its pods are gone. Any process can attach to a
+ * session by its id (`SandboxClient.getSession`).
+ */
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { STEP_FAILURES } from '../core/failures';
+import { SESSION_HANDLERS, type SessionRunInput, type SessionRunResult, type SessionState } from '../core/session';
+import { InvalidInputError } from '../core/validate';
+import type { session as sessionWorkflow } from '../workflows/session';
+import { SessionClosedError } from './errors';
+
+export class Session {
+  constructor(
+    private readonly temporal: Client,
+    /** The session's id (its workflow's id). */
+    readonly id: string,
+  ) {}
+
+  private get handle() {
+    return this.temporal.workflow.getHandle<typeof sessionWorkflow>(this.id);
+  }
+
+  /** Runs code in the session: its variables, imports, working directory and files are those the earlier runs left. */
+  async run(code: string, options: Omit<SessionRunInput, 'code'> = {}): Promise<SessionRunResult> {
+    return this.typed(() =>
+      this.handle.executeUpdate<SessionRunResult, [SessionRunInput]>(SESSION_HANDLERS.run, {
+        args: [{ code, ...options }],
+      }),
+    );
+  }
+
+  /** Where the session stands (open, closing, closed; its runs and current pod). */
+  async state(): Promise<SessionState> {
+    return this.handle.query<SessionState>(SESSION_HANDLERS.state);
+  }
+
+  /** Ends the session and waits until its pods are gone; closing a closed session is a no-op. */
+  async close(): Promise<SessionState> {
+    try {
+      return await this.handle.executeUpdate<SessionState, []>(SESSION_HANDLERS.close);
+    } catch (err) {
+      // Already over: its final state is its result.
+      const { status } = await this.handle.describe();
+      if (status.name === 'COMPLETED') return await this.handle.result();
+      throw err;
+    }
+  }
+
+  private async typed<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;
+      if (cause instanceof ApplicationFailure) {
+        if (cause.type === STEP_FAILURES.sessionClosed) throw new SessionClosedError(this.id, cause.message);
+        if (cause.type === STEP_FAILURES.invalidInput) {
+          const d = (cause.details?.[0] ?? {}) as { field?: string; limit?: string };
+          throw new InvalidInputError(d.field ?? 'input', d.limit ?? 'valid', cause.message.replace(/^[^:]*: /, ''));
+        }
+      }
+      // A run into a session that has completed (closed, expired) is refused by Temporal itself.
+      const { status } = await this.handle.describe().catch(() => ({ status: { name: 'UNKNOWN' } }));
+      if (status.name !== 'RUNNING') throw new SessionClosedError(this.id, `session ${this.id} is closed`);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Sessions in pure terms: what opening one asks for, its defaults and limits, a run's input, the names and labels of
+ * a session's pods, and what a run into a session answers. A session is a workflow (workflows/session.ts) that owns
+ * one hardened pod at a time, whose launcher runs every run in one interpreter (launcher.py --session).
+ */
+import { DEFAULT_LANGUAGE, isLanguage, languageChoices, SESSION_LANGUAGES } from './languages';
+import type { V1Pod } from '@kubernetes/client-node';
+import { hardenedPodSpec, programEnv } from './manifests';
+import { ANNOTATIONS, MANAGED_BY, LABELS, hash16 } from './names';
+import { waitingLauncher } from './pool';
+import type { ExecutionPolicy } from './policy';
+import type { ExecutionResult, InputFile, Language } from './types';
+
+export { SESSION_LANGUAGES };
+import { InvalidInputError, validateInput, type ExecutionRequest } from './validate';
+
+/** What opening a session asks for (everything optional). */
+export interface SessionOptions {
+  language?: Language;
+  /** Each run's default time limit, seconds (a run may ask for another, within the policy's cap). */
+  timeoutSeconds?: number;
+  limits?: { cpu?: string; memory?: string };
+  env?: Record<string, string>;
+  /** The session ends after this long without a run, seconds. */
+  idleTimeoutSeconds?: number;
+  /** The session ends this long after it opened, whatever it does, seconds. */
+  maxLifetimeSeconds?: number;
+}
+
+/** A session's options with every default applied and every limit checked. */
+export interface SessionSpec {
+  language: Language;
+  timeoutSeconds: number;
+  cpu: string;
+  memory: string;
+  env: Record<string, string>;
+  idleTimeoutSeconds: number;
+  maxLifetimeSeconds: number;
+}
+
+/** One run's input. */
+export interface SessionRunInput {
+  code: string;
+  timeoutSeconds?: number;
+  files?: InputFile[];
+}
+
+export const SESSION_DEFAULTS = { idleTimeoutSeconds: 600, maxLifetimeSeconds: 3600 } as const;
+export const SESSION_LIMITS = { maxIdleTimeoutSeconds: 24 * 3600, maxLifetimeSeconds: 7 * 24 * 3600 } as const;
+
+/** The workflow's update, query and signal names. */
+export const SESSION_HANDLERS = { run: 'run', close: 'close', state: 'state' } as const;
+
+function seconds(field: string, value: unknown, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
+    throw new InvalidInputError(field, 'a whole number of seconds ≥ 1', `must be a whole number of seconds ≥ 1`);
+  if (value > max) throw new InvalidInputError(field, `max ${max}`, `is ${value}, more than ${max}`);
+  return value;
+}
+
+/** Checks a session's options against the policy; throws InvalidInputError naming the field and limit it broke. */
+export function validateSessionOptions(options: unknown, policy: ExecutionPolicy): SessionSpec {
+  const o = (options ?? {}) as SessionOptions;
+  if (typeof o !== 'object' || Array.isArray(o)) throw new InvalidInputError('options', 'object', 'must be an object');
+  const language = o.language ?? DEFAULT_LANGUAGE;
+  if (!isLanguage(language) || !SESSION_LANGUAGES.includes(language))
+    throw new InvalidInputError(
+      'language',
+      `one of ${SESSION_LANGUAGES.join(', ')}`,
+      `sessions keep an interpreter of ${SESSION_LANGUAGES.join(', ')} (one-shot runs take ${languageChoices()})`,
+    );
+  // The run-level checks (time limit, limits, env) are the one-shot ones.
+  const probe = validateInput(
+    { code: '0', language, timeoutSeconds: o.timeoutSeconds, limits: o.limits, env: o.env },
+    policy,
+  );
+  return {
+    language,
+    timeoutSeconds: probe.timeoutSeconds,
+    cpu: probe.cpu,
+    memory: probe.memory,
+    env: probe.env,
+    idleTimeoutSeconds: seconds(
+      'idleTimeoutSeconds',
+      o.idleTimeoutSeconds,
+      SESSION_DEFAULTS.idleTimeoutSeconds,
+      SESSION_LIMITS.maxIdleTimeoutSeconds,
+    ),
+    maxLifetimeSeconds: seconds(
+      'maxLifetimeSeconds',
+      o.maxLifetimeSeconds,
+      SESSION_DEFAULTS.maxLifetimeSeconds,
+      SESSION_LIMITS.maxLifetimeSeconds,
+    ),
+  };
+}
+
+/** A run's request: the one-shot checks, with the session's language, limits and env. */
+export function validateSessionRun(input: unknown, spec: SessionSpec, policy: ExecutionPolicy): ExecutionRequest {
+  const i = (input ?? {}) as SessionRunInput;
+  return validateInput(
+    {
+      code: i.code,
+      language: spec.language,
+      timeoutSeconds: i.timeoutSeconds ?? spec.timeoutSeconds,
+      files: i.files,
+      limits: { cpu: spec.cpu, memory: spec.memory },
+      env: spec.env,
+    },
+    policy,
+  );
+}
+
+/** A session's pod: one name per session and pod generation (a lost or released pod's successor gets the next). */
+export function sessionPodName(sessionId: string, generation: number): string {
+  return `ds-session-${hash16(sessionId)}-${generation}`;
+}
+
+export function sessionLabels(sessionId: string): Record<string, string> {
+  return { [LABELS.managedBy]: MANAGED_BY, [LABELS.session]: hash16(sessionId) };
+}
+
+export function sessionSelector(sessionId: string): string {
+  return Object.entries(sessionLabels(sessionId))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+/** How long past its idle timeout a session pod whose workflow is gone ends itself (the launcher's own idle limit). */
+export const SESSION_IDLE_GRACE_SECONDS = 60;
+
+/** A session's pod: the hardened sandbox of a one-shot run, with a launcher that keeps one interpreter for all runs. */
+export function buildSessionPod(args: {
+  sessionId: string;
+  generation: number;
+  spec: SessionSpec;
+  policy: ExecutionPolicy;
+  launcherSource: string;
+}): V1Pod {
+  const { spec, policy } = args;
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: sessionPodName(args.sessionId, args.generation),
+      namespace: policy.namespace,
+      labels: sessionLabels(args.sessionId),
+      annotations: { [ANNOTATIONS.sessionId]: args.sessionId, [ANNOTATIONS.language]: spec.language },
+    },
+    spec: hardenedPodSpec(policy, {
+      image: policy.images[spec.language],
+      command: waitingLauncher('session', args.launcherSource, spec.idleTimeoutSeconds + SESSION_IDLE_GRACE_SECONDS),
+      env: programEnv(spec.language),
+      cpu: spec.cpu,
+      memory: spec.memory,
+      sandboxVolume: { emptyDir: { sizeLimit: '8Mi' } },
+      stdin: 'many',
+      // The server-side backstop: the kubelet ends the pod past the session's lifetime even if nothing of ours is left.
+      activeDeadlineSeconds: spec.maxLifetimeSeconds + policy.startupAllowanceSeconds,
+    }),
+  };
+}
+
+/** What a run into a session answers: the one-shot result, plus where it ran in the session. */
+export interface SessionRunResult extends ExecutionResult {
+  sessionId: string;
+  /** The run's number in the session, from 1. */
+  seq: number;
+  session: {
+    /** The interpreter the run ran in: started for it, kept from the run before, or restarted (and why). */
+    interpreter: 'started' | 'kept' | 'restarted';
+    why?: string;
+    pod: string;
+    /** The run came to a new pod (after idle, or a lost pod): the earlier successful runs were run again first. */
+    restored?: { runs: number; ms: number };
+  };
+}
+
+/** What the session workflow reports of itself (its query). */
+export interface SessionState {
+  sessionId: string;
+  state: 'open' | 'closing' | 'closed';
+  language: Language;
+  runs: number;
+  pod?: string;
+  openedAt: number;
+  lastRunAt?: number;
+  closedBecause?: 'closed' | 'idle' | 'lifetime';
+}

@@ -1,0 +1,132 @@
+/**
+ * Sessions on the real stack: state that lives across runs in one gVisor pod (a variable, an import, a file, the
+ * working directory), a trailing expression shown as a notebook cell shows it, a figure-like file coming back, a run
+ * past its limit ending that run and not the session, a session attached from another client, the pod lost under a
+ * run (the run ends SandboxLost, never re-run; the next run gets a new pod with its state rebuilt), idle suspend and
+ * resume, and close leaving no pod behind.
+ */
+import { SessionClosedError, type SessionRunResult } from '../../client';
+import { sessionSelector } from '../../core/session';
+import { adminKube, eventually, SANDBOX_NAMESPACE, startWorker, type TestWorker } from '../helpers/stack';
+
+jest.setTimeout(240_000);
+const kube = adminKube();
+let w: TestWorker;
+
+beforeAll(async () => {
+  // No pools: the node's CPU goes to the sessions.
+  w = await startWorker({ DS_WARM_POOL_SIZE: '0' });
+}, 120_000);
+afterAll(async () => {
+  await w?.stop();
+});
+
+const podsOf = async (sessionId: string) =>
+  (await kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: sessionSelector(sessionId) }))
+    .items;
+
+const ok = (r: SessionRunResult) => {
+  if (r.status !== 'succeeded') throw new Error(`run ${r.seq}: ${r.status} ${r.stderr} ${r.error?.message ?? ''}`);
+  return r;
+};
+
+test('variables, imports, files and the working directory persist across runs, under gVisor; close leaves nothing', async () => {
+  const session = await w.client.openSession();
+  try {
+    const first = ok(
+      await session.run('import os, platform\nx = 6 * 7\nos.chdir("/tmp")\nopen("kept.txt", "w").write("kept")\nx'),
+    );
+    expect(first.stdout).toBe('42\n');
+    expect(first).toMatchObject({
+      sessionId: session.id,
+      seq: 1,
+      sandbox: 'session',
+      session: { interpreter: 'started' },
+    });
+    const second = ok(await session.run('print(x, os.getcwd(), open("kept.txt").read())'));
+    expect(second.stdout).toBe('42 /tmp kept\n');
+    expect(second.session).toMatchObject({ interpreter: 'kept', pod: first.session.pod });
+    // Under gVisor, as every sandbox.
+    expect(ok(await session.run('open("/proc/version").read()')).stdout).toMatch(/gvisor/i);
+    // A file under /sandbox/out comes back with the run that wrote it, and only with that one.
+    const fig = ok(
+      await session.run(
+        'os.makedirs("/sandbox/out", exist_ok=True)\nopen("/sandbox/out/plot.svg", "w").write("<svg/>")\nNone',
+      ),
+    );
+    expect(fig.outputFiles.map((f) => [f.name, f.content])).toEqual([['plot.svg', '<svg/>']]);
+    expect(ok(await session.run('1')).outputFiles).toEqual([]);
+    // Another process attaches by id and sees the same interpreter.
+    expect(ok(await w.client.getSession(session.id).run('x + 1')).stdout).toBe('43\n');
+  } finally {
+    const closed = await session.close();
+    expect(closed).toMatchObject({ state: 'closed', closedBecause: 'closed' });
+  }
+  expect(await podsOf(session.id)).toEqual([]);
+  await expect(session.run('x')).rejects.toBeInstanceOf(SessionClosedError);
+});
+
+test('a run past its limit ends that run, not the session; a failing run is a result', async () => {
+  const session = await w.client.openSession({ timeoutSeconds: 2 });
+  try {
+    ok(await session.run('kept = "yes"'));
+    const slow = await session.run('import time\nwhile True:\n    time.sleep(0.1)');
+    expect(slow).toMatchObject({ status: 'timed_out', seq: 2 });
+    expect(slow.stderr).toMatch(/KeyboardInterrupt/);
+    const failed = await session.run('1/0');
+    expect(failed).toMatchObject({ status: 'failed', exitCode: 1 });
+    expect(failed.stderr).toMatch(/ZeroDivisionError/);
+    expect(ok(await session.run('kept')).stdout).toBe("'yes'\n");
+  } finally {
+    await session.close();
+  }
+  expect(await podsOf(session.id)).toEqual([]);
+});
+
+test('the pod lost under a run: that run ends SandboxLost (never re-run); the next gets a new pod, its state rebuilt', async () => {
+  const session = await w.client.openSession();
+  try {
+    const first = ok(await session.run('import os\ncount = 0\ncount += 1\nos.getpid() > 0'));
+    const inFlight = session.run('import time\ntime.sleep(60)');
+    // Once the run is in the pod, the pod goes.
+    await eventually(
+      () => session.state(),
+      (s) => s.runs === 1 && s.pod !== undefined,
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    await kube.core.deleteNamespacedPod({
+      name: first.session.pod,
+      namespace: SANDBOX_NAMESPACE,
+      gracePeriodSeconds: 0,
+    });
+    const lost = await inFlight;
+    expect(lost).toMatchObject({ status: 'infra_error', error: { reason: 'SandboxLost', retryable: false } });
+    const next = ok(await session.run('count'));
+    expect(next.stdout).toBe('1\n');
+    expect(next.session).toMatchObject({ interpreter: 'restarted', restored: { runs: 1 } });
+    expect(next.session.pod).not.toBe(first.session.pod);
+  } finally {
+    await session.close();
+  }
+  expect(await podsOf(session.id)).toEqual([]);
+});
+
+test('idle: the pod is released and the session stays open; the next run resumes on a new pod with its variables', async () => {
+  const session = await w.client.openSession({ idleTimeoutSeconds: 2 });
+  try {
+    const first = ok(await session.run('greeting = "hello"'));
+    await eventually(
+      () => podsOf(session.id),
+      (pods) => pods.length === 0,
+      60_000,
+    );
+    expect(await session.state()).toMatchObject({ state: 'open', runs: 1 });
+    const resumed = ok(await session.run('greeting'));
+    expect(resumed.stdout).toBe("'hello'\n");
+    expect(resumed.session).toMatchObject({ interpreter: 'restarted', restored: { runs: 1 } });
+    expect(resumed.session.pod).not.toBe(first.session.pod);
+  } finally {
+    await session.close();
+  }
+  expect(await podsOf(session.id)).toEqual([]);
+});

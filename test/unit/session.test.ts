@@ -1,0 +1,64 @@
+/** Sessions in pure terms (core/session.ts): options with their defaults and limits, a run's input, the pod. */
+import { SANDBOX_UID } from '../../core/manifests';
+import { DEFAULT_POLICY } from '../../core/policy';
+import {
+  buildSessionPod,
+  SESSION_DEFAULTS,
+  SESSION_LANGUAGES,
+  sessionPodName,
+  sessionSelector,
+  validateSessionOptions,
+  validateSessionRun,
+} from '../../core/session';
+import { InvalidInputError } from '../../core/validate';
+
+const policy = DEFAULT_POLICY;
+
+test('defaults: the default language, the policy limits, the idle timeout and lifetime', () => {
+  const spec = validateSessionOptions(undefined, policy);
+  expect(spec).toMatchObject({
+    language: SESSION_LANGUAGES[0],
+    cpu: policy.defaultCpu,
+    memory: policy.defaultMemory,
+    idleTimeoutSeconds: SESSION_DEFAULTS.idleTimeoutSeconds,
+    maxLifetimeSeconds: SESSION_DEFAULTS.maxLifetimeSeconds,
+  });
+});
+
+test('bad options name the field and the limit they broke', () => {
+  const bad = (o: unknown) => {
+    try {
+      validateSessionOptions(o, policy);
+    } catch (e) {
+      expect(e).toBeInstanceOf(InvalidInputError);
+      return (e as InvalidInputError).field;
+    }
+    throw new Error('accepted');
+  };
+  expect(bad({ language: 'javascript' })).toBe('language');
+  expect(bad({ idleTimeoutSeconds: 0 })).toBe('idleTimeoutSeconds');
+  expect(bad({ maxLifetimeSeconds: 10 ** 9 })).toBe('maxLifetimeSeconds');
+  expect(bad({ timeoutSeconds: policy.maxTimeoutSeconds + 1 })).toBe('timeoutSeconds');
+  expect(bad({ limits: { memory: '1Ti' } })).toMatch(/memory/);
+});
+
+test("a run takes the session's language, limits and env, and its own time limit within the cap", () => {
+  const spec = validateSessionOptions({ timeoutSeconds: 5, env: { A: '1' } }, policy);
+  expect(validateSessionRun({ code: 'x' }, spec, policy)).toMatchObject({ timeoutSeconds: 5, env: { A: '1' } });
+  expect(validateSessionRun({ code: 'x', timeoutSeconds: 9 }, spec, policy).timeoutSeconds).toBe(9);
+  expect(() => validateSessionRun({ code: '' }, spec, policy)).toThrow(InvalidInputError);
+});
+
+test("the session's pod: hardened like every sandbox, one interpreter for many runs, ended by the kubelet past its lifetime", () => {
+  const spec = validateSessionOptions({ maxLifetimeSeconds: 120 }, policy);
+  const pod = buildSessionPod({ sessionId: 's-1', generation: 2, spec, policy, launcherSource: '# launcher' });
+  expect(pod.metadata!.name).toBe(sessionPodName('s-1', 2));
+  expect(sessionSelector('s-1')).toContain('durable-sandbox.dev/session=');
+  const c = pod.spec!.containers[0];
+  expect(c.command).toEqual(expect.arrayContaining(['--session', '--task-dir', '/sandbox']));
+  expect(c).toMatchObject({ stdin: true, stdinOnce: false });
+  expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+  expect(pod.spec!.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: SANDBOX_UID });
+  expect(pod.spec!.automountServiceAccountToken).toBe(false);
+  expect(pod.spec!.activeDeadlineSeconds).toBe(120 + policy.startupAllowanceSeconds);
+});

@@ -1,0 +1,162 @@
+/**
+ * The session workflow's own logic on a Temporal dev server with its steps mocked: runs one at a time in the order
+ * received; a run into a closed session is refused, typed; after the idle timeout the pod is released and the next
+ * run gets a new one with the earlier successful runs run again first; the lifetime ends the session; every ending
+ * releases the session's pods. Sessions against the real cluster: test/integration/session.test.ts.
+ */
+import { randomUUID } from 'node:crypto';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { type ApplicationFailure } from '@temporalio/common';
+import { Worker } from '@temporalio/worker';
+import type { SandboxActivities } from '../../activities';
+import type { SessionRunReport, SessionRunSpec } from '../../activities/session-sandbox';
+import { collectedOutput } from '../../core/output';
+import type { SessionRunResult, SessionState } from '../../core/session';
+import { DEFAULT_POLICY } from '../../core/policy';
+import { workflowBundle } from '../../worker/in-process';
+import type { session } from '../../workflows';
+import { closeUpdate, runUpdate, stateQuery } from '../../workflows/session';
+import { useWorkflowEnvironment } from './temporal-cli';
+
+const testing = useWorkflowEnvironment();
+
+/** Mocked session pods: each run is recorded with its pod; a run's stdout is its code; `slow` runs take a while. */
+class MockPods {
+  readonly opened: string[] = [];
+  readonly runs: { pod: string; seq: number; code: string; start: number; end: number }[] = [];
+  released = 0;
+
+  activities(): Partial<SandboxActivities> {
+    return {
+      getExecutionPolicy: async () => DEFAULT_POLICY,
+      openSessionPod: async (i: { generation: number }) => {
+        const pod = `pod-${i.generation}`;
+        this.opened.push(pod);
+        return { pod, at: Date.now() };
+      },
+      runInSession: async (spec: SessionRunSpec): Promise<SessionRunReport> => {
+        const start = Date.now();
+        if (spec.request.code.startsWith('slow')) await new Promise((r) => setTimeout(r, 300));
+        this.runs.push({ pod: spec.pod, seq: spec.seq, code: spec.request.code, start, end: Date.now() });
+        const fails = spec.request.code.startsWith('fail');
+        return {
+          end: { kind: 'finished', exitCode: fails ? 1 : 0, reason: 'Completed', oomKilled: false },
+          output: collectedOutput(
+            {
+              stdout: { text: spec.request.code, totalBytes: 1, capturedBytes: 1, truncated: false },
+              stderr: { text: '', totalBytes: 0, capturedBytes: 0, truncated: false },
+              files: [],
+              trailer: null,
+              launcherSeen: true,
+            },
+            Date.now(),
+          ),
+          session: { seq: spec.seq, interpreter: 'kept', why: null, next: 'keep' },
+          sentAt: start,
+        };
+      },
+      releaseSessionPods: async () => {
+        this.released++;
+        this.opened.length = 0;
+        return { deleted: 1 };
+      },
+    };
+  }
+}
+
+/** The update's failure, with its cause's message (the test's output says why an update failed). */
+async function explained<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) err.message += `: ${String(err.cause)}`;
+    throw err;
+  }
+}
+
+async function withSession<T>(
+  pods: MockPods,
+  options: { idleTimeoutSeconds?: number; maxLifetimeSeconds?: number },
+  fn: (h: Awaited<ReturnType<typeof start>>) => Promise<T>,
+): Promise<T> {
+  const taskQueue = `session-${randomUUID()}`;
+  const worker = await Worker.create({
+    connection: testing.env.nativeConnection,
+    taskQueue,
+    workflowBundle: await workflowBundle(),
+    activities: pods.activities(),
+  });
+  return worker.runUntil(async () => fn(await start(taskQueue, options)));
+}
+
+const start = (taskQueue: string, options: object) =>
+  testing.env.client.workflow.start<typeof session>('session', {
+    taskQueue,
+    workflowId: `session-${randomUUID()}`,
+    args: [{ options }],
+  });
+
+const run = (h: Awaited<ReturnType<typeof start>>, code: string): Promise<SessionRunResult> =>
+  explained(h.executeUpdate(runUpdate, { args: [{ code }] }));
+
+test('runs sent at once are run one at a time, in the order received, on one pod', async () => {
+  const pods = new MockPods();
+  await withSession(pods, {}, async (h) => {
+    const results = await Promise.all(['slow-1', 'slow-2', 'slow-3'].map((code) => run(h, code)));
+    // Whatever order they reached the session in, each run's number is its place in that order.
+    const inOrder = [...results].sort((a, b) => a.seq - b.seq);
+    expect(inOrder.map((r) => r.seq)).toEqual([1, 2, 3]);
+    expect(pods.runs.map((r) => r.code)).toEqual(inOrder.map((r) => r.stdout));
+    for (let i = 1; i < pods.runs.length; i++) expect(pods.runs[i].start).toBeGreaterThanOrEqual(pods.runs[i - 1].end);
+    expect(new Set(pods.runs.map((r) => r.pod))).toEqual(new Set(['pod-1']));
+    expect(results[0]).toMatchObject({ sessionId: h.workflowId, sandbox: 'session', status: 'succeeded' });
+    const closed: SessionState = await h.executeUpdate(closeUpdate);
+    expect(closed).toMatchObject({ state: 'closed', closedBecause: 'closed', runs: 3 });
+    expect(pods.released).toBe(1);
+  });
+});
+
+test('a run into a closed session is refused, typed; so is bad input, before anything runs', async () => {
+  const pods = new MockPods();
+  await withSession(pods, {}, async (h) => {
+    const bad = await h
+      .executeUpdate(runUpdate, { args: [{ code: 'x', timeoutSeconds: -1 }] })
+      .catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(WorkflowUpdateFailedError);
+    expect(((bad as WorkflowUpdateFailedError).cause as ApplicationFailure).type).toBe('InvalidInput');
+    await h.executeUpdate(closeUpdate);
+    const refused = await run(h, 'x').catch((e: unknown) => e);
+    // Temporal refuses updates to a completed workflow; a closing one refuses them itself.
+    expect(refused).toBeInstanceOf(Error);
+    expect(pods.runs).toHaveLength(0);
+  });
+});
+
+test('idle: the pod is released, the session stays; the next run gets a new pod, the successful runs run again first', async () => {
+  const pods = new MockPods();
+  await withSession(pods, { idleTimeoutSeconds: 1 }, async (h) => {
+    await run(h, 'x = 1');
+    await run(h, 'fail-this');
+    await run(h, 'y = 2');
+    const until = Date.now() + 10_000;
+    while (pods.released === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect(pods.released).toBe(1);
+    expect(await h.query(stateQuery)).toMatchObject({ state: 'open', runs: 3 });
+    const resumed = await run(h, 'print(x + y)');
+    expect(resumed.seq).toBe(4);
+    expect(resumed.session).toMatchObject({ pod: 'pod-2', interpreter: 'restarted', restored: { runs: 2 } });
+    // On the new pod: the successful runs again, in order, then the new one; the failed one is not run again.
+    expect(pods.runs.filter((r) => r.pod === 'pod-2').map((r) => r.code)).toEqual(['x = 1', 'y = 2', 'print(x + y)']);
+    await h.executeUpdate(closeUpdate);
+  });
+});
+
+test('the lifetime ends the session and releases its pods', async () => {
+  const pods = new MockPods();
+  await withSession(pods, { maxLifetimeSeconds: 2 }, async (h) => {
+    await run(h, 'x = 1');
+    const final = await h.result();
+    expect(final).toMatchObject({ state: 'closed', closedBecause: 'lifetime', runs: 1 });
+    expect(pods.released).toBe(1);
+  });
+});

@@ -1,0 +1,228 @@
+/**
+ * session: one durable session (workflow id = session id). It owns one hardened pod at a time whose launcher keeps
+ * one interpreter for all runs; each run is an Update, run one at a time in the order received. A pod released on
+ * idle, or lost, is replaced at the next run, and the interpreter's state is rebuilt by running the session's earlier
+ * successful runs again, in order (their output discarded); the run's result says so. Its lifetime ends it; close
+ * ends it; either way its pods are deleted before it completes. Long sessions continue-as-new.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineUpdate,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  allHandlersFinished,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { SandboxActivities } from '../activities';
+import type { SessionRunReport } from '../activities/session-sandbox';
+import { STEP_FAILURES } from '../core/failures';
+import { DEFAULT_LANGUAGE } from '../core/languages';
+import type { ExecutionPolicy } from '../core/policy';
+import { buildResult } from '../core/result';
+import {
+  SESSION_HANDLERS,
+  validateSessionOptions,
+  validateSessionRun,
+  type SessionOptions,
+  type SessionRunInput,
+  type SessionRunResult,
+  type SessionSpec,
+  type SessionState,
+} from '../core/session';
+import { getExecutionPolicy, HEARTBEAT_TIMEOUT } from './activities';
+import { checked } from './validated';
+
+const { openSessionPod, runInSession, releaseSessionPods } = proxyActivities<SandboxActivities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: { initialInterval: '500ms', maximumInterval: '10s', maximumAttempts: 20 },
+});
+
+export const runUpdate = defineUpdate<SessionRunResult, [SessionRunInput]>(SESSION_HANDLERS.run);
+export const closeUpdate = defineUpdate<SessionState>(SESSION_HANDLERS.close);
+export const stateQuery = defineQuery<SessionState>(SESSION_HANDLERS.state);
+
+/** What a session carries into its next run of history (continue-as-new). */
+interface Carried {
+  spec: SessionSpec;
+  policy: ExecutionPolicy;
+  state: SessionState;
+  generation: number;
+  launcherSeq: number;
+  /** The successful runs, in order: what rebuilds the interpreter's state on a new pod. */
+  replay: SessionRunInput[];
+}
+
+export interface SessionInput {
+  options?: SessionOptions;
+  carried?: Carried;
+}
+
+export async function session(input: SessionInput = {}): Promise<SessionState> {
+  const sessionId = workflowInfo().workflowId;
+  let c: Carried | undefined = input.carried;
+  let closeRequested = false;
+  let inFlight = 0;
+  let tail: Promise<unknown> = Promise.resolve();
+
+  // The handlers come first: a run sent with the session's start must find them.
+  setHandler(
+    runUpdate,
+    (run) => {
+      inFlight++;
+      const mine = tail.then(async () => {
+        await condition(() => c !== undefined);
+        return runOne(c!, run);
+      });
+      tail = mine.catch(() => undefined).finally(() => inFlight--);
+      return mine;
+    },
+    {
+      validator: (run) => {
+        if (!c) return;
+        refuseClosed(c.state);
+        checked(() => validateSessionRun(run, c!.spec, c!.policy));
+      },
+    },
+  );
+  setHandler(closeUpdate, async () => {
+    closeRequested = true;
+    await condition(() => c?.state.state === 'closed');
+    return c!.state;
+  });
+  setHandler(
+    stateQuery,
+    () => c?.state ?? { sessionId, state: 'open', language: DEFAULT_LANGUAGE, runs: 0, openedAt: 0 },
+  );
+
+  if (!c) {
+    const policy = await getExecutionPolicy();
+    const spec = checked(() => validateSessionOptions(input.options, policy));
+    const state: SessionState = { sessionId, state: 'open', language: spec.language, runs: 0, openedAt: Date.now() };
+    c = { spec, policy, state, generation: 0, launcherSeq: 0, replay: [] };
+  }
+  const { spec, policy, state: s } = c;
+  const carried = c;
+
+  // What the Temporal UI shows of the session while it runs.
+  const show = () =>
+    setCurrentDetails(
+      `**${s.state}** · ${s.runs} run(s) · pod: ${s.pod ?? 'none (the next run gets one)'}` +
+        (s.closedBecause ? ` · ended: ${s.closedBecause}` : ''),
+    );
+  const lifetimeEnd = s.openedAt + spec.maxLifetimeSeconds * 1000;
+  const idleEnd = () => (s.lastRunAt ?? s.openedAt) + spec.idleTimeoutSeconds * 1000;
+  for (;;) {
+    const idleAt = s.pod && inFlight === 0 ? idleEnd() : Infinity;
+    const wakeIn = Math.max(1, Math.min(lifetimeEnd, idleAt) - Date.now());
+    const [runsBefore, inFlightBefore] = [s.runs, inFlight];
+    show();
+    await condition(() => closeRequested || s.runs !== runsBefore || inFlight !== inFlightBefore, wakeIn);
+    if (closeRequested) s.closedBecause = 'closed';
+    else if (Date.now() >= lifetimeEnd) s.closedBecause = 'lifetime';
+    if (s.closedBecause) break;
+    if (s.pod && inFlight === 0 && Date.now() >= idleEnd()) {
+      // Idle: the pod goes, the session stays; its next run gets a new pod and its state back.
+      inFlight++;
+      tail = tail
+        .then(async () => {
+          if (inFlight > 1) return;
+          await releaseSessionPods({ sessionId, namespace: policy.namespace });
+          s.pod = undefined;
+        })
+        .catch(() => undefined)
+        .finally(() => inFlight--);
+      await condition(() => inFlight === 0);
+      continue;
+    }
+    if (workflowInfo().continueAsNewSuggested && inFlight === 0) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof session>({ carried });
+    }
+  }
+  s.state = 'closing';
+  await condition(() => inFlight === 0);
+  await CancellationScope.nonCancellable(() => releaseSessionPods({ sessionId, namespace: policy.namespace }));
+  s.pod = undefined;
+  s.state = 'closed';
+  show();
+  await condition(allHandlersFinished);
+  return s;
+}
+
+function refuseClosed(s: SessionState): void {
+  if (s.state !== 'open')
+    throw ApplicationFailure.create({
+      message: `session ${s.sessionId} is ${s.state}${s.closedBecause ? ` (${s.closedBecause})` : ''}`,
+      type: STEP_FAILURES.sessionClosed,
+      nonRetryable: true,
+    });
+}
+
+function launch(c: Carried, run: SessionRunInput, pod: string): Promise<SessionRunReport> {
+  return runInSession({
+    sessionId: c.state.sessionId,
+    seq: ++c.launcherSeq,
+    pod,
+    request: validateSessionRun(run, c.spec, c.policy),
+    policy: c.policy,
+  });
+}
+
+async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResult> {
+  const { state: s, spec, policy } = c;
+  const sessionId = s.sessionId;
+  refuseClosed(s);
+  const request = checked(() => validateSessionRun(run, spec, policy));
+  const started = Date.now();
+  let restored: { runs: number; ms: number } | undefined;
+  if (!s.pod) {
+    s.pod = (await openSessionPod({ sessionId, generation: ++c.generation, spec, policy })).pod;
+    if (c.replay.length > 0) {
+      // A new pod for a session that had state: run its successful runs again, in order.
+      const from = Date.now();
+      for (const earlier of c.replay) await launch(c, earlier, s.pod);
+      restored = { runs: c.replay.length, ms: Date.now() - from };
+    }
+  }
+  const report = await launch(c, run, s.pod);
+  const seq = ++s.runs;
+  s.lastRunAt = Date.now();
+  const pod = s.pod;
+  if (report.end.kind === 'infra' || report.session?.next === 'restart') s.pod = undefined;
+  if (report.end.kind === 'finished' && report.end.exitCode === 0 && !report.output.trailer?.timedOut)
+    c.replay.push(run);
+  const result = buildResult({
+    executionId: `${sessionId}#${seq}`,
+    language: request.language,
+    end: report.end,
+    output: report.output,
+    attempts: 1,
+    attemptErrors: report.end.kind === 'infra' ? [report.end.error] : [],
+    kubernetes: { namespace: policy.namespace, pod, image: policy.images[request.language] },
+    timeline: [
+      { phase: 'started', at: started, attempt: 1 },
+      { phase: 'claimed', at: report.sentAt, attempt: 1 },
+      { phase: 'outputCollected', at: report.output.at, attempt: 1 },
+    ],
+    sandbox: 'session',
+  });
+  const note = report.session;
+  const why = restored ? 'the session came to a new pod' : (note?.why ?? undefined);
+  return {
+    ...result,
+    sessionId,
+    seq,
+    session: {
+      pod,
+      interpreter: restored ? 'restarted' : (note?.interpreter ?? 'started'),
+      ...(why ? { why } : {}),
+      ...(restored ? { restored } : {}),
+    },
+  };
+}
