@@ -130,3 +130,32 @@ test('idle: the pod is released and the session stays open; the next run resumes
   }
   expect(await podsOf(session.id)).toEqual([]);
 });
+
+test("one session cannot reach another's pod or files", async () => {
+  const a = await w.client.openSession({ timeoutSeconds: 5 });
+  const b = await w.client.openSession({ timeoutSeconds: 5 });
+  try {
+    // A keeps a listener open in its interpreter (a thread, so the run ends) and a secret file.
+    ok(
+      await a.run(
+        'import socket, threading\nsrv = socket.socket()\nsrv.bind(("0.0.0.0", 8080))\nsrv.listen(5)\n' +
+          'threading.Thread(target=lambda: [srv.accept() for _ in iter(int, 1)], daemon=True).start()\n' +
+          'open("/tmp/secret.txt", "w").write("a-only")',
+      ),
+    );
+    const podA = (await a.state()).pod!;
+    const ip = (await kube.core.readNamespacedPod({ name: podA, namespace: SANDBOX_NAMESPACE })).status!.podIP!;
+    // A reaches its own listener; B cannot reach A's pod, nor see A's file.
+    expect(
+      ok(await a.run('c = socket.create_connection(("127.0.0.1", 8080), timeout=2)\nc.close()\n"ok"')).stdout,
+    ).toBe("'ok'\n");
+    const probe = await b.run(
+      `import socket, os\ntry:\n    socket.create_connection((${JSON.stringify(ip)}, 8080), timeout=3)\n    print("connected")\n` +
+        `except OSError as e:\n    print("refused", type(e).__name__)\nprint(os.path.exists("/tmp/secret.txt"))`,
+    );
+    expect(probe.stdout).toMatch(/^refused \w+\nFalse\n$/);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+  expect([...(await podsOf(a.id)), ...(await podsOf(b.id))]).toEqual([]);
+});
