@@ -186,5 +186,5 @@ export interface SessionState {
   pod?: string;
   openedAt: number;
   lastRunAt?: number;
-  closedBecause?: 'closed' | 'idle' | 'lifetime';
+  closedBecause?: 'closed' | 'lifetime' | 'cancelled';
 }

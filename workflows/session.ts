@@ -10,6 +10,7 @@ import {
   CancellationScope,
   condition,
   continueAsNew,
+  isCancellation,
   defineQuery,
   defineUpdate,
   proxyActivities,
@@ -117,41 +118,50 @@ export async function session(input: SessionInput = {}): Promise<SessionState> {
     );
   const lifetimeEnd = s.openedAt + spec.maxLifetimeSeconds * 1000;
   const idleEnd = () => (s.lastRunAt ?? s.openedAt) + spec.idleTimeoutSeconds * 1000;
-  for (;;) {
-    const idleAt = s.pod && inFlight === 0 ? idleEnd() : Infinity;
-    const wakeIn = Math.max(1, Math.min(lifetimeEnd, idleAt) - Date.now());
-    const [runsBefore, inFlightBefore] = [s.runs, inFlight];
-    show();
-    await condition(() => closeRequested || s.runs !== runsBefore || inFlight !== inFlightBefore, wakeIn);
-    if (closeRequested) s.closedBecause = 'closed';
-    else if (Date.now() >= lifetimeEnd) s.closedBecause = 'lifetime';
-    if (s.closedBecause) break;
-    if (s.pod && inFlight === 0 && Date.now() >= idleEnd()) {
-      // Idle: the pod goes, the session stays; its next run gets a new pod and its state back.
-      inFlight++;
-      tail = tail
-        .then(async () => {
-          if (inFlight > 1) return;
-          await releaseSessionPods({ sessionId, namespace: policy.namespace });
-          s.pod = undefined;
-        })
-        .catch(() => undefined)
-        .finally(() => inFlight--);
-      await condition(() => inFlight === 0);
-      continue;
+  try {
+    for (;;) {
+      const idleAt = s.pod && inFlight === 0 ? idleEnd() : Infinity;
+      const wakeIn = Math.max(1, Math.min(lifetimeEnd, idleAt) - Date.now());
+      const [runsBefore, inFlightBefore] = [s.runs, inFlight];
+      show();
+      await condition(() => closeRequested || s.runs !== runsBefore || inFlight !== inFlightBefore, wakeIn);
+      if (closeRequested) s.closedBecause = 'closed';
+      else if (Date.now() >= lifetimeEnd) s.closedBecause = 'lifetime';
+      if (s.closedBecause) break;
+      if (s.pod && inFlight === 0 && Date.now() >= idleEnd()) {
+        // Idle: the pod goes, the session stays; its next run gets a new pod and its state back.
+        inFlight++;
+        tail = tail
+          .then(async () => {
+            if (inFlight > 1) return;
+            await releaseSessionPods({ sessionId, namespace: policy.namespace });
+            s.pod = undefined;
+          })
+          .catch(() => undefined)
+          .finally(() => inFlight--);
+        await condition(() => inFlight === 0);
+        continue;
+      }
+      if (workflowInfo().continueAsNewSuggested && inFlight === 0) {
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof session>({ carried });
+      }
     }
-    if (workflowInfo().continueAsNewSuggested && inFlight === 0) {
-      await condition(allHandlersFinished);
-      await continueAsNew<typeof session>({ carried });
-    }
+  } catch (err) {
+    // Cancelled: the session ends as if closed (its pods go), and says so.
+    if (!isCancellation(err)) throw err;
+    s.closedBecause = 'cancelled';
   }
   s.state = 'closing';
-  await condition(() => inFlight === 0);
-  await CancellationScope.nonCancellable(() => releaseSessionPods({ sessionId, namespace: policy.namespace }));
-  s.pod = undefined;
-  s.state = 'closed';
-  show();
-  await condition(allHandlersFinished);
+  // Nothing stops the ending once begun: the runs in flight end, then the pods go.
+  await CancellationScope.nonCancellable(async () => {
+    await condition(() => inFlight === 0);
+    await releaseSessionPods({ sessionId, namespace: policy.namespace });
+    s.pod = undefined;
+    s.state = 'closed';
+    show();
+    await condition(allHandlersFinished);
+  });
   return s;
 }
 

@@ -160,3 +160,14 @@ test('the lifetime ends the session and releases its pods', async () => {
     expect(pods.released).toBe(1);
   });
 });
+
+test('a cancelled session ends as a closed one: its pods go, its state says why', async () => {
+  const pods = new MockPods();
+  await withSession(pods, {}, async (h) => {
+    await run(h, 'x = 1');
+    await h.cancel();
+    const final = await h.result();
+    expect(final).toMatchObject({ state: 'closed', closedBecause: 'cancelled', runs: 1 });
+    expect(pods.released).toBe(1);
+  });
+});
