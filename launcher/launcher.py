@@ -508,20 +508,11 @@ def receive_task(max_bytes, last=True):
 
 def materialize(task, task_dir):
     """Writes the program and its input files where the cold path's ConfigMap would mount them."""
-    files_dir = os.path.join(task_dir, "files")
-    os.makedirs(files_dir, exist_ok=True)
-    with open(os.path.join(task_dir, task["file"]), "w", encoding="utf-8") as f:
+    materialize_files(task, task_dir)
+    program = os.path.join(task_dir, task["file"])
+    with open(program, "w", encoding="utf-8") as f:
         f.write(task["code"])
-    for item in task.get("files", []):
-        name = item["name"]
-        if "/" in name or name in (".", ".."):
-            raise DeliveryError("bad file name %r" % name)
-        data = base64.b64decode(item["content"]) if item.get("encoding") == "base64" else item["content"].encode("utf-8")
-        path = os.path.join(files_dir, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chmod(path, 0o444)
-    os.chmod(os.path.join(task_dir, task["file"]), 0o444)
+    os.chmod(program, 0o444)
 
 
 def parse_warm_args(argv):
@@ -1156,7 +1147,8 @@ def session(max_bytes, task_dir, max_idle):
 
 
 def materialize_files(task, task_dir):
-    """A session run's input files, under the task directory's files/ (a later run's file of the same name wins)."""
+    """A task's input files, read-only under the task directory's files/ (in a session, a later run's file of the same
+    name replaces an earlier one's)."""
     files_dir = os.path.join(task_dir, "files")
     os.makedirs(files_dir, exist_ok=True)
     for item in task.get("files", []):
