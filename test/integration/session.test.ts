@@ -5,7 +5,13 @@
  * run (the run ends SandboxLost, never re-run; the next run gets a new pod with its state rebuilt), idle suspend and
  * resume, and close leaving no pod behind.
  */
-import { SessionClosedError, type SessionRunResult } from '../../client';
+import {
+  SessionClosedError,
+  type Session,
+  type SessionOptions,
+  type SessionRunResult,
+  type SessionState,
+} from '../../client';
 import { sessionSelector } from '../../core/session';
 import { adminKube, eventually, SANDBOX_NAMESPACE, startWorker, type TestWorker } from '../helpers/stack';
 
@@ -25,14 +31,26 @@ const podsOf = async (sessionId: string) =>
   (await kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: sessionSelector(sessionId) }))
     .items;
 
+/** Opens a session for `fn`, then closes it, whatever `fn` did, and checks that none of its pods is left. */
+async function inSession(options: SessionOptions, fn: (session: Session) => Promise<void>): Promise<SessionState> {
+  const session = await w.client.openSession(options);
+  let closed: SessionState;
+  try {
+    await fn(session);
+  } finally {
+    closed = await session.close();
+    expect(await podsOf(session.id)).toEqual([]);
+  }
+  return closed;
+}
+
 const ok = (r: SessionRunResult) => {
   if (r.status !== 'succeeded') throw new Error(`run ${r.seq}: ${r.status} ${r.stderr} ${r.error?.message ?? ''}`);
   return r;
 };
 
 test('variables, imports, files and the working directory persist across runs, under gVisor; close leaves nothing', async () => {
-  const session = await w.client.openSession();
-  try {
+  const closed = await inSession({}, async (session) => {
     const first = ok(
       await session.run('import os, platform\nx = 6 * 7\nos.chdir("/tmp")\nopen("kept.txt", "w").write("kept")\nx'),
     );
@@ -58,17 +76,13 @@ test('variables, imports, files and the working directory persist across runs, u
     expect(ok(await session.run('1')).outputFiles).toEqual([]);
     // Another process attaches by id and sees the same interpreter.
     expect(ok(await w.client.getSession(session.id).run('x + 1')).stdout).toBe('43\n');
-  } finally {
-    const closed = await session.close();
-    expect(closed).toMatchObject({ state: 'closed', closedBecause: 'closed' });
-  }
-  expect(await podsOf(session.id)).toEqual([]);
-  await expect(session.run('x')).rejects.toBeInstanceOf(SessionClosedError);
+  });
+  expect(closed).toMatchObject({ state: 'closed', closedBecause: 'closed' });
+  await expect(w.client.getSession(closed.sessionId).run('x')).rejects.toBeInstanceOf(SessionClosedError);
 });
 
 test('a run past its limit ends that run, not the session; a failing run is a result', async () => {
-  const session = await w.client.openSession({ timeoutSeconds: 2 });
-  try {
+  await inSession({ timeoutSeconds: 2 }, async (session) => {
     ok(await session.run('kept = "yes"'));
     const slow = await session.run('import time\nwhile True:\n    time.sleep(0.1)');
     expect(slow).toMatchObject({ status: 'timed_out', seq: 2 });
@@ -77,15 +91,11 @@ test('a run past its limit ends that run, not the session; a failing run is a re
     expect(failed).toMatchObject({ status: 'failed', exitCode: 1 });
     expect(failed.stderr).toMatch(/ZeroDivisionError/);
     expect(ok(await session.run('kept')).stdout).toBe("'yes'\n");
-  } finally {
-    await session.close();
-  }
-  expect(await podsOf(session.id)).toEqual([]);
+  });
 });
 
 test('the pod lost under a run: that run ends SandboxLost (never re-run); the next gets a new pod, its state rebuilt', async () => {
-  const session = await w.client.openSession();
-  try {
+  await inSession({}, async (session) => {
     const first = ok(await session.run('import os\ncount = 0\ncount += 1\nos.getpid() > 0'));
     const inFlight = session.run('import time\ntime.sleep(60)');
     // Once the run is in the pod, the pod goes.
@@ -105,15 +115,11 @@ test('the pod lost under a run: that run ends SandboxLost (never re-run); the ne
     expect(next.stdout).toBe('1\n');
     expect(next.session).toMatchObject({ interpreter: 'restarted', restored: { runs: 1 } });
     expect(next.session.pod).not.toBe(first.session.pod);
-  } finally {
-    await session.close();
-  }
-  expect(await podsOf(session.id)).toEqual([]);
+  });
 });
 
 test('idle: the pod is released and the session stays open; the next run resumes on a new pod with its variables', async () => {
-  const session = await w.client.openSession({ idleTimeoutSeconds: 2 });
-  try {
+  await inSession({ idleTimeoutSeconds: 2 }, async (session) => {
     const first = ok(await session.run('greeting = "hello"'));
     await eventually(
       () => podsOf(session.id),
@@ -125,10 +131,7 @@ test('idle: the pod is released and the session stays open; the next run resumes
     expect(resumed.stdout).toBe("'hello'\n");
     expect(resumed.session).toMatchObject({ interpreter: 'restarted', restored: { runs: 1 } });
     expect(resumed.session.pod).not.toBe(first.session.pod);
-  } finally {
-    await session.close();
-  }
-  expect(await podsOf(session.id)).toEqual([]);
+  });
 });
 
 test("one session cannot reach another's pod or files", async () => {
