@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { InvalidInputError, SandboxClient, TemporalConnectionError } from '../client';
+import { InvalidInputError, NoWorkerError, SandboxClient, TemporalConnectionError } from '../client';
 import type { SandboxClientLike } from '../integrations/mcp/server';
 import { ensureLocalStack, applyStackEnv } from './local-stack';
 import { loadConfig } from '../worker/config';
@@ -159,7 +159,11 @@ async function mcpCommand(argv: string[]): Promise<number> {
   const { client, config } = await connect();
   const worker = await commandWorker(mode, client, config, (line) => say(`[durable-sandbox] ${line}`));
   const started: string[] = [];
-  const served = servedClient(client, mode === 'auto' ? () => void worker.start() : undefined);
+  const served = servedClient(
+    client,
+    mode === 'auto' ? () => void worker.start() : undefined,
+    mode === 'auto' ? () => worker.start() : undefined,
+  );
   const newExecutionId = (): string => {
     const id = `mcp-${randomUUID()}`;
     started.push(id);
@@ -199,10 +203,33 @@ async function mcpCommand(argv: string[]): Promise<number> {
  * The client as the MCP server uses it, starting the command's own worker (once) when a call stays queued: a worker
  * the server still lists as polling may have stopped.
  */
-function servedClient(client: SandboxClient, onQueued: (() => void) | undefined): SandboxClientLike {
+function servedClient(
+  client: SandboxClient,
+  onQueued: (() => void) | undefined,
+  ensureWorker: (() => Promise<unknown>) | undefined,
+): SandboxClientLike {
   return {
     getExecution: (id) => client.getExecution(id),
     cancelExecution: (id) => client.cancelExecution(id),
+    getSession: (id) => client.getSession(id),
+    // No worker polls (one went away): start the command's own, then open.
+    openSession: async (options) => {
+      try {
+        return await client.openSession(options);
+      } catch (err) {
+        if (!(err instanceof NoWorkerError) || !ensureWorker) throw err;
+        await ensureWorker();
+        // Its first poll shows within a moment.
+        for (let i = 0; ; i++) {
+          try {
+            return await client.openSession(options);
+          } catch (again) {
+            if (!(again instanceof NoWorkerError) || i >= 20) throw again;
+            await new Promise((resolve) => setTimeout(resolve, 500));
+          }
+        }
+      }
+    },
     executeCode: (input, options = {}) => {
       if (!onQueued) return client.executeCode(input, options);
       let queuedSince: number | undefined;

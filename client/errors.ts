@@ -25,3 +25,19 @@ export class SessionClosedError extends Error {
     super(message);
   }
 }
+
+/**
+ * No worker polls the session's task queue: the message says how to start one. Raised by openSession before anything
+ * is started, and by a run that no worker took up within the client's `noWorkerSeconds` (that run stays queued in the
+ * session and runs if a worker comes back before the session's lifetime ends; its result goes to nobody).
+ */
+export class NoWorkerError extends Error {
+  override readonly name = 'NoWorkerError';
+  readonly reason = 'NoWorker';
+  constructor(
+    readonly taskQueue: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

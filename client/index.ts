@@ -20,17 +20,25 @@ import { temporal } from '@temporalio/proto';
 import type { PodProgress } from '../core/classify';
 import type { SandboxKind } from '../core/sandbox';
 import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, type ExecutionPolicy } from '../core/policy';
-import { queueTimedOut, readUnserved, unservedReason, unservedResult, type Unserved } from '../core/queue';
+import {
+  queueTimedOut,
+  readUnserved,
+  unservedError,
+  unservedReason,
+  unservedResult,
+  type Unserved,
+} from '../core/queue';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_LANGUAGE, isLanguage } from '../core/languages';
 import type { ExecutionInput, ExecutionResult, Language, LiveOutput } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
 import { validateSessionOptions, type SessionOptions } from '../core/session';
 import type { session as sessionWorkflow } from '../workflows/session';
-import { Session } from './session';
+import { Session, type SessionServed } from './session';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
 import { progressQuery, resultUpdate, timelineQuery, type ExecutionProgress } from '../workflows/queries';
 import { connectClient, temporalSettingsFromEnv, TemporalConnectionError, type TemporalSettings } from './connection';
-import { ExecutionWaitAbortedError } from './errors';
+import { ExecutionWaitAbortedError, NoWorkerError } from './errors';
 import { inSpan, tracingInterceptors } from './trace';
 import { ExecutionWatcher, progressOf, runHeartbeat, type ProgressUpdate, type WatchCallbacks } from './watch';
 
@@ -40,9 +48,10 @@ export type * from '../core/types';
 export type { ExecutionProgress } from '../workflows/queries';
 export type { PodProgress } from '../core/classify';
 export type { OutputChunkInfo, ProgressUpdate, WatchCallbacks } from './watch';
-export { ExecutionWaitAbortedError, SessionClosedError } from './errors';
-export { Session } from './session';
+export { ExecutionWaitAbortedError, NoWorkerError, SessionClosedError } from './errors';
+export { Session, type SessionRunOptions } from './session';
 export type { SessionOptions, SessionRunInput, SessionRunResult, SessionState } from '../core/session';
+export { sessionRunNotes } from '../core/session';
 export { TemporalConnectionError, temporalSettingsFromEnv, type TemporalSettings } from './connection';
 
 export { DEFAULT_TASK_QUEUE };
@@ -73,6 +82,16 @@ export interface SandboxClientOptions {
    * how to start one, instead of waiting for the queue timeout. Default 10; 0 waits for the queue timeout.
    */
   noWorkerSeconds?: number;
+}
+
+export interface OpenSessionOptions extends SessionOptions {
+  /** The session's id (its workflow's id). Default: `session-<random uuid>`. */
+  sessionId?: string;
+  /**
+   * When a session with this id is open already: 'fail' (WorkflowExecutionAlreadyStartedError, the default) or
+   * 'attach' to it (its own options stay). A closed session's id opens a new, empty session.
+   */
+  ifOpen?: 'fail' | 'attach';
 }
 
 export interface StartOptions {
@@ -409,23 +428,49 @@ export class SandboxClient {
    * Opens a session: one sandbox whose interpreter keeps its state from run to run (see Session). Throws
    * InvalidInputError (naming the field and the limit) before anything is started.
    */
-  async openSession(options: SessionOptions & { sessionId?: string } = {}): Promise<Session> {
-    const { sessionId = `session-${randomUUID()}`, ...rest } = options;
+  async openSession(options: OpenSessionOptions = {}): Promise<Session> {
+    const { sessionId = `session-${randomUUID()}`, ifOpen = 'fail', ...rest } = options;
     validateExecutionId(sessionId);
     validateSessionOptions(rest, this.policy);
+    if (this.noWorkerSeconds > 0 && (await this.pollers()) === 0) throw this.noWorkerError(0);
     await this.temporal.workflow.start<typeof sessionWorkflow>('session', {
       workflowId: sessionId,
       taskQueue: this.taskQueue,
       args: [{ options: rest }],
-      workflowIdConflictPolicy: 'FAIL',
+      workflowIdConflictPolicy: ifOpen === 'attach' ? 'USE_EXISTING' : 'FAIL',
     });
-    return new Session(this.temporal, sessionId);
+    return new Session(this.temporal, sessionId, this.served);
   }
 
   /** A session by its id, opened by this or any other process. */
   getSession(sessionId: string): Session {
-    return new Session(this.temporal, validateExecutionId(sessionId));
+    return new Session(this.temporal, validateExecutionId(sessionId), this.served);
   }
+
+  private noWorkerError(waitedSeconds: number): NoWorkerError {
+    const e = unservedError({ kind: 'noWorker', taskQueue: this.taskQueue, waitedSeconds });
+    return new NoWorkerError(this.taskQueue, `${e.reason}: ${e.message}`);
+  }
+
+  /** A run's guard: it gives up once no worker has polled the task queue for `noWorkerSeconds` (0: never). */
+  private readonly served: SessionServed = {
+    whileUnserved: async (stop) => {
+      const noWorkerMs = this.noWorkerSeconds * 1000;
+      let unservedSince: number | undefined;
+      for (;;) {
+        await sleep(noWorkerMs > 0 ? Math.min(1000, noWorkerMs) : 3_600_000, undefined, { signal: stop }).catch(
+          () => undefined,
+        );
+        if (stop.aborted) return new Promise<never>(() => undefined);
+        if (noWorkerMs <= 0) continue;
+        const pollers = await this.pollers().catch(() => undefined);
+        const now = Date.now();
+        unservedSince = pollers === 0 ? (unservedSince ?? now) : undefined;
+        if (unservedSince !== undefined && now - unservedSince >= noWorkerMs)
+          throw this.noWorkerError(Math.round((now - unservedSince) / 1000));
+      }
+    },
+  };
 
   handle(executionId: string): Handle {
     return this.temporal.workflow.getHandle<typeof executeCodeWorkflow>(executionId);

@@ -11,24 +11,48 @@ import { InvalidInputError } from '../core/validate';
 import type { session as sessionWorkflow } from '../workflows/session';
 import { SessionClosedError } from './errors';
 
+/** A run's options: its time limit and input files, and an id that makes sending it again harmless. */
+export type SessionRunOptions = Omit<SessionRunInput, 'code'> & { runId?: string };
+
+/** What a session asks of its SandboxClient: whether any worker serves its task queue. */
+export interface SessionServed {
+  /** Rejects with NoWorkerError when no worker has polled the task queue for `noWorkerSeconds`. */
+  whileUnserved(stop: AbortSignal): Promise<never>;
+}
+
 export class Session {
   constructor(
     private readonly temporal: Client,
     /** The session's id (its workflow's id). */
     readonly id: string,
+    private readonly served?: SessionServed,
   ) {}
 
   private get handle() {
     return this.temporal.workflow.getHandle<typeof sessionWorkflow>(this.id);
   }
 
-  /** Runs code in the session: its variables, imports, working directory and files are those the earlier runs left. */
-  async run(code: string, options: Omit<SessionRunInput, 'code'> = {}): Promise<SessionRunResult> {
-    return this.typed(() =>
+  /**
+   * Runs code in the session: its variables, imports, working directory and files are those the earlier runs left.
+   * `runId` makes the call idempotent: sent again with the same id (a retry after a lost answer), it gets the first
+   * call's result and nothing runs twice.
+   */
+  async run(code: string, options: SessionRunOptions = {}): Promise<SessionRunResult> {
+    const { runId, ...rest } = options;
+    const running = this.typed(() =>
       this.handle.executeUpdate<SessionRunResult, [SessionRunInput]>(SESSION_HANDLERS.run, {
-        args: [{ code, ...options }],
+        args: [{ code, ...rest }],
+        ...(runId !== undefined ? { updateId: runId } : {}),
       }),
     );
+    if (!this.served) return running;
+    const stop = new AbortController();
+    running.catch(() => undefined);
+    try {
+      return await Promise.race([running, this.served.whileUnserved(stop.signal)]);
+    } finally {
+      stop.abort();
+    }
   }
 
   /** Where the session stands (open, closing, closed; its runs and current pod). */
@@ -36,7 +60,19 @@ export class Session {
     return this.handle.query<SessionState>(SESSION_HANDLERS.state);
   }
 
-  /** Ends the session and waits until its pods are gone; closing a closed session is a no-op. */
+  /**
+   * Ends the session now: a run in flight is stopped (its call fails), then its pods go; resolves with the final
+   * state. Use close() to let runs in flight finish first.
+   */
+  async cancel(): Promise<SessionState> {
+    await this.handle.cancel().catch(async (err: unknown) => {
+      const { status } = await this.handle.describe();
+      if (status.name !== 'COMPLETED') throw err;
+    });
+    return this.handle.result();
+  }
+
+  /** Ends the session once its runs in flight are done, and waits until its pods are gone; a closed one: no-op. */
   async close(): Promise<SessionState> {
     try {
       return await this.handle.executeUpdate<SessionState, []>(SESSION_HANDLERS.close);

@@ -21,7 +21,10 @@ export interface SessionOptions {
   timeoutSeconds?: number;
   limits?: { cpu?: string; memory?: string };
   env?: Record<string, string>;
-  /** The session ends after this long without a run, seconds. */
+  /**
+   * After this long without a run, seconds, the session's pod is released; the session stays open, and its next run
+   * gets a new pod with the state rebuilt (the result says so).
+   */
   idleTimeoutSeconds?: number;
   /** The session ends this long after it opened, whatever it does, seconds. */
   maxLifetimeSeconds?: number;
@@ -187,4 +190,17 @@ export interface SessionState {
   openedAt: number;
   lastRunAt?: number;
   closedBecause?: 'closed' | 'lifetime' | 'cancelled';
+}
+
+/** What a reader (a model, a person) should know of a session run beyond its output: a restored or restarted state. */
+export function sessionRunNotes(r: Pick<SessionRunResult, 'session'>): string[] {
+  const notes: string[] = [];
+  const { restored, interpreter, why } = r.session;
+  if (restored)
+    notes.push(
+      `[the session's sandbox was replaced; its state was rebuilt by running its ${restored.runs} earlier run(s) again in ${restored.ms} ms]`,
+    );
+  if (interpreter === 'restarted')
+    notes.push(`[the interpreter was restarted${why ? ` (${why})` : ''}; files were kept, variables were not]`);
+  return notes;
 }

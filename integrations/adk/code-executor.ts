@@ -1,6 +1,14 @@
 /**
  * An ADK (@google/adk) code executor that runs each code block as a durable-sandbox execution: a fresh gVisor pod,
- * orchestrated by Temporal, through a SandboxClient. Nothing carries over between blocks, so it is not `stateful`.
+ * orchestrated by Temporal, through a SandboxClient. Nothing carries over between blocks, unless `stateful`.
+ *
+ * Stateful (`stateful: true`): ADK then gives every call the execution id of its conversation (the ADK session id),
+ * and each Python block runs in one durable-sandbox session per execution id (`<prefix>-session-<execution id>`,
+ * opened by the first block, attached to by any process after): variables, imports and files carry over from block to
+ * block and from turn to turn, and survive the loss of the session's pod (the session rebuilds them). A session that
+ * ended (closed, past its lifetime) is replaced by a new, empty one, and the model is told so. `closeSession(id)` ends
+ * one. Languages without a kept interpreter (shell, JavaScript) still run one-shot. A retried call (same invocation,
+ * same block) is sent under the same run id and gets the first call's answer: the block runs once.
  *
  * stdout and stderr. ADK treats any non-empty `stderr` as a failed execution: the model is shown the stderr, and
  * `errorRetryAttempts` consecutive failures make the agent stop running code. So what goes where follows the outcome,
@@ -38,6 +46,7 @@ import {
   type ExecuteCodeParams,
   type File,
 } from '@google/adk';
+import { SessionClosedError, type Session, type SessionOptions } from '../../client';
 import type {
   ExecutionInput,
   ExecutionResult,
@@ -47,7 +56,14 @@ import type {
   ResourceLimits,
   SandboxClient,
 } from '../../client';
-import { DEFAULT_LANGUAGE, LANGUAGE_NAMES, languageNamed } from '../../client';
+import {
+  DEFAULT_LANGUAGE,
+  LANGUAGE_NAMES,
+  languageNamed,
+  LANGUAGES,
+  sessionRunNotes,
+  type LanguageSpec,
+} from '../../client';
 
 export interface DurableSandboxCodeExecutorOptions {
   client: SandboxClient;
@@ -59,6 +75,10 @@ export interface DurableSandboxCodeExecutorOptions {
   limits?: ResourceLimits;
   /** Starts every execution id. Letters, digits and . _ : @ / - . Default 'adk'. */
   executionIdPrefix?: string;
+  /** Keep each conversation's interpreter (see the header). Default false. */
+  stateful?: boolean;
+  /** A stateful executor's sessions: pod idle release and lifetime (the defaults of openSession otherwise). */
+  session?: Pick<SessionOptions, 'idleTimeoutSeconds' | 'maxLifetimeSeconds'>;
 }
 
 /** What precedes the program's stderr in stdout when it exited 0. */
@@ -141,12 +161,19 @@ export function toCodeExecutionResult(
   return { stdout, stderr, outputFiles: outputFiles.map(toAdkFile) };
 }
 
+function keepsInterpreter(language: Language | undefined): boolean {
+  return language !== undefined && (LANGUAGES[language] as LanguageSpec).sessionKernel !== undefined;
+}
+
 export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
   readonly client: SandboxClient;
   private readonly language: Language;
   private readonly timeoutSeconds?: number;
   private readonly limits?: ResourceLimits;
   private readonly executionIdPrefix: string;
+  private readonly sessionOptions: DurableSandboxCodeExecutorOptions['session'];
+  /** The sessions this executor has opened or attached to, by session id. */
+  private readonly sessions = new Map<string, Promise<Session>>();
 
   constructor(options: DurableSandboxCodeExecutorOptions) {
     super();
@@ -155,6 +182,56 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
     this.timeoutSeconds = options.timeoutSeconds;
     this.limits = options.limits;
     this.executionIdPrefix = options.executionIdPrefix ?? 'adk';
+    this.stateful = options.stateful ?? false;
+    this.sessionOptions = options.session;
+  }
+
+  /** The durable-sandbox session of an ADK execution id (a stateful executor's conversation). */
+  sessionIdFor(executionId: string): string {
+    const hash = createHash('sha256').update(executionId).digest('hex').slice(0, 8);
+    return `${this.executionIdPrefix}-session-${executionId.replace(ID_UNSAFE, '_').slice(0, MAX_SCOPE_LENGTH)}-${hash}`;
+  }
+
+  /** Ends the session of an ADK execution id (its pod goes); a later block opens a new, empty one. */
+  async closeSession(executionId: string): Promise<void> {
+    const sessionId = this.sessionIdFor(executionId);
+    this.sessions.delete(sessionId);
+    await this.client.getSession(sessionId).close();
+  }
+
+  private session(sessionId: string, input: ExecutionInput, fresh = false): Promise<Session> {
+    let s = this.sessions.get(sessionId);
+    if (!s || fresh) {
+      s = this.client.openSession({
+        sessionId,
+        ifOpen: 'attach',
+        language: input.language,
+        ...(input.timeoutSeconds !== undefined ? { timeoutSeconds: input.timeoutSeconds } : {}),
+        ...(input.limits ? { limits: input.limits } : {}),
+        ...this.sessionOptions,
+      });
+      this.sessions.set(sessionId, s);
+      s.catch(() => this.sessions.delete(sessionId));
+    }
+    return s;
+  }
+
+  /** Runs a block in its conversation's session; a session that has ended is replaced once, and the model told. */
+  private async runInSession(executionId: string, params: ExecuteCodeParams, input: ExecutionInput) {
+    const sessionId = this.sessionIdFor(executionId);
+    const runId = this.idFor(params, input);
+    const run = async (fresh: boolean) =>
+      (await this.session(sessionId, input, fresh)).run(input.code, {
+        runId,
+        ...(input.files ? { files: input.files } : {}),
+      });
+    try {
+      return { result: await run(false), notes: [] as string[] };
+    } catch (err) {
+      if (!(err instanceof SessionClosedError)) throw err;
+      const result = await run(true);
+      return { result, notes: ['[the earlier session had ended: this block ran in a new one, without its state]'] };
+    }
   }
 
   /** The sandbox input for an ADK call; undefined when the sandbox does not run its language. */
@@ -196,6 +273,11 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
         stderr: `Unsupported language "${language}": this sandbox runs ${LANGUAGE_NAMES.join(', ')}.\n`,
         outputFiles: [],
       };
+    }
+    const conversation = params.codeExecutionInput.executionId;
+    if (this.stateful && conversation !== undefined && keepsInterpreter(mapped.input.language)) {
+      const { result, notes } = await this.runInSession(conversation, params, mapped.input);
+      return toCodeExecutionResult(result, mapped.input, [...mapped.notes, ...notes, ...sessionRunNotes(result)]);
     }
     const executionId = this.idFor(params, mapped.input);
     const result = await this.client.executeCode(mapped.input, { executionId });

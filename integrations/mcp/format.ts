@@ -4,7 +4,7 @@
  * output files as text blocks of their own.
  */
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import type { ExecutionResult, OutputFile } from '../../client';
+import type { ExecutionResult, OutputFile, SessionRunResult } from '../../client';
 
 /** Output files sent as MCP image content (what MCP clients and models commonly display). */
 export const IMAGE_MIME_TYPES: ReadonlySet<string> = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
@@ -57,14 +57,23 @@ function fileLine(f: OutputFile): string {
   return `- ${f.name} (${f.mimeType}, ${f.sizeBytes} bytes): ${how}`;
 }
 
+/** The tool result of a run in the connection's session, with what the model should know of its state. */
+export function sessionRunContent(r: SessionRunResult, notes: string[]): CallToolResult {
+  return executionResultContent(r, [
+    `session: ${r.sessionId}, run ${r.seq} (interpreter ${r.session.interpreter})`,
+    ...notes,
+  ]);
+}
+
 /** The tool result of a finished execution; `isError` unless it succeeded. */
-export function executionResultContent(r: ExecutionResult): CallToolResult {
+export function executionResultContent(r: ExecutionResult, extraHead: string[] = []): CallToolResult {
   const files: OutputFile[] = (r as { outputFiles?: OutputFile[] }).outputFiles ?? [];
   const head = [
     `status: ${r.status} (${outcome(r)})`,
     `exit code: ${r.exitCode ?? 'none'}`,
     `execution id: ${r.executionId}`,
     `sandbox: ${r.sandbox}`,
+    ...extraHead,
   ];
   if (r.durationMs !== undefined) head.push(`duration: ${r.durationMs} ms`);
   if (r.attempts > 1)

@@ -15,6 +15,11 @@
  *   connection closing) the execution is cancelled too (SandboxClient.cancelExecution): its pod is stopped and
  *   removed, and nothing keeps running for a caller that is gone. A cancel that comes while the execution is still
  *   being started is retried until the start has happened.
+ * - Sessions (on unless `sessions: false`): the Python calls of one connection share one durable-sandbox session, so
+ *   a model's successive calls keep their variables, imports and files (a notebook). It opens with the first such
+ *   call and closes when the connection ends (the server closes); `reset_session` closes it, and the next call opens
+ *   a fresh one. Another connection never sees it. Other languages run one-shot. Cancelling a call that runs in the
+ *   session stops it by closing the session (its pod goes); the next call starts afresh, and says so.
  * - Execution ids: every call gets a fresh random id (`mcp-<uuid>` unless `newExecutionId` says otherwise); the tool
  *   does not take one. An id would let one MCP client attach to (and, by cancelling, stop) another's execution on a
  *   shared server, and a model has no good way to choose one. The id is in every progress message and in the result,
@@ -33,9 +38,12 @@ import {
   type ExecutionInput,
   type Language,
   type SandboxClient,
+  type SessionOptions,
 } from '../../client';
+import { SESSION_LANGUAGES } from '../../core/languages';
 import type { CallTracker } from './calls';
-import { errorContent, executionResultContent } from './format';
+import { errorContent, executionResultContent, sessionRunContent } from './format';
+import { ConnectionSession } from './session';
 import { ProgressReporter } from './progress';
 
 export const RUN_CODE_TOOL = 'run_code';
@@ -43,7 +51,10 @@ export const SERVER_NAME = 'durable-sandbox';
 export const SERVER_VERSION = '0.1.0';
 
 /** What the server needs of a SandboxClient. */
-export type SandboxClientLike = Pick<SandboxClient, 'executeCode' | 'cancelExecution' | 'getExecution'>;
+export type SandboxClientLike = Pick<
+  SandboxClient,
+  'executeCode' | 'cancelExecution' | 'getExecution' | 'openSession' | 'getSession'
+>;
 
 export interface CreateMcpServerOptions {
   client: SandboxClientLike;
@@ -57,15 +68,42 @@ export interface CreateMcpServerOptions {
   log?: (msg: string) => void;
   name?: string;
   version?: string;
+  /** One session per connection for the languages that keep an interpreter (see the header). Default true. */
+  sessions?: boolean;
+  /** The connection's session: pod idle release and lifetime (openSession's defaults otherwise). */
+  sessionOptions?: Pick<SessionOptions, 'idleTimeoutSeconds' | 'maxLifetimeSeconds'>;
+  /** How long closing the server waits for its session to close. Default 60 s. */
+  sessionCloseTimeoutMs?: number;
 }
 
-export const RUN_CODE_DESCRIPTION = [
-  `Run a program (${LANGUAGE_NAMES.map((l) => LANGUAGES[l].title).join(', ')}) in a fresh, isolated sandbox (a gVisor pod; nothing is kept between calls) and`,
-  'return its status, exit code, stdout and stderr.',
+export const RESET_SESSION_TOOL = 'reset_session';
+
+const SESSION_TITLES = SESSION_LANGUAGES.map((l) => LANGUAGES[l].title).join(', ');
+
+const LANGUAGE_TITLES = LANGUAGE_NAMES.map((l) => LANGUAGES[l].title).join(', ');
+
+/** What a program can read and write, and what failure and cancellation mean: the same with or without sessions. */
+const RUN_CODE_COMMON = [
   'Input files given in `files` are readable at /sandbox/files/<name>. Files the program writes under /sandbox/out',
   'come back with the result: PNG, JPEG, GIF and WebP images as images, text files as text.',
   'A program that fails (non-zero exit, time limit, out of memory) is reported as an error with its output.',
   'Cancelling the call stops the program.',
+];
+
+/** run_code's description when each call gets a fresh sandbox. */
+export const RUN_CODE_DESCRIPTION = [
+  `Run a program (${LANGUAGE_TITLES}) in a fresh, isolated sandbox (a gVisor pod; nothing is kept between calls) and`,
+  'return its status, exit code, stdout and stderr.',
+  ...RUN_CODE_COMMON,
+].join(' ');
+
+/** run_code's description when the connection keeps a session. */
+export const RUN_CODE_SESSION_DESCRIPTION = [
+  `Run a program (${LANGUAGE_TITLES}) in an isolated sandbox (a gVisor pod) and return its status, exit code,`,
+  `stdout and stderr. ${SESSION_TITLES} calls share one interpreter for this conversation, as notebook cells do:`,
+  'variables, imports, the working directory and files persist from call to call, and a trailing expression is shown.',
+  `Other languages run in a fresh sandbox each call. ${RESET_SESSION_TOOL} starts the interpreter afresh.`,
+  ...RUN_CODE_COMMON,
 ].join(' ');
 
 const inputSchema = {
@@ -165,7 +203,52 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
   const { client, calls } = options;
   const log = options.log ?? stderrLog;
   const newExecutionId = options.newExecutionId ?? (() => `mcp-${randomUUID()}`);
-  const server = new McpServer({ name: options.name ?? SERVER_NAME, version: options.version ?? SERVER_VERSION });
+  const sessions = options.sessions ?? true;
+  const session = sessions
+    ? new ConnectionSession(client, log, options.sessionOptions, options.sessionCloseTimeoutMs)
+    : undefined;
+  const server = new SandboxMcpServer(
+    { name: options.name ?? SERVER_NAME, version: options.version ?? SERVER_VERSION },
+    () => session?.close('the MCP connection ended'),
+  );
+
+  async function runInSession(
+    s: ConnectionSession,
+    args: RunCodeArgs,
+    stop: AbortSignal,
+    extra: Extra,
+  ): Promise<CallToolResult> {
+    const token = extra._meta?.progressToken;
+    let progress = 0;
+    const announce = (message: string) =>
+      token === undefined
+        ? undefined
+        : extra
+            .sendNotification({
+              method: 'notifications/progress',
+              params: { progressToken: token, progress: ++progress, message },
+            })
+            .catch(() => undefined);
+    try {
+      const { result, notes } = await s.run(
+        {
+          code: args.code,
+          ...(args.timeoutSeconds !== undefined ? { timeoutSeconds: args.timeoutSeconds } : {}),
+          ...(args.files !== undefined ? { files: args.files } : {}),
+        },
+        stop,
+        (id) => void announce(`running in session ${id}`),
+      );
+      return sessionRunContent(result, notes);
+    } catch (err) {
+      if (isInvalidInput(err))
+        return errorContent(`Invalid input: ${err.message} (limit: ${err.limit}). Nothing was run.`);
+      if (stop.aborted)
+        return errorContent(`Cancelled: the session was closed to stop the program (${String(stop.reason)}).`);
+      log(`session run: ${errorMessage(err)}`);
+      return errorContent(`run_code failed: ${errorMessage(err)}`);
+    }
+  }
 
   async function run(args: RunCodeArgs, executionId: string, stop: AbortSignal, extra: Extra): Promise<CallToolResult> {
     const input: ExecutionInput = {
@@ -222,7 +305,7 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
     RUN_CODE_TOOL,
     {
       title: 'Run code in a sandbox',
-      description: RUN_CODE_DESCRIPTION,
+      description: sessions ? RUN_CODE_SESSION_DESCRIPTION : RUN_CODE_DESCRIPTION,
       inputSchema,
       annotations: {
         title: 'Run code in a sandbox',
@@ -242,6 +325,8 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
       const finished = calls?.add(extra.requestId, (reason) => stop.abort(reason));
       try {
         if (stop.signal.aborted) return errorContent('Cancelled before it started; nothing was run.');
+        if (session && SESSION_LANGUAGES.includes(args.language))
+          return await runInSession(session, args, stop.signal, extra);
         return await run(args, executionId, stop.signal, extra);
       } finally {
         extra.signal.removeEventListener('abort', forward);
@@ -249,5 +334,48 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
       }
     },
   );
+  if (session)
+    server.registerTool(
+      RESET_SESSION_TOOL,
+      {
+        title: 'Reset the interpreter',
+        description: `End this conversation's ${SESSION_TITLES} session: its variables, imports and files are gone, and the next run_code call starts a fresh interpreter.`,
+        inputSchema: {},
+        annotations: {
+          title: 'Reset the interpreter',
+          readOnlyHint: false,
+          destructiveHint: true,
+          idempotentHint: true,
+        },
+      },
+      async (): Promise<CallToolResult> => {
+        const ended = await session.close('reset_session');
+        return {
+          content: [
+            {
+              type: 'text',
+              text: ended
+                ? `Session ${ended} closed; the next run_code call starts a fresh interpreter.`
+                : 'No session was open; the next run_code call starts a fresh interpreter.',
+            },
+          ],
+        };
+      },
+    );
   return server;
+}
+
+/** An McpServer that also closes its connection's session when it closes. */
+class SandboxMcpServer extends McpServer {
+  constructor(
+    info: { name: string; version: string },
+    private readonly onClose: () => Promise<unknown> | undefined,
+  ) {
+    super(info);
+  }
+
+  override async close(): Promise<void> {
+    await super.close();
+    await this.onClose();
+  }
 }

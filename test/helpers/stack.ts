@@ -3,12 +3,13 @@
  * cluster and Temporal named by KUBECONFIG / TEMPORAL_ADDRESS), a worker running this project's code on a task
  * queue of the test's own, and checks that nothing was left behind.
  */
-import { Watch, type V1Job } from '@kubernetes/client-node';
+import { Watch, type V1Job, type V1Pod } from '@kubernetes/client-node';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createKube, type Kube } from '../../activities/kube';
 import type { SandboxClient } from '../../client';
 import { LABELS, MANAGED_BY, resourceNames } from '../../core/names';
 import { claimable, poolRef, poolSelector } from '../../core/pool';
+import { sessionSelector } from '../../core/session';
 import type { Language } from '../../core/types';
 import { readLauncherSource } from '../../worker/worker';
 import { loadKubeConfig } from '../../worker/connect';
@@ -68,6 +69,13 @@ export async function leftovers(kube: Kube, executionId: string): Promise<Leftov
   ]);
   const names = (l: { items: { metadata?: { name?: string } }[] }) => l.items.map((i) => i.metadata!.name!);
   return { jobs: names(jobs), pods: names(pods), configMaps: names(cms) };
+}
+
+/** The pods of a session (any generation), by its label. */
+export async function sessionPods(kube: Kube, sessionId: string): Promise<V1Pod[]> {
+  return (
+    await kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: sessionSelector(sessionId) })
+  ).items;
 }
 
 export const NOTHING_LEFT: Leftovers = { jobs: [], pods: [], configMaps: [] };

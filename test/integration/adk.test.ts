@@ -33,6 +33,7 @@ import {
   eventually,
   leftoversAfterCompletion,
   NOTHING_LEFT,
+  sessionPods,
   startWorker,
   uniqueId,
   type TestWorker,
@@ -356,4 +357,74 @@ test('with no worker polling its task queue, the executor answers within seconds
   } finally {
     await unserved.close();
   }
+});
+
+/** A scripted model for a conversation: turn n answers with codes[n] in a ```python block, then quotes the result. */
+class ConversationLlm extends BaseLlm {
+  private turn = 0;
+
+  constructor(private readonly codes: string[]) {
+    super({ model: 'scripted-conversation' });
+  }
+
+  override async *generateContentAsync(llmRequest: LlmRequest): AsyncGenerator<LlmResponse, void> {
+    const last = textOf(llmRequest.contents[llmRequest.contents.length - 1]);
+    const text = last.startsWith(RESULT_FENCE)
+      ? `Done: ${last.slice(RESULT_FENCE.length, -'\n```'.length)}`
+      : `\`\`\`python\n${this.codes[this.turn++]}\n\`\`\``;
+    yield { content: { role: 'model', parts: [{ text }] } };
+  }
+
+  override async connect(): Promise<BaseLlmConnection> {
+    throw new Error('no live connections');
+  }
+}
+
+test('stateful: turn 1 defines x, turn 2 prints it (one session per ADK session); a retried block runs once', async () => {
+  const prefix = uniqueId('adk-st');
+  const executor = new DurableSandboxCodeExecutor({
+    client: w.client,
+    executionIdPrefix: prefix,
+    stateful: true,
+    timeoutSeconds: 60,
+  });
+  expect(executor.stateful).toBe(true);
+  const model = new ConversationLlm(['x = 41\ncount = 0\nx', 'count += 1\nprint(x + 1, count)', 'print(x)']);
+  const agent = new LlmAgent({ name: 'analyst', model, ...durableSandboxAgentOptions(executor) });
+  const recorder = new InvocationRecorder();
+  const runner = new InMemoryRunner({ agent, appName: 'adk-stateful', plugins: [recorder] });
+  const say = async (sessionId: string, text: string) => {
+    const results: string[] = [];
+    for await (const e of runner.runAsync({ userId: 'u', sessionId, newMessage: { role: 'user', parts: [{ text }] } }))
+      for (const p of e.content?.parts ?? []) if (p.codeExecutionResult) results.push(p.codeExecutionResult.output!);
+    return results;
+  };
+  const adkSession = await runner.sessionService.createSession({ appName: 'adk-stateful', userId: 'u' });
+  const other = await runner.sessionService.createSession({ appName: 'adk-stateful', userId: 'u' });
+  const sessionId = executor.sessionIdFor(adkSession.id);
+  try {
+    expect(await say(adkSession.id, 'Define x.')).toEqual(['41\n']);
+    expect(await say(adkSession.id, 'Print x + 1.')).toEqual(['42 1\n']);
+    // The same call again (a caller that lost the answer): the first answer, and the block did not run twice.
+    const retried = await executor.executeCode({
+      invocationContext: recorder.contexts[1],
+      codeExecutionInput: {
+        code: 'count += 1\nprint(x + 1, count)',
+        language: CodeExecutionLanguage.PYTHON,
+        inputFiles: [],
+        executionId: adkSession.id,
+      },
+    });
+    expect(retried).toMatchObject({ stdout: '42 1\n', stderr: '' });
+    expect((await w.client.getSession(sessionId).state()).runs).toBe(2);
+    // Another ADK session has its own interpreter: x is not defined there.
+    const [otherResult] = await say(other.id, 'Print x.');
+    expect(otherResult).toMatch(/NameError: name 'x' is not defined/);
+    expect(executor.sessionIdFor(other.id)).not.toBe(sessionId);
+  } finally {
+    await executor.closeSession(adkSession.id);
+    await executor.closeSession(other.id);
+  }
+  expect(await sessionPods(kube, sessionId)).toEqual([]);
+  expect(await sessionPods(kube, executor.sessionIdFor(other.id))).toEqual([]);
 });

@@ -400,6 +400,14 @@ test('closing the HTTP server ends its sessions and cancels the executions of ca
   await expect(call).rejects.toThrow();
 });
 
+/** A stand-in client's sessions: these tests run one-shot executions only (the server is made with sessions off). */
+const ONE_SHOT_ONLY: Pick<SandboxClientLike, 'openSession' | 'getSession'> = {
+  openSession: () => Promise.reject(new Error('no sessions here')),
+  getSession: () => {
+    throw new Error('no sessions here');
+  },
+};
+
 describe('run_code content (a stand-in client)', () => {
   const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=';
   const base = {
@@ -435,13 +443,14 @@ describe('run_code content (a stand-in client)', () => {
         options?.onProgress?.({ stage: 'starting', detail: 'claiming a pod', attempt: 1, sandbox: 'warm' });
         return result as ExecutionResult;
       },
+      ...ONE_SHOT_ONLY,
       cancelExecution: async () => undefined,
       getExecution: async () => {
         throw new Error('not used');
       },
     };
     const [ct, st] = InMemoryTransport.createLinkedPair();
-    await createMcpServer({ client: fake, log: () => undefined }).connect(st);
+    await createMcpServer({ client: fake, log: () => undefined, sessions: false }).connect(st);
     const { client } = newClient();
     await client.connect(ct);
     try {
@@ -478,6 +487,7 @@ describe('run_code content (a stand-in client)', () => {
     let cancels = 0;
     let started = false;
     const fake: SandboxClientLike = {
+      ...ONE_SHOT_ONLY,
       executeCode: (_input, options) =>
         new Promise((_resolve, reject) => {
           options?.onProgress?.({ stage: 'queued', detail: 'waiting', attempt: 1 });
@@ -497,7 +507,7 @@ describe('run_code content (a stand-in client)', () => {
     };
     const log: string[] = [];
     const [ct, st] = InMemoryTransport.createLinkedPair();
-    await createMcpServer({ client: fake, log: (m) => log.push(m) }).connect(st);
+    await createMcpServer({ client: fake, log: (m) => log.push(m), sessions: false }).connect(st);
     const { client } = newClient();
     await client.connect(ct);
     const ac = new AbortController();

@@ -12,8 +12,7 @@ import {
   type SessionRunResult,
   type SessionState,
 } from '../../client';
-import { sessionSelector } from '../../core/session';
-import { adminKube, eventually, SANDBOX_NAMESPACE, startWorker, type TestWorker } from '../helpers/stack';
+import { adminKube, eventually, SANDBOX_NAMESPACE, sessionPods, startWorker, type TestWorker } from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -27,9 +26,7 @@ afterAll(async () => {
   await w?.stop();
 });
 
-const podsOf = async (sessionId: string) =>
-  (await kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: sessionSelector(sessionId) }))
-    .items;
+const podsOf = (sessionId: string) => sessionPods(kube, sessionId);
 
 /** Opens a session for `fn`, then closes it, whatever `fn` did, and checks that none of its pods is left. */
 async function inSession(options: SessionOptions, fn: (session: Session) => Promise<void>): Promise<SessionState> {
