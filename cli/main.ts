@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { InvalidInputError, NoWorkerError, SandboxClient, TemporalConnectionError } from '../client';
+import { InvalidInputError, NoWorkerError, SandboxClient, TemporalConnectionError, type Session } from '../client';
 import type { SandboxClientLike } from '../integrations/mcp/server';
 import { ensureLocalStack, applyStackEnv } from './local-stack';
 import { loadConfig } from '../worker/config';
@@ -163,6 +163,7 @@ async function mcpCommand(argv: string[]): Promise<number> {
     client,
     mode === 'auto' ? () => void worker.start() : undefined,
     mode === 'auto' ? () => worker.start() : undefined,
+    started,
   );
   const newExecutionId = (): string => {
     const id = `mcp-${randomUUID()}`;
@@ -207,7 +208,12 @@ function servedClient(
   client: SandboxClient,
   onQueued: (() => void) | undefined,
   ensureWorker: (() => Promise<unknown>) | undefined,
+  started: string[],
 ): SandboxClientLike {
+  const opened = (s: Session): Session => {
+    started.push(s.id);
+    return s;
+  };
   return {
     getExecution: (id) => client.getExecution(id),
     cancelExecution: (id) => client.cancelExecution(id),
@@ -215,14 +221,14 @@ function servedClient(
     // No worker polls (one went away): start the command's own, then open.
     openSession: async (options) => {
       try {
-        return await client.openSession(options);
+        return opened(await client.openSession(options));
       } catch (err) {
         if (!(err instanceof NoWorkerError) || !ensureWorker) throw err;
         await ensureWorker();
         // Its first poll shows within a moment.
         for (let i = 0; ; i++) {
           try {
-            return await client.openSession(options);
+            return opened(await client.openSession(options));
           } catch (again) {
             if (!(again instanceof NoWorkerError) || i >= 20) throw again;
             await new Promise((resolve) => setTimeout(resolve, 500));

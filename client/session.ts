@@ -3,7 +3,7 @@
  * received, whoever sends them), `close()` ends it and waits until its pods are gone. Any process can attach to a
  * session by its id (`SandboxClient.getSession`).
  */
-import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { WorkflowUpdateFailedError, WorkflowUpdateStage, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { STEP_FAILURES } from '../core/failures';
 import { SESSION_HANDLERS, type SessionRunInput, type SessionRunResult, type SessionState } from '../core/session';
@@ -62,24 +62,39 @@ export class Session {
 
   /**
    * Ends the session now: a run in flight is stopped (its call fails), then its pods go; resolves with the final
-   * state. Use close() to let runs in flight finish first.
+   * state. With `wait: false` it resolves (undefined) once the session has the request: it ends on its own even if
+   * this process exits right after. Use close() to let runs in flight finish first.
    */
-  async cancel(): Promise<SessionState> {
+  async cancel(options: { wait: false }): Promise<undefined>;
+  async cancel(options?: { wait?: true }): Promise<SessionState>;
+  async cancel(options: { wait?: boolean } = {}): Promise<SessionState | undefined> {
     await this.handle.cancel().catch(async (err: unknown) => {
       const { status } = await this.handle.describe();
       if (status.name !== 'COMPLETED') throw err;
     });
-    return this.handle.result();
+    return options.wait === false ? undefined : this.handle.result();
   }
 
-  /** Ends the session once its runs in flight are done, and waits until its pods are gone; a closed one: no-op. */
-  async close(): Promise<SessionState> {
+  /**
+   * Ends the session once its runs in flight are done, and waits until its pods are gone; closing a closed session
+   * is a no-op. With `wait: false` it resolves (undefined) once the session has accepted the request, which it then
+   * carries out on its own.
+   */
+  async close(options: { wait: false }): Promise<undefined>;
+  async close(options?: { wait?: true }): Promise<SessionState>;
+  async close(options: { wait?: boolean } = {}): Promise<SessionState | undefined> {
     try {
+      if (options.wait === false) {
+        await this.handle.startUpdate<SessionState, []>(SESSION_HANDLERS.close, {
+          waitForStage: WorkflowUpdateStage.ACCEPTED,
+        });
+        return undefined;
+      }
       return await this.handle.executeUpdate<SessionState, []>(SESSION_HANDLERS.close);
     } catch (err) {
       // Already over: its final state is its result.
       const { status } = await this.handle.describe();
-      if (status.name === 'COMPLETED') return await this.handle.result();
+      if (status.name === 'COMPLETED') return options.wait === false ? undefined : await this.handle.result();
       throw err;
     }
   }

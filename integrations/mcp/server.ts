@@ -72,7 +72,7 @@ export interface CreateMcpServerOptions {
   sessions?: boolean;
   /** The connection's session: pod idle release and lifetime (openSession's defaults otherwise). */
   sessionOptions?: Pick<SessionOptions, 'idleTimeoutSeconds' | 'maxLifetimeSeconds'>;
-  /** How long closing the server waits for its session to close. Default 60 s. */
+  /** How long closing the server waits for its session to take the close request. Default 15 s. */
   sessionCloseTimeoutMs?: number;
 }
 

@@ -22,7 +22,7 @@ export class ConnectionSession {
     private readonly client: SandboxClientLike,
     private readonly log: (msg: string) => void,
     private readonly options: Pick<SessionOptions, 'idleTimeoutSeconds' | 'maxLifetimeSeconds'> = {},
-    private readonly closeTimeoutMs = 60_000,
+    private readonly closeTimeoutMs = 15_000,
   ) {}
 
   private open(): Promise<Session> {
@@ -88,11 +88,13 @@ export class ConnectionSession {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), this.closeTimeoutMs)));
     try {
-      const ended = await Promise.race([how === 'cancel' ? session.cancel() : session.close(), late]);
+      // Handed to the session's workflow, which ends it even if this process exits right after.
+      const asked = how === 'cancel' ? session.cancel({ wait: false }) : session.close({ wait: false });
+      const ended = await Promise.race([asked, late]);
       this.log(
         ended === 'late'
-          ? `session ${session.id}: still closing after ${this.closeTimeoutMs} ms (${why}); its workflow ends it`
-          : `session ${session.id}: closed (${why})`,
+          ? `session ${session.id}: no answer to ${how} after ${this.closeTimeoutMs} ms (${why})`
+          : `session ${session.id}: ${how === 'cancel' ? 'cancelled' : 'closing'} (${why})`,
       );
     } catch (err) {
       this.log(

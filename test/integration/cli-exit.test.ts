@@ -14,7 +14,7 @@ import { EXIT } from '../../cli/exit-codes';
 import { LABELS, MANAGED_BY } from '../../core/names';
 import { PROJECT_ROOT } from '../../cli/local-stack';
 import { loadConfig } from '../../worker/config';
-import { adminKube, leftovers, NOTHING_LEFT, SANDBOX_NAMESPACE, uniqueId } from '../helpers/stack';
+import { adminKube, leftovers, NOTHING_LEFT, SANDBOX_NAMESPACE, sessionPods, uniqueId } from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -209,25 +209,35 @@ async function mcpServer(taskQueue: string, args: string[] = []): Promise<{ mcp:
   return { mcp, stderr: () => stderr };
 }
 
-test('mcp with no worker polling runs one itself: the first call is answered, and closing leaves nothing', async () => {
+test('mcp with no worker polling runs one itself: calls are answered (one-shot and in the session), and closing leaves nothing', async () => {
   const taskQueue = uniqueId('test-mcp-own');
   const { mcp, stderr } = await mcpServer(taskQueue);
   let id: string | undefined;
+  let sessionId: string | undefined;
   try {
-    const r = (await mcp.callTool({ name: 'run_code', arguments: { code: 'print(6 * 7)' } }, undefined, {
-      timeout: 120_000,
-    })) as CallToolResult;
+    const r = (await mcp.callTool(
+      { name: 'run_code', arguments: { code: 'echo $((6 * 7))', language: 'bash' } },
+      undefined,
+      { timeout: 120_000 },
+    )) as CallToolResult;
     expect(r.isError).toBeFalsy();
     expect(text(r)).toContain('42');
     id = /execution id: (mcp-[0-9a-f-]+)/.exec(text(r))?.[1];
     expect(id).toBeDefined();
     expect(stderr()).toContain(`no worker serves task queue ${taskQueue}: running one in this process`);
+    const inSession = (await mcp.callTool({ name: 'run_code', arguments: { code: 'x = 6 * 7\nx' } }, undefined, {
+      timeout: 120_000,
+    })) as CallToolResult;
+    expect(text(inSession)).toContain('42');
+    sessionId = /session: (\S+), run 1/.exec(text(inSession))?.[1];
+    expect(sessionId).toBeDefined();
   } finally {
     await mcp.close();
   }
   // The client gives the server a few seconds before it kills it; what the server started must be gone by then.
   expect(await leftovers(kube, id!)).toEqual(NOTHING_LEFT);
   expect((await client.getExecution(id!)).state).toBe('completed');
+  expect(await sessionPods(kube, sessionId!)).toEqual([]);
   expect(await leftForQueue(taskQueue)).toEqual({ openWorkflows: [], poolPods: [] });
 });
 

@@ -15,6 +15,7 @@ import type { ExecutionResult } from '../../client';
 import {
   createMcpServer,
   EXECUTION_ID_IN_PROGRESS,
+  RESET_SESSION_TOOL,
   RUN_CODE_TOOL,
   serveHttp,
   type HttpServer,
@@ -25,6 +26,7 @@ import {
   eventually,
   leftoversAfterCompletion,
   NOTHING_LEFT,
+  sessionPods,
   startWorker,
   type TestWorker,
 } from '../helpers/stack';
@@ -37,13 +39,29 @@ let w: TestWorker;
 beforeAll(async () => {
   w = await startWorker();
 });
-afterAll(async () => w?.stop());
+afterAll(async () => {
+  // The servers first: closing them hands their sessions the close, which the worker then carries out.
+  await httpServer?.close();
+  const query = `TaskQueue = "${w.config.temporal.taskQueue}" AND WorkflowType = "session" AND ExecutionStatus = "Running"`;
+  await eventually(
+    async () => {
+      const open: string[] = [];
+      for await (const wf of w.client.temporal.workflow.list({ query })) open.push(wf.workflowId);
+      return open;
+    },
+    (open) => open.length === 0,
+    60_000,
+  ).catch(() => undefined); // the global teardown names any left
+  await w?.stop();
+});
 
 interface Connected {
   client: Client;
   /** What the client reported through onerror. */
   errors: Error[];
   close(): Promise<void>;
+  /** Ends the MCP session as a well-behaved client does (HTTP: DELETE, then close; stdio: close). */
+  end(): Promise<void>;
   /** The server side's log (stderr of the stdio child, the HTTP server's log lines). */
   serverLog(): string;
 }
@@ -74,7 +92,8 @@ async function connectStdio(): Promise<Connected> {
   transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const { client, errors } = newClient();
   await client.connect(transport);
-  return { client, errors, close: () => client.close(), serverLog: () => stderr };
+  const close = () => client.close();
+  return { client, errors, close, end: close, serverLog: () => stderr };
 }
 
 let httpServer: HttpServer | undefined;
@@ -83,11 +102,19 @@ const httpLog: string[] = [];
 async function connectHttp(): Promise<Connected> {
   httpServer ??= await serveHttp({ client: w.client, port: 0, log: (m) => httpLog.push(m) });
   const { client, errors } = newClient();
-  await client.connect(new StreamableHTTPClientTransport(new URL(httpServer.url)));
-  return { client, errors, close: () => client.close(), serverLog: () => httpLog.join('\n') };
+  const transport = new StreamableHTTPClientTransport(new URL(httpServer.url));
+  await client.connect(transport);
+  return {
+    client,
+    errors,
+    close: () => client.close(),
+    end: async () => {
+      await transport.terminateSession();
+      await client.close();
+    },
+    serverLog: () => httpLog.join('\n'),
+  };
 }
-
-afterAll(async () => httpServer?.close());
 
 const textOf = (r: CallToolResult): string =>
   r.content
@@ -110,13 +137,14 @@ async function runCode(c: Connected, args: Record<string, unknown>): Promise<Cal
   return { result, progress };
 }
 
-const LONG_PROGRAM = 'import time\nprint("started", flush=True)\ntime.sleep(300)';
+/** A one-shot program (bash: a connection's Python calls run in its session). */
+const LONG_PROGRAM = 'echo started; sleep 300';
 
 /** Starts a long run_code call and waits until its program runs; returns its execution id and the pending call. */
 async function startLongCall(c: Connected, signal?: AbortSignal): Promise<{ id: string; call: Promise<unknown> }> {
   let executionId: string | undefined;
   const call = c.client.callTool(
-    { name: RUN_CODE_TOOL, arguments: { code: LONG_PROGRAM, timeoutSeconds: 600 } },
+    { name: RUN_CODE_TOOL, arguments: { code: LONG_PROGRAM, language: 'bash', timeoutSeconds: 600 } },
     undefined,
     {
       ...(signal ? { signal } : {}),
@@ -158,11 +186,12 @@ describe.each([
   beforeAll(async () => {
     c = await connect();
   });
-  afterAll(async () => c?.close());
+  afterAll(async () => c?.end());
 
   test('lists run_code with its input schema', async () => {
     const { tools } = await c.client.listTools();
-    expect(tools.map((t) => t.name)).toEqual([RUN_CODE_TOOL]);
+    expect(tools.map((t) => t.name)).toEqual([RUN_CODE_TOOL, RESET_SESSION_TOOL]);
+    expect(tools[0].description).toContain('share one interpreter');
     const schema = tools[0].inputSchema as {
       properties: Record<string, { enum?: string[]; default?: unknown }>;
       required?: string[];
@@ -172,8 +201,8 @@ describe.each([
     expect(schema.required).toEqual(['code']);
   });
 
-  test('print(6*7): 42, succeeded, with progress naming the execution', async () => {
-    const { result, progress } = await runCode(c, { code: 'print(6*7)' });
+  test('a one-shot run (bash): 42, succeeded, with progress naming the execution', async () => {
+    const { result, progress } = await runCode(c, { code: 'echo $((6*7))', language: 'bash' });
     const text = textOf(result);
     expect(result.isError).toBeFalsy();
     expect(text).toMatch(/^status: succeeded/);
@@ -218,12 +247,16 @@ describe.each([
   });
 
   test('bad input: isError naming the field (and the limit), nothing run', async () => {
-    const tooLong = await runCode(c, { code: 'print(1)', timeoutSeconds: 999_999 });
+    const tooLong = await runCode(c, { code: 'echo 1', language: 'bash', timeoutSeconds: 999_999 });
     expect(tooLong.result.isError).toBe(true);
     expect(textOf(tooLong.result)).toMatch(/^Invalid input: timeoutSeconds: .*\(limit: max \d+\)/);
     expect(tooLong.progress).toEqual([]);
 
     const badFile = await runCode(c, { code: 'print(1)', files: [{ name: '../etc/passwd', content: 'x' }] });
+    // In the session too: refused, nothing run.
+    const tooLongInSession = await runCode(c, { code: 'print(1)', timeoutSeconds: 999_999 });
+    expect(tooLongInSession.result.isError).toBe(true);
+    expect(textOf(tooLongInSession.result)).toMatch(/^Invalid input: timeoutSeconds: .*\(limit: max \d+\)/);
     expect(badFile.result.isError).toBe(true);
     expect(textOf(badFile.result)).toContain('files[0].name');
 
@@ -241,7 +274,7 @@ describe.each([
     await expectCancelled(id);
     expect(c.serverLog()).toContain(`execution ${id}: cancelled`);
     // The connection still serves calls.
-    expect((await c.client.listTools()).tools).toHaveLength(1);
+    expect((await c.client.listTools()).tools).toHaveLength(2);
   });
 
   test('a client that goes away mid-call (closes the connection) gets its execution cancelled', async () => {
@@ -253,6 +286,92 @@ describe.each([
     expect(other.serverLog()).toContain(`execution ${id}: cancelled`);
     // stdio: stdin ended; HTTP: the call's response stream was dropped before it answered.
     if (name === 'Streamable HTTP') expect(other.serverLog()).toMatch(/call \d+ dropped by the client/);
+  });
+
+  test("Python calls share the connection's interpreter; another connection has its own; reset_session starts afresh", async () => {
+    const first = await runCode(c, { code: 'import math\nx = 6 * 7\nopen("notes.txt", "w").write("kept")\nx' });
+    expect(first.result.isError).toBeFalsy();
+    const sessionId = /session: (\S+), run \d+/.exec(textOf(first.result))![1];
+    expect(textOf(first.result)).toMatch(/--- stdout ---\n42(\n|$)/);
+    const second = await runCode(c, { code: 'print(x, math.pi > 3, open("notes.txt").read())' });
+    expect(textOf(second.result)).toMatch(/--- stdout ---\n42 True kept(\n|$)/);
+    expect(textOf(second.result)).toContain(`session: ${sessionId}`);
+
+    const other = await connect();
+    try {
+      const elsewhere = await runCode(other, { code: 'print(x)' });
+      expect(elsewhere.result.isError).toBe(true);
+      expect(textOf(elsewhere.result)).toMatch(/NameError: name 'x' is not defined/);
+      expect(textOf(elsewhere.result)).not.toContain(sessionId);
+    } finally {
+      await other.end();
+    }
+
+    const reset = (await c.client.callTool({ name: RESET_SESSION_TOOL, arguments: {} })) as CallToolResult;
+    expect(textOf(reset)).toContain(`Session ${sessionId} closed`);
+    await eventually(
+      () => sessionPods(kube, sessionId),
+      (pods) => pods.length === 0,
+      60_000,
+    );
+    const afresh = await runCode(c, { code: 'print("x" in dir())' });
+    expect(textOf(afresh.result)).toMatch(/--- stdout ---\nFalse(\n|$)/);
+    expect(textOf(afresh.result)).not.toContain(sessionId);
+  });
+
+  test('cancelling a Python call stops it by ending the session (its pod goes); the next call says so', async () => {
+    const ac = new AbortController();
+    let sessionId: string | undefined;
+    const call = c.client.callTool(
+      { name: RUN_CODE_TOOL, arguments: { code: 'import time\nprint("started", flush=True)\ntime.sleep(300)' } },
+      undefined,
+      {
+        signal: ac.signal,
+        timeout: 240_000,
+        onprogress: (p) => (sessionId ??= /running in session (\S+)/.exec(p.message ?? '')?.[1]),
+      },
+    );
+    call.catch(() => undefined);
+    const id = (await eventually(
+      async () => sessionId,
+      (v) => v !== undefined,
+      60_000,
+    ))!;
+    await eventually(
+      () => sessionPods(kube, id),
+      (pods) => pods.some((p) => p.status?.phase === 'Running'),
+      60_000,
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    ac.abort();
+    await expect(call).rejects.toMatchObject({ code: ErrorCode.RequestTimeout });
+    const ended = await eventually(
+      () => w.client.getSession(id).state(),
+      (s) => s.state === 'closed',
+      60_000,
+    );
+    expect(ended.closedBecause).toBe('cancelled');
+    expect(await sessionPods(kube, id)).toEqual([]);
+    const next = await runCode(c, { code: 'print(1)' });
+    expect(textOf(next.result)).toContain(`the previous session (${id}) was closed when a call was cancelled`);
+  });
+
+  test("a connection's end closes its session: nothing is left", async () => {
+    const other = await connect();
+    const r = await runCode(other, { code: 'y = 1' });
+    const sessionId = /session: (\S+), run \d+/.exec(textOf(r.result))![1];
+    expect(await sessionPods(kube, sessionId)).toHaveLength(1);
+    await other.end();
+    await eventually(
+      () => sessionPods(kube, sessionId),
+      (pods) => pods.length === 0,
+      60_000,
+    );
+    await eventually(
+      () => w.client.getSession(sessionId).state(),
+      (s) => s.state === 'closed',
+      60_000,
+    );
   });
 
   test('nothing but MCP messages on the wire', () => {
@@ -389,7 +508,8 @@ test('closing the HTTP server ends its sessions and cancels the executions of ca
   const server = await serveHttp({ client: w.client, port: 0, log: (m) => log.push(m) });
   const { client, errors } = newClient();
   await client.connect(new StreamableHTTPClientTransport(new URL(server.url)));
-  const c: Connected = { client, errors, close: () => client.close(), serverLog: () => log.join('\n') };
+  const close = () => client.close();
+  const c: Connected = { client, errors, close, end: close, serverLog: () => log.join('\n') };
   const { id, call } = await startLongCall(c);
   expect(server.sessionCount()).toBe(1);
   await server.close();
