@@ -8,7 +8,9 @@ export const EXIT = {
   usage: 64,
   /** The input broke a limit (InvalidInputError). */
   invalidInput: 65,
-  /** Temporal (or the local stack) could not be reached. */
+  /** No such session, or it is closed (session run, state, close). */
+  noSession: 66,
+  /** Temporal (or the local stack) could not be reached; or no worker serves the task queue (session). */
   unavailable: 69,
   /** infra_error: the infrastructure failed, not the program. */
   infraError: 70,

@@ -7,7 +7,8 @@
  *   durable-sandbox status ID [--json]
  *   durable-sandbox cancel ID
  *   durable-sandbox list [--limit N] [--json]
- *   durable-sandbox mcp [--http PORT] [--host HOST] [--worker auto|yes|no]
+ *   durable-sandbox mcp [--http PORT] [--host HOST] [--worker auto|yes|no] [--one-shot]
+ *   durable-sandbox session open | run | list | state | close   (cli/session.ts)
  *
  * Temporal comes from TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (TLS: TEMPORAL_TLS_CERT + TEMPORAL_TLS_KEY or
  * TEMPORAL_API_KEY) and the task queue from DS_TASK_QUEUE; without them, the local stack (brought up if needed).
@@ -26,6 +27,7 @@ import { CommandWorker } from './command-worker';
 import { ctrlCAsKey } from './keyboard';
 import { newExecutionId, QUEUED_FOR_MS, run, UsageError, type RunArgs } from './run';
 import { cancel, list, status } from './inspect';
+import { SESSION_USAGE, sessionCommand } from './session';
 
 const USAGE = `usage:
   durable-sandbox run [FILE | - | -e CODE] [--language ${LANGUAGE_NAMES.join('|')}] [--timeout S] [--file PATH]... [--env K=V]...
@@ -34,7 +36,8 @@ const USAGE = `usage:
   durable-sandbox status ID [--json]
   durable-sandbox cancel ID
   durable-sandbox list [--limit N] [--json]
-  durable-sandbox mcp [--http PORT] [--host HOST] [--worker auto|yes|no]
+  durable-sandbox mcp [--http PORT] [--host HOST] [--worker auto|yes|no] [--one-shot]
+${SESSION_USAGE}
 
 exit codes of run: the program's own; ${EXIT.timedOut} timed out, ${EXIT.oomKilled} out of memory, ${EXIT.infraError} infrastructure error,
 ${EXIT.cancelled} cancelled, ${EXIT.stoppedWaiting} stopped waiting (--wait), ${EXIT.invalidInput} invalid input, ${EXIT.unavailable} Temporal unreachable, ${EXIT.usage} usage`;
@@ -149,7 +152,13 @@ async function commandWorker(
 async function mcpCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { http: { type: 'string' }, host: { type: 'string' }, worker: { type: 'string', default: 'auto' } },
+    options: {
+      http: { type: 'string' },
+      host: { type: 'string' },
+      worker: { type: 'string', default: 'auto' },
+      // Every call in a fresh sandbox: no session per connection.
+      'one-shot': { type: 'boolean', default: false },
+    },
   });
   const mode = workerMode(values.worker);
   const port = values.http === undefined ? undefined : Number(values.http);
@@ -177,6 +186,7 @@ async function mcpCommand(argv: string[]): Promise<number> {
         client: served,
         port,
         newExecutionId,
+        sessions: !values['one-shot'],
         ...(values.host ? { host: values.host } : {}),
       });
       say(`MCP endpoint: ${server.url}`);
@@ -186,7 +196,7 @@ async function mcpCommand(argv: string[]): Promise<number> {
       });
       await server.close();
     } else {
-      const server = await serveStdio({ client: served, newExecutionId });
+      const server = await serveStdio({ client: served, newExecutionId, sessions: !values['one-shot'] });
       const close = () => void server.close();
       process.once('SIGINT', close);
       process.once('SIGTERM', close);
@@ -289,6 +299,8 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'mcp':
         return await mcpCommand(rest);
+      case 'session':
+        return await withClient((c) => sessionCommand(c, rest));
       case undefined:
       case 'help':
       case '--help':

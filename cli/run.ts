@@ -72,6 +72,16 @@ export function inputFrom(args: RunArgs): ExecutionInput {
   };
 }
 
+/** Writes output files under `dir`; returns their names. */
+export function saveOutputFiles(files: ExecutionResult['outputFiles'], dir: string): string[] {
+  for (const f of files) {
+    const target = path.join(dir, f.name);
+    mkdirSync(path.dirname(target), { recursive: true });
+    writeFileSync(target, Buffer.from(f.content, f.encoding === 'base64' ? 'base64' : 'utf8'));
+  }
+  return files.map((f) => f.name);
+}
+
 export function exitCodeOf(r: ExecutionResult): number {
   switch (r.status) {
     case 'succeeded':
@@ -208,14 +218,7 @@ export async function run(client: SandboxClient, args: RunArgs, options: RunHook
       })
       .finally(() => (settled = true));
     clearTimeout(waitTimer);
-    if (args.saveFiles && result.outputFiles.length) {
-      mkdirSync(args.saveFiles, { recursive: true });
-      for (const f of result.outputFiles) {
-        const target = path.join(args.saveFiles, f.name);
-        mkdirSync(path.dirname(target), { recursive: true });
-        writeFileSync(target, Buffer.from(f.content, f.encoding === 'base64' ? 'base64' : 'utf8'));
-      }
-    }
+    if (args.saveFiles) saveOutputFiles(result.outputFiles, args.saveFiles);
     if (args.json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     } else {

@@ -111,3 +111,38 @@ test('bad input and an unreachable Temporal end with their own codes and say why
   const usage = await cli(['frobnicate']);
   expect(usage.code).toBe(EXIT.usage);
 });
+
+test('session open, run (state kept from run to run), list, close; a run after close and a missing worker have their own codes', async () => {
+  const opened = await cli(['session', 'open', '--idle', '120']);
+  expect(opened.code).toBe(0);
+  const id = opened.stdout.trim();
+  expect(id).toMatch(/^session-[0-9a-f-]+$/);
+  try {
+    const first = await cli(['session', 'run', id, '-e', 'import math\nx = 6 * 7\nx']);
+    expect(first).toMatchObject({ code: 0, stdout: '42\n' });
+    const program = path.join(tmp, 'second.py');
+    writeFileSync(program, 'print(x, round(math.pi, 2))\n');
+    expect(await cli(['session', 'run', id, program])).toMatchObject({ code: 0, stdout: '42 3.14\n' });
+    const failing = await cli(['session', 'run', id, '-e', 'import sys\nprint("bad", file=sys.stderr)\nsys.exit(3)']);
+    expect(failing.code).toBe(3);
+    expect(failing.stderr).toContain('bad\n');
+    const json = await cli(['session', 'run', id, '-e', 'x + 1', '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ sessionId: id, seq: 4, stdout: '43\n', status: 'succeeded' });
+    const listed = await cli(['session', 'list', '--json']);
+    expect(JSON.parse(listed.stdout)).toContainEqual(expect.objectContaining({ sessionId: id, runs: 4 }));
+  } finally {
+    const closed = await cli(['session', 'close', id]);
+    expect(closed.code).toBe(0);
+    expect(closed.stdout).toContain(`${id}: closed`);
+  }
+  const after = await cli(['session', 'run', id, '-e', 'print(x)']);
+  expect(after.code).toBe(EXIT.noSession);
+  expect(after.stderr).toContain(`session ${id} is closed`);
+  const none = await cli(['session', 'run', 'session-that-never-was', '-e', '1']);
+  expect(none.code).toBe(EXIT.noSession);
+  expect(none.stderr).toContain('there is no session session-that-never-was');
+  const noWorker = await cli(['session', 'open'], { DS_TASK_QUEUE: uniqueId('test-cli-nobody') });
+  expect(noWorker.code).toBe(EXIT.unavailable);
+  expect(noWorker.stderr).toContain('NoWorker');
+  expect(noWorker.stdout).toBe('');
+});

@@ -1,0 +1,218 @@
+/**
+ * `durable-sandbox session open | run | list | close`: a durable session from a shell. A session outlives the command
+ * that opened it, so these commands need a worker that stays (`npm run worker`, or the Deployment in k8s/); with none
+ * polling they say so and start nothing.
+ *
+ *   S=$(durable-sandbox session open)
+ *   durable-sandbox session run "$S" -e 'x = 6 * 7'
+ *   durable-sandbox session run "$S" -e 'print(x)'        # 42
+ *   durable-sandbox session close "$S"
+ */
+import { parseArgs } from 'node:util';
+import {
+  SessionClosedError,
+  sessionRunNotes,
+  type SandboxClient,
+  type SessionOptions,
+  type SessionRunResult,
+} from '../client';
+import { languageChoices, languageNamed } from '../core/languages';
+import { EXIT } from './exit-codes';
+import { exitCodeOf, inputFrom, saveOutputFiles, UsageError } from './run';
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+const note = (line: string) => process.stderr.write(`[durable-sandbox] ${line}\n`);
+
+export const SESSION_USAGE = `  durable-sandbox session open [--language L] [--timeout S] [--idle S] [--lifetime S] [--memory Q] [--cpu Q]
+                               [--env K=V]... [--id ID] [--json]
+  durable-sandbox session run ID [FILE | - | -e CODE] [--timeout S] [--file PATH]... [--save-files DIR] [--json]
+  durable-sandbox session list [--json]
+  durable-sandbox session state ID
+  durable-sandbox session close ID`;
+
+function wholeSeconds(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new UsageError(`--${flag} takes whole seconds, not "${value}"`);
+  return n;
+}
+
+export async function sessionCommand(client: SandboxClient, argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  try {
+    switch (sub) {
+      case 'open':
+        return await open(client, rest);
+      case 'run':
+        return await runIn(client, rest);
+      case 'list':
+        return await list(client, rest);
+      case 'state': {
+        if (!rest[0]) throw new UsageError('session state needs a session id');
+        out(JSON.stringify(await client.getSession(rest[0]).state(), null, 2));
+        return EXIT.ok;
+      }
+      case 'close': {
+        if (!rest[0]) throw new UsageError('session close needs a session id');
+        const s = await client.getSession(rest[0]).close();
+        out(`${s.sessionId}: closed (${s.closedBecause ?? 'closed'}) after ${s.runs} run(s); its pods are gone`);
+        return EXIT.ok;
+      }
+      default:
+        throw new UsageError(
+          sub ? `unknown session command "${sub}"` : 'session needs a command: open, run, list, state, close',
+        );
+    }
+  } catch (err) {
+    if (err instanceof SessionClosedError) {
+      process.stderr.write(`durable-sandbox: ${err.message}\n`);
+      return EXIT.noSession;
+    }
+    if (err instanceof Error && err.name === 'NoWorkerError') {
+      process.stderr.write(
+        `durable-sandbox: ${err.message}\n(a session outlives this command, so it needs a worker that stays: \`npm run worker:dev\` in a clone, the built \`npm run worker\`, or the Deployment in k8s/)\n`,
+      );
+      return EXIT.unavailable;
+    }
+    if (err instanceof Error && err.name === 'WorkflowNotFoundError') {
+      process.stderr.write(`durable-sandbox: no such session\n`);
+      return EXIT.noSession;
+    }
+    throw err;
+  }
+}
+
+async function open(client: SandboxClient, argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      language: { type: 'string' },
+      timeout: { type: 'string' },
+      idle: { type: 'string' },
+      lifetime: { type: 'string' },
+      memory: { type: 'string' },
+      cpu: { type: 'string' },
+      env: { type: 'string', multiple: true, default: [] },
+      id: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const language = values.language === undefined ? undefined : languageNamed(values.language);
+  if (values.language !== undefined && !language)
+    throw new UsageError(`--language: ${languageChoices()}, not "${values.language}"`);
+  const env = inputFrom({ code: '', files: [], env: values.env, json: false, timeline: false }).env;
+  const timeoutSeconds = wholeSeconds('timeout', values.timeout);
+  const idleTimeoutSeconds = wholeSeconds('idle', values.idle);
+  const maxLifetimeSeconds = wholeSeconds('lifetime', values.lifetime);
+  const options: SessionOptions & { sessionId?: string } = {
+    ...(language ? { language } : {}),
+    ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+    ...(idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds } : {}),
+    ...(maxLifetimeSeconds !== undefined ? { maxLifetimeSeconds } : {}),
+    ...(values.memory || values.cpu
+      ? { limits: { ...(values.memory ? { memory: values.memory } : {}), ...(values.cpu ? { cpu: values.cpu } : {}) } }
+      : {}),
+    ...(env ? { env } : {}),
+    ...(values.id ? { sessionId: values.id } : {}),
+  };
+  const session = await client.openSession(options);
+  if (values.json) out(JSON.stringify(await session.state(), null, 2));
+  else out(session.id);
+  return EXIT.ok;
+}
+
+async function runIn(client: SandboxClient, argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      eval: { type: 'string', short: 'e' },
+      timeout: { type: 'string' },
+      file: { type: 'string', multiple: true, default: [] },
+      'save-files': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const [sessionId, file] = positionals;
+  if (!sessionId) throw new UsageError('session run needs a session id');
+  const input = inputFrom({
+    ...(values.eval !== undefined ? { code: values.eval } : {}),
+    ...(file !== undefined ? { file } : {}),
+    ...(values.timeout !== undefined ? { timeout: values.timeout } : {}),
+    files: values.file,
+    env: [],
+    json: values.json,
+    timeline: false,
+  });
+  const session = client.getSession(sessionId);
+  // Ctrl-C stops waiting; the run itself goes on in the session (until it ends or its time limit).
+  let stopped: () => void = () => undefined;
+  const interrupted = new Promise<'interrupted'>((resolve) => (stopped = () => resolve('interrupted')));
+  process.once('SIGINT', stopped);
+  try {
+    const r = await Promise.race([
+      session.run(input.code, {
+        ...(input.timeoutSeconds !== undefined ? { timeoutSeconds: input.timeoutSeconds } : {}),
+        ...(input.files ? { files: input.files } : {}),
+      }),
+      interrupted,
+    ]);
+    if (r === 'interrupted') {
+      note(
+        `stopped waiting: the run goes on in session ${sessionId} until it ends or reaches its time limit; ` +
+          `\`durable-sandbox session close ${sessionId}\` ends the session`,
+      );
+      return EXIT.cancelled;
+    }
+    show(r, values.json, values['save-files']);
+    return exitCodeOf(r);
+  } finally {
+    process.off('SIGINT', stopped);
+  }
+}
+
+function show(r: SessionRunResult, json: boolean, saveFiles: string | undefined): void {
+  const saved = saveFiles ? saveOutputFiles(r.outputFiles, saveFiles) : [];
+  if (json) {
+    out(JSON.stringify(r, null, 2));
+    return;
+  }
+  process.stdout.write(r.stdout);
+  process.stderr.write(r.stderr);
+  for (const n of sessionRunNotes(r)) note(n);
+  if (r.status !== 'succeeded')
+    note(
+      `run ${r.seq}: ${r.status}${r.exitCode !== null ? ` (exit ${r.exitCode})` : ''}${r.error ? `: ${r.error.reason}: ${r.error.message}` : ''}`,
+    );
+  for (const f of r.outputFiles)
+    note(
+      `output file ${f.name} (${f.sizeBytes} bytes, ${f.mimeType})${saved.includes(f.name) ? ` -> ${saveFiles}/${f.name}` : ''}`,
+    );
+}
+
+/** Open sessions, newest first, with what each says of itself when a worker answers. */
+async function list(client: SandboxClient, argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } } });
+  const rows: { sessionId: string; opened: string; runs?: number; pod?: string; language?: string }[] = [];
+  for await (const w of client.temporal.workflow.list({
+    query: `WorkflowType = 'session' AND ExecutionStatus = 'Running'`,
+  })) {
+    const state = await client.temporal
+      .withDeadline(Date.now() + 3000, () => client.getSession(w.workflowId).state())
+      .catch(() => undefined);
+    rows.push({
+      sessionId: w.workflowId,
+      opened: w.startTime.toISOString(),
+      ...(state ? { runs: state.runs, language: state.language, ...(state.pod ? { pod: state.pod } : {}) } : {}),
+    });
+  }
+  if (values.json) out(JSON.stringify(rows, null, 2));
+  else {
+    for (const r of rows)
+      out(
+        `${r.opened}  ${(r.language ?? '?').padEnd(7)} ${String(r.runs ?? '?').padStart(4)} run(s)  ${r.sessionId}  ${r.pod ?? '(no pod now)'}`,
+      );
+    if (!rows.length) out('no open sessions');
+  }
+  return EXIT.ok;
+}
