@@ -7,6 +7,8 @@ import { kubeFailure, type Kube } from './kube';
 export interface Attached {
   /** Ends the attach session. */
   close(): void;
+  /** Resolves when the attach session has ended, whoever ended it (this side, the apiserver, the network). */
+  closed: Promise<void>;
 }
 
 /** Attaches to the pod's sandbox container; an API error becomes a typed failure naming `what`. */
@@ -28,8 +30,12 @@ export async function attachLauncher(
       false,
     );
     // The attach's WebSocket (its type comes from `ws`, whose typings the client library does not ship).
-    const ws = socket as { close(): void };
-    return { close: () => ws.close() };
+    const ws = socket as { close(): void; once(event: 'close', listener: () => void): void; readyState: number };
+    const closed = new Promise<void>((resolve) => {
+      if (ws.readyState >= 2) resolve(); // CLOSING or CLOSED already
+      else ws.once('close', () => resolve());
+    });
+    return { close: () => ws.close(), closed };
   } catch (err) {
     throw kubeFailure(err, what);
   }

@@ -2,8 +2,8 @@
  * The steps of a session (workflows/session.ts): open its pod (one hardened sandbox whose launcher keeps one
  * interpreter, launcher.py --session), run one run in it, and release its pods. A run's task goes to the launcher
  * over pods/attach and its output comes back on the same attach (only what the launcher writes while attached: this
- * run's lines); a retried step never sends the run again: it reads the rest from the pod's log. A pod lost under a
- * run ends the run as SandboxLost, never re-run.
+ * run's lines); a retried step never sends the run again: it reads the run from the pod's log, as does a step whose
+ * attach broke before the run's end came through. A pod lost under a run ends the run as SandboxLost, never re-run.
  */
 import { PassThrough } from 'node:stream';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -28,6 +28,8 @@ import { frameTask } from './task-frame';
 /** How long past a run's time limit (and the launcher's 2 s to interrupt it) the step waits before it stops the pod. */
 const RUN_GRACE_MS = 15_000;
 const POLL_MS = 1_000;
+/** How many times a run's broken channel is reopened (from the pod's log) before the step waits for its limit. */
+const MAX_REOPENS = 10;
 
 export interface OpenedPod {
   pod: string;
@@ -110,18 +112,33 @@ export function sessionActivities(deps: ActivityDeps) {
       const ctx = Context.current();
       const { namespace } = spec.policy;
       const caps = capsOf(spec.policy);
-      const parser = new LauncherLogParser(caps, { run: spec.seq });
+      let parser = new LauncherLogParser(caps, { run: spec.seq });
       const earlier = ctx.info.heartbeatDetails as RunHeartbeat | undefined;
       let wake: () => void = () => undefined;
-      const onData = (piece: Buffer | string) => {
-        parser.push(typeof piece === 'string' ? piece : new Uint8Array(piece));
-        wake();
-      };
+      /** The channel the run's lines come on (the attach, or the pod's log) has ended without its trailer. */
+      let channelDown = false;
+      let reopened = 0;
       let close: () => void = () => undefined;
-      let sentAt: number;
-      if (earlier?.sentAt !== undefined) {
-        // An earlier try handed the run over: never again; read what the pod has written of it since.
-        sentAt = earlier.sentAt;
+      const channel = () => {
+        const mine = new LauncherLogParser(caps, { run: spec.seq });
+        parser = mine;
+        channelDown = false;
+        return {
+          onData: (piece: Buffer | string) => {
+            if (parser !== mine) return;
+            mine.push(typeof piece === 'string' ? piece : new Uint8Array(piece));
+            wake();
+          },
+          ended: () => {
+            if (parser !== mine) return;
+            channelDown = true;
+            wake();
+          },
+        };
+      };
+      /** Reads the run from the pod's log, from a little before its handover (the log keeps every run's lines). */
+      const followLog = async (sentAt: number): Promise<void> => {
+        const c = channel();
         try {
           const stream = await openLogStream(
             kube,
@@ -133,23 +150,33 @@ export function sessionActivities(deps: ActivityDeps) {
               follow: true,
               since: sentAt - 2000,
             },
-            onData,
+            c.onData,
           );
           close = () => stream.abort();
+          void stream.done.then(c.ended);
         } catch (err) {
           const s = apiStatus(err);
           if (!(s && (s.code === 400 || s.code === 404))) throw kubeFailure(err, `follow the log of ${spec.pod}`);
+          // The pod is gone or ended: the next look at it says so.
         }
+      };
+      let sentAt: number;
+      if (earlier?.sentAt !== undefined) {
+        // An earlier try handed the run over: never again; read what the pod has written of it since.
+        sentAt = earlier.sentAt;
+        await followLog(sentAt);
       } else {
         sentAt = Date.now();
         // Recorded before the run is handed over, so a retry knows not to hand it over again.
         await recordConfirmed(deps, ctx, { seq: spec.seq, sentAt } satisfies RunHeartbeat);
         const stdin = new PassThrough();
         const stdout = new PassThrough();
-        stdout.on('data', onData);
+        const c = channel();
+        stdout.on('data', c.onData);
         try {
           const attached = await attachLauncher(kube, namespace, spec.pod, { stdin, stdout }, `attach to ${spec.pod}`);
           close = () => attached.close();
+          void attached.closed.then(c.ended);
         } catch (err) {
           if (!(await readPod(namespace, spec.pod))) return lost(parser, sentAt, `session pod ${spec.pod} is gone`);
           throw err;
@@ -177,6 +204,15 @@ export function sessionActivities(deps: ActivityDeps) {
             return { end, output: collectedOutput(parser.result(true), Date.now()), session: parser.session, sentAt };
           }
           if (ctx.cancellationSignal.aborted) await ctx.cancelled;
+          if (channelDown && reopened < MAX_REOPENS) {
+            // The attach (or the log stream) broke before the run's end came through: the pod's log has all of it.
+            reopened++;
+            ctx.log.warn(`session run ${spec.seq}: its output channel broke; reading it from the log of ${spec.pod}`);
+            close();
+            await delay(Math.min(2000, 200 * reopened));
+            await followLog(sentAt);
+            continue;
+          }
           const now = Date.now();
           if (now - lastBeat >= POLL_MS) {
             lastBeat = now;
