@@ -235,15 +235,8 @@ function servedClient(
       } catch (err) {
         if (!(err instanceof NoWorkerError) || !ensureWorker) throw err;
         await ensureWorker();
-        // Its first poll shows within a moment.
-        for (let i = 0; ; i++) {
-          try {
-            return opened(await client.openSession(options));
-          } catch (again) {
-            if (!(again instanceof NoWorkerError) || i >= 20) throw again;
-            await new Promise((resolve) => setTimeout(resolve, 500));
-          }
-        }
+        // openSession gives a worker that has just started a while to show up.
+        return opened(await client.openSession(options));
       }
     },
     executeCode: (input, options = {}) => {

@@ -432,7 +432,7 @@ export class SandboxClient {
     const { sessionId = `session-${randomUUID()}`, ifOpen = 'fail', ...rest } = options;
     validateExecutionId(sessionId);
     validateSessionOptions(rest, this.policy);
-    if (this.noWorkerSeconds > 0 && (await this.pollers()) === 0) throw this.noWorkerError(0);
+    await this.someWorkerPolls();
     await this.temporal.workflow.start<typeof sessionWorkflow>('session', {
       workflowId: sessionId,
       taskQueue: this.taskQueue,
@@ -445,6 +445,17 @@ export class SandboxClient {
   /** A session by its id, opened by this or any other process. */
   getSession(sessionId: string): Session {
     return new Session(this.temporal, validateExecutionId(sessionId), this.served);
+  }
+
+  /** Resolves once a worker polls the task queue; NoWorkerError when none has for `noWorkerSeconds` (0: no check). */
+  private async someWorkerPolls(): Promise<void> {
+    const started = Date.now();
+    // A worker that has just started shows here after its first poll: it is given the same while.
+    while (this.noWorkerSeconds > 0 && (await this.pollers()) === 0) {
+      if (Date.now() - started >= this.noWorkerSeconds * 1000)
+        throw this.noWorkerError(Math.round((Date.now() - started) / 1000));
+      await sleep(500);
+    }
   }
 
   private noWorkerError(waitedSeconds: number): NoWorkerError {

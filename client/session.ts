@@ -112,11 +112,9 @@ export class Session {
         }
       }
       // A run into a session that has completed (closed, expired) is refused by Temporal itself.
-      const { status } = await this.handle
-        .describe()
-        .catch((e: unknown) => ({
-          status: { name: e instanceof Error && e.name === 'WorkflowNotFoundError' ? 'NONE' : 'UNKNOWN' },
-        }));
+      const { status } = await this.handle.describe().catch((e: unknown) => ({
+        status: { name: e instanceof Error && e.name === 'WorkflowNotFoundError' ? 'NONE' : 'UNKNOWN' },
+      }));
       if (status.name === 'NONE') throw new SessionClosedError(this.id, `there is no session ${this.id}`);
       if (status.name !== 'RUNNING') throw new SessionClosedError(this.id, `session ${this.id} is closed`);
       throw err;

@@ -49,6 +49,13 @@ export interface SessionRunInput {
 }
 
 export const SESSION_DEFAULTS = { idleTimeoutSeconds: 600, maxLifetimeSeconds: 3600 } as const;
+
+/**
+ * What keeps a long session's workflow bounded: it continues as new after this many runs in one history (or sooner,
+ * when Temporal suggests it), and the runs kept for rebuilding its state (their code and input files, carried from
+ * history to history) stop growing at this many bytes: runs after that are not replayed, and a restore says so.
+ */
+export const SESSION_HISTORY = { runsPerHistory: 100, replayBytes: 512 * 1024 } as const;
 export const SESSION_LIMITS = { maxIdleTimeoutSeconds: 24 * 3600, maxLifetimeSeconds: 7 * 24 * 3600 } as const;
 
 /** The workflow's update, query and signal names. */
@@ -176,7 +183,8 @@ export interface SessionRunResult extends ExecutionResult {
     why?: string;
     pod: string;
     /** The run came to a new pod (after idle, or a lost pod): the earlier successful runs were run again first. */
-    restored?: { runs: number; ms: number };
+    /** Rebuilt on a new pod: how many earlier runs ran again, in how long; `notReplayed` runs past the replay cap. */
+    restored?: { runs: number; ms: number; notReplayed?: number };
   };
 }
 
@@ -198,7 +206,10 @@ export function sessionRunNotes(r: Pick<SessionRunResult, 'session'>): string[] 
   const { restored, interpreter, why } = r.session;
   if (restored)
     notes.push(
-      `[the session's sandbox was replaced; its state was rebuilt by running its ${restored.runs} earlier run(s) again in ${restored.ms} ms]`,
+      `[the session's sandbox was replaced; its state was rebuilt by running its ${restored.runs} earlier run(s) again in ${restored.ms} ms` +
+        (restored.notReplayed
+          ? `; the ${restored.notReplayed} run(s) after those were past the replay cap and were not run again, so what they defined is gone]`
+          : ']'),
     );
   if (interpreter === 'restarted')
     notes.push(`[the interpreter was restarted${why ? ` (${why})` : ''}; files were kept, variables were not]`);

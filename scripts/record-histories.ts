@@ -78,9 +78,14 @@ async function recordQueueTimeout(): Promise<void> {
   }
 }
 
-/** A session: three runs (one past its limit), idle, a run resumed on a new pod by replay, then close. */
+/**
+ * A session: three runs (one past its limit), idle, a run resumed on a new pod by replay, then close. Recorded as
+ * `session-bounded` (since sessions bound their history and replay list); `session.json` is the one recorded before.
+ */
+const SESSION_NAME = 'session-bounded';
+
 async function recordSession(): Promise<void> {
-  if (!wanted('session')) return;
+  if (!wanted(SESSION_NAME)) return;
   const w = await startWorker({ DS_WARM_POOL_SIZE: '0' });
   try {
     const session = await w.client.openSession({ sessionId: `replay-session-${Date.now()}`, idleTimeoutSeconds: 2 });
@@ -93,7 +98,7 @@ async function recordSession(): Promise<void> {
     await session.run('x');
     await session.close();
     const handle = w.client.temporal.workflow.getHandle(session.id);
-    save('session', await handle.fetchHistory(), 'closed');
+    save(SESSION_NAME, await handle.fetchHistory(), 'closed');
   } finally {
     await w.stop();
   }
@@ -105,7 +110,7 @@ async function run(): Promise<void> {
   await recordQueueTimeout();
   if (ONLY === 'queue-timeout') return;
   await recordSession();
-  if (ONLY === 'session') return;
+  if (ONLY === SESSION_NAME) return;
   const w = await startWorker();
   const broken = await startWorker({ DS_IMAGE_PYTHON: 'localhost/durable-sandbox/no-such-image:1' });
   try {

@@ -11,6 +11,7 @@ import {
   condition,
   continueAsNew,
   isCancellation,
+  patched,
   defineQuery,
   defineUpdate,
   proxyActivities,
@@ -27,6 +28,7 @@ import type { ExecutionPolicy } from '../core/policy';
 import { buildResult } from '../core/result';
 import {
   SESSION_HANDLERS,
+  SESSION_HISTORY,
   validateSessionOptions,
   validateSessionRun,
   type SessionOptions,
@@ -57,7 +59,13 @@ interface Carried {
   launcherSeq: number;
   /** The successful runs, in order: what rebuilds the interpreter's state on a new pod. */
   replay: SessionRunInput[];
+  /** The replay list's size (bytes of JSON), and how many successful runs came after it was full. */
+  replayBytes?: number;
+  notReplayed?: number;
 }
+
+/** Sessions that continue as new every SESSION_HISTORY.runsPerHistory runs and cap their replay list. */
+export const BOUNDED_HISTORY = 'session-bounded-history';
 
 export interface SessionInput {
   options?: SessionOptions;
@@ -109,6 +117,7 @@ export async function session(input: SessionInput = {}): Promise<SessionState> {
   }
   const { spec, policy, state: s } = c;
   const carried = c;
+  const runsAtStart = s.runs;
 
   // What the Temporal UI shows of the session while it runs.
   const show = () =>
@@ -142,7 +151,10 @@ export async function session(input: SessionInput = {}): Promise<SessionState> {
         await condition(() => inFlight === 0);
         continue;
       }
-      if (workflowInfo().continueAsNewSuggested && inFlight === 0) {
+      const longHistory =
+        workflowInfo().continueAsNewSuggested ||
+        (s.runs - runsAtStart >= SESSION_HISTORY.runsPerHistory && patched(BOUNDED_HISTORY));
+      if (longHistory && inFlight === 0) {
         await condition(allHandlersFinished);
         await continueAsNew<typeof session>({ carried });
       }
@@ -163,6 +175,21 @@ export async function session(input: SessionInput = {}): Promise<SessionState> {
     await condition(allHandlersFinished);
   });
   return s;
+}
+
+/** Keeps a successful run for rebuilding the state, while the replay list is under its cap (then: counts it). */
+function keep(c: Carried, run: SessionRunInput): void {
+  if (!patched(BOUNDED_HISTORY)) {
+    c.replay.push(run);
+    return;
+  }
+  const size = JSON.stringify(run).length;
+  if (c.notReplayed || (c.replayBytes ?? 0) + size > SESSION_HISTORY.replayBytes) {
+    c.notReplayed = (c.notReplayed ?? 0) + 1;
+    return;
+  }
+  c.replay.push(run);
+  c.replayBytes = (c.replayBytes ?? 0) + size;
 }
 
 function refuseClosed(s: SessionState): void {
@@ -197,7 +224,11 @@ async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResul
       // A new pod for a session that had state: run its successful runs again, in order.
       const from = Date.now();
       for (const earlier of c.replay) await launch(c, earlier, s.pod);
-      restored = { runs: c.replay.length, ms: Date.now() - from };
+      restored = {
+        runs: c.replay.length,
+        ms: Date.now() - from,
+        ...(c.notReplayed ? { notReplayed: c.notReplayed } : {}),
+      };
     }
   }
   const report = await launch(c, run, s.pod);
@@ -205,8 +236,7 @@ async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResul
   s.lastRunAt = Date.now();
   const pod = s.pod;
   if (report.end.kind === 'infra' || report.session?.next === 'restart') s.pod = undefined;
-  if (report.end.kind === 'finished' && report.end.exitCode === 0 && !report.output.trailer?.timedOut)
-    c.replay.push(run);
+  if (report.end.kind === 'finished' && report.end.exitCode === 0 && !report.output.trailer?.timedOut) keep(c, run);
   const result = buildResult({
     executionId: `${sessionId}#${seq}`,
     language: request.language,

@@ -159,3 +159,24 @@ test("one session cannot reach another's pod or files", async () => {
   }
   expect([...(await podsOf(a.id)), ...(await podsOf(b.id))]).toEqual([]);
 });
+
+test('300 runs in one session: it continues as new on the way, and every run keeps its place and the state', async () => {
+  let history: { firstRunId: string; runId: string } | undefined;
+  const closed = await inSession({}, async (session) => {
+    ok(await session.run('n = 0\nseen = []'));
+    for (let i = 1; i < 300; i++) {
+      const r = ok(await session.run(`n += 1\nseen.append(${i})\nn`));
+      expect(r.seq).toBe(i + 1);
+      expect(r.stdout).toBe(`${i}\n`);
+    }
+    expect(ok(await session.run('seen == list(range(1, 300))')).stdout).toBe('True\n');
+    const described = await w.client.temporal.workflow.getHandle(session.id).describe();
+    history = {
+      firstRunId: described.raw.workflowExecutionInfo!.firstRunId!,
+      runId: described.runId,
+    };
+  });
+  expect(closed).toMatchObject({ state: 'closed', runs: 301 });
+  // The session's workflow continued as new (each history stays small); the session is one all along.
+  expect(history!.runId).not.toBe(history!.firstRunId);
+});

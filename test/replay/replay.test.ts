@@ -27,8 +27,11 @@ const WAYS = [
 const WARM = ['warm-pool', 'warm-succeeded'];
 /** An execution no worker started in time (since the queue timeout). */
 const QUEUE = ['queue-timeout'];
-/** A session (since sessions): runs, a run past its limit, idle release, a run resumed by replay, close. */
-const SESSION = ['session'];
+/**
+ * A session (since sessions): runs, a run past its limit, idle release, a run resumed by replay, close; recorded
+ * before (`session`) and since (`session-bounded`) sessions bound their history and replay list.
+ */
+const SESSION = ['session', 'session-bounded'];
 const recorded = (dir: string) =>
   readdirSync(path.join(DIR, dir))
     .filter((f) => f.endsWith('.json'))
@@ -41,7 +44,7 @@ const generations = {
 test.each(Object.entries(generations))(
   'there is a recorded history for every way an execution ends (%s)',
   (_name, g) => {
-    expect(recorded(g.dir)).toEqual(g.ways.sort().map((n) => `${n}.json`));
+    expect(recorded(g.dir)).toEqual(g.ways.map((n) => `${n}.json`).sort());
   },
 );
 

@@ -5,13 +5,13 @@
  * releases the session's pods. Sessions against the real cluster: test/integration/session.test.ts.
  */
 import { randomUUID } from 'node:crypto';
-import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { type ApplicationFailure } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
 import type { SandboxActivities } from '../../activities';
 import type { SessionRunReport, SessionRunSpec } from '../../activities/session-sandbox';
 import { collectedOutput } from '../../core/output';
-import type { SessionRunResult, SessionState } from '../../core/session';
+import { SESSION_HISTORY, sessionRunNotes, type SessionRunResult, type SessionState } from '../../core/session';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { workflowBundle } from '../../worker/in-process';
 import type { session } from '../../workflows';
@@ -96,7 +96,7 @@ const start = (taskQueue: string, options: object) =>
     args: [{ options }],
   });
 
-const run = (h: Awaited<ReturnType<typeof start>>, code: string): Promise<SessionRunResult> =>
+const run = (h: WorkflowHandle<typeof session>, code: string): Promise<SessionRunResult> =>
   explained(h.executeUpdate(runUpdate, { args: [{ code }] }));
 
 test('runs sent at once are run one at a time, in the order received, on one pod', async () => {
@@ -169,5 +169,41 @@ test('a cancelled session ends as a closed one: its pods go, its state says why'
     const final = await h.result();
     expect(final).toMatchObject({ state: 'closed', closedBecause: 'cancelled', runs: 1 });
     expect(pods.released).toBe(1);
+  });
+});
+
+test('a long session continues as new every SESSION_HISTORY.runsPerHistory runs: numbering, state and replay carry over', async () => {
+  const pods = new MockPods();
+  await withSession(pods, { idleTimeoutSeconds: 3 }, async (started) => {
+    const h = testing.env.client.workflow.getHandle<typeof session>(started.workflowId);
+    const total = SESSION_HISTORY.runsPerHistory + 10;
+    for (let i = 1; i <= total; i++) expect((await run(h, `n = ${i}`)).seq).toBe(i);
+    const described = await h.describe();
+    expect(described.runId).not.toBe(started.firstExecutionRunId);
+    expect(described.historyLength).toBeLessThan(SESSION_HISTORY.runsPerHistory * 15);
+    expect(await h.query(stateQuery)).toMatchObject({ state: 'open', runs: total });
+    // The replay list came along: after idle, every run so far is run again on the new pod.
+    while (pods.released === 0) await new Promise((r) => setTimeout(r, 100));
+    const resumed = await run(h, 'print(n)');
+    expect(resumed).toMatchObject({ seq: total + 1, session: { pod: 'pod-2', restored: { runs: total } } });
+    expect(pods.runs.filter((r) => r.pod === 'pod-2')).toHaveLength(total + 1);
+    await h.executeUpdate(closeUpdate);
+  });
+});
+
+test('the runs kept for replay stop at SESSION_HISTORY.replayBytes; a restore says how many were not run again', async () => {
+  const pods = new MockPods();
+  await withSession(pods, { idleTimeoutSeconds: 1 }, async (h) => {
+    const big = (tag: string) => `# ${tag}\n${'#'.repeat(200 * 1024)}`;
+    await run(h, big('a'));
+    await run(h, big('b'));
+    await run(h, big('c')); // past the cap: not kept, nor is anything after it
+    await run(h, 'x = 1');
+    while (pods.released === 0) await new Promise((r) => setTimeout(r, 100));
+    const resumed = await run(h, 'print(1)');
+    expect(resumed.session.restored).toMatchObject({ runs: 2, notReplayed: 2 });
+    expect(sessionRunNotes(resumed).join(' ')).toContain('2 run(s) after those were past the replay cap');
+    expect(pods.runs.filter((r) => r.pod === 'pod-2').map((r) => r.code.slice(0, 3))).toEqual(['# a', '# b', 'pri']);
+    await h.executeUpdate(closeUpdate);
   });
 });
