@@ -32,7 +32,8 @@ export async function attachLauncher(
     // The attach's WebSocket (its type comes from `ws`, whose typings the client library does not ship).
     const ws = socket as { close(): void; once(event: 'close', listener: () => void): void; readyState: number };
     const closed = new Promise<void>((resolve) => {
-      if (ws.readyState >= 2) resolve(); // CLOSING or CLOSED already
+      if (ws.readyState >= 2)
+        resolve(); // CLOSING or CLOSED already
       else ws.once('close', () => resolve());
     });
     return { close: () => ws.close(), closed };

@@ -51,6 +51,8 @@ export interface SessionRunReport {
   session: LauncherSessionNote | null;
   /** When the task was handed over. */
   sentAt: number;
+  /** The pod was gone (or ended) before the run could be handed to it: nothing ran. */
+  notSent?: true;
 }
 
 interface RunHeartbeat {
@@ -178,7 +180,9 @@ export function sessionActivities(deps: ActivityDeps) {
           close = () => attached.close();
           void attached.closed.then(c.ended);
         } catch (err) {
-          if (!(await readPod(namespace, spec.pod))) return lost(parser, sentAt, `session pod ${spec.pod} is gone`);
+          const pod = await readPod(namespace, spec.pod);
+          if (!alive(pod))
+            return { ...lost(parser, sentAt, `session pod ${spec.pod} was gone before the run`), notSent: true };
           throw err;
         }
         const task = { ...launcherTask(spec.sessionId, 1, spec.request, spec.policy, 'handed'), seq: spec.seq };

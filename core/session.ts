@@ -183,8 +183,11 @@ export interface SessionRunResult extends ExecutionResult {
     why?: string;
     pod: string;
     /** The run came to a new pod (after idle, or a lost pod): the earlier successful runs were run again first. */
-    /** Rebuilt on a new pod: how many earlier runs ran again, in how long; `notReplayed` runs past the replay cap. */
-    restored?: { runs: number; ms: number; notReplayed?: number };
+    /**
+     * Rebuilt on a new pod: how many earlier runs ran again and in how long (ms), how long the new pod took to be
+     * ready (podMs, since the run was taken up), and how many runs past the replay cap were not run again.
+     */
+    restored?: { runs: number; ms: number; podMs?: number; notReplayed?: number };
   };
 }
 

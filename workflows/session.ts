@@ -217,24 +217,32 @@ async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResul
   refuseClosed(s);
   const request = checked(() => validateSessionRun(run, spec, policy));
   const started = Date.now();
-  let restored: { runs: number; ms: number } | undefined;
-  if (!s.pod) {
+  /** A new pod, with the session's state rebuilt on it by running its successful runs again, in order. */
+  const newPod = async (): Promise<SessionRunResult['session']['restored']> => {
+    const from = Date.now();
     s.pod = (await openSessionPod({ sessionId, generation: ++c.generation, spec, policy })).pod;
-    if (c.replay.length > 0) {
-      // A new pod for a session that had state: run its successful runs again, in order.
-      const from = Date.now();
-      for (const earlier of c.replay) await launch(c, earlier, s.pod);
-      restored = {
-        runs: c.replay.length,
-        ms: Date.now() - from,
-        ...(c.notReplayed ? { notReplayed: c.notReplayed } : {}),
-      };
-    }
+    const podMs = Date.now() - from;
+    if (c.replay.length === 0) return undefined;
+    const replayFrom = Date.now();
+    for (const earlier of c.replay) await launch(c, earlier, s.pod);
+    return {
+      runs: c.replay.length,
+      ms: Date.now() - replayFrom,
+      podMs,
+      ...(c.notReplayed ? { notReplayed: c.notReplayed } : {}),
+    };
+  };
+  let restored = s.pod ? undefined : await newPod();
+  let report = await launch(c, run, s.pod!);
+  if (report.notSent) {
+    // The pod was gone before the run reached it (it died between runs): nothing ran; a new pod, the state, the run.
+    s.pod = undefined;
+    restored = await newPod();
+    report = await launch(c, run, s.pod!);
   }
-  const report = await launch(c, run, s.pod);
   const seq = ++s.runs;
   s.lastRunAt = Date.now();
-  const pod = s.pod;
+  const pod = s.pod!;
   if (report.end.kind === 'infra' || report.session?.next === 'restart') s.pod = undefined;
   if (report.end.kind === 'finished' && report.end.exitCode === 0 && !report.output.trailer?.timedOut) keep(c, run);
   const result = buildResult({

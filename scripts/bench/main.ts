@@ -53,6 +53,7 @@ import {
   type Pair,
 } from './report';
 import { Sampler } from './sampler';
+import { benchSessions } from './sessions';
 import { SIDES, type RunRecord, type Side } from './types';
 import { WORKLOADS, workload, type Workload } from './workloads';
 
@@ -63,6 +64,7 @@ const USAGE = `usage: npm run bench [-- options]
   --workloads a,b      workloads for the pairs: ${WORKLOADS.map((w) => w.key).join(', ')} (default all)
   --no-pairs           skip the pairs
   --no-scaling         skip the scaling bursts
+  --no-sessions        skip the sessions (print(1) in an open session vs exec, warm and cold; resume and restore)
   --out DIR            where to write the results (default bench-results/)`;
 
 /** The scaling part's sandbox requests: 50 pods of the default 100m would not fit on a 2-core node. */
@@ -97,6 +99,7 @@ async function main(): Promise<void> {
       workloads: { type: 'string' },
       'no-pairs': { type: 'boolean', default: false },
       'no-scaling': { type: 'boolean', default: false },
+      'no-sessions': { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -371,6 +374,36 @@ async function main(): Promise<void> {
               `runs outside the pod's cgroup and is not counted.`
           : `no pod cgroup found under ${'/sys/fs/cgroup'} (${idle.note})`,
       );
+    }
+
+    // ------------------------------------------------------------------------------------------- sessions
+    if (!values['no-sessions']) {
+      const cold = await startBenchWorker();
+      workers.add(cold);
+      const warm = await startBenchWorker({ DS_WARM_POOL_SIZE: '1' });
+      workers.add(warm);
+      log(`\nsessions: print(1) in an open session vs kubectl exec, warm and cold; ${pairsPerWorkload} rounds`);
+      const sessions = await benchSessions({
+        kube,
+        namespace,
+        adminKubeconfig,
+        cold,
+        warm,
+        warmReady: async () => {
+          const n = await poolReady(warm, kube, launcherSource, 1);
+          if (n < 1) log('the warm pool has no ready pod after 120 s');
+        },
+        newId,
+        rounds: pairsPerWorkload,
+        log,
+        check,
+      });
+      result.sessions = { summary: sessions.summary, ratios: sessions.ratios, recoveries: sessions.recoveries };
+      section(`Sessions: print(1) in an open session (${pairsPerWorkload} interleaved rounds)`, sessions.markdown);
+      await cold.close();
+      workers.delete(cold);
+      await warm.close();
+      workers.delete(warm);
     }
 
     // -------------------------------------------------------------------------------------------- scaling

@@ -115,6 +115,27 @@ test('the pod lost under a run: that run ends SandboxLost (never re-run); the ne
   });
 });
 
+test('the pod deleted between runs: the next run gets a new pod with the state rebuilt, and runs', async () => {
+  await inSession({}, async (session) => {
+    const first = ok(await session.run('count = 41'));
+    await kube.core.deleteNamespacedPod({
+      name: first.session.pod,
+      namespace: SANDBOX_NAMESPACE,
+      gracePeriodSeconds: 0,
+    });
+    await eventually(
+      () => podsOf(session.id),
+      (pods) => pods.length === 0,
+      60_000,
+    );
+    const next = ok(await session.run('count + 1'));
+    expect(next.stdout).toBe('42\n');
+    expect(next.session).toMatchObject({ interpreter: 'restarted', restored: { runs: 1 } });
+    expect(next.session.restored!.podMs).toBeGreaterThan(0);
+    expect(next.session.pod).not.toBe(first.session.pod);
+  });
+});
+
 test('idle: the pod is released and the session stays open; the next run resumes on a new pod with its variables', async () => {
   await inSession({ idleTimeoutSeconds: 2 }, async (session) => {
     const first = ok(await session.run('greeting = "hello"'));

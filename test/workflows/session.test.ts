@@ -25,6 +25,8 @@ class MockPods {
   readonly opened: string[] = [];
   readonly runs: { pod: string; seq: number; code: string; start: number; end: number }[] = [];
   released = 0;
+  /** Pods deleted from outside between runs: a run sent to one finds it gone. */
+  readonly gone = new Set<string>();
 
   activities(): Partial<SandboxActivities> {
     return {
@@ -36,6 +38,23 @@ class MockPods {
       },
       runInSession: async (spec: SessionRunSpec): Promise<SessionRunReport> => {
         const start = Date.now();
+        if (this.gone.has(spec.pod))
+          return {
+            end: { kind: 'infra', error: { reason: 'SandboxLost', message: 'gone', retryable: false } },
+            output: collectedOutput(
+              {
+                stdout: { text: '', totalBytes: 0, capturedBytes: 0, truncated: false },
+                stderr: { text: '', totalBytes: 0, capturedBytes: 0, truncated: false },
+                files: [],
+                trailer: null,
+                launcherSeen: false,
+              },
+              Date.now(),
+            ),
+            session: null,
+            sentAt: start,
+            notSent: true,
+          };
         if (spec.request.code.startsWith('slow')) await new Promise((r) => setTimeout(r, 300));
         this.runs.push({ pod: spec.pod, seq: spec.seq, code: spec.request.code, start, end: Date.now() });
         const fails = spec.request.code.startsWith('fail');
@@ -204,6 +223,18 @@ test('the runs kept for replay stop at SESSION_HISTORY.replayBytes; a restore sa
     expect(resumed.session.restored).toMatchObject({ runs: 2, notReplayed: 2 });
     expect(sessionRunNotes(resumed).join(' ')).toContain('2 run(s) after those were past the replay cap');
     expect(pods.runs.filter((r) => r.pod === 'pod-2').map((r) => r.code.slice(0, 3))).toEqual(['# a', '# b', 'pri']);
+    await h.executeUpdate(closeUpdate);
+  });
+});
+
+test('a pod gone between runs: the next run gets a new pod and the state back, and runs (nothing was lost)', async () => {
+  const pods = new MockPods();
+  await withSession(pods, {}, async (h) => {
+    await run(h, 'x = 1');
+    pods.gone.add('pod-1');
+    const r = await run(h, 'print(x)');
+    expect(r).toMatchObject({ status: 'succeeded', seq: 2, session: { pod: 'pod-2', restored: { runs: 1 } } });
+    expect(pods.runs.filter((p) => p.pod === 'pod-2').map((p) => p.code)).toEqual(['x = 1', 'print(x)']);
     await h.executeUpdate(closeUpdate);
   });
 });
