@@ -5,7 +5,6 @@
  * run's lines); a retried step never sends the run again: it reads the run from the pod's log, as does a step whose
  * attach broke before the run's end came through. A pod lost under a run ends the run as SandboxLost, never re-run.
  */
-import { PassThrough } from 'node:stream';
 import type { V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -18,7 +17,7 @@ import type { ExecutionPolicy } from '../core/policy';
 import { buildSessionPod, sessionSelector, type SessionSpec } from '../core/session';
 import type { ExecutionRequest } from '../core/validate';
 import { createOrAdopt } from './adopt';
-import { attachLauncher } from './attach';
+import { LauncherAttachments, type HeldAttach } from './attach';
 import type { ActivityDeps } from './deps';
 import { apiStatus, kubeCall, kubeCallOrMissing, kubeFailure } from './kube';
 import { openLogStream } from './log-stream';
@@ -69,6 +68,7 @@ function alive(pod: V1Pod | undefined): boolean {
 
 export function sessionActivities(deps: ActivityDeps) {
   const { kube, launcherSource } = deps;
+  const attachments = new LauncherAttachments(kube);
   const readPod = (namespace: string, name: string) =>
     kubeCallOrMissing(`read session pod ${name}`, () => kube.core.readNamespacedPod({ name, namespace }));
 
@@ -116,7 +116,13 @@ export function sessionActivities(deps: ActivityDeps) {
       const caps = capsOf(spec.policy);
       let parser = new LauncherLogParser(caps, { run: spec.seq });
       const earlier = ctx.info.heartbeatDetails as RunHeartbeat | undefined;
-      let wake: () => void = () => undefined;
+      // Something came (output, the channel's end) since the loop last looked: it looks again at once.
+      let woken = false;
+      let resume: () => void = () => undefined;
+      const wake = () => {
+        woken = true;
+        resume();
+      };
       /** The channel the run's lines come on (the attach, or the pod's log) has ended without its trailer. */
       let channelDown = false;
       let reopened = 0;
@@ -169,27 +175,34 @@ export function sessionActivities(deps: ActivityDeps) {
         await followLog(sentAt);
       } else {
         sentAt = Date.now();
-        // Recorded before the run is handed over, so a retry knows not to hand it over again.
-        await recordConfirmed(deps, ctx, { seq: spec.seq, sentAt } satisfies RunHeartbeat);
-        const stdin = new PassThrough();
-        const stdout = new PassThrough();
         const c = channel();
-        stdout.on('data', c.onData);
+        // The attach opens (or is reused) while the handover is recorded (a retry must know not to hand the run over
+        // again); the task is written only once both are done.
+        const recorded = recordConfirmed(deps, ctx, { seq: spec.seq, sentAt } satisfies RunHeartbeat);
+        recorded.catch(() => undefined);
+        // And the pod is looked at: one deleted between runs may still run for a moment, attached, but is going.
+        const looked = readPod(namespace, spec.pod);
+        looked.catch(() => undefined);
+        let held: HeldAttach | undefined;
+        let failed: unknown;
         try {
-          const attached = await attachLauncher(kube, namespace, spec.pod, { stdin, stdout }, `attach to ${spec.pod}`);
-          close = () => attached.close();
-          void attached.closed.then(c.ended);
+          held = await attachments.use(namespace, spec.pod, `attach to ${spec.pod}`);
         } catch (err) {
-          const pod = await readPod(namespace, spec.pod);
-          if (!alive(pod))
-            return { ...lost(parser, sentAt, `session pod ${spec.pod} was gone before the run`), notSent: true };
-          throw err;
+          failed = err;
         }
+        await recorded;
+        if (!alive(await looked)) {
+          attachments.closePods(namespace, [spec.pod]);
+          return { ...lost(parser, sentAt, `session pod ${spec.pod} was gone before the run`), notSent: true };
+        }
+        if (!held) throw failed;
+        close = held.listen(c.onData, c.ended);
         const task = { ...launcherTask(spec.sessionId, 1, spec.request, spec.policy, 'handed'), seq: spec.seq };
-        stdin.write(frameTask(task));
+        held.write(frameTask(task));
       }
       const giveUpAt = sentAt + spec.request.timeoutSeconds * 1000 + RUN_GRACE_MS;
-      let lastBeat = 0;
+      // A run just handed over was preceded by a look at its pod: the next look is due a beat later.
+      let lastBeat = earlier?.sentAt !== undefined ? 0 : Date.now();
       try {
         for (;;) {
           if (parser.trailer) {
@@ -244,10 +257,12 @@ export function sessionActivities(deps: ActivityDeps) {
               );
             }
           }
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, 250);
-          });
+          if (!woken)
+            await new Promise<void>((resolve) => {
+              resume = resolve;
+              setTimeout(resolve, 250);
+            });
+          woken = false;
         }
       } finally {
         close();
@@ -260,6 +275,10 @@ export function sessionActivities(deps: ActivityDeps) {
       const selector = sessionSelector(input.sessionId);
       const list = await kubeCall('list session pods', () =>
         kube.core.listNamespacedPod({ namespace: input.namespace, labelSelector: selector }),
+      );
+      attachments.closePods(
+        input.namespace,
+        list.items.map((p) => p.metadata!.name!),
       );
       for (const p of list.items) {
         await kubeCallOrMissing(`delete session pod ${p.metadata!.name}`, () =>
