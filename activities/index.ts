@@ -13,12 +13,19 @@ import { v1Activities } from './v1';
 import { warmPoolActivities } from './maintain-pool';
 
 export type { ActivityDeps } from './deps';
+import { openSessionsQuery } from '../core/session';
 
 export function createActivities(deps: ActivityDeps) {
   return {
     /** The worker's execution policy, recorded in the workflow's history so every step of a run agrees on it. */
     async getExecutionPolicy(): Promise<ExecutionPolicy> {
       return deps.policy;
+    },
+    /** How many sessions are open on a task queue (Temporal's visibility; it may lag a started session briefly). */
+    async countOpenSessions(input: { taskQueue: string }): Promise<number> {
+      if (!deps.temporal) return 0;
+      const { count } = await deps.temporal.workflow.count(openSessionsQuery(input.taskQueue));
+      return count;
     },
     runSandbox: runSandboxActivity(deps),
     collectOutput: collectOutputActivity(deps),

@@ -26,6 +26,20 @@ export class SessionClosedError extends Error {
   }
 }
 
+/** Opening one more session would pass the cap on open sessions of the task queue (`maxOpenSessions`). */
+export class SessionLimitError extends Error {
+  override readonly name = 'SessionLimitError';
+  readonly reason = 'SessionLimit';
+  constructor(
+    readonly taskQueue: string,
+    readonly open: number,
+    readonly limit: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /**
  * No worker polls the session's task queue: the message says how to start one. Raised by openSession before anything
  * is started, and by a run that no worker took up within the client's `noWorkerSeconds` (that run stays queued in the

@@ -32,13 +32,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_LANGUAGE, isLanguage } from '../core/languages';
 import type { ExecutionInput, ExecutionResult, Language, LiveOutput } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
-import { validateSessionOptions, type SessionOptions } from '../core/session';
+import { openSessionsQuery, sessionLimitMessage, validateSessionOptions, type SessionOptions } from '../core/session';
 import type { session as sessionWorkflow } from '../workflows/session';
 import { Session, type SessionServed } from './session';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
 import { progressQuery, resultUpdate, timelineQuery, type ExecutionProgress } from '../workflows/queries';
 import { connectClient, temporalSettingsFromEnv, TemporalConnectionError, type TemporalSettings } from './connection';
-import { ExecutionWaitAbortedError, NoWorkerError } from './errors';
+import { ExecutionWaitAbortedError, NoWorkerError, SessionLimitError } from './errors';
 import { inSpan, tracingInterceptors } from './trace';
 import { ExecutionWatcher, progressOf, runHeartbeat, type ProgressUpdate, type WatchCallbacks } from './watch';
 
@@ -48,7 +48,7 @@ export type * from '../core/types';
 export type { ExecutionProgress } from '../workflows/queries';
 export type { PodProgress } from '../core/classify';
 export type { OutputChunkInfo, ProgressUpdate, WatchCallbacks } from './watch';
-export { ExecutionWaitAbortedError, NoWorkerError, SessionClosedError } from './errors';
+export { ExecutionWaitAbortedError, NoWorkerError, SessionClosedError, SessionLimitError } from './errors';
 export { Session, type SessionRunOptions } from './session';
 export type { SessionOptions, SessionRunInput, SessionRunResult, SessionState } from '../core/session';
 export { sessionRunNotes } from '../core/session';
@@ -433,6 +433,15 @@ export class SandboxClient {
     validateExecutionId(sessionId);
     validateSessionOptions(rest, this.policy);
     await this.someWorkerPolls();
+    // The cap on open sessions: checked here against this client's policy, and again by the session itself.
+    const { count: open } = await this.temporal.workflow.count(openSessionsQuery(this.taskQueue));
+    if (ifOpen !== 'attach' && open >= this.policy.maxOpenSessions)
+      throw new SessionLimitError(
+        this.taskQueue,
+        open,
+        this.policy.maxOpenSessions,
+        sessionLimitMessage(open, this.policy.maxOpenSessions, this.taskQueue),
+      );
     await this.temporal.workflow.start<typeof sessionWorkflow>('session', {
       workflowId: sessionId,
       taskQueue: this.taskQueue,

@@ -116,7 +116,11 @@ export class Session {
         status: { name: e instanceof Error && e.name === 'WorkflowNotFoundError' ? 'NONE' : 'UNKNOWN' },
       }));
       if (status.name === 'NONE') throw new SessionClosedError(this.id, `there is no session ${this.id}`);
-      if (status.name !== 'RUNNING') throw new SessionClosedError(this.id, `session ${this.id} is closed`);
+      if (status.name !== 'RUNNING') {
+        // Its final state says why (a session refused for the cap on open sessions says which).
+        const final = await this.handle.result().catch(() => undefined);
+        throw new SessionClosedError(this.id, final?.refused ?? `session ${this.id} is closed`);
+      }
       throw err;
     }
   }

@@ -48,6 +48,8 @@ export interface ExecutionPolicy {
    * (0: it waits for a worker forever).
    */
   queueTimeoutSeconds: number;
+  /** Sessions open at once on the worker's task queue; one more is refused (`SessionLimit`), not queued. */
+  maxOpenSessions: number;
   /** Time the Job's server-side deadline allows, on top of the program's timeout, for scheduling and startup. */
   startupAllowanceSeconds: number;
   /** The image each language runs in. */
@@ -100,6 +102,7 @@ export const DEFAULT_POLICY: ExecutionPolicy = {
   unschedulableGraceSeconds: 30,
   startupAllowanceSeconds: 120,
   queueTimeoutSeconds: 300,
+  maxOpenSessions: 20,
   images: Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, LANGUAGES[l].image])) as Record<Language, string>,
   runtimeClassName: 'gvisor',
   searchAttributes: true,

@@ -200,7 +200,19 @@ export interface SessionState {
   pod?: string;
   openedAt: number;
   lastRunAt?: number;
-  closedBecause?: 'closed' | 'lifetime' | 'cancelled';
+  closedBecause?: 'closed' | 'lifetime' | 'cancelled' | 'limit';
+  /** Why a session refused at its start (`limit`) was refused. */
+  refused?: string;
+}
+
+/** The query that finds a task queue's open sessions (Temporal's visibility). */
+export function openSessionsQuery(taskQueue: string): string {
+  return `WorkflowType = 'session' AND ExecutionStatus = 'Running' AND TaskQueue = '${taskQueue}'`;
+}
+
+/** What a session refused for the cap on open sessions says. */
+export function sessionLimitMessage(open: number, limit: number, taskQueue: string): string {
+  return `SessionLimit: ${open} sessions are open on task queue ${taskQueue}, the limit is ${limit} (DS_MAX_OPEN_SESSIONS); close one (Session.close, \`durable-sandbox session close\`) or wait for one to end`;
 }
 
 /** What a reader (a model, a person) should know of a session run beyond its output: a restored or restarted state. */

@@ -103,6 +103,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     unschedulableGraceSeconds: int(env, 'DS_UNSCHEDULABLE_GRACE_SECONDS', d.unschedulableGraceSeconds, 1, 3600),
     startupAllowanceSeconds: int(env, 'DS_STARTUP_ALLOWANCE_SECONDS', d.startupAllowanceSeconds, 5, 3600),
     queueTimeoutSeconds: int(env, 'DS_QUEUE_TIMEOUT_SECONDS', d.queueTimeoutSeconds, 0, 7 * 24 * 3600),
+    maxOpenSessions: int(env, 'DS_MAX_OPEN_SESSIONS', d.maxOpenSessions, 1, 10_000),
     images: Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, env[imageVariable(l)] || image || d.images[l]])) as Record<
       Language,
       string

@@ -29,6 +29,7 @@ import { buildResult } from '../core/result';
 import {
   SESSION_HANDLERS,
   SESSION_HISTORY,
+  sessionLimitMessage,
   validateSessionOptions,
   validateSessionRun,
   type SessionOptions,
@@ -40,7 +41,7 @@ import {
 import { getExecutionPolicy, HEARTBEAT_TIMEOUT } from './activities';
 import { checked } from './validated';
 
-const { openSessionPod, runInSession, releaseSessionPods } = proxyActivities<SandboxActivities>({
+const { openSessionPod, runInSession, releaseSessionPods, countOpenSessions } = proxyActivities<SandboxActivities>({
   startToCloseTimeout: '10m',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { initialInterval: '500ms', maximumInterval: '10s', maximumAttempts: 20 },
@@ -66,6 +67,8 @@ interface Carried {
 
 /** Sessions that continue as new every SESSION_HISTORY.runsPerHistory runs and cap their replay list. */
 export const BOUNDED_HISTORY = 'session-bounded-history';
+/** Sessions that count the open sessions of their task queue at start and end at once past the cap. */
+export const SESSION_CAP = 'session-cap';
 
 export interface SessionInput {
   options?: SessionOptions;
@@ -113,6 +116,20 @@ export async function session(input: SessionInput = {}): Promise<SessionState> {
     const policy = await getExecutionPolicy();
     const spec = checked(() => validateSessionOptions(input.options, policy));
     const state: SessionState = { sessionId, state: 'open', language: spec.language, runs: 0, openedAt: Date.now() };
+    if (patched(SESSION_CAP) && policy.maxOpenSessions !== undefined) {
+      // Before any run may start. This session is among those counted (or not yet visible: a burst may pass the
+      // cap by a few).
+      const taskQueue = workflowInfo().taskQueue;
+      const open = await countOpenSessions({ taskQueue });
+      if (open > policy.maxOpenSessions) {
+        state.state = 'closed';
+        state.closedBecause = 'limit';
+        state.refused = sessionLimitMessage(open - 1, policy.maxOpenSessions, taskQueue);
+        c = { spec, policy, state, generation: 0, launcherSeq: 0, replay: [] };
+        await condition(allHandlersFinished);
+        return state;
+      }
+    }
     c = { spec, policy, state, generation: 0, launcherSeq: 0, replay: [] };
   }
   const { spec, policy, state: s } = c;
@@ -195,7 +212,7 @@ function keep(c: Carried, run: SessionRunInput): void {
 function refuseClosed(s: SessionState): void {
   if (s.state !== 'open')
     throw ApplicationFailure.create({
-      message: `session ${s.sessionId} is ${s.state}${s.closedBecause ? ` (${s.closedBecause})` : ''}`,
+      message: s.refused ?? `session ${s.sessionId} is ${s.state}${s.closedBecause ? ` (${s.closedBecause})` : ''}`,
       type: STEP_FAILURES.sessionClosed,
       nonRetryable: true,
     });

@@ -6,12 +6,15 @@
  * resume, and close leaving no pod behind.
  */
 import {
+  SandboxClient,
   SessionClosedError,
+  SessionLimitError,
   type Session,
   type SessionOptions,
   type SessionRunResult,
   type SessionState,
 } from '../../client';
+import { openSessionsQuery } from '../../core/session';
 import { adminKube, eventually, SANDBOX_NAMESPACE, sessionPods, startWorker, type TestWorker } from '../helpers/stack';
 
 jest.setTimeout(240_000);
@@ -200,4 +203,55 @@ test('300 runs in one session: it continues as new on the way, and every run kee
   expect(closed).toMatchObject({ state: 'closed', runs: 301 });
   // The session's workflow continued as new (each history stays small); the session is one all along.
   expect(history!.runId).not.toBe(history!.firstRunId);
+});
+
+test('the cap on open sessions: one more is refused, typed and naming the limit, at open (or at its first run)', async () => {
+  const capped = await startWorker({ DS_MAX_OPEN_SESSIONS: '2' });
+  const generous = await SandboxClient.connect({
+    temporal: capped.config.temporal,
+    taskQueue: capped.config.temporal.taskQueue,
+    policy: { ...capped.config.policy, maxOpenSessions: 100 },
+  });
+  const opened: Session[] = [];
+  try {
+    opened.push(await capped.client.openSession(), await capped.client.openSession());
+    // Both past their own count (the state says when it is set), and both open.
+    for (const o of opened)
+      expect(
+        await eventually(
+          () => o.state(),
+          (st) => st.openedAt > 0,
+        ),
+      ).toMatchObject({ state: 'open' });
+    await eventually(
+      async () =>
+        (await capped.client.temporal.workflow.count(openSessionsQuery(capped.config.temporal.taskQueue))).count,
+      (n) => n === 2,
+      120_000, // Temporal's visibility, which the cap counts with, may lag behind a start
+    );
+    const refused = await capped.client.openSession().catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(SessionLimitError);
+    expect(refused).toMatchObject({ limit: 2, open: 2 });
+    expect((refused as Error).message).toMatch(/SessionLimit: 2 sessions are open on task queue \S+, the limit is 2/);
+    // A client that believes the limit is higher opens one; the session itself refuses, and its first run says why.
+    const third = await generous.openSession();
+    const run = await third.run('1').catch((e: unknown) => e);
+    expect(run).toBeInstanceOf(SessionClosedError);
+    expect((run as Error).message).toMatch(/SessionLimit: \d+ sessions are open .* the limit is 2/);
+    expect(await podsOf(third.id)).toEqual([]);
+    // One closed, one can open again.
+    await opened.shift()!.close();
+    await eventually(
+      async () =>
+        (await capped.client.temporal.workflow.count(openSessionsQuery(capped.config.temporal.taskQueue))).count,
+      (n) => n === 1,
+      120_000,
+    );
+    opened.push(await capped.client.openSession());
+    expect(ok(await opened[1].run('6 * 7')).stdout).toBe('42\n');
+  } finally {
+    await Promise.all(opened.map((s) => s.close()));
+    await generous.close();
+    await capped.stop();
+  }
 });

@@ -27,10 +27,13 @@ class MockPods {
   released = 0;
   /** Pods deleted from outside between runs: a run sent to one finds it gone. */
   readonly gone = new Set<string>();
+  /** What counting the task queue's open sessions answers (this one included). */
+  openSessions = 1;
 
   activities(): Partial<SandboxActivities> {
     return {
       getExecutionPolicy: async () => DEFAULT_POLICY,
+      countOpenSessions: async () => this.openSessions,
       openSessionPod: async (i: { generation: number }) => {
         const pod = `pod-${i.generation}`;
         this.opened.push(pod);
@@ -236,5 +239,28 @@ test('a pod gone between runs: the next run gets a new pod and the state back, a
     expect(r).toMatchObject({ status: 'succeeded', seq: 2, session: { pod: 'pod-2', restored: { runs: 1 } } });
     expect(pods.runs.filter((p) => p.pod === 'pod-2').map((p) => p.code)).toEqual(['x = 1', 'print(x)']);
     await h.executeUpdate(closeUpdate);
+  });
+});
+
+test('past the cap on open sessions a session ends at once; its runs are refused, naming the limit', async () => {
+  const pods = new MockPods();
+  pods.openSessions = DEFAULT_POLICY.maxOpenSessions + 1;
+  await withSession(pods, {}, async (h) => {
+    const final = await h.result();
+    expect(final).toMatchObject({ state: 'closed', closedBecause: 'limit', runs: 0 });
+    expect(final.refused).toContain(`the limit is ${DEFAULT_POLICY.maxOpenSessions}`);
+    expect(pods.opened).toEqual([]);
+  });
+});
+
+test('a run sent with the start of a session past the cap is refused, typed, naming the limit', async () => {
+  const pods = new MockPods();
+  pods.openSessions = DEFAULT_POLICY.maxOpenSessions + 5;
+  await withSession(pods, {}, async (h) => {
+    const refused = await h.executeUpdate(runUpdate, { args: [{ code: '1' }] }).catch((e: unknown) => e);
+    if (refused instanceof WorkflowUpdateFailedError)
+      expect((refused.cause as ApplicationFailure).message).toMatch(/^SessionLimit: \d+ sessions are open/);
+    else expect(refused).toBeInstanceOf(Error); // the session had already ended: Temporal refuses it
+    expect(pods.runs).toHaveLength(0);
   });
 });
