@@ -80,9 +80,10 @@ async function recordQueueTimeout(): Promise<void> {
 
 /**
  * A session: three runs (one past its limit), idle, a run resumed on a new pod by replay, then close. Recorded as
- * `session-bounded` (since sessions bound their history and replay list); `session.json` is the one recorded before.
+ * `session-capped` (since sessions count the open sessions of their task queue); `session.json` and
+ * `session-bounded.json` are the ones recorded before (before sessions bounded their history; before the cap).
  */
-const SESSION_NAME = 'session-bounded';
+const SESSION_NAME = 'session-capped';
 
 async function recordSession(): Promise<void> {
   if (!wanted(SESSION_NAME)) return;

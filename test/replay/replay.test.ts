@@ -29,9 +29,10 @@ const WARM = ['warm-pool', 'warm-succeeded'];
 const QUEUE = ['queue-timeout'];
 /**
  * A session (since sessions): runs, a run past its limit, idle release, a run resumed by replay, close; recorded
- * before (`session`) and since (`session-bounded`) sessions bound their history and replay list.
+ * before sessions bound their history and replay list (`session`), since (`session-bounded`), and since the cap on
+ * open sessions (`session-capped`).
  */
-const SESSION = ['session', 'session-bounded'];
+const SESSION = ['session', 'session-bounded', 'session-capped'];
 const recorded = (dir: string) =>
   readdirSync(path.join(DIR, dir))
     .filter((f) => f.endsWith('.json'))
