@@ -3,6 +3,8 @@
  * cluster and Temporal named by KUBECONFIG / TEMPORAL_ADDRESS), a worker running this project's code on a task
  * queue of the test's own, and checks that nothing was left behind.
  */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { Watch, type V1Job, type V1Pod } from '@kubernetes/client-node';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createKube, type Kube } from '../../activities/kube';
@@ -13,7 +15,9 @@ import { sessionSelector } from '../../core/session';
 import type { Language } from '../../core/types';
 import { readLauncherSource } from '../../worker/worker';
 import { loadKubeConfig } from '../../worker/connect';
-import { applyStackEnv } from '../../cli/local-stack';
+import { applyStackEnv, PROJECT_ROOT } from '../../cli/local-stack';
+import { WorkerSupervisor } from '../../scripts/chaos/supervisor';
+import { loadConfig, type WorkerConfig } from '../../worker/config';
 import { startInProcessWorker, type InProcessWorker } from '../../worker/in-process';
 import { telemetryOptions } from '../../worker/telemetry';
 import type { Tracing } from '../../worker/tracing';
@@ -177,4 +181,28 @@ export async function poolHasReady(w: TestWorker, language: Language, timeoutMs 
     (l) => l.items.filter((p) => claimable(p, pool)).length >= count,
     timeoutMs,
   );
+}
+
+/**
+ * The real worker as a child process on a task queue of its own (no pool, no reconciler Schedule), under a supervisor
+ * that can SIGKILL it and restarts it: for tests of what a crash leaves. Started; its log goes to .stack/logs.
+ */
+export function killableWorker(prefix: string): {
+  taskQueue: string;
+  config: WorkerConfig;
+  supervisor: WorkerSupervisor;
+} {
+  const taskQueue = uniqueId(prefix);
+  const env = {
+    ...process.env,
+    DS_TASK_QUEUE: taskQueue,
+    DS_RECONCILE_INTERVAL_SECONDS: '0',
+    DS_WARM_POOL_SIZE: '0',
+    DS_LOG_LEVEL: 'WARN',
+  };
+  const logs = path.join(PROJECT_ROOT, '.stack', 'logs');
+  mkdirSync(logs, { recursive: true });
+  const supervisor = new WorkerSupervisor(env, path.join(logs, `${taskQueue}-worker.log`));
+  supervisor.start();
+  return { taskQueue, config: loadConfig(env), supervisor };
 }

@@ -3,28 +3,14 @@
  * `cancelled` result, because the cancel is in the workflow's history and cleanup is an activity that another
  * (here: the restarted) worker runs.
  */
-import path from 'node:path';
 import { SandboxClient } from '../../client';
-import { loadConfig } from '../../worker/config';
-import { PROJECT_ROOT } from '../../cli/local-stack';
-import { WorkerSupervisor } from '../../scripts/chaos/supervisor';
-import { adminKube, leftovers, NOTHING_LEFT, uniqueId, whenRunning } from '../helpers/stack';
+import { adminKube, killableWorker, leftovers, NOTHING_LEFT, uniqueId, whenRunning } from '../helpers/stack';
 
 jest.setTimeout(180_000);
 
 test('cancel, then SIGKILL the worker: the pod still goes and the result is cancelled', async () => {
   const kube = adminKube();
-  const taskQueue = uniqueId('durable-cancel');
-  const env = {
-    ...process.env,
-    DS_TASK_QUEUE: taskQueue,
-    DS_RECONCILE_INTERVAL_SECONDS: '0',
-    DS_WARM_POOL_SIZE: '0',
-    DS_LOG_LEVEL: 'WARN',
-  };
-  const config = loadConfig(env);
-  const supervisor = new WorkerSupervisor(env, path.join(PROJECT_ROOT, '.stack', 'logs', `${taskQueue}-worker.log`));
-  supervisor.start();
+  const { taskQueue, config, supervisor } = killableWorker('durable-cancel');
   const client = await SandboxClient.connect({
     connection: { address: config.temporal.address },
     taskQueue,

@@ -3,14 +3,12 @@
  * dies in between), every way of attaching gives the same result, and live output reaches callers while the
  * program runs, without loss or repetition across a worker crash.
  */
-import path from 'node:path';
 import { SandboxClient, type ExecutionResult } from '../../client';
-import { loadConfig } from '../../worker/config';
-import { PROJECT_ROOT } from '../../cli/local-stack';
-import { WorkerSupervisor } from '../../scripts/chaos/supervisor';
+import type { WorkerSupervisor } from '../../scripts/chaos/supervisor';
 import {
   adminKube,
   eventually,
+  killableWorker,
   leftovers,
   NOTHING_LEFT,
   startWorker,
@@ -90,17 +88,9 @@ describe('with the worker in a child process that is SIGKILLed', () => {
   let supervisor: WorkerSupervisor;
   let client: SandboxClient;
   beforeAll(async () => {
-    const taskQueue = uniqueId('fast-kill');
-    const env = {
-      ...process.env,
-      DS_TASK_QUEUE: taskQueue,
-      DS_RECONCILE_INTERVAL_SECONDS: '0',
-      DS_WARM_POOL_SIZE: '0',
-      DS_LOG_LEVEL: 'WARN',
-    };
-    const config = loadConfig(env);
-    supervisor = new WorkerSupervisor(env, path.join(PROJECT_ROOT, '.stack', 'logs', `${taskQueue}-worker.log`));
-    supervisor.start();
+    const worker = killableWorker('fast-kill');
+    const { taskQueue, config } = worker;
+    supervisor = worker.supervisor;
     client = await SandboxClient.connect({
       connection: { address: config.temporal.address },
       taskQueue,

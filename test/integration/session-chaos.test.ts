@@ -5,14 +5,9 @@
  * so a run sent twice would show), and the session's close leaves nothing.
  * It takes servers away: `npm test` runs suites one at a time (--runInBand), so nothing else runs alongside it.
  */
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { SandboxClient, type Session, type SessionRunResult } from '../../client';
-import { PROJECT_ROOT } from '../../cli/local-stack';
-import { loadConfig } from '../../worker/config';
 import { killComponent, stackUp } from '../../scripts/chaos/faults';
-import { WorkerSupervisor } from '../../scripts/chaos/supervisor';
-import { adminKube, eventually, sessionPods, uniqueId } from '../helpers/stack';
+import { adminKube, eventually, killableWorker, sessionPods } from '../helpers/stack';
 
 jest.setTimeout(10 * 60_000);
 const kube = adminKube();
@@ -21,18 +16,8 @@ const STEP = 'import time\ntime.sleep(3)\ncount += 1\nprint(count)';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('worker SIGKILLs (opening, mid-run, between runs) and an apiserver restart: every run once, nothing left', async () => {
-  const taskQueue = uniqueId('test-session-chaos');
-  const env = {
-    ...process.env,
-    DS_TASK_QUEUE: taskQueue,
-    DS_RECONCILE_INTERVAL_SECONDS: '0',
-    DS_WARM_POOL_SIZE: '0',
-    DS_LOG_LEVEL: 'WARN',
-  };
-  mkdirSync(path.join(PROJECT_ROOT, '.stack', 'logs'), { recursive: true });
-  const worker = new WorkerSupervisor(env, path.join(PROJECT_ROOT, '.stack', 'logs', `${taskQueue}-worker.log`));
-  worker.start();
-  const { temporal, policy } = loadConfig(env);
+  const { taskQueue, config, supervisor: worker } = killableWorker('test-session-chaos');
+  const { temporal, policy } = config;
   const client = await SandboxClient.connect({ temporal, policy, taskQueue, noWorkerSeconds: 0 });
   let session: Session | undefined;
   try {
