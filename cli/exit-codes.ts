@@ -12,7 +12,7 @@ export const EXIT = {
   noSession: 66,
   /** Temporal (or the local stack) could not be reached; or no worker serves the task queue (session). */
   unavailable: 69,
-  /** infra_error: the infrastructure failed, not the program. */
+  /** infra_error: the infrastructure failed, not the program; sandbox_lost: a session's pod was lost under the run. */
   infraError: 70,
   /** The caller stopped waiting (--wait); the execution goes on. */
   stoppedWaiting: 75,

@@ -94,6 +94,7 @@ export function exitCodeOf(r: ExecutionResult): number {
     case 'cancelled':
       return EXIT.cancelled;
     case 'infra_error':
+    case 'sandbox_lost':
       return EXIT.infraError;
   }
 }

@@ -21,7 +21,7 @@ export function statusOf(
     case 'cancelled':
       return { status: 'cancelled', exitCode: null };
     case 'infra':
-      return { status: 'infra_error', exitCode: null };
+      return { status: end.error.reason === 'SandboxLost' ? 'sandbox_lost' : 'infra_error', exitCode: null };
     case 'deadline':
       return { status: 'timed_out', exitCode: null };
     case 'finished':

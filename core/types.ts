@@ -41,7 +41,13 @@ export interface ExecutionInput {
   env?: Record<string, string>;
 }
 
-export type ExecutionStatus = 'succeeded' | 'failed' | 'timed_out' | 'oom_killed' | 'cancelled' | 'infra_error';
+/**
+ * How an execution (or a session's run) ended. `sandbox_lost` is a session run whose pod was lost while the run was in
+ * it: the run is never re-run (it may have had effects), `error.reason` is `SandboxLost`, and the session's next run
+ * gets a new pod with its state rebuilt.
+ */
+export type ExecutionStatus =
+  'succeeded' | 'failed' | 'timed_out' | 'oom_killed' | 'cancelled' | 'infra_error' | 'sandbox_lost';
 
 /** The phases of one attempt, in the order they happen. */
 export const PHASES = [

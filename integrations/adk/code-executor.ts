@@ -15,7 +15,7 @@
  * not the stream the program happened to write to:
  * - succeeded (exit 0): `stderr` is ''. What the program wrote to stderr (warnings, logging, progress bars) is not
  *   lost: it follows its stdout, after a line `--- stderr (the program exited 0) ---`, so the model still reads it.
- * - any other status (failed, timed_out, oom_killed, cancelled, infra_error): `stderr` is never empty. Its first line
+ * - any other status (failed, timed_out, oom_killed, cancelled, infra_error, sandbox_lost): `stderr` is never empty. Its first line
  *   says what happened and where (`Execution failed: the program exited with code 3. [execution <id>]`), the
  *   program's own stderr follows. `stdout` stays the program's stdout, as far as it got.
  * Notes the model should know (a stream or output file cut at its cap, an input file renamed) end `stdout`.
@@ -133,6 +133,8 @@ function failureLine(r: ExecutionResult, input: ExecutionInput): string {
       return `Execution cancelled before the program finished. ${where}`;
     case 'infra_error':
       return `Execution failed: sandbox infrastructure error${r.error ? ` ${r.error.reason}: ${r.error.message}` : ''} (not the program's fault). ${where}`;
+    case 'sandbox_lost':
+      return `Execution lost: the session's sandbox was lost while the code ran; it was not re-run (it may have run in part), and the next code block gets a new sandbox with the earlier blocks' state rebuilt. ${where}`;
     default:
       return `Execution ${r.status}: the program exited with code ${r.exitCode ?? 'none'}. ${where}`;
   }

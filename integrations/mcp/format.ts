@@ -25,6 +25,8 @@ function outcome(r: ExecutionResult): string {
       return 'the execution was cancelled before the program finished';
     case 'infra_error':
       return 'the sandbox infrastructure failed; the program may not have run';
+    case 'sandbox_lost':
+      return "the session's sandbox was lost while the program ran; it was not re-run (it may have run in part), and the next call gets a new sandbox with the session's state rebuilt";
     default:
       return String(r.status);
   }

@@ -94,7 +94,7 @@ test('a run past its limit ends that run, not the session; a failing run is a re
   });
 });
 
-test('the pod lost under a run: that run ends SandboxLost (never re-run); the next gets a new pod, its state rebuilt', async () => {
+test('the pod lost under a run: that run ends sandbox_lost (never re-run); the next gets a new pod, its state rebuilt', async () => {
   await inSession({}, async (session) => {
     const first = ok(await session.run('import os\ncount = 0\ncount += 1\nos.getpid() > 0'));
     const inFlight = session.run('import time\ntime.sleep(60)');
@@ -110,7 +110,7 @@ test('the pod lost under a run: that run ends SandboxLost (never re-run); the ne
       gracePeriodSeconds: 0,
     });
     const lost = await inFlight;
-    expect(lost).toMatchObject({ status: 'infra_error', error: { reason: 'SandboxLost', retryable: false } });
+    expect(lost).toMatchObject({ status: 'sandbox_lost', error: { reason: 'SandboxLost', retryable: false } });
     const next = ok(await session.run('count'));
     expect(next.stdout).toBe('1\n');
     expect(next.session).toMatchObject({ interpreter: 'restarted', restored: { runs: 1 } });

@@ -23,6 +23,7 @@ test.each([
     'infra_error',
     null,
   ],
+  [{ kind: 'infra', error: { reason: 'SandboxLost', message: 'm', retryable: false } }, out(), 'sandbox_lost', null],
 ] as const)('%j -> %s', (end, output, status, exitCode) => {
   expect(statusOf(end, output)).toEqual({ status, exitCode });
 });
