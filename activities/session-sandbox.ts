@@ -6,7 +6,8 @@
  * attach broke before the run's end came through. A pod lost under a run ends the run as SandboxLost, never re-run.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { Context } from '@temporalio/activity';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { AttemptEnd, CollectedOutput } from '../core/attempt';
 import { infraError } from '../core/classify';
@@ -14,15 +15,24 @@ import type { LauncherSessionNote } from '../core/launcher-protocol';
 import { CONTAINER_NAME, launcherTask } from '../core/manifests';
 import { capsOf, collectedOutput, LauncherLogParser, logReadLimit } from '../core/output';
 import type { ExecutionPolicy } from '../core/policy';
-import { buildSessionPod, sessionSelector, type SessionSpec } from '../core/session';
+import { LABELS } from '../core/names';
+import { fitsPool, poolRef, poolSelector, claimable } from '../core/pool';
+import {
+  buildSessionPod,
+  poolPodFitsSession,
+  sessionClaimPatch,
+  sessionSelector,
+  type SessionSpec,
+} from '../core/session';
 import type { ExecutionRequest } from '../core/validate';
 import { createOrAdopt } from './adopt';
 import { LauncherAttachments, type HeldAttach } from './attach';
-import type { ActivityDeps } from './deps';
+import { poolSize, type ActivityDeps } from './deps';
 import { apiStatus, kubeCall, kubeCallOrMissing, kubeFailure } from './kube';
 import { openLogStream } from './log-stream';
 import { recordConfirmed } from './record';
 import { frameTask } from './task-frame';
+import { nudgePools } from './warm-sandbox';
 
 /** How long past a run's time limit (and the launcher's 2 s to interrupt it) the step waits before it stops the pod. */
 const RUN_GRACE_MS = 15_000;
@@ -34,6 +44,8 @@ export interface OpenedPod {
   pod: string;
   /** When the pod was running and its launcher waiting. */
   at: number;
+  /** Claimed from the warm pool (its launcher started in warm mode and becomes the session's with the first run). */
+  warm?: boolean;
 }
 
 export interface SessionRunSpec {
@@ -42,6 +54,8 @@ export interface SessionRunSpec {
   pod: string;
   request: ExecutionRequest;
   policy: ExecutionPolicy;
+  /** How long the launcher waits for the session's next run before it ends itself (a claimed pool pod learns it so). */
+  idleSeconds?: number;
 }
 
 export interface SessionRunReport {
@@ -72,8 +86,25 @@ export function sessionActivities(deps: ActivityDeps) {
   const readPod = (namespace: string, name: string) =>
     kubeCallOrMissing(`read session pod ${name}`, () => kube.core.readNamespacedPod({ name, namespace }));
 
+  /** The live pod of this generation an earlier try of the step created or claimed, if any. */
+  const takenBefore = async (input: { sessionId: string; generation: number; policy: ExecutionPolicy }) => {
+    const list = await kubeCall('list session pods', () =>
+      kube.core.listNamespacedPod({
+        namespace: input.policy.namespace,
+        labelSelector: sessionSelector(input.sessionId),
+      }),
+    );
+    const own = list.items.find(
+      (p) => p.metadata?.labels?.[LABELS.sessionGeneration] === String(input.generation) && alive(p),
+    );
+    return own?.metadata?.name;
+  };
+
   return {
-    /** Creates (or adopts) the session's pod of this generation and waits until its launcher runs. */
+    /**
+     * The session's pod of this generation: the one an earlier try of the step took, a ready pod of the warm pool
+     * claimed for the session, or a new one (created, or adopted by its name) once its launcher runs.
+     */
     async openSessionPod(input: {
       sessionId: string;
       generation: number;
@@ -84,6 +115,12 @@ export function sessionActivities(deps: ActivityDeps) {
       const body = buildSessionPod({ ...input, launcherSource });
       const namespace = input.policy.namespace;
       const name = body.metadata!.name!;
+      // A retried step first looks for what an earlier try took: a claimed pool pod is the session's already; a pod
+      // of its own is adopted below by its name.
+      const before = ctx.info.attempt > 1 ? await takenBefore(input) : undefined;
+      if (before && before !== name) return { pod: before, at: Date.now(), warm: true };
+      const warm = before ? undefined : await claimForSession(deps, ctx.info.taskQueue, input);
+      if (warm) return { pod: warm, at: Date.now(), warm: true };
       await createOrAdopt(
         'Pod',
         body,
@@ -94,7 +131,7 @@ export function sessionActivities(deps: ActivityDeps) {
       for (;;) {
         const pod = await readPod(namespace, name);
         const cs = pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
-        if (pod && alive(pod) && cs?.state?.running) return { pod: name, at: Date.now() };
+        if (pod && alive(pod) && cs?.state?.running) return { pod: name, at: Date.now(), warm: false };
         const waiting = cs?.state?.waiting?.reason;
         if (!alive(pod) || ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName'].includes(waiting ?? ''))
           throw ApplicationFailure.retryable(
@@ -197,7 +234,11 @@ export function sessionActivities(deps: ActivityDeps) {
         }
         if (!held) throw failed;
         close = held.listen(c.onData, c.ended);
-        const task = { ...launcherTask(spec.sessionId, 1, spec.request, spec.policy, 'handed'), seq: spec.seq };
+        const task = {
+          ...launcherTask(spec.sessionId, 1, spec.request, spec.policy, 'handed'),
+          seq: spec.seq,
+          ...(spec.idleSeconds !== undefined ? { idleSeconds: spec.idleSeconds } : {}),
+        };
         held.write(frameTask(task));
       }
       const giveUpAt = sentAt + spec.request.timeoutSeconds * 1000 + RUN_GRACE_MS;
@@ -305,4 +346,43 @@ function lost(parser: LauncherLogParser, sentAt: number, message: string): Sessi
     session: parser.session,
     sentAt,
   };
+}
+
+/**
+ * Claims a ready pod of the session's language pool for the session (one conditional write per candidate: a pod
+ * taken by someone else first answers 409 and the next is tried). Undefined when the pool is off, does not fit the
+ * session's limits, or has nothing ready: the session then gets a pod of its own.
+ */
+async function claimForSession(
+  deps: ActivityDeps,
+  taskQueue: string,
+  input: { sessionId: string; generation: number; spec: SessionSpec; policy: ExecutionPolicy },
+): Promise<string | undefined> {
+  const { spec, policy } = input;
+  const language = spec.language;
+  if (poolSize(deps, language) === 0 || !fitsPool({ cpu: spec.cpu, memory: spec.memory }, policy)) return undefined;
+  const pool = poolRef(taskQueue, language, policy, deps.launcherSource);
+  const namespace = policy.namespace;
+  const list = await kubeCall(`list the ${pool.id} pool`, () =>
+    deps.kube.core.listNamespacedPod({ namespace, labelSelector: poolSelector(pool, 'ready'), resourceVersion: '0' }),
+  );
+  const now = Date.now();
+  const ready = list.items.filter((p) => claimable(p, pool) && poolPodFitsSession(p, spec, policy, now));
+  for (const candidate of ready) {
+    const name = candidate.metadata!.name!;
+    try {
+      await deps.kube.core.patchNamespacedPod(
+        { name, namespace, body: sessionClaimPatch(candidate, { ...input, now: Date.now() }) },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      nudgePools(deps, taskQueue, [language]);
+      log.info('session took a warm pool pod', { sessionId: input.sessionId, pod: name });
+      return name;
+    } catch (err) {
+      const s = apiStatus(err);
+      if (s && [404, 409, 422].includes(s.code)) continue;
+      throw kubeFailure(err, `claim pool pod ${name} for session ${input.sessionId}`);
+    }
+  }
+  return undefined;
 }

@@ -110,8 +110,13 @@ export const LAUNCHER_EXIT = {
 export interface LauncherTask {
   executionId: string;
   attempt: number;
-  /** Session runs only: the run's number in the session (the launcher answers with it). */
+  /**
+   * Session runs only: the run's number in the session (the launcher answers with it). A launcher waiting in warm mode
+   * that receives a task with a seq becomes that session's launcher (a session claimed its pool pod).
+   */
   seq?: number;
+  /** Session runs only: how long the launcher waits for the next run before it ends itself (the session's idle). */
+  idleSeconds?: number;
   /** The program's file name (under the sandbox directory). */
   file: string;
   /** What runs the program. */

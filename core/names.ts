@@ -12,8 +12,9 @@ export const LABELS = {
   pool: 'durable-sandbox.dev/pool',
   poolState: 'durable-sandbox.dev/pool-state',
   template: 'durable-sandbox.dev/template',
-  /** Session pods: which session (a hash of its id). */
+  /** Session pods: which session (a hash of its id), and which of its pods (the generation, from 1). */
   session: 'durable-sandbox.dev/session',
+  sessionGeneration: 'durable-sandbox.dev/session-generation',
 } as const;
 export const ANNOTATIONS = {
   executionId: 'durable-sandbox.dev/execution-id',

@@ -81,7 +81,7 @@ export function waitingLauncher(mode: 'warm' | 'session', launcherSource: string
 export const POOL_IDLE_GRACE_SECONDS = 50;
 
 /** Whether a request can run in a pool pod: the pool's pods have the default limits. */
-export function fitsPool(request: ExecutionRequest, policy: ExecutionPolicy): boolean {
+export function fitsPool(request: Pick<ExecutionRequest, 'cpu' | 'memory'>, policy: ExecutionPolicy): boolean {
   return request.cpu === policy.defaultCpu && request.memory === policy.defaultMemory;
 }
 
@@ -123,7 +123,9 @@ export function buildPoolPod(args: {
       cpu: policy.defaultCpu,
       memory: policy.defaultMemory,
       sandboxVolume: { emptyDir: { sizeLimit: '8Mi' } },
-      stdin: true,
+      // Open for more than one attach: a session that claims the pod sends it one run after another. A one-shot
+      // task is still the only one read: the launcher closes its stdin after it.
+      stdin: 'many',
       activeDeadlineSeconds: args.config.maxIdleSeconds + policy.maxTimeoutSeconds + policy.startupAllowanceSeconds,
     }),
   };

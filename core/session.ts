@@ -7,7 +7,7 @@ import { DEFAULT_LANGUAGE, isLanguage, languageChoices, SESSION_LANGUAGES } from
 import type { V1Pod } from '@kubernetes/client-node';
 import { hardenedPodSpec, programEnv } from './manifests';
 import { ANNOTATIONS, MANAGED_BY, LABELS, hash16 } from './names';
-import { waitingLauncher } from './pool';
+import { fitsPool, podAgeSeconds, waitingLauncher } from './pool';
 import type { ExecutionPolicy } from './policy';
 import type { ExecutionResult, InputFile, Language } from './types';
 
@@ -155,7 +155,7 @@ export function buildSessionPod(args: {
     metadata: {
       name: sessionPodName(args.sessionId, args.generation),
       namespace: policy.namespace,
-      labels: sessionLabels(args.sessionId),
+      labels: { ...sessionLabels(args.sessionId), [LABELS.sessionGeneration]: String(args.generation) },
       annotations: { [ANNOTATIONS.sessionId]: args.sessionId, [ANNOTATIONS.language]: spec.language },
     },
     spec: hardenedPodSpec(policy, {
@@ -167,8 +167,55 @@ export function buildSessionPod(args: {
       sandboxVolume: { emptyDir: { sizeLimit: '8Mi' } },
       stdin: 'many',
       // The server-side backstop: the kubelet ends the pod past the session's lifetime even if nothing of ours is left.
-      activeDeadlineSeconds: spec.maxLifetimeSeconds + policy.startupAllowanceSeconds,
+      activeDeadlineSeconds: sessionPodDeadlineSeconds(spec, policy),
     }),
+  };
+}
+
+/** How long a session's pod may live from its start: the session's whole lifetime, and the startup allowance. */
+export function sessionPodDeadlineSeconds(spec: SessionSpec, policy: ExecutionPolicy): number {
+  return spec.maxLifetimeSeconds + policy.startupAllowanceSeconds;
+}
+
+/**
+ * Whether a session can take its pod from the warm pool: a pool pod has the default limits, and its kubelet deadline
+ * (which a claim can only lower) must leave room for the session's lifetime.
+ */
+export function poolPodFitsSession(pod: V1Pod, spec: SessionSpec, policy: ExecutionPolicy, now: number): boolean {
+  const needed = podAgeSeconds(pod, now) + sessionPodDeadlineSeconds(spec, policy);
+  return (
+    fitsPool({ cpu: spec.cpu, memory: spec.memory }, policy) &&
+    (pod.spec?.activeDeadlineSeconds === undefined || pod.spec.activeDeadlineSeconds >= needed)
+  );
+}
+
+/**
+ * The claim of a pool pod for a session: the same single conditional write as a one-shot claim (its observed
+ * resourceVersion: of two claims exactly one succeeds), which makes the pod the session's: the session's labels and
+ * annotation in place of the pool's (the pool no longer counts it, the reconciler owns it by the session), and the
+ * session's deadline. The launcher, waiting in warm mode, becomes the session's with its first run.
+ */
+export function sessionClaimPatch(
+  pod: V1Pod,
+  args: { sessionId: string; generation: number; spec: SessionSpec; policy: ExecutionPolicy; now: number },
+): object {
+  return {
+    metadata: {
+      resourceVersion: pod.metadata!.resourceVersion,
+      labels: {
+        [LABELS.pool]: null,
+        [LABELS.poolState]: null,
+        [LABELS.template]: null,
+        ...sessionLabels(args.sessionId),
+        [LABELS.sessionGeneration]: String(args.generation),
+      },
+      annotations: {
+        [ANNOTATIONS.poolOwner]: null,
+        [ANNOTATIONS.sessionId]: args.sessionId,
+        [ANNOTATIONS.language]: args.spec.language,
+      },
+    },
+    spec: { activeDeadlineSeconds: podAgeSeconds(pod, args.now) + sessionPodDeadlineSeconds(args.spec, args.policy) },
   };
 }
 
@@ -185,9 +232,10 @@ export interface SessionRunResult extends ExecutionResult {
     /** The run came to a new pod (after idle, or a lost pod): the earlier successful runs were run again first. */
     /**
      * Rebuilt on a new pod: how many earlier runs ran again and in how long (ms), how long the new pod took to be
-     * ready (podMs, since the run was taken up), and how many runs past the replay cap were not run again.
+     * ready (podMs, since the run was taken up), whether it was a warm pool pod, and how many runs past the replay
+     * cap were not run again.
      */
-    restored?: { runs: number; ms: number; podMs?: number; notReplayed?: number };
+    restored?: { runs: number; ms: number; podMs?: number; warmPod?: boolean; notReplayed?: number };
   };
 }
 

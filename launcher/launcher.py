@@ -501,9 +501,13 @@ def receive_task(max_bytes, last=True):
         return task, digest
     finally:
         if last:
-            # Accepted or not, this sandbox reads no second task.
-            os.close(0)
-            os.open(os.devnull, os.O_RDONLY)
+            close_stdin()
+
+
+def close_stdin():
+    """Accepted or not, this sandbox reads no second task: its stdin is /dev/null from now on."""
+    os.close(0)
+    os.open(os.devnull, os.O_RDONLY)
 
 
 def materialize(task, task_dir):
@@ -599,10 +603,16 @@ def main():
             note_termination("idle: no task arrived within %g s" % max_idle)
             return IDLE_EXIT
         try:
-            task, digest = receive_task(max_bytes)
+            task, digest = receive_task(max_bytes, last=False)
+            if "seq" in task:
+                # A session's run: a session claimed this pod, which becomes its sandbox (one run after another on
+                # stdin, as a --session launcher). Nothing of a one-shot program has happened in it.
+                return session(max_bytes, task_dir, max_idle, first=(task, digest), env=env)
+            close_stdin()
             program = program_of(task)
             materialize(task, task_dir)
         except (DeliveryError, KeyError, TypeError, ValueError, OSError) as exc:
+            close_stdin()
             return failed_delivery(str(exc))
         accepted = json.dumps({"executionId": task.get("executionId"), "attempt": task.get("attempt"), "sha256": digest},
                               separators=(",", ":"))
@@ -1057,9 +1067,12 @@ def run_cell(kernel, number, code, timeout, caps, state):
     return status, timed_out, stuck, (out.total, err.total)
 
 
-def session(max_bytes, task_dir, max_idle):
-    env = harden()
-    write_line(FORMAT)
+def session(max_bytes, task_dir, max_idle, first=None, env=None):
+    """Serves a session's runs until its idle limit, a stop request or the end of stdin. `first`: a run already read
+    (a warm pod a session claimed, whose launcher had started in warm mode: hardened, its format line written)."""
+    if env is None:
+        env = harden()
+        write_line(FORMAT)
     seed_home(env.get("HOME"))
     buffer_python(env)
     state = {"terminated": None}
@@ -1073,13 +1086,17 @@ def session(max_bytes, task_dir, max_idle):
     why_restart = None
     runs = 0
     while state["terminated"] is None:
-        if not await_task(max_idle):
+        if first is None and not await_task(max_idle):
             note_termination("idle: no run arrived within %g s" % max_idle)
             break
         if state["terminated"] is not None:
             break
         try:
-            task, digest = receive_task(max_bytes, last=False)
+            task, digest = first if first is not None else receive_task(max_bytes, last=False)
+            first = None
+            if task.get("idleSeconds") is not None:
+                # The session's own idle limit (a claimed warm pod started with its pool's).
+                max_idle = float(task["idleSeconds"])
             timeout, stdout_cap, stderr_cap, command, extra_env, files = program_of(task)
             code = task["code"]
             number = int(task["seq"])

@@ -29,6 +29,7 @@ import { buildResult } from '../core/result';
 import {
   SESSION_HANDLERS,
   SESSION_HISTORY,
+  SESSION_IDLE_GRACE_SECONDS,
   sessionLimitMessage,
   validateSessionOptions,
   validateSessionRun,
@@ -225,6 +226,7 @@ function launch(c: Carried, run: SessionRunInput, pod: string): Promise<SessionR
     pod,
     request: validateSessionRun(run, c.spec, c.policy),
     policy: c.policy,
+    idleSeconds: c.spec.idleTimeoutSeconds + SESSION_IDLE_GRACE_SECONDS,
   });
 }
 
@@ -237,7 +239,8 @@ async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResul
   /** A new pod, with the session's state rebuilt on it by running its successful runs again, in order. */
   const newPod = async (): Promise<SessionRunResult['session']['restored']> => {
     const from = Date.now();
-    s.pod = (await openSessionPod({ sessionId, generation: ++c.generation, spec, policy })).pod;
+    const opened = await openSessionPod({ sessionId, generation: ++c.generation, spec, policy });
+    s.pod = opened.pod;
     const podMs = Date.now() - from;
     if (c.replay.length === 0) return undefined;
     const replayFrom = Date.now();
@@ -246,6 +249,7 @@ async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResul
       runs: c.replay.length,
       ms: Date.now() - replayFrom,
       podMs,
+      ...(opened.warm ? { warmPod: true } : {}),
       ...(c.notReplayed ? { notReplayed: c.notReplayed } : {}),
     };
   };

@@ -27,10 +27,9 @@ let launcher: ChildProcessWithoutNullStreams;
 let log = '';
 let exited: Promise<number | null>;
 
-beforeEach(() => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'ds-session-'));
+function start(mode: '--session' | '--warm') {
   log = '';
-  launcher = spawn('python3', [LAUNCHER, '--session', '--max-task-bytes', String(MAX_TASK_BYTES), '--task-dir', dir], {
+  launcher = spawn('python3', [LAUNCHER, mode, '--max-task-bytes', String(MAX_TASK_BYTES), '--task-dir', dir], {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: dir,
@@ -41,6 +40,11 @@ beforeEach(() => {
   launcher.stdout.setEncoding('latin1');
   launcher.stdout.on('data', (d: string) => (log += d));
   exited = new Promise((resolve) => launcher.on('exit', (code) => resolve(code)));
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'ds-session-'));
+  start('--session');
 });
 afterEach(async () => {
   launcher.kill('SIGKILL');
@@ -162,4 +166,50 @@ test('a damaged task ends the session and says why', async () => {
   launcher.stdin.write('durable-sandbox-task 1 5 0000\nhello');
   expect(await exited).toBe(125);
   expect(log).toMatch(/checksum does not match/);
+});
+
+test('a warm launcher whose first task is a session run becomes that session: state persists, its idle limit applies', async () => {
+  launcher.kill('SIGKILL');
+  await exited;
+  start('--warm');
+  const first = await run('import os\nx = 41\nos.makedirs("w", exist_ok=True); os.chdir("w")', { idleSeconds: 1 });
+  expect(first).toMatchObject({ trailer: { exitCode: 0 }, session: { interpreter: 'started' } });
+  const second = await run('x + 1, os.path.basename(os.getcwd())', { idleSeconds: 1 });
+  expect(second.stdout.text).toBe("(42, 'w')\n");
+  expect(second.session).toMatchObject({ interpreter: 'kept' });
+  // No third run: the session's own idle limit (1 s, from the task) ends it, not the warm pool's (none here).
+  const t0 = Date.now();
+  expect(await exited).toBe(0);
+  expect(Date.now() - t0).toBeLessThan(5000);
+});
+
+test('a warm launcher given a one-shot task still reads no second task', async () => {
+  launcher.kill('SIGKILL');
+  await exited;
+  start('--warm');
+  const { seq: _seq, ...oneShot } = {
+    executionId: 'e-1',
+    attempt: 1,
+    seq: 0,
+    file: 'main.py',
+    command: ['python3', path.join(dir, 'main.py')],
+    code: 'import sys\nprint(sys.stdin.read() == "")',
+    files: [],
+    env: {},
+    timeoutSeconds: 10,
+    stdoutCap: caps.stdoutCapBytes,
+    stderrCap: caps.stderrCapBytes,
+    outDir: path.join(dir, 'out'),
+    filesMaxCount: 1,
+    fileCap: 1,
+    filesCap: 1,
+  };
+  launcher.stdin.write(frameTask(oneShot));
+  // Another task (a session run) after it is never read: the program runs once, and its stdin is empty.
+  launcher.stdin.write(frameTask({ ...oneShot, seq: 1, code: 'print("second")' }));
+  expect(await exited).toBe(0);
+  const parser = new LauncherLogParser(caps);
+  parser.push(log);
+  expect(parser.result(true).stdout.text).toBe('True\n');
+  expect(log.match(/^x /gm)).toHaveLength(1);
 });
