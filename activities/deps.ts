@@ -11,11 +11,17 @@ export function poolSize(deps: Pick<ActivityDeps, 'pool'>, language: Language): 
   return deps.pool?.sizes?.[language] ?? deps.pool?.size ?? 0;
 }
 
+import type { WorkspaceStore } from './workspace-store';
+
 export interface ActivityDeps {
   kube: Kube;
   policy: ExecutionPolicy;
   /** Source of launcher/launcher.py, shipped into every sandbox. */
   launcherSource: string;
+  /** Source of launcher/workspace.py, run in a session's sandbox to save and restore its workspace. */
+  workspaceSource: string;
+  /** Where sessions keep their workspaces (unset: nowhere; a new pod gets files back by replay alone). */
+  workspaces?: WorkspaceStore;
   /** The warm pools this worker's executions take sandboxes from: a size per language (0: none). */
   pool?: PoolConfig & { sizes?: Partial<Record<Language, number>> };
   /** For the reconciler's questions and the pool's replenish signal. */

@@ -11,6 +11,7 @@ import { runSandboxActivity } from './run-sandbox';
 import { sessionActivities } from './session-sandbox';
 import { v1Activities } from './v1';
 import { warmPoolActivities } from './maintain-pool';
+import { workspaceActivities } from './workspace';
 
 export type { ActivityDeps } from './deps';
 import { openSessionsQuery } from '../core/session';
@@ -33,6 +34,7 @@ export function createActivities(deps: ActivityDeps) {
     ...reconcileActivities(deps),
     ...warmPoolActivities(deps),
     ...sessionActivities(deps),
+    ...workspaceActivities(deps),
     ...v1Activities(deps),
   };
 }

@@ -19,7 +19,17 @@ export const STACK_DIR = process.env.DS_STACK_DIR ?? path.join(PROJECT_ROOT, '.s
 export const STACK_ENV_FILE = path.join(STACK_DIR, 'stack.env');
 
 /** Keys that belong to the Kubernetes side and to the Temporal side of stack.env. */
-const KUBE_KEYS = ['KUBECONFIG', 'DS_ADMIN_KUBECONFIG', 'DS_IMAGE', 'DS_IMAGE_JAVASCRIPT'];
+const KUBE_KEYS = [
+  'KUBECONFIG',
+  'DS_ADMIN_KUBECONFIG',
+  'DS_IMAGE',
+  'DS_IMAGE_JAVASCRIPT',
+  // Sessions' workspaces go to the local stack's object store with its local cluster.
+  'DS_WORKSPACE_STORE',
+  'DS_WORKSPACE_S3_ENDPOINT',
+  'DS_WORKSPACE_S3_ACCESS_KEY_ID',
+  'DS_WORKSPACE_S3_SECRET_ACCESS_KEY',
+];
 const TEMPORAL_KEYS = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'TEMPORAL_UI'];
 
 export function readStackEnv(file = STACK_ENV_FILE): Record<string, string> {

@@ -89,6 +89,11 @@ export interface LauncherSessionNote {
   why: string | null;
   /** Whether the next run finds this interpreter (`keep`) or a new one (`restart`). */
   next: 'keep' | 'restart';
+  /**
+   * What the session's workspace (its HOME) holds after the run: a digest of its names, kinds, sizes and times (null
+   * past the launcher's entry limit), its entries and bytes. A run that changed it has a new `sig`.
+   */
+  workspace?: { sig: string | null; entries: number; bytes: number };
 }
 
 /** The container's exit codes when the launcher runs no program (otherwise: the program's). */

@@ -204,6 +204,12 @@ function parseAcceptance(json: string): LauncherAcceptance | null {
   }
 }
 
+function workspaceOf(w: unknown): LauncherSessionNote['workspace'] {
+  const v = w as LauncherSessionNote['workspace'];
+  if (!v || typeof v !== 'object' || typeof v.entries !== 'number' || typeof v.bytes !== 'number') return undefined;
+  return { sig: typeof v.sig === 'string' ? v.sig : null, entries: v.entries, bytes: v.bytes };
+}
+
 function parseSessionNote(json: string): LauncherSessionNote | null {
   try {
     const n = JSON.parse(json) as Partial<LauncherSessionNote>;
@@ -213,6 +219,7 @@ function parseSessionNote(json: string): LauncherSessionNote | null {
       interpreter: n.interpreter!,
       why: n.why ?? null,
       next: n.next === 'restart' ? 'restart' : 'keep',
+      ...(workspaceOf(n.workspace) ? { workspace: workspaceOf(n.workspace) } : {}),
     };
   } catch {
     return null;

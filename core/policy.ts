@@ -50,6 +50,11 @@ export interface ExecutionPolicy {
   queueTimeoutSeconds: number;
   /** Sessions open at once on the worker's task queue; one more is refused (`SessionLimit`), not queued. */
   maxOpenSessions: number;
+  /**
+   * The largest session workspace (its tar.gz) the worker keeps in its store; 0 (or absent, in histories recorded
+   * before) when it has no store: a new pod gets a session's files back by replay alone.
+   */
+  workspaceMaxBytes?: number;
   /** Time the Job's server-side deadline allows, on top of the program's timeout, for scheduling and startup. */
   startupAllowanceSeconds: number;
   /** The image each language runs in. */
@@ -103,6 +108,7 @@ export const DEFAULT_POLICY: ExecutionPolicy = {
   startupAllowanceSeconds: 120,
   queueTimeoutSeconds: 300,
   maxOpenSessions: 20,
+  workspaceMaxBytes: 0,
   images: Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, LANGUAGES[l].image])) as Record<Language, string>,
   runtimeClassName: 'gvisor',
   searchAttributes: true,

@@ -28,6 +28,12 @@ export interface SessionOptions {
   idleTimeoutSeconds?: number;
   /** The session ends this long after it opened, whatever it does, seconds. */
   maxLifetimeSeconds?: number;
+  /**
+   * On a new pod, rebuild the interpreter's state by running the session's earlier successful runs again, in order
+   * (default true). false: a new pod starts with a fresh interpreter, and only the workspace's files come back (from
+   * the worker's workspace store).
+   */
+  replay?: boolean;
 }
 
 /** A session's options with every default applied and every limit checked. */
@@ -39,6 +45,8 @@ export interface SessionSpec {
   env: Record<string, string>;
   idleTimeoutSeconds: number;
   maxLifetimeSeconds: number;
+  /** Absent in sessions opened before the option: true. */
+  replay?: boolean;
 }
 
 /** One run's input. */
@@ -80,6 +88,8 @@ export function validateSessionOptions(options: unknown, policy: ExecutionPolicy
       `one of ${SESSION_LANGUAGES.join(', ')}`,
       `sessions keep an interpreter of ${SESSION_LANGUAGES.join(', ')} (one-shot runs take ${languageChoices()})`,
     );
+  if (o.replay !== undefined && typeof o.replay !== 'boolean')
+    throw new InvalidInputError('replay', 'true or false', 'must be true or false');
   // The run-level checks (time limit, limits, env) are the one-shot ones.
   const probe = validateInput(
     { code: '0', language, timeoutSeconds: o.timeoutSeconds, limits: o.limits, env: o.env },
@@ -103,6 +113,7 @@ export function validateSessionOptions(options: unknown, policy: ExecutionPolicy
       SESSION_DEFAULTS.maxLifetimeSeconds,
       SESSION_LIMITS.maxLifetimeSeconds,
     ),
+    replay: o.replay !== false,
   };
 }
 
@@ -235,7 +246,15 @@ export interface SessionRunResult extends ExecutionResult {
      * ready (podMs, since the run was taken up), whether it was a warm pool pod, and how many runs past the replay
      * cap were not run again.
      */
-    restored?: { runs: number; ms: number; podMs?: number; warmPod?: boolean; notReplayed?: number };
+    restored?: {
+      runs: number;
+      ms: number;
+      podMs?: number;
+      warmPod?: boolean;
+      notReplayed?: number;
+      /** The workspace put back from the store (as saved after run `seq`), or why it could not be. */
+      workspace?: { bytes: number; seq: number; ms: number } | { error: string };
+    };
   };
 }
 
@@ -251,6 +270,8 @@ export interface SessionState {
   closedBecause?: 'closed' | 'lifetime' | 'cancelled' | 'limit';
   /** Why a session refused at its start (`limit`) was refused. */
   refused?: string;
+  /** The workspace in the worker's store: as saved after run `seq` (its archive's bytes), or why the last save failed. */
+  workspace?: { seq: number; bytes: number } | { error: string };
 }
 
 /** The query that finds a task queue's open sessions (Temporal's visibility). */
@@ -267,13 +288,25 @@ export function sessionLimitMessage(open: number, limit: number, taskQueue: stri
 export function sessionRunNotes(r: Pick<SessionRunResult, 'session'>): string[] {
   const notes: string[] = [];
   const { restored, interpreter, why } = r.session;
-  if (restored)
+  if (restored) {
+    const ws = restored.workspace;
+    const files = !ws
+      ? ''
+      : 'error' in ws
+        ? `; its files could not be restored from the store (${ws.error})`
+        : `; its files were restored as they were after run ${ws.seq}`;
+    const rebuilt =
+      restored.runs > 0
+        ? `its state was rebuilt by running its ${restored.runs} earlier run(s) again in ${restored.ms} ms`
+        : 'its interpreter starts afresh (variables and imports are gone)';
     notes.push(
-      `[the session's sandbox was replaced; its state was rebuilt by running its ${restored.runs} earlier run(s) again in ${restored.ms} ms` +
+      `[the session's sandbox was replaced; ${rebuilt}` +
+        files +
         (restored.notReplayed
           ? `; the ${restored.notReplayed} run(s) after those were past the replay cap and were not run again, so what they defined is gone]`
           : ']'),
     );
+  }
   if (interpreter === 'restarted')
     notes.push(`[the interpreter was restarted${why ? ` (${why})` : ''}; files were kept, variables were not]`);
   return notes;

@@ -1074,6 +1074,7 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
         env = harden()
         write_line(FORMAT)
     seed_home(env.get("HOME"))
+    workspace = env.get("HOME")
     buffer_python(env)
     state = {"terminated": None}
 
@@ -1135,9 +1136,11 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
             kernel.stop()
             kernel = None
         sent, skipped = send_files(files, since) if state["terminated"] is None else (0, 0)
-        write_line(TAG_SESSION + " " + json.dumps({"seq": number, "interpreter": how, "why": why_restart if how ==
-                                                   "restarted" else None, "next": "restart" if kernel is None else
-                                                   "keep"}, separators=(",", ":")))
+        note = {"seq": number, "interpreter": how, "why": why_restart if how == "restarted" else None,
+                "next": "restart" if kernel is None else "keep"}
+        if workspace is not None and state["terminated"] is None:
+            note["workspace"] = workspace_digest(workspace)
+        write_line(TAG_SESSION + " " + json.dumps(note, separators=(",", ":")))
         if how == "restarted":
             why_restart = None
         exit_code = status if status is not None else (124 if timed_out else 137)
@@ -1161,6 +1164,50 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
     if kernel is not None:
         kernel.stop()
     return IDLE_EXIT if state["terminated"] is None else 128 + state["terminated"]
+
+
+# A session's workspace is its HOME (the working directory it starts in), less the launcher's own entries there. After
+# each run the launcher says what it holds as a digest of names, kinds, sizes and modification times (seconds), so
+# that the worker saves it to the session's store only when a run changed it (launcher/workspace.py saves and restores
+# it; its walk is the same).
+WORKSPACE_OWN_PREFIX = ".durable-sandbox-"
+WORKSPACE_MAX_ENTRIES = 20000
+
+
+def workspace_digest(root):
+    """{"sig", "entries", "bytes"} of the workspace under root; sig is None past WORKSPACE_MAX_ENTRIES entries."""
+    h = hashlib.sha256()
+    entries = 0
+    total = 0
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        try:
+            listing = sorted(os.scandir(os.path.join(root, rel_dir)), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in listing:
+            if not rel_dir and entry.name.startswith(WORKSPACE_OWN_PREFIX):
+                continue
+            entries += 1
+            if entries > WORKSPACE_MAX_ENTRIES:
+                return {"sig": None, "entries": entries, "bytes": total}
+            rel = os.path.join(rel_dir, entry.name)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                # A directory's own time changes with its entries, which are counted themselves.
+                line = "d %s %o" % (rel, stat.S_IMODE(st.st_mode))
+                pending.append(rel)
+            elif stat.S_ISLNK(st.st_mode):
+                line = "l %s %s" % (rel, os.readlink(entry.path))
+            else:
+                line = "f %s %o %d %d" % (rel, stat.S_IMODE(st.st_mode), st.st_size, int(st.st_mtime))
+                total += st.st_size
+            h.update(line.encode("utf-8", "surrogateescape") + b"\n")
+    return {"sig": h.hexdigest()[:32], "entries": entries, "bytes": total}
 
 
 def materialize_files(task, task_dir):

@@ -74,6 +74,7 @@ async function run(): Promise<void> {
       kube,
       policy,
       launcherSource,
+      workspaceSource: '',
       pool: { size: s.warm ? 1 : 0, maxIdleSeconds: 600 },
       recordWatch: (entry) => {
         const { pod: p, job: j } = entry.facts;

@@ -79,24 +79,29 @@ async function recordQueueTimeout(): Promise<void> {
 }
 
 /**
- * A session: three runs (one past its limit), idle, a run resumed on a new pod by replay, then close. Recorded as
- * `session-capped` (since sessions count the open sessions of their task queue); `session.json` and
- * `session-bounded.json` are the ones recorded before (before sessions bounded their history; before the cap).
+ * A session: runs (one writes a file, one past its limit), idle, a run resumed on a new pod (replay, then its
+ * workspace restored from the store), then close (its workspace deleted). Recorded as `session-workspace` (since
+ * sessions keep their workspace in the worker's store); `session.json`, `session-bounded.json` and
+ * `session-capped.json` are the ones recorded before (before sessions bounded their history; before the cap; before
+ * the workspace store).
  */
-const SESSION_NAME = 'session-capped';
+const SESSION_NAME = 'session-workspace';
 
 async function recordSession(): Promise<void> {
   if (!wanted(SESSION_NAME)) return;
   const w = await startWorker({ DS_WARM_POOL_SIZE: '0' });
+  if (!w.config.workspaceStore) throw new Error('the worker has no workspace store: is the local stack up?');
   try {
     const session = await w.client.openSession({ sessionId: `replay-session-${Date.now()}`, idleTimeoutSeconds: 2 });
-    await session.run('x = 41');
+    await session.run('x = 41\nopen("kept.txt", "w").write("kept")');
     await session.run('import time\nwhile True:\n    time.sleep(0.1)', { timeoutSeconds: 1 });
     await session.run('x + 1');
     const pods = () =>
       kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: sessionSelector(session.id) });
     while ((await pods()).items.length > 0) await new Promise((r) => setTimeout(r, 500));
-    await session.run('x');
+    const resumed = await session.run('print(x, open("kept.txt").read())');
+    if (!resumed.session.restored?.workspace || 'error' in resumed.session.restored.workspace)
+      throw new Error(`the resumed run has no restored workspace: ${JSON.stringify(resumed.session)}`);
     await session.close();
     const handle = w.client.temporal.workflow.getHandle(session.id);
     save(SESSION_NAME, await handle.fetchHistory(), 'closed');

@@ -10,6 +10,12 @@ import { temporalSettingsFromEnv, type TemporalSettings } from '../client/connec
 import { imageVariable, LANGUAGE_NAMES, poolSizeVariable, type Language } from '../core/languages';
 import type { PoolConfig } from '../core/pool';
 import { bytes, cpuMillis } from '../core/quantity';
+import {
+  parseStoreUrl,
+  WORKSPACE_DEFAULT_MAX_BYTES,
+  WORKSPACE_HARD_MAX_BYTES,
+  type WorkspaceStoreConfig,
+} from '../core/workspace';
 
 export interface WorkerConfig {
   temporal: TemporalSettings & { taskQueue: string };
@@ -33,6 +39,8 @@ export interface WorkerConfig {
   shutdownGraceSeconds: number;
   /** How the worker names itself to Temporal (shown in histories and the UI); unset: Temporal's `pid@host`. */
   identity?: string;
+  /** Where sessions keep their workspaces (DS_WORKSPACE_STORE); unset: nowhere (files come back by replay alone). */
+  workspaceStore?: WorkspaceStoreConfig;
 }
 
 export class ConfigError extends Error {
@@ -104,6 +112,9 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     startupAllowanceSeconds: int(env, 'DS_STARTUP_ALLOWANCE_SECONDS', d.startupAllowanceSeconds, 5, 3600),
     queueTimeoutSeconds: int(env, 'DS_QUEUE_TIMEOUT_SECONDS', d.queueTimeoutSeconds, 0, 7 * 24 * 3600),
     maxOpenSessions: int(env, 'DS_MAX_OPEN_SESSIONS', d.maxOpenSessions, 1, 10_000),
+    workspaceMaxBytes: env.DS_WORKSPACE_STORE
+      ? int(env, 'DS_WORKSPACE_MAX_BYTES', WORKSPACE_DEFAULT_MAX_BYTES, 1024, WORKSPACE_HARD_MAX_BYTES)
+      : 0,
     images: Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, env[imageVariable(l)] || image || d.images[l]])) as Record<
       Language,
       string
@@ -159,5 +170,29 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     ...(healthAddress ? { healthAddress } : {}),
     shutdownGraceSeconds: int(env, 'DS_SHUTDOWN_GRACE_SECONDS', 10, 0, 3600),
     ...(env.DS_WORKER_IDENTITY ? { identity: env.DS_WORKER_IDENTITY } : {}),
+    ...(env.DS_WORKSPACE_STORE ? { workspaceStore: workspaceStoreOf(env, env.DS_WORKSPACE_STORE) } : {}),
+  };
+}
+
+/** DS_WORKSPACE_STORE=s3://bucket[/prefix] and how to reach it (DS_WORKSPACE_S3_*). */
+function workspaceStoreOf(env: Env, url: string): WorkspaceStoreConfig {
+  let where: { bucket: string; prefix: string };
+  try {
+    where = parseStoreUrl(url);
+  } catch (err) {
+    throw new ConfigError(`DS_WORKSPACE_STORE=${url}: ${(err as Error).message}`);
+  }
+  const endpoint = env.DS_WORKSPACE_S3_ENDPOINT || undefined;
+  if (endpoint && !/^https?:\/\/[^/]+/.test(endpoint))
+    throw new ConfigError(`DS_WORKSPACE_S3_ENDPOINT=${endpoint}: an http(s) URL, e.g. https://storage.googleapis.com`);
+  const accessKeyId = env.DS_WORKSPACE_S3_ACCESS_KEY_ID || undefined;
+  const secretAccessKey = env.DS_WORKSPACE_S3_SECRET_ACCESS_KEY || undefined;
+  if (!accessKeyId !== !secretAccessKey)
+    throw new ConfigError('DS_WORKSPACE_S3_ACCESS_KEY_ID and DS_WORKSPACE_S3_SECRET_ACCESS_KEY go together');
+  return {
+    ...where,
+    ...(endpoint ? { endpoint } : {}),
+    region: env.DS_WORKSPACE_S3_REGION || 'us-east-1',
+    ...(accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : {}),
   };
 }

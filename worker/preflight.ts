@@ -58,6 +58,7 @@ export const REQUIRED_ACCESS: Access[] = [
   ...grant('', 'pods', ['create', 'get', 'list', 'watch', 'patch', 'delete']),
   ...grant('', 'pods', ['get'], 'log'),
   ...grant('', 'pods', ['get', 'create'], 'attach'),
+  ...grant('', 'pods', ['get', 'create'], 'exec'),
 ];
 
 export const describeAccess = (a: Access): string =>

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
+import { s3WorkspaceStore } from '../activities/workspace-store';
 import { createActivities } from '../activities';
 import { createKube } from '../activities/kube';
 import type { WorkerConfig } from './config';
@@ -14,17 +15,22 @@ import { ensureWarmPools } from './warm-pools';
 /** The longest a heartbeat (and with it the live output clients read) is held back by the worker. */
 export const LIVE_OUTPUT_INTERVAL = '250ms';
 
-/** launcher/launcher.py, found beside the sources (ts-node) or the compiled output (dist/). */
-export function readLauncherSource(): string {
+/** A file of launcher/, found beside the sources (ts-node) or the compiled output (dist/). */
+function readLauncherFile(name: 'launcher.py' | 'workspace.py'): string {
   for (const dir of [path.resolve(__dirname, '..'), path.resolve(__dirname, '..', '..')]) {
     try {
-      return readFileSync(path.join(dir, 'launcher', 'launcher.py'), 'utf8');
+      return readFileSync(path.join(dir, 'launcher', name), 'utf8');
     } catch {
       // try the next place
     }
   }
-  throw new Error('launcher/launcher.py not found next to the worker');
+  throw new Error(`launcher/${name} not found next to the worker`);
 }
+
+/** launcher/launcher.py: what runs first in every sandbox. */
+export const readLauncherSource = () => readLauncherFile('launcher.py');
+/** launcher/workspace.py: saves and restores a session's workspace in its sandbox. */
+export const readWorkspaceSource = () => readLauncherFile('workspace.py');
 
 /**
  * The worker, plus a Temporal client its reconciler and pool activities use (close it after the worker stops). Also
@@ -49,6 +55,8 @@ export async function createSandboxWorker(
     kube,
     policy: config.policy,
     launcherSource: readLauncherSource(),
+    workspaceSource: readWorkspaceSource(),
+    ...(config.workspaceStore ? { workspaces: s3WorkspaceStore(config.workspaceStore) } : {}),
     pool: config.pool,
     temporal: temporalClient,
   });

@@ -40,6 +40,13 @@ import {
   type SessionState,
 } from '../core/session';
 import { getExecutionPolicy, HEARTBEAT_TIMEOUT } from './activities';
+import {
+  dropWorkspace,
+  restoreSaved,
+  saveChangedWorkspace,
+  type KeptWorkspace,
+  type PendingSave,
+} from './session-workspace';
 import { checked } from './validated';
 
 const { openSessionPod, runInSession, releaseSessionPods, countOpenSessions } = proxyActivities<SandboxActivities>({
@@ -64,12 +71,18 @@ interface Carried {
   /** The replay list's size (bytes of JSON), and how many successful runs came after it was full. */
   replayBytes?: number;
   notReplayed?: number;
+  /** The workspace in the store, and how many replay entries came before its save (they are replayed before it). */
+  workspace?: KeptWorkspace;
+  /** A run changed the workspace: saved after its answer, before the next run. */
+  pendingSave?: PendingSave;
 }
 
 /** Sessions that continue as new every SESSION_HISTORY.runsPerHistory runs and cap their replay list. */
 export const BOUNDED_HISTORY = 'session-bounded-history';
 /** Sessions that count the open sessions of their task queue at start and end at once past the cap. */
 export const SESSION_CAP = 'session-cap';
+/** Sessions that keep their workspace in the worker's store: saved after a run that changed it, restored on a new pod. */
+export const SESSION_WORKSPACE = 'session-workspace';
 
 export interface SessionInput {
   options?: SessionOptions;
@@ -92,7 +105,11 @@ export async function session(input: SessionInput = {}): Promise<SessionState> {
         await condition(() => c !== undefined);
         return runOne(c!, run);
       });
-      tail = mine.catch(() => undefined).finally(() => inFlight--);
+      // The workspace a run changed is saved after its answer, before the next run (and before an idle release).
+      tail = mine
+        .then(() => saveChangedWorkspace(c!))
+        .catch(() => undefined)
+        .finally(() => inFlight--);
       return mine;
     },
     {
@@ -188,6 +205,11 @@ export async function session(input: SessionInput = {}): Promise<SessionState> {
     await condition(() => inFlight === 0);
     await releaseSessionPods({ sessionId, namespace: policy.namespace });
     s.pod = undefined;
+    if (c.workspace || (s.workspace && 'error' in s.workspace))
+      // The store's object goes with the session (a store that stays down leaves it: said in the state).
+      await dropWorkspace({ sessionId }).catch((err: Error) => {
+        s.workspace = { error: `its workspace could not be deleted from the store: ${err.message}` };
+      });
     s.state = 'closed';
     show();
     await condition(allHandlersFinished);
@@ -240,17 +262,24 @@ async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResul
   const newPod = async (): Promise<SessionRunResult['session']['restored']> => {
     const from = Date.now();
     const opened = await openSessionPod({ sessionId, generation: ++c.generation, spec, policy });
-    s.pod = opened.pod;
+    const pod = (s.pod = opened.pod);
     const podMs = Date.now() - from;
-    if (c.replay.length === 0) return undefined;
+    const replay = spec.replay === false ? [] : c.replay;
+    const saved = c.workspace;
+    if (replay.length === 0 && !saved) return undefined;
+    // The runs up to the workspace's save, the workspace as it was then, the runs after it: files end as they were.
+    const split = saved ? Math.min(saved.replayed, replay.length) : replay.length;
     const replayFrom = Date.now();
-    for (const earlier of c.replay) await launch(c, earlier, s.pod);
+    for (const earlier of replay.slice(0, split)) await launch(c, earlier, pod);
+    const workspace = saved ? await restoreSaved(c, saved, pod) : undefined;
+    for (const earlier of replay.slice(split)) await launch(c, earlier, pod);
     return {
-      runs: c.replay.length,
+      runs: replay.length,
       ms: Date.now() - replayFrom,
       podMs,
       ...(opened.warm ? { warmPod: true } : {}),
-      ...(c.notReplayed ? { notReplayed: c.notReplayed } : {}),
+      ...(c.notReplayed && spec.replay !== false ? { notReplayed: c.notReplayed } : {}),
+      ...(workspace ? { workspace } : {}),
     };
   };
   let restored = s.pod ? undefined : await newPod();
@@ -282,6 +311,11 @@ async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResul
     sandbox: 'session',
   });
   const note = report.session;
+  const digest = note?.workspace;
+  if (digest && (policy.workspaceMaxBytes ?? 0) > 0 && digest.sig !== c.workspace?.sig && patched(SESSION_WORKSPACE)) {
+    if (digest.sig) c.pendingSave = { seq, sig: digest.sig, pod, replayed: c.replay.length };
+    else s.workspace = { error: `the workspace has more than ${digest.entries - 1} entries: it is not kept` };
+  }
   const why = restored ? 'the session came to a new pod' : (note?.why ?? undefined);
   return {
     ...result,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stops everything `up` started (by recorded PIDs), removes every pod sandbox, mount and network device the stack
-# made, and keeps the data (Temporal's database, etcd) unless --purge is given.
+# made, and keeps the data (Temporal's database, etcd, SeaweedFS) unless --purge is given.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 purge=0
@@ -45,6 +45,7 @@ stop kube-controller-manager
 stop kube-apiserver
 stop etcd
 stop temporal
+stop seaweedfs
 stop containerd
 
 # Shims outlive containerd by design; any left serve this stack's socket only.

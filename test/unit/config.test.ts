@@ -53,7 +53,34 @@ test.each([
   [{ DS_SEARCH_ATTRIBUTES: 'maybe' }, /must be on or off/],
   [{ DS_LOG_LEVEL: 'LOUD' }, /DS_LOG_LEVEL=LOUD/],
   [{ DS_QUEUE_TIMEOUT_SECONDS: '-5' }, /DS_QUEUE_TIMEOUT_SECONDS=-5/],
+  [{ DS_WORKSPACE_STORE: 'gs://bucket' }, /DS_WORKSPACE_STORE=gs:\/\/bucket: .*s3:\/\/bucket/],
+  [{ DS_WORKSPACE_STORE: 's3://b1b', DS_WORKSPACE_S3_ENDPOINT: 'storage.googleapis.com' }, /an http\(s\) URL/],
+  [{ DS_WORKSPACE_STORE: 's3://b1b', DS_WORKSPACE_S3_ACCESS_KEY_ID: 'k' }, /go together/],
+  [{ DS_WORKSPACE_STORE: 's3://b1b', DS_WORKSPACE_MAX_BYTES: '1' }, /DS_WORKSPACE_MAX_BYTES=1: must be a whole number/],
 ])('rejects %j', (env, message) => {
   expect(() => loadConfig(env)).toThrow(ConfigError);
   expect(() => loadConfig(env)).toThrow(message);
+});
+
+test('a workspace store: where, how to reach it, and the largest workspace it keeps', () => {
+  expect(loadConfig({}).workspaceStore).toBeUndefined();
+  const c = loadConfig({
+    DS_WORKSPACE_STORE: 's3://ds-workspaces/prod',
+    DS_WORKSPACE_S3_ENDPOINT: 'https://storage.googleapis.com',
+    DS_WORKSPACE_S3_REGION: 'auto',
+    DS_WORKSPACE_S3_ACCESS_KEY_ID: 'GOOG1E',
+    DS_WORKSPACE_S3_SECRET_ACCESS_KEY: 's',
+  });
+  expect(c.workspaceStore).toEqual({
+    bucket: 'ds-workspaces',
+    prefix: 'prod/',
+    endpoint: 'https://storage.googleapis.com',
+    region: 'auto',
+    accessKeyId: 'GOOG1E',
+    secretAccessKey: 's',
+  });
+  expect(c.policy.workspaceMaxBytes).toBe(64 * 1024 * 1024);
+  expect(
+    loadConfig({ DS_WORKSPACE_STORE: 's3://b1b', DS_WORKSPACE_MAX_BYTES: '1048576' }).policy.workspaceMaxBytes,
+  ).toBe(1048576);
 });

@@ -29,10 +29,27 @@ class MockPods {
   readonly gone = new Set<string>();
   /** What counting the task queue's open sessions answers (this one included). */
   openSessions = 1;
+  /** With a workspace store: runs whose code starts with `write` change the workspace (a new digest). */
+  workspaceStore = false;
+  private sig = 'sig-0';
+  /** The steps in the order they ran: `run <code>`, `save <seq>`, `restore <seq>`, `drop`. */
+  readonly events: string[] = [];
 
   activities(): Partial<SandboxActivities> {
     return {
-      getExecutionPolicy: async () => DEFAULT_POLICY,
+      getExecutionPolicy: async () => ({ ...DEFAULT_POLICY, workspaceMaxBytes: this.workspaceStore ? 1 << 20 : 0 }),
+      saveWorkspace: async (i: { seq: number; sig: string }) => {
+        this.events.push(`save ${i.seq}`);
+        return { seq: i.seq, sig: i.sig, bytes: 10, sha256: 'h' };
+      },
+      restoreWorkspace: async (i: { saved: { seq: number; sig: string } }) => {
+        this.events.push(`restore ${i.saved.seq}`);
+        this.sig = i.saved.sig;
+        return { bytes: 10, seq: i.saved.seq };
+      },
+      dropWorkspace: async () => {
+        this.events.push('drop');
+      },
       countOpenSessions: async () => this.openSessions,
       openSessionPod: async (i: { generation: number }) => {
         const pod = `pod-${i.generation}`;
@@ -60,6 +77,8 @@ class MockPods {
           };
         if (spec.request.code.startsWith('slow')) await new Promise((r) => setTimeout(r, 300));
         this.runs.push({ pod: spec.pod, seq: spec.seq, code: spec.request.code, start, end: Date.now() });
+        this.events.push(`run ${spec.request.code}`);
+        if (spec.request.code.startsWith('write')) this.sig = `sig-${spec.seq}`;
         const fails = spec.request.code.startsWith('fail');
         return {
           end: { kind: 'finished', exitCode: fails ? 1 : 0, reason: 'Completed', oomKilled: false },
@@ -73,7 +92,13 @@ class MockPods {
             },
             Date.now(),
           ),
-          session: { seq: spec.seq, interpreter: 'kept', why: null, next: 'keep' },
+          session: {
+            seq: spec.seq,
+            interpreter: 'kept',
+            why: null,
+            next: 'keep',
+            ...(this.workspaceStore ? { workspace: { sig: this.sig, entries: 1, bytes: 1 } } : {}),
+          },
           sentAt: start,
         };
       },
@@ -98,7 +123,7 @@ async function explained<T>(p: Promise<T>): Promise<T> {
 
 async function withSession<T>(
   pods: MockPods,
-  options: { idleTimeoutSeconds?: number; maxLifetimeSeconds?: number },
+  options: { idleTimeoutSeconds?: number; maxLifetimeSeconds?: number; replay?: boolean },
   fn: (h: Awaited<ReturnType<typeof start>>) => Promise<T>,
 ): Promise<T> {
   const taskQueue = `session-${randomUUID()}`;
@@ -263,4 +288,48 @@ test('a run sent with the start of a session past the cap is refused, typed, nam
     else expect(refused).toBeInstanceOf(Error); // the session had already ended: Temporal refuses it
     expect(pods.runs).toHaveLength(0);
   });
+});
+
+test('with a workspace store: a changed workspace is saved after its run, before the next; a new pod replays the runs up to the save, gets the workspace, replays the rest; close deletes it', async () => {
+  const pods = new MockPods();
+  pods.workspaceStore = true;
+  await withSession(pods, {}, async (h) => {
+    for (const code of ['write a', 'b', 'write c', 'd']) await run(h, code);
+    expect(await h.query(stateQuery)).toMatchObject({ workspace: { seq: 3, bytes: 10 } });
+    pods.gone.add('pod-1');
+    const r = await run(h, 'e');
+    expect(r.session.restored).toMatchObject({ runs: 4, workspace: { seq: 3, bytes: 10 } });
+    expect(sessionRunNotes(r).join(' ')).toMatch(/files were restored as they were after run 3/);
+    await h.executeUpdate(closeUpdate);
+  });
+  expect(pods.events).toEqual([
+    'run write a',
+    'save 1',
+    'run b',
+    'run write c',
+    'save 3',
+    'run d',
+    // pod-2: the runs up to the save, the workspace as saved, the run after it, then the new run.
+    'run write a',
+    'run b',
+    'run write c',
+    'restore 3',
+    'run d',
+    'run e',
+    'drop',
+  ]);
+});
+
+test('replay off: a new pod gets the workspace and runs nothing again', async () => {
+  const pods = new MockPods();
+  pods.workspaceStore = true;
+  await withSession(pods, { replay: false }, async (h) => {
+    await run(h, 'write a');
+    await run(h, 'b');
+    pods.gone.add('pod-1');
+    const r = await run(h, 'c');
+    expect(r.session.restored).toMatchObject({ runs: 0, workspace: { seq: 1 } });
+    await h.executeUpdate(closeUpdate);
+  });
+  expect(pods.events).toEqual(['run write a', 'save 1', 'run b', 'restore 1', 'run c', 'drop']);
 });

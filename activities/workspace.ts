@@ -1,0 +1,120 @@
+/**
+ * The steps that keep a session's workspace outside its pod: save it after a run that changed it, put it back on a
+ * new pod, and delete it when the session ends. launcher/workspace.py does the work in the sandbox, run through
+ * pods/exec; the bytes go between the exec and the store, never through Temporal. A save or a restore that cannot be
+ * done answers why instead of failing: the session goes on, its runs replayed as before.
+ */
+import { createHash } from 'node:crypto';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { STEP_FAILURES } from '../core/failures';
+import { LAUNCHER_INTERPRETER } from '../core/languages';
+import {
+  WORKSPACE_ROOT,
+  type SavedWorkspace,
+  type WorkspaceFailure,
+  type WorkspaceSaveResult,
+} from '../core/workspace';
+import type { ActivityDeps } from './deps';
+import { execInSandbox } from './exec';
+import { apiStatus } from './kube';
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+
+export function workspaceActivities(deps: ActivityDeps) {
+  const store = () => {
+    if (!deps.workspaces)
+      throw ApplicationFailure.nonRetryable(
+        'this worker has no workspace store (DS_WORKSPACE_STORE)',
+        STEP_FAILURES.misconfigured,
+      );
+    return deps.workspaces;
+  };
+  // The launcher's interpreter, which every sandbox image has.
+  const helper = (mode: 'save' | 'restore') => [LAUNCHER_INTERPRETER, '-c', deps.workspaceSource, mode, WORKSPACE_ROOT];
+  /** A pod that is gone (or ended) cannot be exec'd into: that is an answer, not a failure to retry. */
+  const podGone = (err: unknown) => {
+    const code = apiStatus(err)?.code ?? apiStatus((err as { cause?: unknown })?.cause)?.code;
+    return code === 404 || code === 400;
+  };
+
+  return {
+    /** Saves the session's workspace from its pod to the store: the session's one object, replaced whole. */
+    async saveWorkspace(input: {
+      sessionId: string;
+      namespace: string;
+      pod: string;
+      seq: number;
+      sig: string;
+      maxBytes: number;
+    }): Promise<WorkspaceSaveResult> {
+      const ctx = Context.current();
+      const workspaces = store();
+      let out;
+      try {
+        out = await execInSandbox(deps.kube, {
+          namespace: input.namespace,
+          pod: input.pod,
+          command: helper('save'),
+          maxStdoutBytes: input.maxBytes,
+          onProgress: (bytes) => ctx.heartbeat({ bytes }),
+          what: `save the workspace of session ${input.sessionId}`,
+        });
+      } catch (err) {
+        if (podGone(err)) return { error: `its pod ${input.pod} was gone before the workspace was saved` };
+        throw err;
+      }
+      if (out.overflow)
+        return { error: `the workspace is larger than ${mib(input.maxBytes)} compressed (DS_WORKSPACE_MAX_BYTES)` };
+      if (out.exitCode !== 0)
+        return { error: `saving the workspace failed (exit ${out.exitCode ?? 'none'}): ${out.stderr.trim()}`.trim() };
+      const saved: SavedWorkspace = {
+        seq: input.seq,
+        sig: input.sig,
+        bytes: out.stdout.length,
+        sha256: sha256(out.stdout),
+      };
+      await workspaces.put(input.sessionId, out.stdout, { seq: String(input.seq), sha256: saved.sha256 });
+      return saved;
+    },
+
+    /** Puts the saved workspace back in the session's (new) pod: what it held then, nothing else. */
+    async restoreWorkspace(input: {
+      sessionId: string;
+      namespace: string;
+      pod: string;
+      saved: SavedWorkspace;
+    }): Promise<{ bytes: number; seq: number } | WorkspaceFailure> {
+      const body = await store().get(input.sessionId);
+      if (!body) return { error: `the store has no workspace for the session (${store().where})` };
+      // The object is replaced whole by every save: one that is not the recorded save is never restored.
+      if (sha256(body) !== input.saved.sha256)
+        return { error: `the stored workspace is not the one saved after run ${input.saved.seq}` };
+      let out;
+      try {
+        out = await execInSandbox(deps.kube, {
+          namespace: input.namespace,
+          pod: input.pod,
+          command: helper('restore'),
+          stdin: body,
+          maxStdoutBytes: 64 * 1024,
+          what: `restore the workspace of session ${input.sessionId}`,
+        });
+      } catch (err) {
+        if (podGone(err)) return { error: `its pod ${input.pod} was gone before the workspace was restored` };
+        throw err;
+      }
+      if (out.exitCode !== 0)
+        return {
+          error: `restoring the workspace failed (exit ${out.exitCode ?? 'none'}): ${out.stderr.trim()}`.trim(),
+        };
+      return { bytes: body.length, seq: input.saved.seq };
+    },
+
+    /** Deletes the session's workspace (it has ended). */
+    async dropWorkspace(input: { sessionId: string }): Promise<void> {
+      await store().delete(input.sessionId);
+    },
+  };
+}
