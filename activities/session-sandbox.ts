@@ -15,6 +15,7 @@ import type { LauncherSessionNote } from '../core/launcher-protocol';
 import { CONTAINER_NAME, launcherTask } from '../core/manifests';
 import { capsOf, collectedOutput, LauncherLogParser, logReadLimit } from '../core/output';
 import type { ExecutionPolicy } from '../core/policy';
+import { sessionKernelOf } from '../core/languages';
 import { LABELS } from '../core/names';
 import { fitsPool, poolRef, poolSelector, claimable } from '../core/pool';
 import {
@@ -56,6 +57,8 @@ export interface SessionRunSpec {
   policy: ExecutionPolicy;
   /** How long the launcher waits for the session's next run before it ends itself (a claimed pool pod learns it so). */
   idleSeconds?: number;
+  /** The run's id (its Update's), in every heartbeat: what a client follows the run's live output by. */
+  runId?: string;
 }
 
 export interface SessionRunReport {
@@ -237,6 +240,7 @@ export function sessionActivities(deps: ActivityDeps) {
         const task = {
           ...launcherTask(spec.sessionId, 1, spec.request, spec.policy, 'handed'),
           seq: spec.seq,
+          kernel: sessionKernelOf(spec.request.language),
           ...(spec.idleSeconds !== undefined ? { idleSeconds: spec.idleSeconds } : {}),
         };
         held.write(frameTask(task));
@@ -274,7 +278,7 @@ export function sessionActivities(deps: ActivityDeps) {
           const now = Date.now();
           if (now - lastBeat >= POLL_MS) {
             lastBeat = now;
-            ctx.heartbeat({ seq: spec.seq, sentAt, output: parser.live() });
+            ctx.heartbeat({ seq: spec.seq, sentAt, output: parser.live(), runId: spec.runId });
             const pod = await readPod(namespace, spec.pod);
             if (!alive(pod)) {
               // What it wrote until then may still be on its way.

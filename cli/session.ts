@@ -154,6 +154,10 @@ async function runIn(client: SandboxClient, argv: string[]): Promise<number> {
       session.run(input.code, {
         ...(input.timeoutSeconds !== undefined ? { timeoutSeconds: input.timeoutSeconds } : {}),
         ...(input.files ? { files: input.files } : {}),
+        // The run's output as it comes (the rest when the result is in); --json prints the result alone.
+        ...(values.json
+          ? {}
+          : { onStdout: (t: string) => process.stdout.write(t), onStderr: (t: string) => process.stderr.write(t) }),
       }),
       interrupted,
     ]);
@@ -177,8 +181,7 @@ function show(r: SessionRunResult, json: boolean, saveFiles: string | undefined)
     out(JSON.stringify(r, null, 2));
     return;
   }
-  process.stdout.write(r.stdout);
-  process.stderr.write(r.stderr);
+  // The output itself went out as it came.
   for (const n of sessionRunNotes(r)) note(n);
   if (r.status !== 'succeeded')
     note(

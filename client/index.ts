@@ -43,7 +43,14 @@ import { inSpan, tracingInterceptors } from './trace';
 import { ExecutionWatcher, progressOf, runHeartbeat, type ProgressUpdate, type WatchCallbacks } from './watch';
 
 export { InvalidInputError } from '../core/validate';
-export { DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, languageNamed, type LanguageSpec } from '../core/languages';
+export {
+  DEFAULT_LANGUAGE,
+  LANGUAGE_NAMES,
+  LANGUAGES,
+  languageNamed,
+  SESSION_LANGUAGES,
+  type LanguageSpec,
+} from '../core/languages';
 export type * from '../core/types';
 export type { ExecutionProgress } from '../workflows/queries';
 export type { PodProgress } from '../core/classify';

@@ -3,6 +3,7 @@
  * received, whoever sends them), `close()` ends it and waits until its pods are gone. Any process can attach to a
  * session by its id (`SandboxClient.getSession`).
  */
+import { randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { STEP_FAILURES } from '../core/failures';
@@ -10,9 +11,17 @@ import { SESSION_HANDLERS, type SessionRunInput, type SessionRunResult, type Ses
 import { InvalidInputError } from '../core/validate';
 import type { session as sessionWorkflow } from '../workflows/session';
 import { SessionClosedError } from './errors';
+import { SessionRunWatcher } from './watch';
 
-/** A run's options: its time limit and input files, and an id that makes sending it again harmless. */
-export type SessionRunOptions = Omit<SessionRunInput, 'code'> & { runId?: string };
+/**
+ * A run's options: its time limit and input files, an id that makes sending it again harmless, and callbacks that get
+ * the run's output while it runs (each piece once, in order; the rest when the result is in).
+ */
+export type SessionRunOptions = Omit<SessionRunInput, 'code'> & {
+  runId?: string;
+  onStdout?: (text: string) => void;
+  onStderr?: (text: string) => void;
+};
 
 /** What a session asks of its SandboxClient: whether any worker serves its task queue. */
 export interface SessionServed {
@@ -38,20 +47,31 @@ export class Session {
    * call's result and nothing runs twice.
    */
   async run(code: string, options: SessionRunOptions = {}): Promise<SessionRunResult> {
-    const { runId, ...rest } = options;
+    const { onStdout, onStderr, ...withId } = options;
+    const live = onStdout || onStderr;
+    // Live output is followed by the run's id: one is made when the caller gives none.
+    const { runId = live ? `run-${randomUUID()}` : undefined, ...rest } = withId;
+    const watch = live
+      ? new SessionRunWatcher(this.handle, runId!, {
+          ...(onStdout ? { onStdout: (t: string) => onStdout(t) } : {}),
+          ...(onStderr ? { onStderr: (t: string) => onStderr(t) } : {}),
+        })
+      : undefined;
     const running = this.typed(() =>
       this.handle.executeUpdate<SessionRunResult, [SessionRunInput]>(SESSION_HANDLERS.run, {
         args: [{ code, ...rest }],
         ...(runId !== undefined ? { updateId: runId } : {}),
       }),
     );
-    if (!this.served) return running;
     const stop = new AbortController();
     running.catch(() => undefined);
     try {
-      return await Promise.race([running, this.served.whileUnserved(stop.signal)]);
+      const result = await (this.served ? Promise.race([running, this.served.whileUnserved(stop.signal)]) : running);
+      await watch?.finish(result);
+      return result;
     } finally {
       stop.abort();
+      await watch?.stop();
     }
   }
 

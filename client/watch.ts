@@ -10,7 +10,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunHeartbeat } from '../core/attempt';
 import type { SandboxKind } from '../core/sandbox';
 import { unseen } from '../core/output';
-import type { ExecutionResult, OutputTail } from '../core/types';
+import type { ExecutionResult, LiveOutput, OutputTail } from '../core/types';
 
 export interface OutputChunkInfo {
   /** The attempt the text belongs to: when the infrastructure lost a sandbox, the next attempt's output starts over. */
@@ -95,6 +95,11 @@ class Cursor {
 
   finish(result: ExecutionResult, text: string): void {
     this.offer(result.attempts, undefined);
+    this.rest(text);
+  }
+
+  /** Delivers what the callbacks have not had of `text` (the whole output of the current attempt). */
+  rest(text: string): void {
     this.send(text.slice(this.delivered));
   }
 
@@ -170,5 +175,71 @@ export class ExecutionWatcher {
     await this.stop();
     this.out.finish(result, result.stdout);
     this.err.finish(result, result.stderr);
+  }
+}
+
+/** The step that runs a session's run, whose heartbeats carry the run's id and its newest output. */
+export const SESSION_RUN_STEP = 'runInSession';
+
+/** A session run's newest output, from the session's description, when its step runs (and is that run's). */
+export function sessionRunOutput(raw: Raw, runId: string): LiveOutput | undefined {
+  for (const step of raw.pendingActivities ?? []) {
+    if (step.activityType?.name !== SESSION_RUN_STEP) continue;
+    const payload = step.heartbeatDetails?.payloads?.[0];
+    if (!payload) continue;
+    const hb = defaultPayloadConverter.fromPayload<{ runId?: string; output?: LiveOutput }>(payload);
+    if (hb.runId === runId) return hb.output;
+  }
+  return undefined;
+}
+
+/**
+ * Follows one session run's live output (by its run id) while a caller waits: the session's description is polled,
+ * and what its run step's heartbeats carry goes to the callbacks, in order and once; `finish` delivers the rest from
+ * the result. The earlier runs a restore replays are not this run's: their output never reaches the callbacks.
+ */
+export class SessionRunWatcher {
+  private readonly out: Cursor;
+  private readonly err: Cursor;
+  private stopped = false;
+  private readonly loop: Promise<void>;
+
+  constructor(
+    private readonly handle: Pick<WorkflowHandle, 'describe'>,
+    private readonly runId: string,
+    callbacks: Pick<WatchCallbacks, 'onStdout' | 'onStderr'>,
+    private readonly intervalMs = 200,
+  ) {
+    this.out = new Cursor(callbacks.onStdout);
+    this.err = new Cursor(callbacks.onStderr);
+    this.loop = this.poll();
+  }
+
+  private async poll(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const { raw } = await this.handle.describe();
+        const output = this.stopped ? undefined : sessionRunOutput(raw, this.runId);
+        if (output) {
+          this.out.offer(1, output.stdout);
+          this.err.offer(1, output.stderr);
+        }
+      } catch {
+        // Temporal briefly unreachable: the next poll tries again.
+      }
+      await new Promise((r) => setTimeout(r, this.intervalMs));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+
+  /** Stops polling and delivers whatever the callbacks have not had yet of the run's result. */
+  async finish(result: Pick<ExecutionResult, 'stdout' | 'stderr'>): Promise<void> {
+    await this.stop();
+    this.out.rest(result.stdout);
+    this.err.rest(result.stderr);
   }
 }

@@ -8,6 +8,9 @@
  * Every image must have python3: the launcher (launcher/launcher.py) runs on it and starts `command`.
  */
 
+/** The interpreters the launcher can keep for a session (launcher.py's KERNELS). */
+export type SessionKernel = 'python' | 'bash';
+
 export interface LanguageSpec {
   /** How people call it in help texts and tool descriptions. */
   title: string;
@@ -27,7 +30,7 @@ export interface LanguageSpec {
    * Sessions: the interpreter the launcher keeps for a session's runs (launcher.py --session), run by the first word
    * of `command`; a language without one runs one-shot only.
    */
-  sessionKernel?: 'python';
+  sessionKernel?: SessionKernel;
 }
 
 export const SANDBOX_DIR = '/sandbox';
@@ -56,6 +59,7 @@ export const LANGUAGES = {
     extensions: ['.sh', '.bash'],
     aliases: ['sh', 'shell'],
     image: 'python:3.12-slim',
+    sessionKernel: 'bash',
   },
   javascript: {
     title: 'JavaScript (Node.js)',
@@ -74,6 +78,11 @@ export type Language = keyof typeof LANGUAGES;
 
 /** Every language, in the list's order (the MCP schema's enum, the worker's pools). */
 export const LANGUAGE_NAMES = Object.keys(LANGUAGES) as [Language, ...Language[]];
+
+/** The interpreter a session of this language keeps; undefined: the language runs one-shot only. */
+export function sessionKernelOf(language: Language): SessionKernel | undefined {
+  return (LANGUAGES[language] as LanguageSpec).sessionKernel;
+}
 
 /** The languages a session can keep an interpreter of. */
 export const SESSION_LANGUAGES: readonly Language[] = LANGUAGE_NAMES.filter(

@@ -3,6 +3,7 @@
  * pod (docs/LAUNCHER.md describes it whole). launcher.py holds the same constants under the same names;
  * test/unit/launcher-protocol.test.ts reads them from its source and runs it, so the two sides cannot drift apart.
  */
+import type { SessionKernel } from './languages';
 
 /** The launcher's first log line: which protocol the rest of the log speaks. */
 export const LAUNCHER_FORMAT = 'durable-sandbox-launcher 1';
@@ -122,6 +123,8 @@ export interface LauncherTask {
   seq?: number;
   /** Session runs only: how long the launcher waits for the next run before it ends itself (the session's idle). */
   idleSeconds?: number;
+  /** Session runs only: the interpreter kept for the session (its language's `sessionKernel`; python if absent). */
+  kernel?: SessionKernel;
   /** The program's file name (under the sandbox directory). */
   file: string;
   /** What runs the program. */

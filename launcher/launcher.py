@@ -949,15 +949,33 @@ _serve(int(sys.argv[1]), int(sys.argv[2]))
 """
 
 
+# A bash session's shell: each cell is eval'd in the one shell, so the working directory, variables, exported ones and
+# functions persist. An interrupt (sent to the shell's whole process group) ends the running command, not the shell;
+# a cell's `exit` ends the shell, which is restarted for the next run.
+BASH_KERNEL = r"""
+__ds_cells=$1 __ds_done=$2
+trap ':' INT
+while LC_ALL=C IFS= read -r -N 16 -u "$__ds_cells" __ds_head && [ ${#__ds_head} -eq 16 ]; do
+  __ds_len=$((10#${__ds_head:8:8})) __ds_src=
+  if [ "$__ds_len" -gt 0 ]; then LC_ALL=C IFS= read -r -N "$__ds_len" -u "$__ds_cells" __ds_src; fi
+  eval "$__ds_src"
+  printf '%d\n' "$?" >&"$__ds_done"
+done
+"""
+
+KERNELS = {"python": PYTHON_KERNEL, "bash": BASH_KERNEL}
+
+
 class Kernel:
     """The session's interpreter: a process that runs one cell at a time, sent on a pipe, and says on another pipe
     when each is done and how it ended."""
 
-    def __init__(self, interpreter, env):
+    def __init__(self, interpreter, env, kind="python"):
         cells_r, self.cells = os.pipe()
         self.done, done_w = os.pipe()
+        self.kind = kind
         self.process = subprocess.Popen(
-            [interpreter, "-c", PYTHON_KERNEL, str(cells_r), str(done_w)],
+            [interpreter, "-c", KERNELS[kind]] + (["ds-kernel"] if kind == "bash" else []) + [str(cells_r), str(done_w)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -978,6 +996,16 @@ class Kernel:
 
     def alive(self):
         return self.process.poll() is None
+
+    def interrupt(self):
+        """Python: a KeyboardInterrupt in the cell, as a notebook's. bash: the running command and its children."""
+        try:
+            if self.kind == "bash":
+                os.killpg(self.process.pid, signal.SIGINT)
+            else:
+                os.kill(self.process.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
 
     def stop(self):
         kill_group(self.process.pid)
@@ -1028,10 +1056,7 @@ def run_cell(kernel, number, code, timeout, caps, state):
             if interrupted_at is None and now >= deadline:
                 timed_out = True
                 interrupted_at = now
-                try:
-                    os.kill(kernel.process.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
+                kernel.interrupt()
             if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE:
                 stuck = True
                 break
@@ -1101,6 +1126,9 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
             timeout, stdout_cap, stderr_cap, command, extra_env, files = program_of(task)
             code = task["code"]
             number = int(task["seq"])
+            kind = task.get("kernel") or "python"
+            if kind not in KERNELS:
+                raise DeliveryError("no session kernel %r" % kind)
             materialize_files(task, task_dir)
         except NoMoreTasks:
             note_termination("ended: no more runs (stdin closed)")
@@ -1121,7 +1149,7 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
         if kernel is None:
             run_env = dict(env)
             run_env.update(extra_env)
-            kernel = Kernel(command[0], run_env)
+            kernel = Kernel(command[0], run_env, kind)
             how = "restarted" if runs > 0 else "started"
         started = now_ms()
         since = time.time() - 0.001

@@ -10,6 +10,7 @@ import {
   CancellationScope,
   condition,
   continueAsNew,
+  currentUpdateInfo,
   isCancellation,
   patched,
   defineQuery,
@@ -101,9 +102,11 @@ export async function session(input: SessionInput = {}): Promise<SessionState> {
     runUpdate,
     (run) => {
       inFlight++;
+      // The run's id (its Update's) goes with the run's step: callers follow its live output by it.
+      const runId = currentUpdateInfo()?.id;
       const mine = tail.then(async () => {
         await condition(() => c !== undefined);
-        return runOne(c!, run);
+        return runOne(c!, run, runId);
       });
       // The workspace a run changed is saved after its answer, before the next run (and before an idle release).
       tail = mine
@@ -241,8 +244,9 @@ function refuseClosed(s: SessionState): void {
     });
 }
 
-function launch(c: Carried, run: SessionRunInput, pod: string): Promise<SessionRunReport> {
+function launch(c: Carried, run: SessionRunInput, pod: string, runId?: string): Promise<SessionRunReport> {
   return runInSession({
+    ...(runId !== undefined ? { runId } : {}),
     sessionId: c.state.sessionId,
     seq: ++c.launcherSeq,
     pod,
@@ -252,7 +256,7 @@ function launch(c: Carried, run: SessionRunInput, pod: string): Promise<SessionR
   });
 }
 
-async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResult> {
+async function runOne(c: Carried, run: SessionRunInput, runId?: string): Promise<SessionRunResult> {
   const { state: s, spec, policy } = c;
   const sessionId = s.sessionId;
   refuseClosed(s);
@@ -283,12 +287,12 @@ async function runOne(c: Carried, run: SessionRunInput): Promise<SessionRunResul
     };
   };
   let restored = s.pod ? undefined : await newPod();
-  let report = await launch(c, run, s.pod!);
+  let report = await launch(c, run, s.pod!, runId);
   if (report.notSent) {
     // The pod was gone before the run reached it (it died between runs): nothing ran; a new pod, the state, the run.
     s.pod = undefined;
     restored = await newPod();
-    report = await launch(c, run, s.pod!);
+    report = await launch(c, run, s.pod!, runId);
   }
   const seq = ++s.runs;
   s.lastRunAt = Date.now();

@@ -61,6 +61,7 @@ import {
   LANGUAGE_NAMES,
   languageNamed,
   LANGUAGES,
+  SESSION_LANGUAGES,
   sessionRunNotes,
   type LanguageSpec,
 } from '../../client';
@@ -188,17 +189,27 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
     this.sessionOptions = options.session;
   }
 
-  /** The durable-sandbox session of an ADK execution id (a stateful executor's conversation). */
-  sessionIdFor(executionId: string): string {
+  /**
+   * The durable-sandbox session of an ADK execution id (a stateful executor's conversation) for a language: one per
+   * language that keeps an interpreter (the default language's id has no language in it).
+   */
+  sessionIdFor(executionId: string, language: Language = DEFAULT_LANGUAGE): string {
     const hash = createHash('sha256').update(executionId).digest('hex').slice(0, 8);
-    return `${this.executionIdPrefix}-session-${executionId.replace(ID_UNSAFE, '_').slice(0, MAX_SCOPE_LENGTH)}-${hash}`;
+    const scope = executionId.replace(ID_UNSAFE, '_').slice(0, MAX_SCOPE_LENGTH);
+    return `${this.executionIdPrefix}-session-${scope}-${hash}${language === DEFAULT_LANGUAGE ? '' : `-${language}`}`;
   }
 
   /** Ends the session of an ADK execution id (its pod goes); a later block opens a new, empty one. */
   async closeSession(executionId: string): Promise<void> {
-    const sessionId = this.sessionIdFor(executionId);
-    this.sessions.delete(sessionId);
-    await this.client.getSession(sessionId).close();
+    await Promise.all(
+      SESSION_LANGUAGES.map(async (language) => {
+        const sessionId = this.sessionIdFor(executionId, language);
+        const opened = this.sessions.has(sessionId);
+        this.sessions.delete(sessionId);
+        // The default language's is closed whatever this process knows of it (another process may have opened it).
+        if (opened || language === DEFAULT_LANGUAGE) await this.client.getSession(sessionId).close();
+      }),
+    );
   }
 
   private session(sessionId: string, input: ExecutionInput, fresh = false): Promise<Session> {
@@ -220,7 +231,7 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
 
   /** Runs a block in its conversation's session; a session that has ended is replaced once, and the model told. */
   private async runInSession(executionId: string, params: ExecuteCodeParams, input: ExecutionInput) {
-    const sessionId = this.sessionIdFor(executionId);
+    const sessionId = this.sessionIdFor(executionId, input.language);
     const runId = this.idFor(params, input);
     const run = async (fresh: boolean) =>
       (await this.session(sessionId, input, fresh)).run(input.code, {

@@ -15,10 +15,10 @@
  *   connection closing) the execution is cancelled too (SandboxClient.cancelExecution): its pod is stopped and
  *   removed, and nothing keeps running for a caller that is gone. A cancel that comes while the execution is still
  *   being started is retried until the start has happened.
- * - Sessions (on unless `sessions: false`): the Python calls of one connection share one durable-sandbox session, so
- *   a model's successive calls keep their variables, imports and files (a notebook). It opens with the first such
+ * - Sessions (on unless `sessions: false`): the Python calls of one connection share one durable-sandbox session (and
+ *   its bash calls one of their own), so a model's successive calls keep their variables, imports and files. It opens with the first such
  *   call and closes when the connection ends (the server closes); `reset_session` closes it, and the next call opens
- *   a fresh one. Another connection never sees it. Other languages run one-shot. Cancelling a call that runs in the
+ *   a fresh one. Another connection never sees it. JavaScript runs one-shot. Cancelling a call that runs in the
  *   session stops it by closing the session (its pod goes); the next call starts afresh, and says so.
  * - Execution ids: every call gets a fresh random id (`mcp-<uuid>` unless `newExecutionId` says otherwise); the tool
  *   does not take one. An id would let one MCP client attach to (and, by cancelling, stop) another's execution on a
@@ -204,12 +204,22 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
   const log = options.log ?? stderrLog;
   const newExecutionId = options.newExecutionId ?? (() => `mcp-${randomUUID()}`);
   const sessions = options.sessions ?? true;
-  const session = sessions
-    ? new ConnectionSession(client, log, options.sessionOptions, options.sessionCloseTimeoutMs)
-    : undefined;
+  // One session per language that keeps an interpreter (Python's, bash's), opened by the first call in it.
+  const perLanguage = new Map<Language, ConnectionSession>();
+  const sessionFor = (language: Language): ConnectionSession => {
+    let s = perLanguage.get(language);
+    if (!s) {
+      s = new ConnectionSession(client, log, { ...options.sessionOptions, language }, options.sessionCloseTimeoutMs);
+      perLanguage.set(language, s);
+    }
+    return s;
+  };
+  /** Closes the connection's sessions; resolves with the ids of those that were open. */
+  const closeSessions = async (why: string): Promise<string[]> =>
+    (await Promise.all([...perLanguage.values()].map((s) => s.close(why)))).filter((id): id is string => !!id);
   const server = new SandboxMcpServer(
     { name: options.name ?? SERVER_NAME, version: options.version ?? SERVER_VERSION },
-    () => session?.close('the MCP connection ended'),
+    () => closeSessions('the MCP connection ended'),
   );
 
   async function runInSession(
@@ -325,8 +335,8 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
       const finished = calls?.add(extra.requestId, (reason) => stop.abort(reason));
       try {
         if (stop.signal.aborted) return errorContent('Cancelled before it started; nothing was run.');
-        if (session && SESSION_LANGUAGES.includes(args.language))
-          return await runInSession(session, args, stop.signal, extra);
+        if (sessions && SESSION_LANGUAGES.includes(args.language))
+          return await runInSession(sessionFor(args.language), args, stop.signal, extra);
         return await run(args, executionId, stop.signal, extra);
       } finally {
         extra.signal.removeEventListener('abort', forward);
@@ -334,7 +344,7 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
       }
     },
   );
-  if (session)
+  if (sessions)
     server.registerTool(
       RESET_SESSION_TOOL,
       {
@@ -349,13 +359,13 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
         },
       },
       async (): Promise<CallToolResult> => {
-        const ended = await session.close('reset_session');
+        const ended = await closeSessions('reset_session');
         return {
           content: [
             {
               type: 'text',
-              text: ended
-                ? `Session ${ended} closed; the next run_code call starts a fresh interpreter.`
+              text: ended.length
+                ? `${ended.map((id) => `Session ${id} closed`).join('; ')}; the next run_code call starts a fresh interpreter.`
                 : 'No session was open; the next run_code call starts a fresh interpreter.',
             },
           ],

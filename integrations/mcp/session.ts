@@ -21,7 +21,7 @@ export class ConnectionSession {
   constructor(
     private readonly client: SandboxClientLike,
     private readonly log: (msg: string) => void,
-    private readonly options: Pick<SessionOptions, 'idleTimeoutSeconds' | 'maxLifetimeSeconds'> = {},
+    private readonly options: Pick<SessionOptions, 'idleTimeoutSeconds' | 'maxLifetimeSeconds' | 'language'> = {},
     private readonly closeTimeoutMs = 15_000,
   ) {}
 

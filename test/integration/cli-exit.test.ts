@@ -216,7 +216,7 @@ test('mcp with no worker polling runs one itself: calls are answered (one-shot a
   let sessionId: string | undefined;
   try {
     const r = (await mcp.callTool(
-      { name: 'run_code', arguments: { code: 'echo $((6 * 7))', language: 'bash' } },
+      { name: 'run_code', arguments: { code: 'console.log(6 * 7)', language: 'javascript' } },
       undefined,
       { timeout: 120_000 },
     )) as CallToolResult;

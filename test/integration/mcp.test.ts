@@ -137,14 +137,14 @@ async function runCode(c: Connected, args: Record<string, unknown>): Promise<Cal
   return { result, progress };
 }
 
-/** A one-shot program (bash: a connection's Python calls run in its session). */
-const LONG_PROGRAM = 'echo started; sleep 300';
+/** A one-shot program (JavaScript: a connection's Python and bash calls run in its sessions). */
+const LONG_PROGRAM = 'console.log("started");\nsetTimeout(() => undefined, 300_000);';
 
 /** Starts a long run_code call and waits until its program runs; returns its execution id and the pending call. */
 async function startLongCall(c: Connected, signal?: AbortSignal): Promise<{ id: string; call: Promise<unknown> }> {
   let executionId: string | undefined;
   const call = c.client.callTool(
-    { name: RUN_CODE_TOOL, arguments: { code: LONG_PROGRAM, language: 'bash', timeoutSeconds: 600 } },
+    { name: RUN_CODE_TOOL, arguments: { code: LONG_PROGRAM, language: 'javascript', timeoutSeconds: 600 } },
     undefined,
     {
       ...(signal ? { signal } : {}),
@@ -201,8 +201,8 @@ describe.each([
     expect(schema.required).toEqual(['code']);
   });
 
-  test('a one-shot run (bash): 42, succeeded, with progress naming the execution', async () => {
-    const { result, progress } = await runCode(c, { code: 'echo $((6*7))', language: 'bash' });
+  test('a one-shot run (JavaScript: no kept interpreter): 42, succeeded, with progress naming the execution', async () => {
+    const { result, progress } = await runCode(c, { code: 'console.log(6 * 7)', language: 'javascript' });
     const text = textOf(result);
     expect(result.isError).toBeFalsy();
     expect(text).toMatch(/^status: succeeded/);
@@ -247,7 +247,7 @@ describe.each([
   });
 
   test('bad input: isError naming the field (and the limit), nothing run', async () => {
-    const tooLong = await runCode(c, { code: 'echo 1', language: 'bash', timeoutSeconds: 999_999 });
+    const tooLong = await runCode(c, { code: 'console.log(1)', language: 'javascript', timeoutSeconds: 999_999 });
     expect(tooLong.result.isError).toBe(true);
     expect(textOf(tooLong.result)).toMatch(/^Invalid input: timeoutSeconds: .*\(limit: max \d+\)/);
     expect(tooLong.progress).toEqual([]);
@@ -317,6 +317,21 @@ describe.each([
     const afresh = await runCode(c, { code: 'print("x" in dir())' });
     expect(textOf(afresh.result)).toMatch(/--- stdout ---\nFalse(\n|$)/);
     expect(textOf(afresh.result)).not.toContain(sessionId);
+  });
+
+  test("bash calls share the connection's shell (its own session, not Python's); reset_session ends both", async () => {
+    const py = await runCode(c, { code: 'y = 1' });
+    const pySession = /session: (\S+), run \d+/.exec(textOf(py.result))![1];
+    const first = await runCode(c, { language: 'bash', code: 'mkdir -p work && cd work\nexport ANSWER=42' });
+    expect(first.result.isError).toBeFalsy();
+    const bashSession = /session: (\S+), run \d+/.exec(textOf(first.result))![1];
+    expect(bashSession).not.toBe(pySession);
+    const second = await runCode(c, { language: 'bash', code: 'echo "$ANSWER $(basename "$PWD")"' });
+    expect(textOf(second.result)).toMatch(/--- stdout ---\n42 work(\n|$)/);
+    expect(textOf(second.result)).toContain(`session: ${bashSession}`);
+    const reset = (await c.client.callTool({ name: RESET_SESSION_TOOL, arguments: {} })) as CallToolResult;
+    expect(textOf(reset)).toContain(bashSession);
+    expect(textOf(reset)).toContain(pySession);
   });
 
   test('cancelling a Python call stops it by ending the session (its pod goes); the next call says so', async () => {

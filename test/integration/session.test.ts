@@ -155,6 +155,58 @@ test('idle: the pod is released and the session stays open; the next run resumes
   });
 });
 
+test('a bash session: one shell for every run (working directory, variables, exports), rebuilt on a new pod', async () => {
+  await inSession({ language: 'bash' }, async (session) => {
+    const first = ok(await session.run('mkdir -p proj && cd proj\nCOUNT=41\nexport GREETING=hi\necho started'));
+    expect(first).toMatchObject({ language: 'bash', stdout: 'started\n', session: { interpreter: 'started' } });
+    const second = ok(await session.run('echo "$((COUNT + 1)) $(basename "$PWD") $(bash -c \'echo $GREETING\')"'));
+    expect(second.stdout).toBe('42 proj hi\n');
+    const failed = await session.run('false');
+    expect(failed).toMatchObject({ status: 'failed', exitCode: 1 });
+    await kube.core.deleteNamespacedPod({
+      name: second.session.pod,
+      namespace: SANDBOX_NAMESPACE,
+      gracePeriodSeconds: 0,
+    });
+    await eventually(
+      () => podsOf(session.id),
+      (pods) => pods.length === 0,
+      60_000,
+    );
+    const back = ok(await session.run('echo "$COUNT $(basename "$PWD") $GREETING"'));
+    expect(back.stdout).toBe('41 proj hi\n');
+    expect(back.session.restored).toMatchObject({ runs: 2 });
+  });
+});
+
+test("live output: a run's output reaches its callbacks while it runs, once and in order; replayed runs' never does", async () => {
+  await inSession({}, async (session) => {
+    ok(await session.run('print("from an earlier run")\nx = 1'));
+    const pieces: { text: string; at: number }[] = [];
+    const r = ok(
+      await session.run('import time\nfor i in range(5):\n    print("tick", i, flush=True)\n    time.sleep(1.2)', {
+        onStdout: (text) => pieces.push({ text, at: Date.now() }),
+      }),
+    );
+    const answeredAt = Date.now();
+    expect(pieces.map((p) => p.text).join('')).toBe(r.stdout);
+    expect(r.stdout).toBe('tick 0\ntick 1\ntick 2\ntick 3\ntick 4\n');
+    // The first lines came while the run ran, seconds before its answer.
+    expect(pieces[0].at).toBeLessThan(answeredAt - 1500);
+
+    await kube.core.deleteNamespacedPod({ name: r.session.pod, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 });
+    await eventually(
+      () => podsOf(session.id),
+      (pods) => pods.length === 0,
+      60_000,
+    );
+    const seen: string[] = [];
+    const back = ok(await session.run('print(x + 1)', { onStdout: (t) => seen.push(t) }));
+    expect(back.session.restored).toMatchObject({ runs: 2 });
+    expect(seen.join('')).toBe('2\n');
+  });
+});
+
 test("one session cannot reach another's pod or files", async () => {
   const a = await w.client.openSession({ timeoutSeconds: 5 });
   const b = await w.client.openSession({ timeoutSeconds: 5 });

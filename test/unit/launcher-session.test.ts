@@ -30,6 +30,8 @@ let exited: Promise<number | null>;
 function start(mode: '--session' | '--warm') {
   log = '';
   launcher = spawn('python3', [LAUNCHER, mode, '--max-task-bytes', String(MAX_TASK_BYTES), '--task-dir', dir], {
+    // The sandbox's working directory is its HOME: runs that write relative paths write there.
+    cwd: dir,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: dir,
@@ -212,4 +214,65 @@ test('a warm launcher given a one-shot task still reads no second task', async (
   parser.push(log);
   expect(parser.result(true).stdout.text).toBe('True\n');
   expect(log.match(/^x /gm)).toHaveLength(1);
+});
+
+describe('a bash session', () => {
+  const bash = (code: string, extra: Partial<LauncherTask> = {}) =>
+    run(code, { command: ['bash'], file: 'main.sh', kernel: 'bash', ...extra });
+
+  test('one shell for every run: the working directory, variables, exports and functions persist', async () => {
+    const first = await bash('mkdir -p proj && cd proj\nCOUNT=41\nexport GREETING=hi\ntwice() { echo "$1$1"; }');
+    expect(first).toMatchObject({ trailer: { exitCode: 0 }, session: { interpreter: 'started' } });
+    const second = await bash('echo "$((COUNT + 1)) $(basename "$PWD") $(bash -c \'echo $GREETING\')"\ntwice ab');
+    expect(second.stdout.text).toBe('42 proj hi\nabab\n');
+    expect(second.session).toMatchObject({ interpreter: 'kept' });
+  });
+
+  test("a failing command is the run's exit status; the shell goes on", async () => {
+    const failed = await bash('ls /no/such/dir');
+    expect(failed.trailer?.exitCode).toBe(2);
+    expect(failed.stderr.text).toMatch(/No such file/);
+    expect((await bash('echo still here')).stdout.text).toBe('still here\n');
+  });
+
+  test('a run past its limit is interrupted (its command, not the shell); the state is kept', async () => {
+    await bash('KEPT=yes');
+    const slow = await bash('sleep 30', { timeoutSeconds: 1 });
+    expect(slow.trailer).toMatchObject({ timedOut: true });
+    const next = await bash('echo $KEPT');
+    expect(next.stdout.text).toBe('yes\n');
+    expect(next.session).toMatchObject({ interpreter: 'kept' });
+  });
+
+  test("a run's exit ends the shell, which is restarted for the next run, files kept", async () => {
+    await bash('echo kept > f.txt\nexit 3');
+    const next = await bash('cat f.txt; echo "${GONE:-unset}"');
+    expect(next.stdout.text).toBe('kept\nunset\n');
+    expect(next.session).toMatchObject({ interpreter: 'restarted' });
+  });
+});
+
+test('a task naming no kernel the launcher has ends the session and says why', async () => {
+  await run('1');
+  const task = frameTask({
+    executionId: 's',
+    attempt: 1,
+    seq: 99,
+    kernel: 'cobol' as 'bash',
+    file: 'main.py',
+    command: ['python3'],
+    code: '1',
+    files: [],
+    env: {},
+    timeoutSeconds: 10,
+    stdoutCap: 10,
+    stderrCap: 10,
+    outDir: path.join(dir, 'out'),
+    filesMaxCount: 0,
+    fileCap: 0,
+    filesCap: 0,
+  });
+  launcher.stdin.write(task);
+  expect(await exited).toBe(125);
+  expect(log).toMatch(/no session kernel 'cobol'/);
 });
