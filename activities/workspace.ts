@@ -33,10 +33,15 @@ export function workspaceActivities(deps: ActivityDeps) {
   };
   // The launcher's interpreter, which every sandbox image has.
   const helper = (mode: 'save' | 'restore') => [LAUNCHER_INTERPRETER, '-c', deps.workspaceSource, mode, WORKSPACE_ROOT];
-  /** A pod that is gone (or ended) cannot be exec'd into: that is an answer, not a failure to retry. */
-  const podGone = (err: unknown) => {
-    const code = apiStatus(err)?.code ?? apiStatus((err as { cause?: unknown })?.cause)?.code;
-    return code === 404 || code === 400;
+  /** Runs the helper in the pod; undefined when the pod is gone or ended (an answer, not a failure to retry). */
+  const inPod = async (args: Parameters<typeof execInSandbox>[1]) => {
+    try {
+      return await execInSandbox(deps.kube, args);
+    } catch (err) {
+      const code = apiStatus(err)?.code ?? apiStatus((err as { cause?: unknown })?.cause)?.code;
+      if (code === 404 || code === 400) return undefined;
+      throw err;
+    }
   };
 
   return {
@@ -51,20 +56,15 @@ export function workspaceActivities(deps: ActivityDeps) {
     }): Promise<WorkspaceSaveResult> {
       const ctx = Context.current();
       const workspaces = store();
-      let out;
-      try {
-        out = await execInSandbox(deps.kube, {
-          namespace: input.namespace,
-          pod: input.pod,
-          command: helper('save'),
-          maxStdoutBytes: input.maxBytes,
-          onProgress: (bytes) => ctx.heartbeat({ bytes }),
-          what: `save the workspace of session ${input.sessionId}`,
-        });
-      } catch (err) {
-        if (podGone(err)) return { error: `its pod ${input.pod} was gone before the workspace was saved` };
-        throw err;
-      }
+      const out = await inPod({
+        namespace: input.namespace,
+        pod: input.pod,
+        command: helper('save'),
+        maxStdoutBytes: input.maxBytes,
+        onProgress: (bytes) => ctx.heartbeat({ bytes }),
+        what: `save the workspace of session ${input.sessionId}`,
+      });
+      if (!out) return { error: `its pod ${input.pod} was gone before the workspace was saved` };
       if (out.overflow)
         return { error: `the workspace is larger than ${mib(input.maxBytes)} compressed (DS_WORKSPACE_MAX_BYTES)` };
       if (out.exitCode !== 0)
@@ -91,20 +91,15 @@ export function workspaceActivities(deps: ActivityDeps) {
       // The object is replaced whole by every save: one that is not the recorded save is never restored.
       if (sha256(body) !== input.saved.sha256)
         return { error: `the stored workspace is not the one saved after run ${input.saved.seq}` };
-      let out;
-      try {
-        out = await execInSandbox(deps.kube, {
-          namespace: input.namespace,
-          pod: input.pod,
-          command: helper('restore'),
-          stdin: body,
-          maxStdoutBytes: 64 * 1024,
-          what: `restore the workspace of session ${input.sessionId}`,
-        });
-      } catch (err) {
-        if (podGone(err)) return { error: `its pod ${input.pod} was gone before the workspace was restored` };
-        throw err;
-      }
+      const out = await inPod({
+        namespace: input.namespace,
+        pod: input.pod,
+        command: helper('restore'),
+        stdin: body,
+        maxStdoutBytes: 64 * 1024,
+        what: `restore the workspace of session ${input.sessionId}`,
+      });
+      if (!out) return { error: `its pod ${input.pod} was gone before the workspace was restored` };
       if (out.exitCode !== 0)
         return {
           error: `restoring the workspace failed (exit ${out.exitCode ?? 'none'}): ${out.stderr.trim()}`.trim(),

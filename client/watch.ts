@@ -110,32 +110,30 @@ class Cursor {
   }
 }
 
-/** Polls an execution's description until stopped; `finish` delivers the rest of the output from the result. */
-export class ExecutionWatcher {
-  private readonly out: Cursor;
-  private readonly err: Cursor;
-  private lastProgress = '';
-  private lastRank = 0;
+type Description = Awaited<ReturnType<WorkflowHandle['describe']>>;
+
+/** Polls a workflow's description every `intervalMs` until stopped, handing each one to `observe`. */
+abstract class DescriptionPoller {
   private stopped = false;
-  private readonly loop: Promise<void>;
+  private loop: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly handle: Pick<WorkflowHandle, 'describe'>,
-    private readonly callbacks: WatchCallbacks,
-    /** Says more of a queued execution: who polls its task queue, how long it waited. */
-    private readonly queued?: (waitedMs: number) => Promise<string>,
-    private readonly intervalMs = 200,
-  ) {
-    this.out = new Cursor(callbacks.onStdout);
-    this.err = new Cursor(callbacks.onStderr);
+    private readonly intervalMs: number,
+  ) {}
+
+  /** Called once the subclass is ready for descriptions. */
+  protected start(): void {
     this.loop = this.poll();
   }
+
+  protected abstract observe(description: Description): Promise<void> | void;
 
   private async poll(): Promise<void> {
     while (!this.stopped) {
       try {
-        const { raw, status, startTime } = await this.handle.describe();
-        if (!this.stopped && status.name === 'RUNNING') await this.observe(raw, startTime);
+        const description = await this.handle.describe();
+        if (!this.stopped) await this.observe(description);
       } catch {
         // Not started yet, or Temporal briefly unreachable: the next poll tries again.
       }
@@ -143,7 +141,37 @@ export class ExecutionWatcher {
     }
   }
 
-  private async observe(raw: Raw, startTime: Date): Promise<void> {
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+}
+
+/** Polls an execution's description until stopped; `finish` delivers the rest of the output from the result. */
+export class ExecutionWatcher extends DescriptionPoller {
+  private readonly out: Cursor;
+  private readonly err: Cursor;
+  private lastProgress = '';
+  private lastRank = 0;
+
+  constructor(
+    handle: Pick<WorkflowHandle, 'describe'>,
+    private readonly callbacks: WatchCallbacks,
+    /** Says more of a queued execution: who polls its task queue, how long it waited. */
+    private readonly queued?: (waitedMs: number) => Promise<string>,
+    intervalMs = 200,
+  ) {
+    super(handle, intervalMs);
+    this.out = new Cursor(callbacks.onStdout);
+    this.err = new Cursor(callbacks.onStderr);
+    this.start();
+  }
+
+  protected async observe({ raw, status, startTime }: Description): Promise<void> {
+    if (status.name === 'RUNNING') await this.observeRunning(raw, startTime);
+  }
+
+  private async observeRunning(raw: Raw, startTime: Date): Promise<void> {
     const hb = runHeartbeat(raw);
     if (hb?.output) {
       this.out.offer(hb.attempt, hb.output.stdout);
@@ -163,11 +191,6 @@ export class ExecutionWatcher {
         this.callbacks.onProgress(p);
       }
     }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
   }
 
   /** Stops polling and delivers whatever the callbacks have not had yet of the final result. */
@@ -198,42 +221,28 @@ export function sessionRunOutput(raw: Raw, runId: string): LiveOutput | undefine
  * and what its run step's heartbeats carry goes to the callbacks, in order and once; `finish` delivers the rest from
  * the result. The earlier runs a restore replays are not this run's: their output never reaches the callbacks.
  */
-export class SessionRunWatcher {
+export class SessionRunWatcher extends DescriptionPoller {
   private readonly out: Cursor;
   private readonly err: Cursor;
-  private stopped = false;
-  private readonly loop: Promise<void>;
 
   constructor(
-    private readonly handle: Pick<WorkflowHandle, 'describe'>,
+    handle: Pick<WorkflowHandle, 'describe'>,
     private readonly runId: string,
     callbacks: Pick<WatchCallbacks, 'onStdout' | 'onStderr'>,
-    private readonly intervalMs = 200,
+    intervalMs = 200,
   ) {
+    super(handle, intervalMs);
     this.out = new Cursor(callbacks.onStdout);
     this.err = new Cursor(callbacks.onStderr);
-    this.loop = this.poll();
+    this.start();
   }
 
-  private async poll(): Promise<void> {
-    while (!this.stopped) {
-      try {
-        const { raw } = await this.handle.describe();
-        const output = this.stopped ? undefined : sessionRunOutput(raw, this.runId);
-        if (output) {
-          this.out.offer(1, output.stdout);
-          this.err.offer(1, output.stderr);
-        }
-      } catch {
-        // Temporal briefly unreachable: the next poll tries again.
-      }
-      await new Promise((r) => setTimeout(r, this.intervalMs));
+  protected observe({ raw }: Description): void {
+    const output = sessionRunOutput(raw, this.runId);
+    if (output) {
+      this.out.offer(1, output.stdout);
+      this.err.offer(1, output.stderr);
     }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
   }
 
   /** Stops polling and delivers whatever the callbacks have not had yet of the run's result. */

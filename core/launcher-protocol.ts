@@ -92,9 +92,10 @@ export interface LauncherSessionNote {
   next: 'keep' | 'restart';
   /**
    * What the session's workspace (its HOME) holds after the run: a digest of its names, kinds, sizes and times (null
-   * past the launcher's entry limit), its entries and bytes. A run that changed it has a new `sig`.
+   * past the launcher's entry limit), its entries and bytes. A run that changed it has a new `sig`. `base`: the digest
+   * of the workspace as the sandbox started (nothing of the session's own in it).
    */
-  workspace?: { sig: string | null; entries: number; bytes: number };
+  workspace?: { sig: string | null; entries: number; bytes: number; base?: string | null };
 }
 
 /** The container's exit codes when the launcher runs no program (otherwise: the program's). */

@@ -207,7 +207,12 @@ function parseAcceptance(json: string): LauncherAcceptance | null {
 function workspaceOf(w: unknown): LauncherSessionNote['workspace'] {
   const v = w as LauncherSessionNote['workspace'];
   if (!v || typeof v !== 'object' || typeof v.entries !== 'number' || typeof v.bytes !== 'number') return undefined;
-  return { sig: typeof v.sig === 'string' ? v.sig : null, entries: v.entries, bytes: v.bytes };
+  return {
+    sig: typeof v.sig === 'string' ? v.sig : null,
+    entries: v.entries,
+    bytes: v.bytes,
+    ...(typeof v.base === 'string' ? { base: v.base } : {}),
+  };
 }
 
 function parseSessionNote(json: string): LauncherSessionNote | null {

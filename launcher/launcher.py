@@ -1101,6 +1101,8 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
     seed_home(env.get("HOME"))
     workspace = env.get("HOME")
     buffer_python(env)
+    # The workspace as the sandbox starts (its image's home skeleton): nothing of the session's own to keep yet.
+    base = workspace_digest(workspace)["sig"] if workspace else None
     state = {"terminated": None}
 
     def on_term(signum, _frame):
@@ -1167,7 +1169,7 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
         note = {"seq": number, "interpreter": how, "why": why_restart if how == "restarted" else None,
                 "next": "restart" if kernel is None else "keep"}
         if workspace is not None and state["terminated"] is None:
-            note["workspace"] = workspace_digest(workspace)
+            note["workspace"] = dict(workspace_digest(workspace), base=base)
         write_line(TAG_SESSION + " " + json.dumps(note, separators=(",", ":")))
         if how == "restarted":
             why_restart = None

@@ -316,7 +316,9 @@ async function runOne(c: Carried, run: SessionRunInput, runId?: string): Promise
   });
   const note = report.session;
   const digest = note?.workspace;
-  if (digest && (policy.workspaceMaxBytes ?? 0) > 0 && digest.sig !== c.workspace?.sig && patched(SESSION_WORKSPACE)) {
+  // Saved when it differs from the last save (or, before any, from the sandbox's own start: nothing to keep yet).
+  const kept = c.workspace?.sig ?? digest?.base;
+  if (digest && (policy.workspaceMaxBytes ?? 0) > 0 && digest.sig !== kept && patched(SESSION_WORKSPACE)) {
     if (digest.sig) c.pendingSave = { seq, sig: digest.sig, pod, replayed: c.replay.length };
     else s.workspace = { error: `the workspace has more than ${digest.entries - 1} entries: it is not kept` };
   }

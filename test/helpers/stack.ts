@@ -82,6 +82,16 @@ export async function sessionPods(kube: Kube, sessionId: string): Promise<V1Pod[
   ).items;
 }
 
+/** Deletes a session's pod from outside (as a node's loss would) and waits until none of the session's pods is left. */
+export async function deleteSessionPod(kube: Kube, sessionId: string, pod: string): Promise<void> {
+  await kube.core.deleteNamespacedPod({ name: pod, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 });
+  await eventually(
+    () => sessionPods(kube, sessionId),
+    (pods) => pods.length === 0,
+    60_000,
+  );
+}
+
 export const NOTHING_LEFT: Leftovers = { jobs: [], pods: [], configMaps: [] };
 
 /**

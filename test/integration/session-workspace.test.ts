@@ -7,7 +7,7 @@
  */
 import { s3WorkspaceStore } from '../../activities/workspace-store';
 import type { Session, SessionRunResult, SessionState } from '../../client';
-import { adminKube, eventually, SANDBOX_NAMESPACE, sessionPods, startWorker, type TestWorker } from '../helpers/stack';
+import { adminKube, deleteSessionPod, eventually, startWorker, type TestWorker } from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -37,13 +37,7 @@ const savedAfter = (session: Session, seq: number): Promise<SessionState> =>
   );
 
 async function deletePod(session: Session): Promise<void> {
-  const pod = (await session.state()).pod!;
-  await kube.core.deleteNamespacedPod({ name: pod, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 });
-  await eventually(
-    () => sessionPods(kube, session.id),
-    (pods) => pods.length === 0,
-    60_000,
-  );
+  await deleteSessionPod(kube, session.id, (await session.state()).pod!);
 }
 
 test('replay off: a new pod gets the files back from the store, not the variables', async () => {

@@ -15,7 +15,15 @@ import {
   type SessionState,
 } from '../../client';
 import { openSessionsQuery } from '../../core/session';
-import { adminKube, eventually, SANDBOX_NAMESPACE, sessionPods, startWorker, type TestWorker } from '../helpers/stack';
+import {
+  adminKube,
+  deleteSessionPod,
+  eventually,
+  SANDBOX_NAMESPACE,
+  sessionPods,
+  startWorker,
+  type TestWorker,
+} from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -121,16 +129,7 @@ test('the pod lost under a run: that run ends sandbox_lost (never re-run); the n
 test('the pod deleted between runs: the next run gets a new pod with the state rebuilt, and runs', async () => {
   await inSession({}, async (session) => {
     const first = ok(await session.run('count = 41'));
-    await kube.core.deleteNamespacedPod({
-      name: first.session.pod,
-      namespace: SANDBOX_NAMESPACE,
-      gracePeriodSeconds: 0,
-    });
-    await eventually(
-      () => podsOf(session.id),
-      (pods) => pods.length === 0,
-      60_000,
-    );
+    await deleteSessionPod(kube, session.id, first.session.pod);
     const next = ok(await session.run('count + 1'));
     expect(next.stdout).toBe('42\n');
     expect(next.session).toMatchObject({ interpreter: 'restarted', restored: { runs: 1 } });
@@ -163,16 +162,7 @@ test('a bash session: one shell for every run (working directory, variables, exp
     expect(second.stdout).toBe('42 proj hi\n');
     const failed = await session.run('false');
     expect(failed).toMatchObject({ status: 'failed', exitCode: 1 });
-    await kube.core.deleteNamespacedPod({
-      name: second.session.pod,
-      namespace: SANDBOX_NAMESPACE,
-      gracePeriodSeconds: 0,
-    });
-    await eventually(
-      () => podsOf(session.id),
-      (pods) => pods.length === 0,
-      60_000,
-    );
+    await deleteSessionPod(kube, session.id, second.session.pod);
     const back = ok(await session.run('echo "$COUNT $(basename "$PWD") $GREETING"'));
     expect(back.stdout).toBe('41 proj hi\n');
     expect(back.session.restored).toMatchObject({ runs: 2 });
@@ -194,12 +184,7 @@ test("live output: a run's output reaches its callbacks while it runs, once and 
     // The first lines came while the run ran, seconds before its answer.
     expect(pieces[0].at).toBeLessThan(answeredAt - 1500);
 
-    await kube.core.deleteNamespacedPod({ name: r.session.pod, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 });
-    await eventually(
-      () => podsOf(session.id),
-      (pods) => pods.length === 0,
-      60_000,
-    );
+    await deleteSessionPod(kube, session.id, r.session.pod);
     const seen: string[] = [];
     const back = ok(await session.run('print(x + 1)', { onStdout: (t) => seen.push(t) }));
     expect(back.session.restored).toMatchObject({ runs: 2 });

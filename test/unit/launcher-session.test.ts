@@ -6,7 +6,7 @@
  * others.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { frameTask } from '../../activities/task-frame';
@@ -27,15 +27,22 @@ let launcher: ChildProcessWithoutNullStreams;
 let log = '';
 let exited: Promise<number | null>;
 
+/** The sandbox's HOME (its workspace), beside the task directory as in a pod. */
+function home(): string {
+  const h = path.join(dir, 'home');
+  mkdirSync(h, { recursive: true });
+  return h;
+}
+
 function start(mode: '--session' | '--warm') {
   log = '';
   launcher = spawn('python3', [LAUNCHER, mode, '--max-task-bytes', String(MAX_TASK_BYTES), '--task-dir', dir], {
     // The sandbox's working directory is its HOME: runs that write relative paths write there.
-    cwd: dir,
+    cwd: home(),
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: dir,
-      TMPDIR: dir,
+      HOME: home(),
+      TMPDIR: home(),
       DS_TERMINATION_LOG: path.join(dir, 'tl'),
     },
   });
@@ -55,13 +62,12 @@ afterEach(async () => {
 });
 
 let seq = 0;
-/** Sends one run and waits for its trailer; returns the run's own part of the log, parsed. */
-async function run(code: string, extra: Partial<LauncherTask> = {}) {
-  const n = ++seq;
-  const task: LauncherTask = {
+
+/** A session run's task (the launcher's defaults for everything the test does not say). */
+function taskOf(code: string, extra: Partial<LauncherTask> = {}): LauncherTask {
+  return {
     executionId: 'session-1',
     attempt: 1,
-    seq: n,
     file: 'main.py',
     command: ['python3'],
     code,
@@ -76,7 +82,11 @@ async function run(code: string, extra: Partial<LauncherTask> = {}) {
     filesCap: caps.outputFilesCapBytes,
     ...extra,
   };
-  launcher.stdin.write(frameTask(task));
+}
+/** Sends one run and waits for its trailer; returns the run's own part of the log, parsed. */
+async function run(code: string, extra: Partial<LauncherTask> = {}) {
+  const n = ++seq;
+  launcher.stdin.write(frameTask(taskOf(code, { seq: n, ...extra })));
   for (let i = 0; i < 400; i++) {
     const parser = new LauncherLogParser(caps, { run: n });
     parser.push(log);
@@ -189,23 +199,11 @@ test('a warm launcher given a one-shot task still reads no second task', async (
   launcher.kill('SIGKILL');
   await exited;
   start('--warm');
-  const { seq: _seq, ...oneShot } = {
+  // No seq: a one-shot task.
+  const oneShot = taskOf('import sys\nprint(sys.stdin.read() == "")', {
     executionId: 'e-1',
-    attempt: 1,
-    seq: 0,
-    file: 'main.py',
     command: ['python3', path.join(dir, 'main.py')],
-    code: 'import sys\nprint(sys.stdin.read() == "")',
-    files: [],
-    env: {},
-    timeoutSeconds: 10,
-    stdoutCap: caps.stdoutCapBytes,
-    stderrCap: caps.stderrCapBytes,
-    outDir: path.join(dir, 'out'),
-    filesMaxCount: 1,
-    fileCap: 1,
-    filesCap: 1,
-  };
+  });
   launcher.stdin.write(frameTask(oneShot));
   // Another task (a session run) after it is never read: the program runs once, and its stdin is empty.
   launcher.stdin.write(frameTask({ ...oneShot, seq: 1, code: 'print("second")' }));
@@ -254,25 +252,19 @@ describe('a bash session', () => {
 
 test('a task naming no kernel the launcher has ends the session and says why', async () => {
   await run('1');
-  const task = frameTask({
-    executionId: 's',
-    attempt: 1,
-    seq: 99,
-    kernel: 'cobol' as 'bash',
-    file: 'main.py',
-    command: ['python3'],
-    code: '1',
-    files: [],
-    env: {},
-    timeoutSeconds: 10,
-    stdoutCap: 10,
-    stderrCap: 10,
-    outDir: path.join(dir, 'out'),
-    filesMaxCount: 0,
-    fileCap: 0,
-    filesCap: 0,
-  });
+  const task = frameTask(taskOf('1', { seq: 99, kernel: 'cobol' as 'bash' }));
   launcher.stdin.write(task);
   expect(await exited).toBe(125);
   expect(log).toMatch(/no session kernel 'cobol'/);
+});
+
+test("each run says what the workspace holds: unchanged from the sandbox's start until a run writes a file", async () => {
+  const quiet = await run('x = 1');
+  expect(quiet.session?.workspace).toMatchObject({ sig: expect.any(String), base: quiet.session?.workspace?.base });
+  expect(quiet.session?.workspace?.sig).toBe(quiet.session?.workspace?.base);
+  const wrote = await run('open("notes.txt", "w").write("kept")');
+  expect(wrote.session?.workspace?.sig).not.toBe(wrote.session?.workspace?.base);
+  expect(wrote.session?.workspace).toMatchObject({ bytes: expect.any(Number), entries: expect.any(Number) });
+  const again = await run('x += 1');
+  expect(again.session?.workspace?.sig).toBe(wrote.session?.workspace?.sig);
 });
