@@ -1,10 +1,11 @@
 /**
  * The worker's Kubernetes identity (the durable-sandbox-worker ServiceAccount, whose token is what KUBECONFIG holds
  * for the local stack) may do exactly what the activities need in the sandbox namespace and nothing else: no
- * Secrets, no pods elsewhere, no creating pods or exec. Checked by the apiserver itself: SelfSubjectAccessReviews
+ * Secrets, no pods elsewhere, no creating pods there, no port-forward. Checked by the apiserver itself: SelfSubjectAccessReviews
  * for every verb, and real calls where they are cheap. A real call to a missing object answers 404 only when the
  * request was authorized (authorization runs before the lookup) and 403 when it was not. The warm pool needs pods
- * create and patch and pods/attach create (the task's delivery), in the sandbox namespace only; exec stays refused.
+ * create and patch and pods/attach create (the task's delivery), sessions pods/exec (their workspace's save and
+ * restore), in the sandbox namespace only.
  */
 import {
   ApiException,
@@ -67,6 +68,7 @@ describe('what the activities use is allowed, in the sandbox namespace', () => {
     ['', 'pods', '', ['create', 'get', 'list', 'watch', 'patch', 'delete']],
     ['', 'pods', 'log', ['get']],
     ['', 'pods', 'attach', ['get', 'create']],
+    ['', 'pods', 'exec', ['get', 'create']],
   ];
   const cases = verbs.flatMap(([group, resource, subresource, vs]) =>
     vs.map(
@@ -194,12 +196,8 @@ describe('everything else is refused', () => {
       { resource: 'pods', verb: 'create', namespace: 'durable-sandbox-system' },
     ],
     [
-      'create pods/exec in the sandbox namespace',
-      { resource: 'pods', subresource: 'exec', verb: 'create', namespace: NS },
-    ],
-    [
-      'get pods/exec (websocket) in the sandbox namespace',
-      { resource: 'pods', subresource: 'exec', verb: 'get', namespace: NS },
+      'create pods/exec in kube-system',
+      { resource: 'pods', subresource: 'exec', verb: 'create', namespace: 'kube-system' },
     ],
     [
       'create pods/attach in kube-system',
@@ -252,7 +250,7 @@ describe('everything else is refused', () => {
     // Refused before the (missing) pod is even looked up.
     expect(
       await statusOf(() =>
-        core.connectPostNamespacedPodExec({ name: missing, namespace: NS, command: 'id', stdout: true }),
+        core.connectPostNamespacedPodExec({ name: missing, namespace: 'kube-system', command: 'id', stdout: true }),
       ),
     ).toBe(403);
   });
@@ -275,6 +273,7 @@ test('SelfSubjectRulesReview: in the sandbox namespace the worker holds exactly 
   expect(rules).toEqual([
     '/configmaps: create,delete,get,list,patch',
     '/pods/attach: create,get',
+    '/pods/exec: create,get',
     '/pods/log: get',
     '/pods: create,delete,get,list,patch,watch',
     'batch/jobs: create,delete,get,list',
