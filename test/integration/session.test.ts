@@ -14,6 +14,7 @@ import {
   type SessionRunResult,
   type SessionState,
 } from '../../client';
+import { s3WorkspaceStore } from '../../activities/workspace-store';
 import { openSessionsQuery } from '../../core/session';
 import {
   adminKube,
@@ -87,6 +88,23 @@ test('variables, imports, files and the working directory persist across runs, u
   });
   expect(closed).toMatchObject({ state: 'closed', closedBecause: 'closed' });
   await expect(w.client.getSession(closed.sessionId).run('x')).rejects.toBeInstanceOf(SessionClosedError);
+});
+
+test('expiry: past maxLifetimeSeconds the session ends by itself and leaves nothing (pods, stored workspace)', async () => {
+  const session = await w.client.openSession({ maxLifetimeSeconds: 8 });
+  ok(await session.run('open("kept.txt", "w").write("kept")'));
+  if (w.config.workspaceStore)
+    await eventually(
+      () => session.state(),
+      (s) => s.workspace !== undefined,
+      30_000,
+    );
+  const handle = w.client.temporal.workflow.getHandle(session.id);
+  const ended = (await handle.result()) as SessionState;
+  expect(ended).toMatchObject({ state: 'closed', closedBecause: 'lifetime', runs: 1 });
+  expect(await podsOf(session.id)).toEqual([]);
+  if (w.config.workspaceStore) expect(await s3WorkspaceStore(w.config.workspaceStore).get(session.id)).toBeUndefined();
+  await expect(session.run('1')).rejects.toBeInstanceOf(SessionClosedError);
 });
 
 test('a run past its limit ends that run, not the session; a failing run is a result', async () => {
