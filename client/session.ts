@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage, type Client } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { STEP_FAILURES } from '../core/failures';
 import { SESSION_HANDLERS, type SessionRunInput, type SessionRunResult, type SessionState } from '../core/session';
 import { InvalidInputError } from '../core/validate';
@@ -124,6 +124,15 @@ export class Session {
       return await call();
     } catch (err) {
       const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;
+      // The session was cancelled (cancel()) while this run was in it: the run was stopped with it.
+      if (
+        cause instanceof CancelledFailure ||
+        (cause instanceof ActivityFailure && cause.cause instanceof CancelledFailure)
+      )
+        throw new SessionClosedError(
+          this.id,
+          `session ${this.id} was cancelled while the run was in it; the run was stopped`,
+        );
       if (cause instanceof ApplicationFailure) {
         if (cause.type === STEP_FAILURES.sessionClosed) throw new SessionClosedError(this.id, cause.message);
         if (cause.type === STEP_FAILURES.invalidInput) {

@@ -107,6 +107,23 @@ test('expiry: past maxLifetimeSeconds the session ends by itself and leaves noth
   await expect(session.run('1')).rejects.toBeInstanceOf(SessionClosedError);
 });
 
+test('cancel() stops a run in flight: its call fails with a typed SessionClosedError saying so; nothing is left', async () => {
+  const session = await w.client.openSession({});
+  ok(await session.run('x = 1'));
+  const inFlight = session.run('import time\ntime.sleep(120)');
+  inFlight.catch(() => undefined);
+  await eventually(
+    () => session.state(),
+    (s) => s.pod !== undefined && s.runs === 1,
+  );
+  await new Promise((r) => setTimeout(r, 1500));
+  const ended = await session.cancel();
+  expect(ended).toMatchObject({ state: 'closed', closedBecause: 'cancelled' });
+  await expect(inFlight).rejects.toBeInstanceOf(SessionClosedError);
+  await expect(inFlight).rejects.toThrow(/cancel/);
+  expect(await podsOf(session.id)).toEqual([]);
+});
+
 test('a run past its limit ends that run, not the session; a failing run is a result', async () => {
   await inSession({ timeoutSeconds: 2 }, async (session) => {
     ok(await session.run('kept = "yes"'));
