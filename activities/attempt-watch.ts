@@ -167,7 +167,8 @@ export class AttemptWatch {
       const step = decision.step;
       if (step.do === 'read-owner') await this.readOwner();
       else if (step.do === 'refresh') {
-        await this.pods.resync();
+        // The last look before a verdict is the apiserver's own, never a cache's.
+        await this.pods.resync(true);
         await this.readOwner();
       } else return step;
     }

@@ -13,7 +13,7 @@ import { attemptAttributes, TRACE_ATTRIBUTES } from '../core/trace';
 import { AttemptPods } from './attempt-pods';
 import type { ActivityDeps } from './deps';
 import { kubeCallOrMissing } from './kube';
-import { deleteAttemptObjects } from './sandbox-objects';
+import { deleteAttemptObjects, type Deleted } from './sandbox-objects';
 import { annotateSpan } from './trace';
 
 /** How long to wait for pods to go before deleting them directly, without grace. */
@@ -27,12 +27,18 @@ export function cleanupActivity({ kube }: ActivityDeps) {
     const { name, attemptSelector } = resourceNames(ref.executionId, ref.attempt);
     const { namespace } = ref;
     annotateSpan(attemptAttributes({ ...ref, objects: name }));
-    const deleted = await deleteAttemptObjects(kube, namespace, name);
+    // A warm attempt's sandbox is a pool pod: no Job or ConfigMap was made for it.
+    const deleted: Deleted =
+      ref.sandbox === 'warm'
+        ? { jobDeleted: false, configMapDeleted: false }
+        : await deleteAttemptObjects(kube, namespace, name);
     const pods = new AttemptPods(kube, namespace, attemptSelector);
     const started = Date.now();
     let forced = false;
     try {
       await pods.start(true);
+      // "Nothing left" is never a cache's word alone (it may not have seen a pod, or a claim's labels, yet).
+      if (pods.shared && pods.all.length === 0) await pods.resync(true);
       const podNames = pods.all.map((p) => p.metadata?.name).filter((n) => n !== undefined);
       if (podNames.length > 0) annotateSpan({ [TRACE_ATTRIBUTES.pod]: podNames.join(',') });
       // A pod no Job owns (a claimed pool pod) is deleted directly: its one program has run; it is never reused.

@@ -2,18 +2,101 @@
  * The Kubernetes clients the activities use, and how an API error becomes a typed activity failure: retried when
  * the cluster may heal by itself, not retried when only a person can fix it.
  */
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import { ApiException, BatchV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import type { FailureReason } from '../core/failures';
+import { PodCaches } from './pod-cache';
 
 export interface Kube {
   config: KubeConfig;
   core: CoreV1Api;
   batch: BatchV1Api;
+  /** The worker's shared view of sandbox pods (absent: every watch and claim asks the apiserver itself). */
+  pods?: PodCaches;
+  /** Connections opened to the apiserver so far (TLS handshakes), when they are shared. */
+  connections?: () => number;
+  /** Stops the shared pod view and closes idle connections. */
+  close(): void;
 }
 
-export function createKube(config: KubeConfig): Kube {
-  return { config, core: config.makeApiClient(CoreV1Api), batch: config.makeApiClient(BatchV1Api) };
+/**
+ * The clients for one cluster. `shared` (a worker): one keep-alive connection pool for every request, watch, log
+ * stream and attach of the process (the client library otherwise makes an agent, so a TLS handshake, per request),
+ * and one pod cache per namespace for every execution's watch and claim.
+ */
+export function createKube(config: KubeConfig, options: { shared?: boolean } = {}): Kube {
+  if (!options.shared) {
+    return { config, core: config.makeApiClient(CoreV1Api), batch: config.makeApiClient(BatchV1Api), close() {} };
+  }
+  const agents = keepAliveAgents(config);
+  const kube: Kube = {
+    config,
+    core: config.makeApiClient(CoreV1Api),
+    batch: config.makeApiClient(BatchV1Api),
+    connections: () => agents.opened,
+    close() {
+      kube.pods?.stop();
+      agents.close();
+    },
+  };
+  kube.pods = new PodCaches(kube);
+  return kube;
+}
+
+/** What tells two agents apart: the server and the TLS material (read again by the library for every request). */
+function agentKey(server: string | undefined, o: https.AgentOptions): string {
+  const h = createHash('sha1');
+  for (const v of [server, o.ca, o.cert, o.key, o.pfx, o.passphrase, o.servername, String(o.rejectUnauthorized)])
+    h.update(v === undefined ? '-' : Buffer.isBuffer(v) ? v : typeof v === 'string' ? v : JSON.stringify(v)).update(
+      '\0',
+    );
+  return h.digest('base64');
+}
+
+type AgentFactory = (
+  cluster: { server?: string; proxyUrl?: string } | null | undefined,
+  agentOptions: https.AgentOptions,
+) => http.Agent;
+
+/**
+ * Makes the KubeConfig hand out one keep-alive agent (per set of TLS options) instead of a new one per request. The
+ * library asks `createAgent` for every request, watch, log stream and WebSocket upgrade.
+ */
+function keepAliveAgents(config: KubeConfig): { opened: number; close(): void } {
+  const made = new Map<string, http.Agent>();
+  const state = {
+    opened: 0,
+    close() {
+      for (const a of made.values()) a.destroy();
+      made.clear();
+    },
+  };
+  // createAgent is private in the library's typings; it is what every request, watch and upgrade goes through.
+  const target = config as unknown as { createAgent: AgentFactory };
+  const original = target.createAgent.bind(config);
+  target.createAgent = (cluster, agentOptions) => {
+    if (cluster?.proxyUrl) return original(cluster, agentOptions);
+    const key = agentKey(cluster?.server, agentOptions);
+    let agent = made.get(key);
+    if (!agent) {
+      const options = { ...agentOptions, keepAlive: true, scheduling: 'lifo' as const };
+      agent = cluster?.server?.startsWith('http:') ? new http.Agent(options) : new https.Agent(options);
+      const create = (agent as unknown as { createConnection: (...a: unknown[]) => unknown }).createConnection;
+      (agent as unknown as { createConnection: (...a: unknown[]) => unknown }).createConnection = function (
+        this: unknown,
+        ...a: unknown[]
+      ) {
+        state.opened++;
+        return create.apply(this, a);
+      };
+      made.set(key, agent);
+    }
+    return agent;
+  };
+  return state;
 }
 
 export interface ApiStatus {

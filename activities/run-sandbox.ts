@@ -16,6 +16,7 @@ import { AttemptWatch } from './attempt-watch';
 import type { ActivityDeps } from './deps';
 import { acquireSandbox, findSandbox, resumeSandbox, type Handover, type Sandbox } from './sandboxes';
 import { recordConfirmed } from './record';
+import { deleteAttemptObjects } from './sandbox-objects';
 import { annotateSpan } from './trace';
 import { nudgePools } from './warm-sandbox';
 
@@ -30,9 +31,18 @@ export function runSandboxActivity(deps: ActivityDeps) {
     } else {
       // A retry whose predecessor died before its first heartbeat carries on with what that one got (found by its
       // name or labels), and only then gets one itself.
-      got =
-        (ctx.info.attempt > 1 ? await findSandbox(deps, spec, taskQueue) : undefined) ??
-        (await acquireSandbox(deps, spec, taskQueue));
+      const found = ctx.info.attempt > 1 ? await findSandbox(deps, spec, taskQueue) : undefined;
+      got = found ?? (await acquireSandbox(deps, spec, taskQueue));
+      // An earlier try that found the pool empty may have made the ConfigMap of a cold sandbox and died before its
+      // Job: this attempt now runs warm, and its cleanup deletes no ConfigMap, so it goes now.
+      if (ctx.info.attempt > 1 && !found && got.kind === 'warm') {
+        await deleteAttemptObjects(
+          deps.kube,
+          spec.policy.namespace,
+          resourceNames(spec.executionId, spec.attempt).name,
+          'ConfigMap',
+        );
+      }
       const details: RunHeartbeat = {
         attempt: spec.attempt,
         sandbox: got.kind,

@@ -33,7 +33,7 @@ import { apiStatus, kubeCall, kubeCallOrMissing, kubeFailure } from './kube';
 import { openLogStream } from './log-stream';
 import { recordConfirmed } from './record';
 import { frameTask } from './task-frame';
-import { nudgePools } from './warm-sandbox';
+import { nudgePools, poolPods } from './warm-sandbox';
 
 /** How long past a run's time limit (and the launcher's 2 s to interrupt it) the step waits before it stops the pod. */
 const RUN_GRACE_MS = 15_000;
@@ -367,11 +367,9 @@ async function claimForSession(
   if (poolSize(deps, language) === 0 || !fitsPool({ cpu: spec.cpu, memory: spec.memory }, policy)) return undefined;
   const pool = poolRef(taskQueue, language, policy, deps.launcherSource);
   const namespace = policy.namespace;
-  const list = await kubeCall(`list the ${pool.id} pool`, () =>
-    deps.kube.core.listNamespacedPod({ namespace, labelSelector: poolSelector(pool, 'ready'), resourceVersion: '0' }),
-  );
+  const items = await poolPods(deps.kube, namespace, poolSelector(pool, 'ready'), `list the ${pool.id} pool`);
   const now = Date.now();
-  const ready = list.items.filter((p) => claimable(p, pool) && poolPodFitsSession(p, spec, policy, now));
+  const ready = items.filter((p) => claimable(p, pool) && poolPodFitsSession(p, spec, policy, now));
   for (const candidate of ready) {
     const name = candidate.metadata!.name!;
     try {

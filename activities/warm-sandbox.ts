@@ -71,10 +71,7 @@ function note(message: string, attrs: Record<string, unknown>): void {
 
 export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec): Promise<Claimed | undefined> {
   const namespace = spec.policy.namespace;
-  // From the apiserver's cache (resourceVersion 0): a stale entry only costs a 409 on the claim below.
-  const list = await kubeCall(`list the ${pool.id} pool`, () =>
-    kube.core.listNamespacedPod({ namespace, labelSelector: poolSelector(pool), resourceVersion: '0' }),
-  );
+  const list = { items: await poolPods(kube, namespace, poolSelector(pool), `list the ${pool.id} pool`) };
   const own = list.items.find(ownedBy(spec));
   if (own) return { pod: own, adopted: true, at: Date.now() };
   const ready = list.items.filter((p) => claimable(p, pool));
@@ -107,6 +104,22 @@ export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec)
     }
   }
   return undefined;
+}
+
+/**
+ * A pool's pods as the worker's pod cache holds them (no request), or from the apiserver's cache (resourceVersion 0)
+ * without one: a stale entry only costs a 409 on the conditional write of a claim.
+ */
+export async function poolPods(kube: Kube, namespace: string, selector: string, what: string): Promise<V1Pod[]> {
+  const cache = kube.pods?.for(namespace);
+  if (cache) {
+    await cache.synced();
+    return cache.pods(selector);
+  }
+  const list = await kubeCall(what, () =>
+    kube.core.listNamespacedPod({ namespace, labelSelector: selector, resourceVersion: '0' }),
+  );
+  return list.items;
 }
 
 /** Writes the task to the pod's launcher through pods/attach; closing the handover ends the attach (and stdin). */

@@ -17,6 +17,11 @@ export interface AttemptRef {
   executionId: string;
   attempt: number;
   namespace: string;
+  /**
+   * What the run step reported it ran in, when it reported: a warm attempt has no Job or ConfigMap to delete.
+   * Unknown (a run step that failed or was cancelled): everything an attempt can be made of is deleted.
+   */
+  sandbox?: SandboxKind;
 }
 
 export interface Created {

@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { s3WorkspaceStore } from '../activities/workspace-store';
 import { createActivities } from '../activities';
-import { createKube } from '../activities/kube';
+import { createKube, type Kube } from '../activities/kube';
 import type { WorkerConfig } from './config';
 import { connectTemporalClient, loadKubeConfig } from './connect';
 import { preflight } from './preflight';
@@ -46,8 +46,24 @@ export async function createSandboxWorker(
    * it then drains): nothing it starts may outlive it.
    */
   duties: { reconcilerSchedule?: boolean; pools?: boolean } = {},
-): Promise<Worker & { temporalClient: Client }> {
-  const kube = createKube(loadKubeConfig(config.kubeconfig));
+): Promise<Worker & { temporalClient: Client; kube: Kube }> {
+  // One connection pool and one pod cache for every activity of the process (stopped when the worker stops).
+  const kube = createKube(loadKubeConfig(config.kubeconfig), { shared: true });
+  try {
+    return await buildWorker(config, connection, extra, duties, kube);
+  } catch (err) {
+    kube.close();
+    throw err;
+  }
+}
+
+async function buildWorker(
+  config: WorkerConfig,
+  connection: NativeConnection,
+  extra: Partial<WorkerOptions>,
+  duties: { reconcilerSchedule?: boolean; pools?: boolean },
+  kube: Kube,
+): Promise<Worker & { temporalClient: Client; kube: Kube }> {
   await preflight(config, kube);
   const temporalClient = await connectTemporalClient(config.temporal);
   if (duties.reconcilerSchedule !== false) await ensureReconcilerSchedule(temporalClient, config);
@@ -73,5 +89,16 @@ export async function createSandboxWorker(
     ...extra,
   });
   if (duties.pools !== false) await ensureWarmPools(temporalClient, config);
-  return Object.assign(worker, { temporalClient });
+  const run = worker.run.bind(worker);
+  return Object.assign(worker, {
+    temporalClient,
+    kube,
+    async run(): Promise<void> {
+      try {
+        await run();
+      } finally {
+        kube.close();
+      }
+    },
+  });
 }

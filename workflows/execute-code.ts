@@ -58,7 +58,7 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
     const { end, output, refs, sandbox } = await runAttempt(exec, attempt);
     if (end.kind === 'infra') attemptErrors.push(end.error);
     if (end.kind === 'infra' && end.error.retryable && attempt < policy.maxInfraAttempts) {
-      await cleanupAttempt(exec, attempt);
+      await cleanupAttempt(exec, attempt, sandbox);
       exec.progress.detail(
         `attempt ${attempt} failed (${end.error.reason}); retrying with fresh resources`,
         attempt + 1,
@@ -79,7 +79,7 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
     });
     exec.progress.finish(result);
     gate.resolve(result);
-    await cleanupAttempt(exec, attempt);
+    await cleanupAttempt(exec, attempt, sandbox);
     exec.progress.detail(`finished: ${result.status}; cleaned up`, attempt);
     recordExecution(result, exec.progress.timeline);
     return result;

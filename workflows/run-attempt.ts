@@ -63,10 +63,11 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
 }
 
 /** Deletes the attempt's objects and waits until its pod is gone; retried until it succeeds. */
-export async function cleanupAttempt(exec: Execution, attempt: number): Promise<void> {
+export async function cleanupAttempt(exec: Execution, attempt: number, sandbox?: SandboxKind): Promise<void> {
   const { name } = resourceNames(exec.executionId, attempt);
   exec.progress.detail(`cleaning up ${name}`, attempt);
-  const cleaned = await CancellationScope.nonCancellable(() => cleanup(attemptRef(exec, attempt), name));
+  const ref = { ...attemptRef(exec, attempt), ...(sandbox ? { sandbox } : {}) };
+  const cleaned = await CancellationScope.nonCancellable(() => cleanup(ref, name));
   exec.progress.mark('cleanedUp', cleaned.at, attempt);
 }
 

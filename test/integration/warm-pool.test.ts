@@ -276,3 +276,78 @@ test('a pool pod no pool serves any more ends itself after max idle + POOL_IDLE_
     await kube.core.deleteNamespacedPod({ name, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 }).catch(() => {});
   }
 });
+
+describe("claims from two workers' pod caches", () => {
+  const testPool = poolRef(uniqueId('cache-race'), 'python', validatePolicy(), launcherSource);
+  const spec = (executionId: string): AttemptSpec => ({
+    executionId,
+    attempt: 1,
+    request: validateInput({ code: 'print("claimed")' }, validatePolicy()),
+    policy: validatePolicy(),
+  });
+  // Two workers' clients: each its own connections and its own pod cache.
+  const [k1, k2] = [1, 2].map(() => createKube(loadKubeConfig(process.env.KUBECONFIG), { shared: true }));
+  let podName: string;
+
+  beforeAll(async () => {
+    const body = buildPoolPod({
+      pool: testPool,
+      namespace: SANDBOX_NAMESPACE,
+      policy: validatePolicy(),
+      launcherSource,
+      config: { size: 1, maxIdleSeconds: 300 },
+      owner: 'test',
+    });
+    podName = (await kube.core.createNamespacedPod({ namespace: SANDBOX_NAMESPACE, body })).metadata!.name!;
+    // Both caches see it ready before they race (a cache that has not seen it yet claims nothing).
+    for (const k of [k1, k2])
+      await eventually(
+        async () => {
+          const cache = k.pods!.for(SANDBOX_NAMESPACE);
+          await cache.synced();
+          return cache.get(podName);
+        },
+        (p) => p?.status?.phase === 'Running',
+        60_000,
+      );
+  });
+  afterAll(async () => {
+    k1.close();
+    k2.close();
+    await kube.core
+      .deleteNamespacedPod({ name: podName, namespace: SANDBOX_NAMESPACE, gracePeriodSeconds: 0 })
+      .catch(() => undefined);
+  });
+
+  test('exactly one wins, a retried claim adopts its own from the cache, and no claim lists the pool', async () => {
+    const opened = k1.connections!();
+    const cacheRequests = k1.pods!.requests + k2.pods!.requests;
+    const [a, b] = await Promise.all([
+      claimWarmPod(k1, testPool, spec('cache-race-a')),
+      claimWarmPod(k2, testPool, spec('cache-race-b')),
+    ]);
+    const winners = [a, b].filter((c) => c !== undefined);
+    expect(winners).toHaveLength(1);
+    expect(winners[0].pod.metadata!.name).toBe(podName);
+    const [winner, k] = a ? ['cache-race-a', k1] : ['cache-race-b', k2];
+    // The winner's cache learns of its claim from its watch; a retried claim then finds it there.
+    await eventually(
+      async () => k.pods!.for(SANDBOX_NAMESPACE).get(podName),
+      (p) => p?.metadata?.labels?.[LABELS.poolState] === 'claimed',
+      30_000,
+    );
+    const again = await claimWarmPod(k, testPool, spec(winner));
+    expect(again).toMatchObject({ adopted: true });
+    // The loser's cache sees the pod claimed too: it is no longer a candidate.
+    const loser = k === k1 ? k2 : k1;
+    await eventually(
+      async () => loser.pods!.for(SANDBOX_NAMESPACE).get(podName),
+      (p) => p?.metadata?.labels?.[LABELS.poolState] === 'claimed',
+      30_000,
+    );
+    expect(await claimWarmPod(loser, testPool, spec('cache-race-c'))).toBeUndefined();
+    // Neither listed nor watched anything for the claims, and k1's requests reused its connections.
+    expect(k1.pods!.requests + k2.pods!.requests).toBe(cacheRequests);
+    expect(k1.connections!() - opened).toBeLessThanOrEqual(1);
+  });
+});
