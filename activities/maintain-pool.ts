@@ -13,6 +13,7 @@ import type { ExecutionPolicy } from '../core/policy';
 import type { Language } from '../core/types';
 import type { ActivityDeps } from './deps';
 import { kubeCall } from './kube';
+import { compactLauncher } from './launcher-program';
 import { retirePoolPod } from './sandbox-objects';
 
 export interface PoolInput {
@@ -97,7 +98,14 @@ export function warmPoolActivities({ kube, launcherSource }: ActivityDeps) {
         else report.starting++;
       }
       for (let n = keep.length; allowance.create && n < allowance.keep; n++) {
-        const body = buildPoolPod({ pool, namespace, policy, launcherSource, config, owner: input.owner });
+        const body = buildPoolPod({
+          pool,
+          namespace,
+          policy,
+          launcherSource: compactLauncher(launcherSource),
+          config,
+          owner: input.owner,
+        });
         await kubeCall(`create a ${pool.id} pool pod`, () => kube.core.createNamespacedPod({ namespace, body }));
         report.created++;
         report.starting++;

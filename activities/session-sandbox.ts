@@ -34,6 +34,7 @@ import { openLogStream } from './log-stream';
 import { recordConfirmed } from './record';
 import { frameTask } from './task-frame';
 import { nudgePools, poolPods } from './warm-sandbox';
+import { compactLauncher } from './launcher-program';
 
 /** How long past a run's time limit (and the launcher's 2 s to interrupt it) the step waits before it stops the pod. */
 const RUN_GRACE_MS = 15_000;
@@ -115,7 +116,7 @@ export function sessionActivities(deps: ActivityDeps) {
       policy: ExecutionPolicy;
     }): Promise<OpenedPod> {
       const ctx = Context.current();
-      const body = buildSessionPod({ ...input, launcherSource });
+      const body = buildSessionPod({ ...input, launcherSource: compactLauncher(launcherSource) });
       const namespace = input.policy.namespace;
       const name = body.metadata!.name!;
       // A retried step first looks for what an earlier try took: a claimed pool pod is the session's already; a pod

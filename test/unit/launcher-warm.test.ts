@@ -11,7 +11,9 @@ import { frameTask } from '../../activities/task-frame';
 import { parseLauncherLog } from '../../core/output';
 import type { LauncherTask } from '../../core/launcher-protocol';
 import { launcherTask } from '../../core/manifests';
-import { MAX_TASK_BYTES } from '../../core/pool';
+import { MAX_TASK_BYTES, waitingLauncher } from '../../core/pool';
+import { SANDBOX_DIR } from '../../core/languages';
+import { compactLauncher } from '../../activities/launcher-program';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { validateInput } from '../../core/validate';
 
@@ -152,4 +154,22 @@ test('a task that arrives before the idle limit runs as usual', async () => {
   const r = await exited;
   expect(r.code).toBe(0);
   expect(parseLauncherLog(r.log, caps).stdout.text).toBe('in time\n');
+});
+
+test("the compact launcher a pool pod carries in its command runs a task as the launcher's file does", () => {
+  const source = readFileSync(LAUNCHER, 'utf8');
+  const program = compactLauncher(source);
+  expect(program.length).toBeLessThan(source.length / 2);
+  // The pod's command: waitingLauncher('warm', program, ...), i.e. `python3 -c <program> --warm ...`.
+  const [interpreter, flag, ...args] = waitingLauncher('warm', program, 30).map((a) => (a === SANDBOX_DIR ? dir : a));
+  expect(flag).toBe('-c');
+  const r = spawnSync(interpreter, [flag, ...args], {
+    input: frameTask(task('import sys\nprint("hello from", sys.argv[0])')),
+    env: { ...process.env, DS_TERMINATION_LOG: path.join(dir, 'termination-log') },
+    encoding: 'latin1',
+    timeout: 20_000,
+  });
+  expect(r.status).toBe(0);
+  expect(r.stdout.split('\n').filter((l) => l.startsWith('a '))).toHaveLength(1);
+  expect(parseLauncherLog(r.stdout, caps).stdout.text).toMatch(/^hello from /);
 });
