@@ -4,7 +4,10 @@
  * execution's Job or ConfigMap (name = the resource name), its pod (name = Job name + '-' + suffix), or when it is
  * a list/watch whose labelSelector names the execution's label. Requests are counted once per auditID (watches and
  * log reads are logged at ResponseStarted and ResponseComplete). Pod creation by the Job controller is not
- * attributable (the pod's generated name is not in the audit event) and is left out on both sides.
+ * attributable (the pod's generated name is not in the audit event) and is left out on both sides. A warm run's
+ * pool pod has a generated name too: the worker's requests on it (claim, attach, log, delete) are found by the pod
+ * its result names; the cluster's requests on it (most of them made before the claim, while it was warming) are not
+ * counted.
  */
 import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -114,7 +117,10 @@ export function countRequests(
   events: AuditEvent[],
   executionIds: string[],
   namespace: string,
+  /** Execution id → the pool pod a warm run ran in. */
+  pods: Map<string, string> = new Map(),
 ): Map<string, RequestCounts> {
+  const byPod = new Map([...pods].map(([id, pod]) => [pod, id]));
   const byName = new Map<string, string>();
   const byLabel = new Map<string, string>();
   const out = new Map<string, RequestCounts>();
@@ -138,10 +144,11 @@ export function countRequests(
       const m = LABEL_IN_URI.exec(e.requestURI);
       if (m) id = byLabel.get(m[1]);
     }
+    const user = e.user?.username ?? '?';
+    if (!id && o.resource === 'pods' && o.name && isClient(user)) id = byPod.get(o.name);
     if (!id) continue;
     seen.add(e.auditID);
     const c = out.get(id)!;
-    const user = e.user?.username ?? '?';
     if (isClient(user)) {
       c.client[e.verb] = (c.client[e.verb] ?? 0) + 1;
       const what = `${e.verb} ${o.resource}${o.subresource ? `/${o.subresource}` : ''}`;

@@ -28,7 +28,9 @@ const USAGE = `usage: npm run bench:capacity [-- options]
   --workers 1,2,4        worker process counts (default 1,2,4)
   --rates 0.5,0.75,1     offered executions/s, tried in order until one is not sustained (default 0.5,0.75,1,1.25,1.5,2)
   --window S             seconds of offered load per rate (default 40)
-  --out DIR              where to write the results (default bench-results/)`;
+  --out DIR              where to write the results (default bench-results/)
+  --cpu-prof DIR         run each worker under node --cpu-prof, writing its profile to DIR (summarise one with
+                         npm run bench:profile -- FILE)`;
 
 /** What each sandbox asks for: small, so that pods are never left Pending for want of allocatable CPU. */
 const SANDBOX_ENV = { DS_REQUEST_CPU: '10m', DS_REQUEST_MEMORY: '32Mi' };
@@ -108,14 +110,15 @@ interface Workers {
   stop(): Promise<void>;
 }
 
-async function startWorkers(n: number, taskQueue: string, logDir: string): Promise<Workers> {
+async function startWorkers(n: number, taskQueue: string, logDir: string, cpuProfDir?: string): Promise<Workers> {
   const procs: ChildProcess[] = [];
   const ready: string[] = [];
   for (let i = 0; i < n; i++) {
     const health = `127.0.0.1:${await freePort()}`;
     const out = path.join(logDir, `capacity-worker-${n}-${i + 1}.log`);
     writeFileSync(out, '');
-    const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist/dev/worker.js')], {
+    const prof = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(cpuProfDir)}`] : [];
+    const child = spawn(process.execPath, [...prof, path.join(PROJECT_ROOT, 'dist/dev/worker.js')], {
       env: {
         ...process.env,
         ...SANDBOX_ENV,
@@ -358,6 +361,7 @@ async function main(): Promise<void> {
       rates: { type: 'string', default: '0.5,0.75,1,1.25,1.5,2' },
       window: { type: 'string', default: '40' },
       out: { type: 'string', default: path.join(PROJECT_ROOT, 'bench-results') },
+      'cpu-prof': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -380,7 +384,7 @@ async function main(): Promise<void> {
   for (const n of workerCounts) {
     const taskQueue = `capacity-${process.pid}-${n}`;
     log(`\n${n} worker process(es) on ${taskQueue}`);
-    const workers = await startWorkers(n, taskQueue, logDir);
+    const workers = await startWorkers(n, taskQueue, logDir, values['cpu-prof']);
     const { policy } = loadConfig({ ...process.env, ...SANDBOX_ENV });
     const client = await SandboxClient.connect({ taskQueue, policy });
     try {

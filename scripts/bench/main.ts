@@ -271,6 +271,7 @@ async function main(): Promise<void> {
       }
       const cursor = auditCursor(auditFile);
       const pairs: Pair[] = [];
+      const shared0 = { ours: sharedCounts(worker), warm: sharedCounts(warm) };
       const cpuPairs0 = process.cpuUsage();
       for (let i = 0; i < pairsPerWorkload; i++) {
         for (const w of workloads) {
@@ -287,11 +288,18 @@ async function main(): Promise<void> {
         }
       }
       const cpuPairs = process.cpuUsage(cpuPairs0);
+      const shared = {
+        ours: perExecution(sharedCounts(worker), shared0.ours, pairs.length),
+        warm: perExecution(sharedCounts(warm), shared0.warm, pairs.length),
+      };
       // Let the apiserver write its last events (watch ends are logged when they close).
       await sleep(3000);
       const ids = pairs.flatMap((p) => SIDES.map((name) => p[name].executionId));
       let requests = new Map<string, RequestCounts>();
-      if (cursor) requests = countRequests(readSince(cursor), ids, namespace);
+      const pods = new Map(
+        pairs.flatMap((p) => SIDES.map((name) => [p[name].executionId, p[name].pod] as const)).filter(([, pod]) => pod),
+      ) as Map<string, string>;
+      if (cursor) requests = countRequests(readSince(cursor), ids, namespace, pods);
       else log(`no audit log at ${auditFile}: API requests not counted`);
       const histories = new Map<string, HistoryCost>();
       for (const id of pairs.flatMap((p) => [p.ours.executionId, p.warm.executionId])) {
@@ -319,6 +327,7 @@ async function main(): Promise<void> {
         records: pairs,
         requests: Object.fromEntries(requests),
         histories: Object.fromEntries(histories),
+        shared,
       };
       section(
         `End-to-end latency, ms (${pairsPerWorkload} interleaved pairs per workload)`,
@@ -354,6 +363,19 @@ async function main(): Promise<void> {
         )
         .join('\n');
       section('Client requests per execution by call (medians)', detail);
+      section(
+        "The worker's connections and pod cache",
+        (['ours', 'warm'] as const)
+          .map(
+            (n) =>
+              `- ${n}: ${shared[n].connections.toFixed(2)} new connections to the apiserver (TLS handshakes) per execution; ` +
+              `${shared[n].cacheRequests.toFixed(2)} list/watch requests of the worker's pod cache per execution`,
+          )
+          .join('\n') +
+          `\n\nAll of a worker's requests, watches, log streams and attaches share one keep-alive connection pool, and its ` +
+          `executions' watches, cleanups and claims read one pod cache (a list and one watch for the namespace's sandbox ` +
+          `pods): neither is counted in the requests per execution above.`,
+      );
       const cluster = summary
         .map(
           (s) =>
@@ -528,3 +550,19 @@ main().then(
     process.exit(1);
   },
 );
+
+function sharedCounts(w: BenchWorker): { connections: number; cacheRequests: number } {
+  return { connections: w.kube.connections?.() ?? 0, cacheRequests: w.kube.pods?.requests ?? 0 };
+}
+
+function perExecution(
+  now: { connections: number; cacheRequests: number },
+  before: { connections: number; cacheRequests: number },
+  executions: number,
+): { connections: number; cacheRequests: number } {
+  const n = Math.max(1, executions);
+  return {
+    connections: (now.connections - before.connections) / n,
+    cacheRequests: (now.cacheRequests - before.cacheRequests) / n,
+  };
+}

@@ -21,6 +21,8 @@ export interface BenchWorker {
   config: WorkerConfig;
   client: SandboxClient;
   temporal: Client;
+  /** The worker's Kubernetes clients (its shared connections and pod cache). */
+  kube: Kube;
   /** Stops the worker (the client stays usable). */
   stop(): Promise<void>;
   /** Stops the worker and closes the client. */
@@ -35,7 +37,14 @@ export async function startBenchWorker(env: Record<string, string> = {}): Promis
     { ...process.env, DS_TASK_QUEUE: taskQueue, DS_RECONCILE_INTERVAL_SECONDS: '0', DS_WARM_POOL_SIZE: '0', ...env },
     { ephemeral: true },
   );
-  return { config: w.config, client: w.client, temporal: w.temporal, stop: w.stopWorker, close: w.stop };
+  return {
+    config: w.config,
+    client: w.client,
+    temporal: w.temporal,
+    kube: w.worker.kube,
+    stop: w.stopWorker,
+    close: w.stop,
+  };
 }
 
 /** Longest one execution of ours may take before the bench calls it failed. */
@@ -99,6 +108,7 @@ async function runOursRecord(w: BenchWorker, wl: Workload, executionId: string):
       ok,
       status: result.status,
       sandbox: result.sandbox,
+      ...(result.kubernetes?.pod ? { pod: result.kubernetes.pod } : {}),
       exitCode: result.exitCode,
       ...(ok ? {} : { error: result.error ? `${result.error.reason}: ${result.error.message}` : `unexpected output` }),
       attempts: result.attempts,

@@ -25,6 +25,8 @@ export interface RunRecord {
   attempts: number;
   /** Ours: where the program ran. */
   sandbox?: SandboxKind;
+  /** Ours: the pod it ran in (a warm run's pool pod has a generated name: its requests are found by it). */
+  pod?: string;
   /** Client clock: call made, and result in hand (floor: pod gone). */
   t0: number;
   t1: number;
