@@ -468,6 +468,15 @@ async function main(): Promise<void> {
           const cpu = process.cpuUsage(cpu0);
           const load = sampler.stop();
           await Promise.all(runs.map((r) => r.background));
+          // How soon the pool is whole again (from the burst's start): what refill pacing must not slow down.
+          let poolRefilledMs: number | undefined;
+          if (warm) {
+            const refilled = await poolReady(warm, kube, launcherSource, size);
+            if (refilled >= size) poolRefilledMs = Date.now() - t0;
+            log(
+              `  the pool was whole again ${poolRefilledMs !== undefined ? `${(poolRefilledMs / 1000).toFixed(1)} s after the burst started` : `not within 120 s (${refilled}/${size})`}`,
+            );
+          }
           if (warm) {
             await warm.close();
             workers.delete(warm);
@@ -481,6 +490,7 @@ async function main(): Promise<void> {
             load,
             baseline,
             cpuMs: (cpu.user + cpu.system) / 1000,
+            ...(poolRefilledMs !== undefined ? { poolRefilledMs } : {}),
           });
           const ok = records.filter((r) => r.ok).length;
           log(
@@ -509,6 +519,17 @@ async function main(): Promise<void> {
           `machine, and processes too short-lived for the sampler (runsc calls, CNI plugins) plus interrupts.`,
       );
       section('Scaling: phases, median ms per step', scalingPhaseTable(summary));
+      const refills = bursts.filter((b) => b.side === 'warm');
+      if (refills.length)
+        section(
+          'Scaling: the warm pool whole again',
+          refills
+            .map(
+              (b) =>
+                `- burst ${b.size}: ${b.poolRefilledMs !== undefined ? `${(b.poolRefilledMs / 1000).toFixed(1)} s` : 'not within 120 s'} from the burst's start until the pool had ${b.size} ready pods again`,
+            )
+            .join('\n'),
+        );
       section(
         'What saturates first',
         saturation(summary)

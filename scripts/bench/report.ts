@@ -19,6 +19,8 @@ export interface Burst {
   /** The 3 s before the burst. */
   baseline: LoadReport;
   cpuMs: number;
+  /** Warm bursts: from the burst's start until the pool had its size of ready pods again. */
+  poolRefilledMs?: number;
 }
 
 /**
