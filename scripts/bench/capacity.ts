@@ -190,6 +190,32 @@ function limitOf(load: LoadReport): string {
   return `${node}most: ${top[0]} ${fmt(top[1])}% of a core`;
 }
 
+/** The executions offered so far: their workflows (cleanup after the result) must end before the workers stop. */
+const started: string[] = [];
+
+/** Waits (up to 2 minutes) until every offered execution's workflow has completed, cleanup included. */
+async function drain(client: SandboxClient): Promise<void> {
+  const ids = started.splice(0);
+  const until = Date.now() + 120_000;
+  const open = (
+    await Promise.all(
+      ids.map((id) =>
+        Promise.race([
+          client.temporal.workflow
+            .getHandle(id)
+            .result()
+            .then(
+              () => undefined,
+              () => undefined,
+            ),
+          sleep(Math.max(0, until - Date.now())).then(() => id),
+        ]),
+      ),
+    )
+  ).filter((id) => id !== undefined);
+  if (open.length) log(`  (${open.length} execution(s) still cleaning up after 120 s; stopping the workers anyway)`);
+}
+
 async function offer(
   client: SandboxClient,
   workers: Workers,
@@ -213,6 +239,7 @@ async function offer(
     runs.push(runOne(client, `capacity-${n}w-${rate}-${t0.toString(36)}-${i}`));
   }
   const done = await Promise.all(runs);
+  started.push(...Array.from({ length: count }, (_, i) => `capacity-${n}w-${rate}-${t0.toString(36)}-${i}`));
   clearInterval(rssTimer);
   const load = sampler.stop();
   const ms = done.map((r) => r.ms);
@@ -400,6 +427,8 @@ async function main(): Promise<void> {
         if (!r.sustained) break;
       }
     } finally {
+      // Cleanups run after the results: the workers stay until they are done, or they would be left waiting for one.
+      await drain(client).catch((err: unknown) => log(`  (could not wait for cleanups: ${String(err)})`));
       await client.close();
       await workers.stop();
     }
