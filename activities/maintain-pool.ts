@@ -8,16 +8,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { METRICS } from '../core/metrics';
 import { LABELS, MANAGED_BY } from '../core/names';
-import {
-  buildPoolPod,
-  claimsInFlight,
-  nodePressure,
-  podAgeSeconds,
-  poolAllowance,
-  poolRef,
-  refillCount,
-  type PoolConfig,
-} from '../core/pool';
+import { buildPoolPod, nodePressure, podAgeSeconds, poolAllowance, poolRef, type PoolConfig } from '../core/pool';
 import type { ExecutionPolicy } from '../core/policy';
 import type { Language } from '../core/types';
 import type { ActivityDeps } from './deps';
@@ -42,8 +33,6 @@ export interface PoolReport {
   /** Claimed by an execution (deleted by its cleanup). */
   claimed: number;
   created: number;
-  /** Missing pods this round did not create because claims were still running (refill pacing): it looks again soon. */
-  deferred?: number;
   deleted: { pod: string; why: string }[];
   at: number;
 }
@@ -108,10 +97,7 @@ export function warmPoolActivities({ kube, launcherSource }: ActivityDeps) {
         if (pod.status?.phase === 'Running') report.ready++;
         else report.starting++;
       }
-      const missing = allowance.create ? allowance.keep - keep.length : 0;
-      const create = refillCount({ missing, onTheWay: keep.length, inFlight: claimsInFlight(list.items, pool, now) });
-      if (create < missing) report.deferred = missing - create;
-      for (let n = 0; n < create; n++) {
+      for (let n = keep.length; allowance.create && n < allowance.keep; n++) {
         const body = buildPoolPod({
           pool,
           namespace,

@@ -23,8 +23,6 @@ export const ANNOTATIONS = {
   poolOwner: 'durable-sandbox.dev/pool-owner',
   /** Session pods: the session's id (its workflow's id; the reconciler's owner). */
   sessionId: 'durable-sandbox.dev/session-id',
-  /** Claimed pool pods: when the claim was made (ms since the epoch); the pool paces its refill by it. */
-  claimedAt: 'durable-sandbox.dev/claimed-at',
 } as const;
 
 /** 64-bit FNV-1a as 16 hex digits (two 32-bit halves with different offsets; no Node crypto in workflows). */

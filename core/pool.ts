@@ -156,41 +156,10 @@ export function claimPatch(
         [LABELS.execution]: names.executionLabel,
         [LABELS.attempt]: String(args.attempt),
       },
-      annotations: {
-        [ANNOTATIONS.executionId]: args.executionId,
-        [ANNOTATIONS.language]: args.request.language,
-        [ANNOTATIONS.claimedAt]: String(args.now),
-      },
+      annotations: { [ANNOTATIONS.executionId]: args.executionId, [ANNOTATIONS.language]: args.request.language },
     },
     spec: { activeDeadlineSeconds: Math.min(deadline, pod.spec?.activeDeadlineSeconds ?? deadline) },
   };
-}
-
-/**
- * Refill pacing. Starting a sandbox takes most of a core for a second; a pool that refills while the programs that
- * just claimed its pods still run takes the node's CPU from them (a burst of 10 claims followed by 10 pods starting
- * at once). So while any pod of the pool claimed within `busySeconds` still runs its program, a round only keeps one
- * pod on its way (ready or starting) for the next caller and defers the rest; the pool looks again every
- * `recheckSeconds` and fills up as soon as they are done. `busySeconds` bounds the wait behind long programs.
- */
-export const REFILL_PACING = { busySeconds: 10, recheckSeconds: 1 } as const;
-
-/** This pool's claimed pods whose program still runs and whose claim is recent (they want the node's CPU now). */
-export function claimsInFlight(pods: V1Pod[], pool: PoolRef, now: number): number {
-  return pods.filter((p) => {
-    const labels = p.metadata?.labels ?? {};
-    if (labels[LABELS.pool] !== pool.id || labels[LABELS.poolState] !== 'claimed') return false;
-    if (p.metadata?.deletionTimestamp || p.status?.phase !== 'Running') return false;
-    const at = Number(p.metadata?.annotations?.[ANNOTATIONS.claimedAt]);
-    return Number.isFinite(at) && now - at < REFILL_PACING.busySeconds * 1000;
-  }).length;
-}
-
-/** How many pods a round creates: all that are missing, or while claims are in flight only enough to keep one coming. */
-export function refillCount(args: { missing: number; onTheWay: number; inFlight: number }): number {
-  const missing = Math.max(0, args.missing);
-  if (args.inFlight === 0) return missing;
-  return Math.min(missing, Math.max(0, 1 - args.onTheWay));
 }
 
 /** Whether a pod is one the claim may take: ready, of the wanted template, running, not on its way out. */

@@ -9,7 +9,6 @@ import {
   continueAsNew,
   defineQuery,
   defineSignal,
-  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -17,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { SandboxActivities } from '../activities';
 import type { PoolInput, PoolReport } from '../activities/maintain-pool';
-import { POOL_SIGNALS, REFILL_PACING } from '../core/pool';
+import { POOL_SIGNALS } from '../core/pool';
 
 // A round takes well under a second: a worker that died in one is replaced quickly.
 const { maintainPool } = proxyActivities<SandboxActivities>({
@@ -30,9 +29,6 @@ export const configureSignal = defineSignal<[PoolInput]>(POOL_SIGNALS.configure)
 export const poolQuery = defineQuery<{ input: PoolInput; last?: PoolReport }>('pool');
 
 const REFILL_DELAY = '3s';
-
-/** Rounds that deferred part of a refill (claims still running) look again soon; older histories never deferred. */
-export const POOL_PACING = 'pool-pacing';
 
 /** Rounds before the history starts afresh (continue-as-new). */
 const ROUNDS_PER_RUN = 200;
@@ -50,12 +46,11 @@ export async function warmPool(input: PoolInput): Promise<void> {
     wake = true;
   });
   setHandler(poolQuery, () => ({ input: current, ...(last ? { last } : {}) }));
-  let recheck = false;
   for (let round = 0; round < ROUNDS_PER_RUN; round++) {
     // Often enough to replace idle pods close to their age, rarely enough to cost nothing while nothing happens.
     const period = Math.max(5, Math.min(60, Math.floor(current.config.maxIdleSeconds / 4)));
-    await condition(() => wake || claimed, recheck ? `${REFILL_PACING.recheckSeconds}s` : `${period}s`);
-    if (claimed && !wake && !recheck) {
+    await condition(() => wake || claimed, `${period}s`);
+    if (claimed && !wake) {
       // After a claim, refill a moment later: starting sandboxes takes the node's CPU, and the programs that just
       // claimed pods (often several at once) should have it first.
       await sleep(REFILL_DELAY);
@@ -63,13 +58,10 @@ export async function warmPool(input: PoolInput): Promise<void> {
     wake = false;
     claimed = false;
     last = await maintainPool(current);
-    // Part of the refill waits for the programs that just claimed pods (core/pool.ts refillCount): look again soon.
-    recheck = !!last.deferred && patched(POOL_PACING);
     setCurrentDetails(
       `**${current.language} pool**: ${last.ready} ready, ${last.starting} starting, ${last.claimed} claimed ` +
         `(size ${current.config.size}, recycled after ${current.config.maxIdleSeconds} s idle)\n\n` +
         `last round ${new Date(last.at).toISOString()}: created ${last.created}, deleted ${last.deleted.length}` +
-        (last.deferred ? `, ${last.deferred} deferred while claims run` : '') +
         last.deleted.map((d) => `\n- ${d.pod}: ${d.why}`).join(''),
     );
     if (current.config.size === 0 && last.ready + last.starting === 0) return;
