@@ -468,7 +468,7 @@ async function main(): Promise<void> {
           const cpu = process.cpuUsage(cpu0);
           const load = sampler.stop();
           await Promise.all(runs.map((r) => r.background));
-          // How soon the pool is whole again (from the burst's start): what refill pacing must not slow down.
+          // How soon the pool is whole again (from the burst's start): what a refill policy must not slow down.
           let poolRefilledMs: number | undefined;
           if (warm) {
             const refilled = await poolReady(warm, kube, launcherSource, size);
