@@ -132,26 +132,33 @@ describe('a worker with a pool of 2', () => {
   });
 });
 
+/** An attempt of a claim test (its program is never run by a worker). */
+const claimSpec = (executionId: string): AttemptSpec => ({
+  executionId,
+  attempt: 1,
+  request: validateInput({ code: 'print("claimed")' }, validatePolicy()),
+  policy: validatePolicy(),
+});
+
+/** A pool pod made by hand (no pool workflow keeps it): its name. */
+async function podByHand(pool: PoolRef): Promise<string> {
+  const body = buildPoolPod({
+    pool,
+    namespace: SANDBOX_NAMESPACE,
+    policy: validatePolicy(),
+    launcherSource,
+    config: { size: 1, maxIdleSeconds: 300 },
+    owner: 'test',
+  });
+  return (await kube.core.createNamespacedPod({ namespace: SANDBOX_NAMESPACE, body })).metadata!.name!;
+}
+
 describe('claims, on a pod made by hand', () => {
   const testPool = poolRef(uniqueId('claim-race'), 'python', validatePolicy(), launcherSource);
-  const spec = (executionId: string): AttemptSpec => ({
-    executionId,
-    attempt: 1,
-    request: validateInput({ code: 'print("claimed")' }, validatePolicy()),
-    policy: validatePolicy(),
-  });
   let podName: string;
 
   beforeAll(async () => {
-    const body = buildPoolPod({
-      pool: testPool,
-      namespace: SANDBOX_NAMESPACE,
-      policy: validatePolicy(),
-      launcherSource,
-      config: { size: 1, maxIdleSeconds: 300 },
-      owner: 'test',
-    });
-    podName = (await kube.core.createNamespacedPod({ namespace: SANDBOX_NAMESPACE, body })).metadata!.name!;
+    podName = await podByHand(testPool);
     await eventually(
       () => kube.core.readNamespacedPod({ name: podName, namespace: SANDBOX_NAMESPACE }),
       (p) => p.status?.phase === 'Running',
@@ -168,18 +175,18 @@ describe('claims, on a pod made by hand', () => {
     // Two clients, as two workers would have.
     const [k1, k2] = [1, 2].map(() => createKube(loadKubeConfig(process.env.KUBECONFIG)));
     const [a, b] = await Promise.all([
-      claimWarmPod(k1, testPool, spec('race-a')),
-      claimWarmPod(k2, testPool, spec('race-b')),
+      claimWarmPod(k1, testPool, claimSpec('race-a')),
+      claimWarmPod(k2, testPool, claimSpec('race-b')),
     ]);
     const winners = [a, b].filter((c) => c !== undefined);
     expect(winners).toHaveLength(1);
     expect(winners[0].pod.metadata!.name).toBe(podName);
     const winner = a ? 'race-a' : 'race-b';
-    const again = await claimWarmPod(k1, testPool, spec(winner));
+    const again = await claimWarmPod(k1, testPool, claimSpec(winner));
     expect(again).toMatchObject({ adopted: true });
     expect(again!.pod.metadata!.name).toBe(podName);
     // A claim with a stale resourceVersion is refused by the apiserver itself.
-    const stale = claimPatch(winners[0].pod, { ...spec('race-c'), now: Date.now() }) as {
+    const stale = claimPatch(winners[0].pod, { ...claimSpec('race-c'), now: Date.now() }) as {
       metadata: { resourceVersion: string };
     };
     stale.metadata.resourceVersion = String(Number(stale.metadata.resourceVersion) - 1);
@@ -194,13 +201,13 @@ describe('claims, on a pod made by hand', () => {
   test('two deliveries to the same pod run one program, once', async () => {
     const k = createKube(loadKubeConfig(process.env.KUBECONFIG));
     const first = await deliverTask(k, podName, {
-      ...spec('race-a'),
+      ...claimSpec('race-a'),
       request: validateInput({ code: 'print("first")' }, validatePolicy()),
     });
     await new Promise((r) => setTimeout(r, 1000));
     first.close();
     const second = await deliverTask(k, podName, {
-      ...spec('race-b'),
+      ...claimSpec('race-b'),
       request: validateInput({ code: 'print("second")' }, validatePolicy()),
     }).catch((e: unknown) => e);
     if (!(second instanceof Error)) (second as { close(): void }).close();
@@ -279,26 +286,12 @@ test('a pool pod no pool serves any more ends itself after max idle + POOL_IDLE_
 
 describe("claims from two workers' pod caches", () => {
   const testPool = poolRef(uniqueId('cache-race'), 'python', validatePolicy(), launcherSource);
-  const spec = (executionId: string): AttemptSpec => ({
-    executionId,
-    attempt: 1,
-    request: validateInput({ code: 'print("claimed")' }, validatePolicy()),
-    policy: validatePolicy(),
-  });
   // Two workers' clients: each its own connections and its own pod cache.
   const [k1, k2] = [1, 2].map(() => createKube(loadKubeConfig(process.env.KUBECONFIG), { shared: true }));
   let podName: string;
 
   beforeAll(async () => {
-    const body = buildPoolPod({
-      pool: testPool,
-      namespace: SANDBOX_NAMESPACE,
-      policy: validatePolicy(),
-      launcherSource,
-      config: { size: 1, maxIdleSeconds: 300 },
-      owner: 'test',
-    });
-    podName = (await kube.core.createNamespacedPod({ namespace: SANDBOX_NAMESPACE, body })).metadata!.name!;
+    podName = await podByHand(testPool);
     // Both caches see it ready before they race (a cache that has not seen it yet claims nothing).
     for (const k of [k1, k2])
       await eventually(
@@ -323,8 +316,8 @@ describe("claims from two workers' pod caches", () => {
     const opened = k1.connections!();
     const cacheRequests = k1.pods!.requests + k2.pods!.requests;
     const [a, b] = await Promise.all([
-      claimWarmPod(k1, testPool, spec('cache-race-a')),
-      claimWarmPod(k2, testPool, spec('cache-race-b')),
+      claimWarmPod(k1, testPool, claimSpec('cache-race-a')),
+      claimWarmPod(k2, testPool, claimSpec('cache-race-b')),
     ]);
     const winners = [a, b].filter((c) => c !== undefined);
     expect(winners).toHaveLength(1);
@@ -336,7 +329,7 @@ describe("claims from two workers' pod caches", () => {
       (p) => p?.metadata?.labels?.[LABELS.poolState] === 'claimed',
       30_000,
     );
-    const again = await claimWarmPod(k, testPool, spec(winner));
+    const again = await claimWarmPod(k, testPool, claimSpec(winner));
     expect(again).toMatchObject({ adopted: true });
     // The loser's cache sees the pod claimed too: it is no longer a candidate.
     const loser = k === k1 ? k2 : k1;
@@ -345,7 +338,7 @@ describe("claims from two workers' pod caches", () => {
       (p) => p?.metadata?.labels?.[LABELS.poolState] === 'claimed',
       30_000,
     );
-    expect(await claimWarmPod(loser, testPool, spec('cache-race-c'))).toBeUndefined();
+    expect(await claimWarmPod(loser, testPool, claimSpec('cache-race-c'))).toBeUndefined();
     // Neither listed nor watched anything for the claims, and k1's requests reused its connections.
     expect(k1.pods!.requests + k2.pods!.requests).toBe(cacheRequests);
     expect(k1.connections!() - opened).toBeLessThanOrEqual(1);
