@@ -9,6 +9,7 @@ import { Context } from '@temporalio/activity';
 import type { AttemptRef, CleanupResult } from '../core/attempt';
 import { STEP_FAILURES } from '../core/failures';
 import { resourceNames } from '../core/names';
+import { sandboxTraits } from '../core/sandbox';
 import { attemptAttributes, TRACE_ATTRIBUTES } from '../core/trace';
 import { AttemptPods } from './attempt-pods';
 import type { ActivityDeps } from './deps';
@@ -27,9 +28,10 @@ export function cleanupActivity({ kube }: ActivityDeps) {
     const { name, attemptSelector } = resourceNames(ref.executionId, ref.attempt);
     const { namespace } = ref;
     annotateSpan(attemptAttributes({ ...ref, objects: name }));
-    // A warm attempt's sandbox is a pool pod: no Job or ConfigMap was made for it.
+    // A kind of sandbox with no objects of its own (a claimed pool pod) had no Job or ConfigMap made for it; an
+    // unknown kind (a run step that never reported) may have had both.
     const deleted: Deleted =
-      ref.sandbox === 'warm'
+      ref.sandbox && sandboxTraits(ref.sandbox).objects.length === 0
         ? { jobDeleted: false, configMapDeleted: false }
         : await deleteAttemptObjects(kube, namespace, name);
     const pods = new AttemptPods(kube, namespace, attemptSelector);

@@ -34,8 +34,8 @@ export function runSandboxActivity(deps: ActivityDeps) {
       const found = ctx.info.attempt > 1 ? await findSandbox(deps, spec, taskQueue) : undefined;
       got = found ?? (await acquireSandbox(deps, spec, taskQueue));
       // An earlier try that found the pool empty may have made the ConfigMap of a cold sandbox and died before its
-      // Job: this attempt now runs warm, and its cleanup deletes no ConfigMap, so it goes now.
-      if (ctx.info.attempt > 1 && !found && got.kind === 'warm') {
+      // Job: this attempt now runs in a sandbox with no objects of its own, whose cleanup deletes none, so it goes now.
+      if (ctx.info.attempt > 1 && !found && sandboxTraits(got.kind).objects.length === 0) {
         await deleteAttemptObjects(
           deps.kube,
           spec.policy.namespace,
