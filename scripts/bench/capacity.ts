@@ -30,7 +30,9 @@ const USAGE = `usage: npm run bench:capacity [-- options]
   --window S             seconds of offered load per rate (default 40)
   --out DIR              where to write the results (default bench-results/)
   --cpu-prof DIR         run each worker under node --cpu-prof, writing its profile to DIR (summarise one with
-                         npm run bench:profile -- FILE)`;
+                         npm run bench:profile -- FILE)
+  --temporal-only        the workers' Temporal part alone (scripts/bench/temporal-only-worker.ts: the same worker
+                         and workflow, run and cleanup steps that touch no cluster): what Temporal costs per execution`;
 
 /** What each sandbox asks for: small, so that pods are never left Pending for want of allocatable CPU. */
 const SANDBOX_ENV = { DS_REQUEST_CPU: '10m', DS_REQUEST_MEMORY: '32Mi' };
@@ -62,6 +64,8 @@ export interface RateResult {
   /** % of one core, by component. */
   cpuAvgPct: Record<string, number>;
   workerCpuMsPerExecution: number;
+  /** Of that, the workers' main threads (JavaScript, activities, the Temporal worker's JS side). */
+  workerMainThreadMsPerExecution: number;
   workerRssPeakMiB: number[];
   /** The component using the most CPU, and whether the node was busy. */
   limit: string;
@@ -105,12 +109,29 @@ function rssMiB(pid: number): number {
   }
 }
 
+/** utime + stime of a process's main thread, in ms (Linux: /proc/PID/task/PID/stat; clock ticks of 10 ms). */
+function mainThreadCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 interface Workers {
   procs: ChildProcess[];
   stop(): Promise<void>;
 }
 
-async function startWorkers(n: number, taskQueue: string, logDir: string, cpuProfDir?: string): Promise<Workers> {
+async function startWorkers(
+  n: number,
+  taskQueue: string,
+  logDir: string,
+  cpuProfDir?: string,
+  temporalOnly = false,
+): Promise<Workers> {
   const procs: ChildProcess[] = [];
   const ready: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -118,7 +139,8 @@ async function startWorkers(n: number, taskQueue: string, logDir: string, cpuPro
     const out = path.join(logDir, `capacity-worker-${n}-${i + 1}.log`);
     writeFileSync(out, '');
     const prof = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(cpuProfDir)}`] : [];
-    const child = spawn(process.execPath, [...prof, path.join(PROJECT_ROOT, 'dist/dev/worker.js')], {
+    const main = temporalOnly ? 'dist/scripts/bench/temporal-only-worker.js' : 'dist/dev/worker.js';
+    const child = spawn(process.execPath, [...prof, path.join(PROJECT_ROOT, main)], {
       env: {
         ...process.env,
         ...SANDBOX_ENV,
@@ -231,6 +253,7 @@ async function offer(
     () => workers.procs.forEach((p, i) => (rssPeak[i] = Math.max(rssPeak[i], rssMiB(p.pid!)))),
     1000,
   );
+  const mainThreads0 = workers.procs.map((p) => mainThreadCpuMs(p.pid!));
   const t0 = Date.now();
   const runs: Promise<Run>[] = [];
   for (let i = 0; i < count; i++) {
@@ -242,6 +265,7 @@ async function offer(
   started.push(...Array.from({ length: count }, (_, i) => `capacity-${n}w-${rate}-${t0.toString(36)}-${i}`));
   clearInterval(rssTimer);
   const load = sampler.stop();
+  const mainThreadsMs = workers.procs.reduce((a, p, i) => a + mainThreadCpuMs(p.pid!) - mainThreads0[i], 0);
   const ms = done.map((r) => r.ms);
   const verdict = sustainedVerdict(done, rate);
   const workerCpuS = Object.keys(processes).reduce((a, k) => a + (load.cpuSeconds[k] ?? 0), 0);
@@ -260,6 +284,7 @@ async function offer(
     nodeBusyAvgPct: load.nodeBusyAvgPct,
     cpuAvgPct: load.cpuAvgPct,
     workerCpuMsPerExecution: (1000 * workerCpuS) / done.length,
+    workerMainThreadMsPerExecution: mainThreadsMs / done.length,
     workerRssPeakMiB: rssPeak,
     limit: limitOf(load),
     restByCommand: load.restByCommand,
@@ -286,7 +311,7 @@ async function settle(kube: Kube, namespace: string): Promise<void> {
   }
 }
 
-function report(results: RateResult[], argv: string): string {
+function report(results: RateResult[], argv: string, temporalOnly: boolean): string {
   const components = ['sandbox pods', 'runsc shims', 'kube-apiserver', 'etcd', 'temporal', 'kubelet', 'containerd'];
   const rows = results.map((r) => [
     r.workers,
@@ -297,7 +322,7 @@ function report(results: RateResult[], argv: string): string {
     fmt(r.p95),
     r.sustained ? 'yes' : `no (${r.why})`,
     fmt(r.nodeBusyAvgPct),
-    fmt(r.workerCpuMsPerExecution),
+    `${fmt(r.workerCpuMsPerExecution)} (${fmt(r.workerMainThreadMsPerExecution)})`,
     r.workerRssPeakMiB.map((x) => fmt(x)).join('/'),
   ]);
   const cpuRows = results.map((r) => [
@@ -334,7 +359,11 @@ function report(results: RateResult[], argv: string): string {
   return [
     `# Capacity (${new Date().toISOString()})`,
     '',
-    `\`npm run bench:capacity${argv ? ` -- ${argv}` : ''}\`; print(1), cold sandboxes (requests cpu 10m, memory 32Mi), open loop.`,
+    `\`npm run bench:capacity${argv ? ` -- ${argv}` : ''}\`; print(1), ${
+      temporalOnly
+        ? "the workers' Temporal part alone (run and cleanup steps that touch no cluster: scripts/bench/temporal-only-worker.ts)"
+        : 'cold sandboxes (requests cpu 10m, memory 32Mi)'
+    }, open loop. Worker CPU: every thread of the worker processes (JavaScript, the Temporal core's Rust threads, V8's GC and compiler threads); in brackets, their main threads.`,
     '',
     '## Sustained, per worker count',
     '',
@@ -366,7 +395,7 @@ function report(results: RateResult[], argv: string): string {
           'p95 ms',
           'sustained',
           'node CPU %',
-          'worker CPU ms/exec',
+          'worker CPU ms/exec (main thread)',
           'worker RSS MiB (peak)',
         ],
         ...rows,
@@ -389,6 +418,7 @@ async function main(): Promise<void> {
       window: { type: 'string', default: '40' },
       out: { type: 'string', default: path.join(PROJECT_ROOT, 'bench-results') },
       'cpu-prof': { type: 'string' },
+      'temporal-only': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -411,7 +441,7 @@ async function main(): Promise<void> {
   for (const n of workerCounts) {
     const taskQueue = `capacity-${process.pid}-${n}`;
     log(`\n${n} worker process(es) on ${taskQueue}`);
-    const workers = await startWorkers(n, taskQueue, logDir, values['cpu-prof']);
+    const workers = await startWorkers(n, taskQueue, logDir, values['cpu-prof'], values['temporal-only']);
     const { policy } = loadConfig({ ...process.env, ...SANDBOX_ENV });
     const client = await SandboxClient.connect({ taskQueue, policy });
     try {
@@ -433,7 +463,7 @@ async function main(): Promise<void> {
       await workers.stop();
     }
   }
-  const md = report(results, process.argv.slice(2).join(' '));
+  const md = report(results, process.argv.slice(2).join(' '), values['temporal-only']);
   mkdirSync(values.out, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   writeFileSync(path.join(values.out, `capacity-${stamp}.json`), JSON.stringify(results, null, 2));

@@ -21,6 +21,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createKube } from '../../activities/kube';
 import { loadConfig } from '../../worker/config';
 import { loadKubeConfig } from '../../worker/connect';
+import { DEFAULT_LANGUAGE } from '../../core/languages';
 import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../cli/local-stack';
 import { readLauncherSource } from '../../worker/worker';
 import { auditCursor, countRequests, readSince, type RequestCounts } from './audit';
@@ -46,6 +47,8 @@ import {
   scalingPhaseTable,
   scalingTable,
   summarizeBursts,
+  burstRatios,
+  burstRatioTable,
   summarizePairs,
   twinLines,
   twinRatios,
@@ -61,6 +64,8 @@ const USAGE = `usage: npm run bench [-- options]
   --quick              few pairs (4 per workload) and bursts 1 and 10 only (under 5 minutes)
   --pairs N            pairs per workload (default 15; 4 with --quick)
   --bursts 1,10,25,50  burst sizes for the scaling part (default 1,10,25,50; 1,10 with --quick)
+  --burst-rounds N     bursts of each size per side, the sides taking turns (default 1): with N > 1 the
+                       burst ratios are the medians over the rounds, steadier than one burst each
   --workloads a,b      workloads for the pairs: ${WORKLOADS.map((w) => w.key).join(', ')} (default all)
   --no-pairs           skip the pairs
   --no-scaling         skip the scaling bursts
@@ -96,6 +101,7 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       pairs: { type: 'string' },
       bursts: { type: 'string' },
+      'burst-rounds': { type: 'string', default: '1' },
       workloads: { type: 'string' },
       'no-pairs': { type: 'boolean', default: false },
       'no-scaling': { type: 'boolean', default: false },
@@ -111,13 +117,16 @@ async function main(): Promise<void> {
   const quick = values.quick;
   const pairsPerWorkload = Number(values.pairs ?? (quick ? 4 : 15));
   const burstSizes = (values.bursts ?? (quick ? '1,10' : '1,10,25,50')).split(',').map(Number);
+  const burstRounds = Number(values['burst-rounds']);
   const workloads: Workload[] = values.workloads ? values.workloads.split(',').map(workload) : WORKLOADS;
   if (
     !Number.isInteger(pairsPerWorkload) ||
     pairsPerWorkload < 1 ||
+    !Number.isInteger(burstRounds) ||
+    burstRounds < 1 ||
     burstSizes.some((n) => !Number.isInteger(n) || n < 1)
   ) {
-    throw new Error(`bad --pairs or --bursts\n${USAGE}`);
+    throw new Error(`bad --pairs, --bursts or --burst-rounds\n${USAGE}`);
   }
 
   applyStackEnv();
@@ -440,8 +449,12 @@ async function main(): Promise<void> {
       );
       await alone(ours(w, worker));
       const bursts: Burst[] = [];
-      for (const size of burstSizes) {
-        for (const name of SIDES) {
+      // Rounds of every side in turn, so the node's drift over the bench falls on all sides alike.
+      const rounds = burstSizes.flatMap((size) =>
+        Array.from({ length: burstRounds }, (_, round) => SIDES.map((name) => ({ size, round, name }))),
+      );
+      for (const turn of rounds) {
+        for (const { size, round, name } of turn) {
           check();
           // The node's load just before the burst (other users of the machine), for comparison.
           const before = new Sampler(STACK_DIR).start();
@@ -451,7 +464,12 @@ async function main(): Promise<void> {
           // The warm side: a pool of the burst's size, ready before the burst starts.
           let warm: BenchWorker | undefined;
           if (name === 'warm') {
-            warm = await startBenchWorker({ ...SCALING_ENV, DS_WARM_POOL_SIZE: String(size) });
+            // A pool for the burst's language only: another language's idle pods would share the node with it.
+            warm = await startBenchWorker({
+              ...SCALING_ENV,
+              DS_WARM_POOL_SIZE: '0',
+              [`DS_WARM_POOL_SIZE_${DEFAULT_LANGUAGE.toUpperCase()}`]: String(size),
+            });
             workers.add(warm);
             const ready = await poolReady(warm, kube, launcherSource, size);
             if (ready < size) log(`the warm pool has ${ready} of ${size} pods ready after 120 s`);
@@ -483,6 +501,7 @@ async function main(): Promise<void> {
           }
           bursts.push({
             size,
+            round,
             side: name,
             workload: w.key,
             wallMs,
@@ -494,7 +513,7 @@ async function main(): Promise<void> {
           });
           const ok = records.filter((r) => r.ok).length;
           log(
-            `burst ${String(size).padStart(2)} ${name.padEnd(5)} ok ${ok}/${size} in ${(wallMs / 1000).toFixed(1)} s, node CPU ${load.nodeBusyAvgPct.toFixed(0)}%, RSS peak ${load.rssPeakMiB.toFixed(0)} MiB`,
+            `burst ${String(size).padStart(2)}${burstRounds > 1 ? ` #${round + 1}` : ''} ${name.padEnd(5)} ok ${ok}/${size} in ${(wallMs / 1000).toFixed(1)} s, node CPU ${load.nodeBusyAvgPct.toFixed(0)}%, RSS peak ${load.rssPeakMiB.toFixed(0)} MiB`,
           );
           for (const r of records.filter((x) => !x.ok).slice(0, 3))
             log(`  failed ${r.executionId}: ${r.status}: ${r.error}`);
@@ -503,10 +522,13 @@ async function main(): Promise<void> {
       await worker.close();
       workers.delete(worker);
       const summary = summarizeBursts(bursts);
+      const ratios = burstRatios(summary);
       result.scaling = {
         env: SCALING_ENV,
         workload: w.key,
+        rounds: burstRounds,
         summary,
+        ratios,
         records: bursts.map((b) => ({ ...b, load: undefined })),
       };
       section(
@@ -518,7 +540,12 @@ async function main(): Promise<void> {
           `pods' cgroups, sampled every 500 ms); rest of node = node busy time not in the named processes: other users of this ` +
           `machine, and processes too short-lived for the sampler (runsc calls, CNI plugins) plus interrupts.`,
       );
-      section('Scaling: phases, median ms per step', scalingPhaseTable(summary));
+      section(
+        'Scaling: bursts against the fast floor',
+        `${burstRatioTable(ratios)}\n\nEach round runs one burst per side, one after the other; a ratio compares the p50s of ` +
+          `one round's bursts, and the median is over the rounds (--burst-rounds).`,
+      );
+      section('Scaling: phases, median ms per step (all rounds)', scalingPhaseTable(bursts));
       const refills = bursts.filter((b) => b.side === 'warm');
       if (refills.length)
         section(

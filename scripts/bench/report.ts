@@ -11,6 +11,8 @@ export type Pair = { workload: string } & Record<Side, RunRecord>;
 
 export interface Burst {
   size: number;
+  /** Which round of bursts of this size (0-based; each round runs every side once). */
+  round: number;
   side: Side;
   workload: string;
   wallMs: number;
@@ -149,6 +151,7 @@ export function summarizePairs(
 
 export interface BurstSummary {
   size: number;
+  round: number;
   side: Side;
   workload: string;
   ok: number;
@@ -166,6 +169,7 @@ export interface BurstSummary {
 export function summarizeBursts(bursts: Burst[]): BurstSummary[] {
   return bursts.map((b) => ({
     size: b.size,
+    round: b.round ?? 0,
     side: b.side,
     workload: b.workload,
     ok: b.records.filter((r) => r.ok).length,
@@ -319,6 +323,7 @@ export function scalingTable(s: BurstSummary[]): string {
   const rows: (string | number)[][] = [
     [
       'burst',
+      'round',
       'side',
       'ok',
       'wall s',
@@ -335,6 +340,7 @@ export function scalingTable(s: BurstSummary[]): string {
   for (const b of s) {
     rows.push([
       b.size,
+      b.round + 1,
       b.side,
       `${b.ok}/${b.size}`,
       fmt(b.wallS, 1),
@@ -351,11 +357,64 @@ export function scalingTable(s: BurstSummary[]): string {
   return table(rows);
 }
 
-export function scalingPhaseTable(s: BurstSummary[]): string {
-  const rows: (string | number)[][] = [['step (median ms)', ...s.map((b) => `${b.size} ${b.side}`)]];
+/** Median ms per step for each burst size and side, the records of every round pooled. */
+export function scalingPhaseTable(bursts: Burst[]): string {
+  const groups = new Map<string, RunRecord[]>();
+  for (const b of bursts) {
+    const key = `${b.size} ${b.side}`;
+    groups.set(key, [...(groups.get(key) ?? []), ...b.records]);
+  }
+  const pooled = [...groups.entries()].map(([key, records]) => ({ key, phases: phaseMedians(records) }));
+  const rows: (string | number)[][] = [['step (median ms)', ...pooled.map((g) => g.key)]];
   for (const [a, b] of STEPS) {
     const k = `${a}→${b}`;
-    rows.push([k, ...s.map((x) => fmt(x.phases[k]))]);
+    rows.push([k, ...pooled.map((g) => fmt(g.phases[k]))]);
+  }
+  return table(rows);
+}
+
+export interface BurstRatio {
+  size: number;
+  /** Per round: ours p50 / fast p50 and warm p50 / fast p50 of the same round. */
+  rounds: { ours: number; warm: number }[];
+  /** The medians of the rounds' ratios. */
+  ours: number;
+  warm: number;
+}
+
+/**
+ * The bursts' ratios against the fast floor, round by round (each round's sides ran one after the other, so they
+ * shared the node's state of the moment), and their medians over the rounds.
+ */
+export function burstRatios(s: BurstSummary[]): BurstRatio[] {
+  const out: BurstRatio[] = [];
+  for (const size of [...new Set(s.map((b) => b.size))]) {
+    const rounds: BurstRatio['rounds'] = [];
+    for (const round of [...new Set(s.filter((b) => b.size === size).map((b) => b.round))]) {
+      const p50 = (side: Side) => s.find((b) => b.size === size && b.round === round && b.side === side)?.latency.p50;
+      const fast = p50('fast');
+      if (fast === undefined || !(fast > 0)) continue;
+      rounds.push({ ours: (p50('ours') ?? NaN) / fast, warm: (p50('warm') ?? NaN) / fast });
+    }
+    if (rounds.length === 0) continue;
+    const med = (xs: number[]) => median(xs.filter(Number.isFinite));
+    out.push({ size, rounds, ours: med(rounds.map((r) => r.ours)), warm: med(rounds.map((r) => r.warm)) });
+  }
+  return out;
+}
+
+export function burstRatioTable(r: BurstRatio[]): string {
+  const rows: (string | number)[][] = [
+    ['burst', 'rounds', 'ours/fast p50: median (each round)', 'warm/fast p50: median (each round)'],
+  ];
+  for (const x of r) {
+    const each = (k: 'ours' | 'warm') => x.rounds.map((y) => fmt(y[k], 2)).join(', ');
+    rows.push([
+      x.size,
+      x.rounds.length,
+      `${fmt(x.ours, 2)}x (${each('ours')})`,
+      `${fmt(x.warm, 2)}x (${each('warm')})`,
+    ]);
   }
   return table(rows);
 }
