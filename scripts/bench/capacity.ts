@@ -14,14 +14,14 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { createKube, type Kube } from '../../activities/kube';
+import { createKube } from '../../activities/kube';
 import { SandboxClient } from '../../client';
-import { LABELS, MANAGED_BY } from '../../core/names';
 import { freePort } from '../../dev/free-port';
 import { applyStackEnv, PROJECT_ROOT, STACK_DIR } from '../../cli/local-stack';
 import { loadConfig } from '../../worker/config';
 import { loadKubeConfig } from '../../worker/connect';
 import { Sampler, type LoadReport } from './sampler';
+import { settle } from './settle';
 import { fmt, median, quantile, table } from './stats';
 
 const USAGE = `usage: npm run bench:capacity [-- options]
@@ -295,22 +295,6 @@ async function offer(
  * Waits (up to a minute) until the sandbox namespace has no execution pods left, so that one rate's cleanups do not
  * load the next rate's window.
  */
-async function settle(kube: Kube, namespace: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const { items } = await kube.core.listNamespacedPod({
-      namespace,
-      labelSelector: `${LABELS.managedBy}=${MANAGED_BY},!${LABELS.pool}`,
-    });
-    if (items.length === 0) return;
-    if (Date.now() > deadline) {
-      log(`  (${items.length} sandbox pod(s) still present after 60 s; going on)`);
-      return;
-    }
-    await sleep(1000);
-  }
-}
-
 function report(results: RateResult[], argv: string, temporalOnly: boolean): string {
   const components = ['sandbox pods', 'runsc shims', 'kube-apiserver', 'etcd', 'temporal', 'kubelet', 'containerd'];
   const rows = results.map((r) => [
@@ -447,7 +431,7 @@ async function main(): Promise<void> {
     try {
       for (let i = 0; i < 3; i++) await runOne(client, `capacity-warmup-${n}-${Date.now().toString(36)}-${i}`);
       for (const rate of rates) {
-        await settle(kube, policy.namespace);
+        await settle(kube, policy.namespace, log, { keepPools: true });
         const r = await offer(client, workers, n, rate, windowS);
         results.push(r);
         log(

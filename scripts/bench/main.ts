@@ -56,6 +56,7 @@ import {
   type Pair,
 } from './report';
 import { Sampler } from './sampler';
+import { settle } from './settle';
 import { benchSessions } from './sessions';
 import { SIDES, type RunRecord, type Side } from './types';
 import { WORKLOADS, workload, type Workload } from './workloads';
@@ -455,6 +456,9 @@ async function main(): Promise<void> {
       );
       for (const turn of rounds) {
         for (const { size, round, name } of turn) {
+          check();
+          // The earlier burst's pods (a warm pool's too) gone first: their teardown would land on this burst.
+          await settle(kube, namespace, log);
           check();
           // The node's load just before the burst (other users of the machine), for comparison.
           const before = new Sampler(STACK_DIR).start();
