@@ -149,6 +149,11 @@ export class AttemptWatch {
     }
   }
 
+  /** Where the attempt stands as far as the watch has seen. */
+  get progress(): PodProgress {
+    return this.memo.progress;
+  }
+
   stop(): void {
     this.stopped = true;
     this.pods.stop();

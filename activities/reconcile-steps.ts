@@ -56,7 +56,8 @@ export function reconcileActivities({ kube, policy, temporal }: ActivityDeps) {
       const [jobs, cms, pods, sessionPods] = await kubeCall('list sandbox objects', () =>
         Promise.all([
           kube.batch.listNamespacedJob({ namespace, labelSelector }),
-          kube.core.listNamespacedConfigMap({ namespace, labelSelector }),
+          // The namespace's launcher ConfigMap is no attempt's: it stays.
+          kube.core.listNamespacedConfigMap({ namespace, labelSelector: `${labelSelector},!${LABELS.launcher}` }),
           kube.core.listNamespacedPod({ namespace, labelSelector: `${labelSelector},${LABELS.pool}` }),
           kube.core.listNamespacedPod({ namespace, labelSelector: `${labelSelector},${LABELS.session}` }),
         ]),

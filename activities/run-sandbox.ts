@@ -14,7 +14,14 @@ import { sandboxTraits } from '../core/sandbox';
 import { attemptAttributes } from '../core/trace';
 import { AttemptWatch } from './attempt-watch';
 import type { ActivityDeps } from './deps';
-import { acquireSandbox, findSandbox, resumeSandbox, type Handover, type Sandbox } from './sandboxes';
+import {
+  acquireSandbox,
+  findSandbox,
+  resumeSandbox,
+  STARTING_CHECK_MS,
+  type Handover,
+  type Sandbox,
+} from './sandboxes';
 import { recordConfirmed } from './record';
 import { deleteAttemptObjects } from './sandbox-objects';
 import { annotateSpan } from './trace';
@@ -75,6 +82,12 @@ export function runSandboxActivity(deps: ActivityDeps) {
       record: deps.recordWatch,
     });
     let handover: Handover | undefined;
+    const whileStarting = got.whileStarting;
+    const starting = whileStarting
+      ? setInterval(() => {
+          if (watch.progress.containerStartedAt === undefined) whileStarting().catch(() => undefined);
+        }, STARTING_CHECK_MS)
+      : undefined;
     try {
       const running = watch.run();
       running.catch(() => undefined);
@@ -90,6 +103,7 @@ export function runSandboxActivity(deps: ActivityDeps) {
         output: collectedOutput(output!, Date.now()),
       };
     } finally {
+      clearInterval(starting);
       watch.stop();
       handover?.close();
     }

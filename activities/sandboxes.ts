@@ -33,7 +33,15 @@ export interface Sandbox {
   readonly handOver?: () => Promise<Handover>;
   /** Work off the critical path (e.g. ownership of the ConfigMap) that the step waits for before it returns. */
   readonly settled?: Promise<void>;
+  /**
+   * Called every STARTING_CHECK_MS while the program has not started: makes sure what the pod waits for (e.g. the
+   * launcher ConfigMap it mounts) is still there.
+   */
+  readonly whileStarting?: () => Promise<unknown>;
 }
+
+/** How often a sandbox whose program has not started checks what it waits for. */
+export const STARTING_CHECK_MS = 10_000;
 
 export interface Handover {
   /** Ends the connection the task went through. */

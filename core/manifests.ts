@@ -1,10 +1,11 @@
 /**
- * Builds the two objects of one attempt: the ConfigMap holding the code (and the launcher and input files) and the
- * hardened Job that runs it. Pure: the same inputs give the same manifests.
+ * Builds the two objects of one attempt: the ConfigMap holding the code (and the task and input files) and the
+ * hardened Job that runs it, plus the namespace's launcher ConfigMap that every cold sandbox mounts beside its own.
+ * Pure: the same inputs give the same manifests.
  */
 import type { V1ConfigMap, V1Job, V1KeyToPath, V1OwnerReference, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { LANGUAGES, LAUNCHER_INTERPRETER, SANDBOX_DIR } from './languages';
-import { ANNOTATIONS, LABELS, MANAGED_BY, resourceNames } from './names';
+import { ANNOTATIONS, hash16, LABELS, MANAGED_BY, resourceNames } from './names';
 import type { ExecutionPolicy } from './policy';
 import type { LauncherTask } from './launcher-protocol';
 import { bytes, cpuMillis } from './quantity';
@@ -33,6 +34,30 @@ export interface SandboxSpec {
   policy: ExecutionPolicy;
   /** Source of launcher/launcher.py. */
   launcherSource: string;
+}
+
+/**
+ * The name of the ConfigMap holding this launcher: one per launcher version and namespace, made once and mounted
+ * by every cold sandbox, so an attempt's own ConfigMap carries only its task (the launcher is ~55 KB; a print(1)'s
+ * task under 1 KB). A new version gets a new name: pods of the old one keep theirs.
+ */
+export function launcherConfigMapName(launcherSource: string): string {
+  return `ds-launcher-${hash16(launcherSource).slice(0, 12)}`;
+}
+
+export function buildLauncherConfigMap(namespace: string, launcherSource: string): V1ConfigMap {
+  const name = launcherConfigMapName(launcherSource);
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name,
+      namespace,
+      labels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.launcher]: name.slice('ds-launcher-'.length) },
+    },
+    immutable: true,
+    data: { [LAUNCHER_KEY]: launcherSource },
+  };
 }
 
 /**
@@ -82,7 +107,6 @@ export function buildConfigMap(spec: SandboxSpec): V1ConfigMap {
   const { name } = resourceNames(spec.executionId, spec.attempt);
   const task = launcherTask(spec.executionId, spec.attempt, spec.request, spec.policy, 'mounted');
   const data: Record<string, string> = {
-    [LAUNCHER_KEY]: spec.launcherSource,
     [TASK_KEY]: JSON.stringify(task),
     [CODE_KEY]: spec.request.code,
   };
@@ -125,7 +149,6 @@ export function buildJob(spec: SandboxSpec): V1Job {
   const language = LANGUAGES[request.language];
   const labels = labelsFor(spec.executionId, spec.attempt);
   const items: V1KeyToPath[] = [
-    { key: LAUNCHER_KEY, path: LAUNCHER_KEY },
     { key: TASK_KEY, path: TASK_KEY },
     { key: CODE_KEY, path: language.file },
     ...request.files.map((f) => ({ key: fileKey(f.name), path: `files/${f.name}` })),
@@ -149,7 +172,21 @@ export function buildJob(spec: SandboxSpec): V1Job {
           env: programEnv(request.language),
           cpu: request.cpu,
           memory: request.memory,
-          sandboxVolume: { configMap: { name, items, defaultMode: 0o444 } },
+          // /sandbox: the launcher from the namespace's launcher ConfigMap, the task, code and files from the attempt's.
+          sandboxVolume: {
+            projected: {
+              defaultMode: 0o444,
+              sources: [
+                {
+                  configMap: {
+                    name: launcherConfigMapName(spec.launcherSource),
+                    items: [{ key: LAUNCHER_KEY, path: LAUNCHER_KEY }],
+                  },
+                },
+                { configMap: { name, items } },
+              ],
+            },
+          },
         }),
       },
     },
@@ -164,7 +201,7 @@ export function programEnv(language: Language): Record<string, string> {
 /**
  * The hardened pod every sandbox runs in, cold (a Job's pod) or warm (a pool pod): gVisor, non-root, no
  * capabilities, read-only root, no token, no service links, no DNS, limits. `sandboxVolume` is what /sandbox holds:
- * the code's ConfigMap (cold) or an empty directory the launcher writes the delivered task into (warm).
+ * the launcher's and the code's ConfigMaps (cold) or an empty directory the launcher writes the delivered task into (warm).
  */
 export function hardenedPodSpec(
   policy: ExecutionPolicy,

@@ -15,6 +15,8 @@ export const LABELS = {
   /** Session pods: which session (a hash of its id), and which of its pods (the generation, from 1). */
   session: 'durable-sandbox.dev/session',
   sessionGeneration: 'durable-sandbox.dev/session-generation',
+  /** The namespace's launcher ConfigMap (one per launcher version, shared by every cold sandbox; never an attempt's). */
+  launcher: 'durable-sandbox.dev/launcher',
 } as const;
 export const ANNOTATIONS = {
   executionId: 'durable-sandbox.dev/execution-id',

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { createKube } from '../activities/kube';
 import { buildJob, buildConfigMap } from '../core/manifests';
+import { ensureLauncherConfigMap } from '../activities/launcher-configmap';
 import { resourceNames } from '../core/names';
 import { validateInput } from '../core/validate';
 import { loadConfig } from '../worker/config';
@@ -84,6 +85,7 @@ async function run(): Promise<void> {
     const job = buildJob(spec);
     s.edit?.(job);
     const { name, attemptSelector } = resourceNames(executionId, 1);
+    await ensureLauncherConfigMap(kube, namespace, launcherSource);
     await kube.core.createNamespacedConfigMap({ namespace, body: buildConfigMap(spec) });
     await kube.batch.createNamespacedJob({ namespace, body: job });
     let acted = false;

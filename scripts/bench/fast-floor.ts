@@ -9,6 +9,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { AttemptPods } from '../../activities/attempt-pods';
 import { openLogStream, type LogStream } from '../../activities/log-stream';
 import { buildConfigMap, buildJob, CONTAINER_NAME } from '../../core/manifests';
+import { ensureLauncherConfigMap } from '../../activities/launcher-configmap';
 import { resourceNames } from '../../core/names';
 import { capsOf, LauncherLogParser, logReadLimit } from '../../core/output';
 import type { PhaseName } from '../../core/types';
@@ -79,6 +80,7 @@ export async function runFastFloor(deps: FloorDeps, w: Workload, executionId: st
     const request = validateInput(w.input, policy);
     const spec = { executionId, attempt: 1, namespace, request, policy, launcherSource };
     mark('started');
+    await ensureLauncherConfigMap(kube, namespace, launcherSource);
     await kube.core.createNamespacedConfigMap({ namespace, body: buildConfigMap(spec) });
     await kube.batch.createNamespacedJob({ namespace, body: buildJob(spec) });
     mark('jobCreated');

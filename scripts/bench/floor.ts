@@ -7,6 +7,7 @@
 import { Watch, type V1Pod } from '@kubernetes/client-node';
 import type { Kube } from '../../activities/kube';
 import { buildConfigMap, buildJob, CONTAINER_NAME } from '../../core/manifests';
+import { ensureLauncherConfigMap } from '../../activities/launcher-configmap';
 import { resourceNames } from '../../core/names';
 import { capsOf, logReadLimit, parseLauncherLog, type LauncherTrailer } from '../../core/output';
 import type { ExecutionPolicy } from '../../core/policy';
@@ -126,6 +127,7 @@ export async function runFloor(deps: FloorDeps, w: Workload, executionId: string
     const request = validateInput(w.input, policy);
     const spec = { executionId, attempt: 1, namespace, request, policy, launcherSource };
     mark('started');
+    await ensureLauncherConfigMap(kube, namespace, launcherSource);
     await kube.core.createNamespacedConfigMap({ namespace, body: buildConfigMap(spec) });
     await kube.batch.createNamespacedJob({ namespace, body: buildJob(spec) });
     mark('jobCreated');

@@ -13,7 +13,9 @@ import {
   whenRunning,
   type TestWorker,
 } from '../helpers/stack';
+import { launcherConfigMapName } from '../../core/manifests';
 import { sessionSelector } from '../../core/session';
+import { readLauncherSource } from '../../worker/worker';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -58,6 +60,12 @@ test('a terminated execution is cleaned up within the period; a running one is u
 
   const schedule = await w.worker.temporalClient.schedule.getHandle(w.config.reconcile.scheduleId).describe();
   expect(schedule.info.recentActions.length).toBeGreaterThan(0);
+  // The namespace's launcher ConfigMap (no execution's, no owner) is left by the reconciler that ran meanwhile.
+  const launcher = await kube.core.readNamespacedConfigMap({
+    name: launcherConfigMapName(readLauncherSource()),
+    namespace: 'durable-sandbox',
+  });
+  expect(launcher.data?.['launcher.py']).toBe(readLauncherSource());
 
   await w.client.cancelExecution(running);
   expect((await b.result()).status).toBe('cancelled');

@@ -1,5 +1,13 @@
 import type { LauncherTask } from '../../core/launcher-protocol';
-import { buildConfigMap, buildJob, launcherTask, ownerReferenceTo, SANDBOX_UID } from '../../core/manifests';
+import {
+  buildConfigMap,
+  buildJob,
+  buildLauncherConfigMap,
+  launcherConfigMapName,
+  launcherTask,
+  ownerReferenceTo,
+  SANDBOX_UID,
+} from '../../core/manifests';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { validateInput } from '../../core/validate';
 
@@ -106,16 +114,23 @@ describe('buildJob', () => {
     expect({ code, files }).toEqual({ code: request.code, files: request.files });
   });
 
-  test('mounts code, launcher and files from the ConfigMap of the same name', () => {
-    const code = pod.volumes!.find((v) => v.name === 'code')!.configMap!;
-    expect(code.name).toBe(job.metadata!.name);
-    expect(code.items).toEqual([
-      { key: 'launcher.py', path: 'launcher.py' },
+  test("mounts the launcher from the namespace's launcher ConfigMap, code and files from the one of the same name", () => {
+    const code = pod.volumes!.find((v) => v.name === 'code')!.projected!;
+    expect(code.defaultMode).toBe(0o444);
+    const [launcher, own] = code.sources!.map((s) => s.configMap!);
+    expect(launcher).toEqual({
+      name: launcherConfigMapName('# launcher'),
+      items: [{ key: 'launcher.py', path: 'launcher.py' }],
+    });
+    expect(own.name).toBe(job.metadata!.name);
+    expect(own.items).toEqual([
       { key: 'task.json', path: 'task.json' },
       { key: 'code', path: 'main.py' },
       { key: 'file.data.csv', path: 'files/data.csv' },
       { key: 'file.blob.bin', path: 'files/blob.bin' },
     ]);
+    // Neither is optional: a pod never starts without its launcher.
+    expect(code.sources!.every((s) => s.configMap!.optional === undefined)).toBe(true);
   });
 
   test('labels Job and pod with project, execution and attempt', () => {
@@ -141,23 +156,41 @@ describe('buildJob', () => {
     expect(
       JSON.parse(buildConfigMap({ ...spec, request: { ...request, language: 'bash' } }).data!['task.json']),
     ).toMatchObject({ file: 'main.sh', command: ['bash', '/sandbox/main.sh'] });
-    expect(bash.spec!.template.spec!.volumes![0].configMap!.items).toContainEqual({ key: 'code', path: 'main.sh' });
+    expect(bash.spec!.template.spec!.volumes![0].projected!.sources![1].configMap!.items).toContainEqual({
+      key: 'code',
+      path: 'main.sh',
+    });
     expect(bc.image).toBe('img/bash:1');
   });
 });
 
 describe('buildConfigMap', () => {
-  test('holds the launcher, the code and the files, immutable', () => {
+  test('holds the task, the code and the files (not the launcher), immutable', () => {
     const cm = buildConfigMap(spec);
     expect(cm.metadata!.name).toBe(buildJob(spec).metadata!.name);
     expect(cm.immutable).toBe(true);
     expect(cm.data).toEqual({
-      'launcher.py': '# launcher',
       'task.json': expect.any(String),
       code: 'print(1)',
       'file.data.csv': 'a,b',
     });
     expect(cm.binaryData).toEqual({ 'file.blob.bin': 'AAEC' });
+  });
+});
+
+describe('buildLauncherConfigMap', () => {
+  test("holds the launcher, immutable, named by its content; not an attempt's object", () => {
+    const cm = buildLauncherConfigMap('sbx', '# launcher');
+    expect(cm.metadata!.name).toMatch(/^ds-launcher-[0-9a-f]{12}$/);
+    expect(cm.metadata!.name).toBe(launcherConfigMapName('# launcher'));
+    expect(launcherConfigMapName('# launcher, changed')).not.toBe(cm.metadata!.name);
+    expect(cm.immutable).toBe(true);
+    expect(cm.data).toEqual({ 'launcher.py': '# launcher' });
+    expect(cm.metadata!.labels).toEqual({
+      'app.kubernetes.io/managed-by': 'durable-sandbox',
+      'durable-sandbox.dev/launcher': cm.metadata!.name!.slice('ds-launcher-'.length),
+    });
+    expect(cm.metadata!.labels!['durable-sandbox.dev/execution']).toBeUndefined();
   });
 });
 
