@@ -6,6 +6,8 @@ const transform = {
   '^.+\\.[tj]sx?$': ['ts-jest', { tsconfig: { allowJs: true, isolatedModules: true }, diagnostics: false }],
 };
 const transformIgnorePatterns = [`/node_modules/(?!(${esmPackages})/)`];
+// The running stack's files (etcd's *.snap among them, which jest would take for stale snapshots) and the build.
+const modulePathIgnorePatterns = ['<rootDir>/.stack/', '<rootDir>/dist/'];
 
 module.exports = {
   projects: [
@@ -15,6 +17,7 @@ module.exports = {
       testMatch: ['<rootDir>/test/unit/**/*.test.ts', '<rootDir>/test/replay/**/*.test.ts'],
       transform,
       transformIgnorePatterns,
+      modulePathIgnorePatterns,
     },
     {
       // The workflows' own logic on a Temporal dev server (the stack's CLI binary) with mocked activities: seconds.
@@ -23,6 +26,7 @@ module.exports = {
       testMatch: ['<rootDir>/test/workflows/**/*.test.ts'],
       transform,
       transformIgnorePatterns,
+      modulePathIgnorePatterns,
     },
     {
       displayName: 'integration',
@@ -30,6 +34,7 @@ module.exports = {
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
       transform,
       transformIgnorePatterns,
+      modulePathIgnorePatterns,
       globalSetup: '<rootDir>/test/integration/global-setup.ts',
       globalTeardown: '<rootDir>/test/integration/global-teardown.ts',
       slowTestThreshold: 60,
