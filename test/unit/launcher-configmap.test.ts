@@ -12,7 +12,7 @@ const status = (code: number, reason: string) =>
   new ApiException(code, 'HTTP', JSON.stringify({ kind: 'Status', reason, message: reason }), {});
 
 /** A namespace's ConfigMaps, with the calls made to them. */
-function fakeKube(fail?: () => unknown) {
+function fakeKube(fail?: () => Error | undefined) {
   const stored = new Map<string, V1ConfigMap>();
   const calls: string[] = [];
   const core = {
