@@ -1,8 +1,8 @@
 /**
  * The namespace's launcher ConfigMap (core/manifests.ts `buildLauncherConfigMap`): made by the first cold sandbox of
- * a worker in a namespace (or found, when another worker made it), then taken as there. A retried attempt makes sure
- * of it again, so one deleted by hand is made again by the next retry. It is never an attempt's object: cleanup and
- * the reconciler leave it.
+ * a worker in a namespace (or found, when another worker made it), then taken as there. A retried attempt, and a run
+ * step whose program has not started after 10 s, make sure of it again, so one deleted by hand is made again. It is
+ * never an attempt's object: cleanup and the reconciler leave it.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { buildLauncherConfigMap } from '../core/manifests';

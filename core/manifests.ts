@@ -36,13 +36,15 @@ export interface SandboxSpec {
   launcherSource: string;
 }
 
+const LAUNCHER_CONFIGMAP_PREFIX = 'ds-launcher-';
+
 /**
  * The name of the ConfigMap holding this launcher: one per launcher version and namespace, made once and mounted
- * by every cold sandbox, so an attempt's own ConfigMap carries only its task (the launcher is ~55 KB; a print(1)'s
+ * by every cold sandbox, so an attempt's own ConfigMap carries only its task (the launcher is ~53 KB; a print(1)'s
  * task under 1 KB). A new version gets a new name: pods of the old one keep theirs.
  */
 export function launcherConfigMapName(launcherSource: string): string {
-  return `ds-launcher-${hash16(launcherSource).slice(0, 12)}`;
+  return `${LAUNCHER_CONFIGMAP_PREFIX}${hash16(launcherSource).slice(0, 12)}`;
 }
 
 export function buildLauncherConfigMap(namespace: string, launcherSource: string): V1ConfigMap {
@@ -53,7 +55,7 @@ export function buildLauncherConfigMap(namespace: string, launcherSource: string
     metadata: {
       name,
       namespace,
-      labels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.launcher]: name.slice('ds-launcher-'.length) },
+      labels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.launcher]: name.slice(LAUNCHER_CONFIGMAP_PREFIX.length) },
     },
     immutable: true,
     data: { [LAUNCHER_KEY]: launcherSource },
