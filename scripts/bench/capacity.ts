@@ -28,7 +28,9 @@ const USAGE = `usage: npm run bench:capacity [-- options]
   --workers 1,2,4        worker process counts (default 1,2,4)
   --rates 0.5,0.75,1     offered executions/s, tried in order until one is not sustained (default 0.5,0.75,1,1.25,1.5,2)
   --window S             seconds of offered load per rate (default 40)
-  --out DIR              where to write the results (default bench-results/)
+  --warmup S             seconds of unmeasured load at the first rate after the workers start (default 40): a new
+                         worker process spends its first half-minute or so compiling and collecting its start-up
+                         garbage, which a first window would otherwise put on its executions' bill  --out DIR              where to write the results (default bench-results/)
   --cpu-prof DIR         run each worker under node --cpu-prof, writing its profile to DIR (summarise one with
                          npm run bench:profile -- FILE)
   --temporal-only        the workers' Temporal part alone (scripts/bench/temporal-only-worker.ts: the same worker
@@ -291,11 +293,21 @@ async function offer(
   };
 }
 
-/**
- * Waits (up to a minute) until the sandbox namespace has no execution pods left, so that one rate's cleanups do not
- * load the next rate's window.
- */
-function report(results: RateResult[], argv: string, temporalOnly: boolean): string {
+/** Offers load as a window does, measuring nothing; its executions' cleanups are waited for by the next settle. */
+async function warmUp(client: SandboxClient, n: number, rate: number, seconds: number): Promise<void> {
+  const t0 = Date.now();
+  const runs: Promise<Run>[] = [];
+  for (let i = 0; i < Math.max(1, Math.round(rate * seconds)); i++) {
+    await sleep(Math.max(0, t0 + (i * 1000) / rate - Date.now()));
+    const id = `capacity-warmup-${n}w-${t0.toString(36)}-${i}`;
+    started.push(id);
+    runs.push(runOne(client, id));
+  }
+  const failed = (await Promise.all(runs)).filter((r) => !r.ok);
+  if (failed.length) log(`  (${failed.length} warm-up execution(s) failed: ${failed[0].error})`);
+}
+
+function report(results: RateResult[], argv: string, temporalOnly: boolean, warmupS: number): string {
   const components = ['sandbox pods', 'runsc shims', 'kube-apiserver', 'etcd', 'temporal', 'kubelet', 'containerd'];
   const rows = results.map((r) => [
     r.workers,
@@ -347,7 +359,9 @@ function report(results: RateResult[], argv: string, temporalOnly: boolean): str
       temporalOnly
         ? "the workers' Temporal part alone (run and cleanup steps that touch no cluster: scripts/bench/temporal-only-worker.ts)"
         : 'cold sandboxes (requests cpu 10m, memory 32Mi)'
-    }, open loop. Worker CPU: every thread of the worker processes (JavaScript, the Temporal core's Rust threads, V8's GC and compiler threads); in brackets, their main threads.`,
+    }, open loop${
+      warmupS > 0 ? `, measured after ${warmupS} s of unmeasured load at the first rate` : ', measured from the start'
+    }. Worker CPU: every thread of the worker processes (JavaScript, the Temporal core's Rust threads, V8's GC and compiler threads); in brackets, their main threads.`,
     '',
     '## Sustained, per worker count',
     '',
@@ -400,6 +414,7 @@ async function main(): Promise<void> {
       workers: { type: 'string', default: '1,2,4' },
       rates: { type: 'string', default: '0.5,0.75,1,1.25,1.5,2' },
       window: { type: 'string', default: '40' },
+      warmup: { type: 'string', default: '40' },
       out: { type: 'string', default: path.join(PROJECT_ROOT, 'bench-results') },
       'cpu-prof': { type: 'string' },
       'temporal-only': { type: 'boolean', default: false },
@@ -414,7 +429,9 @@ async function main(): Promise<void> {
   const workerCounts = list(values.workers);
   const rates = list(values.rates);
   const windowS = Number(values.window);
-  if ([...workerCounts, ...rates, windowS].some((x) => !(x > 0))) throw new Error(`bad arguments\n${USAGE}`);
+  const warmupS = Number(values.warmup);
+  if ([...workerCounts, ...rates, windowS].some((x) => !(x > 0)) || !(warmupS >= 0))
+    throw new Error(`bad arguments\n${USAGE}`);
   const sides = applyStackEnv();
   if (!sides.kube || !sides.temporal) throw new Error('the capacity bench samples the local stack: it needs it');
   log('building dist/ (npm run build)');
@@ -430,6 +447,10 @@ async function main(): Promise<void> {
     const client = await SandboxClient.connect({ taskQueue, policy });
     try {
       for (let i = 0; i < 3; i++) await runOne(client, `capacity-warmup-${n}-${Date.now().toString(36)}-${i}`);
+      if (warmupS > 0) {
+        log(`  warming up: ${fmt(rates[0], 1)}/s for ${warmupS} s, not measured`);
+        await warmUp(client, n, rates[0], warmupS);
+      }
       for (const rate of rates) {
         await settle(kube, policy.namespace, log, { keepPools: true });
         const r = await offer(client, workers, n, rate, windowS);
@@ -447,7 +468,7 @@ async function main(): Promise<void> {
       await workers.stop();
     }
   }
-  const md = report(results, process.argv.slice(2).join(' '), values['temporal-only']);
+  const md = report(results, process.argv.slice(2).join(' '), values['temporal-only'], warmupS);
   mkdirSync(values.out, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   writeFileSync(path.join(values.out, `capacity-${stamp}.json`), JSON.stringify(results, null, 2));
