@@ -56,7 +56,7 @@ import {
   type Pair,
 } from './report';
 import { Sampler } from './sampler';
-import { settle } from './settle';
+import { settle, untilQuiet } from './settle';
 import { benchSessions } from './sessions';
 import { SIDES, type RunRecord, type Side } from './types';
 import { WORKLOADS, workload, type Workload } from './workloads';
@@ -75,6 +75,8 @@ const USAGE = `usage: npm run bench [-- options]
 
 /** The scaling part's sandbox requests: 50 pods of the default 100m would not fit on a 2-core node. */
 const SCALING_ENV = { DS_REQUEST_CPU: '10m', DS_REQUEST_MEMORY: '32Mi' };
+/** How busy (% of the node) the node may still be when a warm burst starts after its pool is ready. */
+const QUIET_NODE_PCT = 35;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (s: string) => process.stdout.write(`${s}\n`);
 /** Set once a signal came: the signal handler cleans up and exits, nothing else may exit first. */
@@ -459,11 +461,8 @@ async function main(): Promise<void> {
           check();
           // The earlier burst's pods (a warm pool's too) gone first: their teardown would land on this burst.
           await settle(kube, namespace, log);
-          check();
-          // The node's load just before the burst (other users of the machine), for comparison.
-          const before = new Sampler(STACK_DIR).start();
-          await sleep(3000);
-          const baseline = before.stop();
+          // Gone from the API is not yet done on the node: the runtime tears sandboxes down for a few seconds more.
+          await untilQuiet(QUIET_NODE_PCT);
           check();
           // The warm side: a pool of the burst's size, ready before the burst starts.
           let warm: BenchWorker | undefined;
@@ -477,7 +476,19 @@ async function main(): Promise<void> {
             workers.add(warm);
             const ready = await poolReady(warm, kube, launcherSource, size);
             if (ready < size) log(`the warm pool has ${ready} of ${size} pods ready after 120 s`);
+            // A pool is there before its requests come: the tail of its pods' start (their status updates, the
+            // runtime's bookkeeping) is not part of the burst.
+            const quiet = await untilQuiet(QUIET_NODE_PCT);
+            log(
+              `  the pool ready: the node ${quiet.firstPct.toFixed(0)}% busy in the next second, ${quiet.busyPct.toFixed(0)}% busy ${(quiet.waitedMs / 1000).toFixed(0)} s later${quiet.busyPct > QUIET_NODE_PCT ? ' (not quiet yet; going on)' : ''}`,
+            );
+            check();
           }
+          // The node's load just before the burst (other users of the machine, a pool's idle pods), for comparison.
+          const before = new Sampler(STACK_DIR).start();
+          await sleep(3000);
+          const baseline = before.stop();
+          check();
           const sampler = new Sampler(STACK_DIR).start();
           const cpu0 = process.cpuUsage();
           const t0 = Date.now();

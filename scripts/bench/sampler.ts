@@ -30,6 +30,14 @@ function nodeCpu(): { busy: number; total: number } | undefined {
   return { busy: total - idle, total };
 }
 
+/** The node's busy CPU over the next `ms`, in % of all its cores. */
+export async function nodeBusyPct(ms = 1000): Promise<number> {
+  const a = nodeCpu();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = nodeCpu();
+  return a && b && b.total > a.total ? (100 * (b.busy - a.busy)) / (b.total - a.total) : NaN;
+}
+
 /** utime + stime of a process, in ms. */
 function procCpuMs(pid: number): number | undefined {
   const s = read(`/proc/${pid}/stat`);
