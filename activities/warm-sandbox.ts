@@ -5,6 +5,7 @@
  * stdin; a pod is claimed once and deleted after its program, never made ready again.
  */
 import { PassThrough } from 'node:stream';
+import throttle from 'lodash.throttle';
 import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { log } from '@temporalio/activity';
 import type { AttemptSpec } from '../core/attempt';
@@ -154,19 +155,42 @@ export async function alreadyDelivered(kube: Kube, pod: string, spec: AttemptSpe
   return parser.accepted !== null || parser.trailer !== null;
 }
 
-/** Asks the task queue's pools for a round now: after a claim they refill, with an execution waiting they give way. */
+/**
+ * How often at most a worker signals one pool: the claims of a burst, each of which asks for a refill, make one or
+ * two signals (each a workflow task of the pool's) instead of one each. The pool refills a few seconds after a signal
+ * from a fresh count, so one signal covers every claim before it; a claim inside the window is followed by a signal at
+ * its end.
+ */
+export const NUDGE_EVERY_MS = 1000;
+
+const nudgers = new WeakMap<ActivityDeps, Map<string, () => void>>();
+
+/** Asks the task queue's pools for a round soon: after a claim they refill, with an execution waiting they give way. */
 export function nudgePools(
   deps: ActivityDeps,
   taskQueue: string,
   languages: readonly Language[] = LANGUAGE_NAMES,
 ): void {
-  for (const language of languages.filter((l) => poolSize(deps, l) > 0))
-    deps.temporal?.workflow
-      .getHandle(poolWorkflowId(taskQueue, language))
-      .signal(POOL_SIGNALS.replenish)
-      .catch((err: unknown) => {
-        note('could not reach the warm pool', { language, error: String(err) });
-      });
+  const mine = nudgers.get(deps) ?? new Map<string, () => void>();
+  nudgers.set(deps, mine);
+  for (const language of languages.filter((l) => poolSize(deps, l) > 0)) {
+    const id = poolWorkflowId(taskQueue, language);
+    let nudge = mine.get(id);
+    if (!nudge) {
+      nudge = throttle(() => signalPool(deps, id, language), NUDGE_EVERY_MS, { leading: true, trailing: true });
+      mine.set(id, nudge);
+    }
+    nudge();
+  }
+}
+
+function signalPool(deps: ActivityDeps, workflowId: string, language: Language): void {
+  deps.temporal?.workflow
+    .getHandle(workflowId)
+    .signal(POOL_SIGNALS.replenish)
+    .catch((err: unknown) => {
+      note('could not reach the warm pool', { language, error: String(err) });
+    });
 }
 
 /** The task for a claimed pod, unless it (or an earlier try) already has it: a pod never gets a second task. */
