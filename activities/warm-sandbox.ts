@@ -5,7 +5,6 @@
  * stdin; a pod is claimed once and deleted after its program, never made ready again.
  */
 import { PassThrough } from 'node:stream';
-import throttle from 'lodash.throttle';
 import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { log } from '@temporalio/activity';
 import type { AttemptSpec } from '../core/attempt';
@@ -159,11 +158,17 @@ export async function alreadyDelivered(kube: Kube, pod: string, spec: AttemptSpe
  * How often at most a worker signals one pool: the claims of a burst, each of which asks for a refill, make one or
  * two signals (each a workflow task of the pool's) instead of one each. The pool refills a few seconds after a signal
  * from a fresh count, so one signal covers every claim before it; a claim inside the window is followed by a signal at
- * its end.
+ * its end. (Hand-made rather than a library's throttle: its timer must not keep a stopping process alive.)
  */
 export const NUDGE_EVERY_MS = 1000;
 
-const nudgers = new WeakMap<ActivityDeps, Map<string, () => void>>();
+/** A pool's last signal from this worker, and the one due at the end of its window. */
+interface Nudger {
+  last: number;
+  due?: NodeJS.Timeout;
+}
+
+const nudgers = new WeakMap<ActivityDeps, Map<string, Nudger>>();
 
 /** Asks the task queue's pools for a round soon: after a claim they refill, with an execution waiting they give way. */
 export function nudgePools(
@@ -171,16 +176,22 @@ export function nudgePools(
   taskQueue: string,
   languages: readonly Language[] = LANGUAGE_NAMES,
 ): void {
-  const mine = nudgers.get(deps) ?? new Map<string, () => void>();
+  const mine = nudgers.get(deps) ?? new Map<string, Nudger>();
   nudgers.set(deps, mine);
   for (const language of languages.filter((l) => poolSize(deps, l) > 0)) {
     const id = poolWorkflowId(taskQueue, language);
-    let nudge = mine.get(id);
-    if (!nudge) {
-      nudge = throttle(() => signalPool(deps, id, language), NUDGE_EVERY_MS, { leading: true, trailing: true });
-      mine.set(id, nudge);
-    }
-    nudge();
+    const n = mine.get(id) ?? { last: -Infinity };
+    mine.set(id, n);
+    if (n.due) continue; // a signal is already due, after this claim
+    const send = () => {
+      n.due = undefined;
+      n.last = Date.now();
+      signalPool(deps, id, language);
+    };
+    const wait = n.last + NUDGE_EVERY_MS - Date.now();
+    if (wait <= 0) send();
+    // unref: a stopping worker does not wait for it; the pool's own period covers that claim.
+    else n.due = setTimeout(send, wait).unref();
   }
 }
 
