@@ -311,7 +311,7 @@ function report(results: RateResult[], argv: string, temporalOnly: boolean, warm
   const components = ['sandbox pods', 'runsc shims', 'kube-apiserver', 'etcd', 'temporal', 'kubelet', 'containerd'];
   const rows = results.map((r) => [
     r.workers,
-    fmt(r.offered, 1),
+    String(r.offered),
     fmt(r.completedPerSecond, 2),
     r.executions,
     fmt(r.p50),
@@ -323,7 +323,7 @@ function report(results: RateResult[], argv: string, temporalOnly: boolean, warm
   ]);
   const cpuRows = results.map((r) => [
     r.workers,
-    fmt(r.offered, 1),
+    String(r.offered),
     ...components.map((c) => fmt(r.cpuAvgPct[c] ?? NaN)),
     fmt(
       Object.entries(r.cpuAvgPct)
@@ -348,7 +348,7 @@ function report(results: RateResult[], argv: string, temporalOnly: boolean, warm
       b ? `${fmt(b.p50)} / ${fmt(b.p95)}` : '-',
       b ? fmt(b.workerCpuMsPerExecution) : '-',
       b ? b.workerRssPeakMiB.map((x) => fmt(x)).join('/') : '-',
-      results.filter((r) => r.workers === n && !r.sustained).map((r) => `${fmt(r.offered, 1)}/s: ${r.limit}`)[0] ??
+      results.filter((r) => r.workers === n && !r.sustained).map((r) => `${String(r.offered)}/s: ${r.limit}`)[0] ??
         'not reached',
     ];
   });
@@ -448,7 +448,7 @@ async function main(): Promise<void> {
     try {
       for (let i = 0; i < 3; i++) await runOne(client, `capacity-warmup-${n}-${Date.now().toString(36)}-${i}`);
       if (warmupS > 0) {
-        log(`  warming up: ${fmt(rates[0], 1)}/s for ${warmupS} s, not measured`);
+        log(`  warming up: ${String(rates[0])}/s for ${warmupS} s, not measured`);
         await warmUp(client, n, rates[0], warmupS);
       }
       for (const rate of rates) {
@@ -456,7 +456,7 @@ async function main(): Promise<void> {
         const r = await offer(client, workers, n, rate, windowS);
         results.push(r);
         log(
-          `  ${fmt(rate, 1)}/s offered: ${fmt(r.completedPerSecond, 2)}/s completed, p50 ${fmt(r.p50)} p95 ${fmt(r.p95)} ms, node ${fmt(r.nodeBusyAvgPct)}% busy, ` +
+          `  ${String(rate)}/s offered: ${fmt(r.completedPerSecond, 2)}/s completed, p50 ${fmt(r.p50)} p95 ${fmt(r.p95)} ms, node ${fmt(r.nodeBusyAvgPct)}% busy, ` +
             `workers ${fmt(r.workerCpuMsPerExecution)} CPU ms/exec, ${r.sustained ? 'sustained' : `NOT sustained (${r.why})`}; ${r.limit}`,
         );
         if (!r.sustained) break;
