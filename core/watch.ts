@@ -114,7 +114,9 @@ export function decideWatch(setup: WatchSetup, memo: WatchMemo, facts: WatchFact
   if (setup.sandbox.task === 'handed' && facts.accepted) progress.programStartedAt ??= now;
 
   // The program outlived its time limit and the launcher has not said so: stop the sandbox from outside. Only a
-  // followed log can show the launcher's word; a container already ended is the kubelet's to classify.
+  // followed log can show the launcher's word; a container already ended is the kubelet's to classify, and so is a
+  // pod no longer there (a step resumed long after its program ended knows the pod only from its heartbeat: if the
+  // pod was deleted meanwhile, it was lost, whatever the clock says).
   const at = limitAt(setup, progress);
   if (
     setup.followLog &&
@@ -122,7 +124,8 @@ export function decideWatch(setup: WatchSetup, memo: WatchMemo, facts: WatchFact
     at !== undefined &&
     now >= at &&
     !facts.trailer &&
-    progress.podName
+    progress.podName &&
+    facts.pod
   )
     return end({ kind: 'deadline' }, progress.podName);
 

@@ -190,6 +190,33 @@ test('a program past its limit with a silent launcher is stopped from outside, o
   expect(inTime.step).toMatchObject({ do: 'end', end: { kind: 'finished', reason: 'TimedOut' } });
 });
 
+test('a step resumed past the time limit whose pod was deleted meanwhile reports the pod lost, not a deadline', () => {
+  // What the earlier try's heartbeat recorded: the pod, and its program started long ago.
+  const limit = warmSetup.timeoutSeconds * 1000 + OUTSIDE_GRACE_MS;
+  const resumed = {
+    podName: runningPod.metadata!.name!,
+    containerStartedAt: base.now - limit - 10_000,
+    programStartedAt: base.now - limit - 10_000,
+  };
+  const setup: WatchSetup = { ...warmSetup, sandbox: SANDBOXES.cold };
+  const job: V1Job = { metadata: { name: 'j' }, status: { succeeded: 1 } };
+  // The watch's loop: waits (for the rest of a log that will not come) and fresh looks, until an end.
+  let memo = initialMemo(resumed);
+  let now = base.now;
+  let step: ReturnType<typeof decideWatch>['step'] | undefined;
+  for (let i = 0; i < 5 && step?.do !== 'end'; i++) {
+    const d = decideWatch(setup, memo, { ...base, now, pod: undefined, podGone: true, job, ownerRead: true });
+    memo = d.memo;
+    step = d.step;
+    if (step.do === 'wait') now += LOG_DRAIN_MS;
+  }
+  // Lost is an infrastructure failure: the attempt is retried with fresh resources and the program's result comes.
+  expect(step).toMatchObject({ do: 'end', end: { kind: 'infra', error: { reason: 'PodLost', retryable: true } } });
+  // With the pod still there and running, the same clock stops it from outside.
+  const running = decideWatch(setup, initialMemo(resumed), { ...base, job, ownerRead: true });
+  expect(running.step).toEqual({ do: 'end', end: { kind: 'deadline' }, stopPod: runningPod.metadata!.name });
+});
+
 test('a sandbox that never comes is given up at its deadline', () => {
   const setup: WatchSetup = { ...warmSetup, sandbox: SANDBOXES.cold, giveUpAt: base.now + 1000 };
   const job: V1Job = { metadata: { name: 'j' }, status: {} };
