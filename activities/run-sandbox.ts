@@ -42,7 +42,8 @@ export function runSandboxActivity(deps: ActivityDeps) {
       got = found ?? (await acquireSandbox(deps, spec, taskQueue));
       // An earlier try that found the pool empty may have made the ConfigMap of a cold sandbox and died before its
       // Job: this attempt now runs in a sandbox with no objects of its own, whose cleanup deletes none, so it goes now.
-      if (ctx.info.attempt > 1 && !found && sandboxTraits(got.kind).objects.length === 0) {
+      // Also when the sandbox was found rather than got: the try that claimed it may have died before this delete.
+      if (ctx.info.attempt > 1 && sandboxTraits(got.kind).objects.length === 0) {
         await deleteAttemptObjects(
           deps.kube,
           spec.policy.namespace,

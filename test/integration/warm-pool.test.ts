@@ -4,8 +4,8 @@
  * pods, and executions that do not fit (or find it empty) run cold without an error.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import type { AttemptSpec } from '../../core/attempt';
-import { LABELS } from '../../core/names';
+import type { AttemptSpec, RunResult } from '../../core/attempt';
+import { LABELS, MANAGED_BY, resourceNames } from '../../core/names';
 import { parseLauncherLog } from '../../core/output';
 import { DEFAULT_LANGUAGE } from '../../core/languages';
 import {
@@ -21,7 +21,9 @@ import { createKube } from '../../activities/kube';
 import { claimWarmPod, deliverTask } from '../../activities/warm-sandbox';
 import { loadConfig } from '../../worker/config';
 import { loadKubeConfig } from '../../worker/connect';
-import { readLauncherSource } from '../../worker/worker';
+import { readLauncherSource, readWorkspaceSource } from '../../worker/worker';
+import { createActivities } from '../../activities';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import {
   adminKube,
@@ -97,6 +99,48 @@ describe('a worker with a pool of 2', () => {
       60_000,
     );
     expect(after.map((p) => p.metadata!.name)).not.toContain(r.kubernetes.pod);
+  });
+
+  test('a retried run step that finds the pod a dead try claimed still removes the ConfigMap an earlier cold try made', async () => {
+    const executionId = uniqueId('retried');
+    const spec: AttemptSpec = {
+      executionId,
+      attempt: 1,
+      request: validateInput({ code: 'print("once")' }, w.config.policy),
+      policy: w.config.policy,
+    };
+    const { name, executionLabel } = resourceNames(executionId, 1);
+    // Try 1 found the pool empty, made the ConfigMap of a cold sandbox and died before its Job.
+    await kube.core.createNamespacedConfigMap({
+      namespace: SANDBOX_NAMESPACE,
+      body: {
+        metadata: { name, labels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.execution]: executionLabel } },
+        data: {},
+      },
+    });
+    // Try 2 claimed a pool pod and died before it recorded which.
+    expect(await claimWarmPod(w.worker.kube, pool, spec)).toMatchObject({ adopted: false });
+    // Try 3 finds that pod, hands it the task and runs the program; nothing of the cold try may stay behind.
+    const activities = createActivities({
+      kube: w.worker.kube,
+      policy: w.config.policy,
+      launcherSource,
+      workspaceSource: readWorkspaceSource(),
+      pool: w.config.pool,
+    });
+    const env = new MockActivityEnvironment({ attempt: 3, taskQueue: w.config.temporal.taskQueue });
+    const run: RunResult = await env.run(activities.runSandbox, spec);
+    expect(run).toMatchObject({ sandbox: 'warm', end: { kind: 'finished', exitCode: 0 } });
+    expect(run.output?.stdout.text).toBe('once\n');
+    await expect(kube.core.readNamespacedConfigMap({ name, namespace: SANDBOX_NAMESPACE })).rejects.toMatchObject({
+      code: 404,
+    });
+    await env.run(activities.cleanup, {
+      executionId,
+      attempt: 1,
+      namespace: SANDBOX_NAMESPACE,
+      sandbox: 'warm' as const,
+    });
   });
 
   test('two executions in a row never share a pod', async () => {
