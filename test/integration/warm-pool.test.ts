@@ -12,8 +12,10 @@ import {
   buildPoolPod,
   claimPatch,
   POOL_IDLE_GRACE_SECONDS,
+  POOL_SIGNALS,
   poolRef,
   poolSelector,
+  poolWorkflowId,
   type PoolRef,
 } from '../../core/pool';
 import { validateInput } from '../../core/validate';
@@ -141,6 +143,15 @@ describe('a worker with a pool of 2', () => {
       namespace: SANDBOX_NAMESPACE,
       sandbox: 'warm' as const,
     });
+    // The tries here were not the worker's, so nobody asked the pool to refill: ask, and wait, for the tests after.
+    await w.temporal.workflow
+      .getHandle(poolWorkflowId(w.config.temporal.taskQueue, 'python'))
+      .signal(POOL_SIGNALS.replenish);
+    await eventually(
+      () => poolPods(pool),
+      (p) => readyNames(p).length === 2,
+      60_000,
+    );
   });
 
   test('two executions in a row never share a pod', async () => {
