@@ -115,7 +115,7 @@ export function decideWatch(setup: WatchSetup, memo: WatchMemo, facts: WatchFact
 
   // The program outlived its time limit and the launcher has not said so: stop the sandbox from outside. Only a
   // followed log can show the launcher's word; a container already ended is the kubelet's to classify, and so is a
-  // pod no longer there (a step resumed long after its program ended knows the pod only from its heartbeat: if the
+  // pod no longer there (a step resumed long after its program started knows the pod only from its heartbeat: if the
   // pod was deleted meanwhile, it was lost, whatever the clock says).
   const at = limitAt(setup, progress);
   if (
