@@ -131,18 +131,23 @@ describe('a worker with a pool of 2', () => {
       pool: w.config.pool,
     });
     const env = new MockActivityEnvironment({ attempt: 3, taskQueue: w.config.temporal.taskQueue });
-    const run: RunResult = await env.run(activities.runSandbox, spec);
-    expect(run).toMatchObject({ sandbox: 'warm', end: { kind: 'finished', exitCode: 0 } });
-    expect(run.output?.stdout.text).toBe('once\n');
-    await expect(kube.core.readNamespacedConfigMap({ name, namespace: SANDBOX_NAMESPACE })).rejects.toMatchObject({
-      code: 404,
-    });
-    await env.run(activities.cleanup, {
-      executionId,
-      attempt: 1,
-      namespace: SANDBOX_NAMESPACE,
-      sandbox: 'warm' as const,
-    });
+    try {
+      const run: RunResult = await env.run(activities.runSandbox, spec);
+      expect(run).toMatchObject({ sandbox: 'warm', end: { kind: 'finished', exitCode: 0 } });
+      expect(run.output?.stdout.text).toBe('once\n');
+      await expect(kube.core.readNamespacedConfigMap({ name, namespace: SANDBOX_NAMESPACE })).rejects.toMatchObject({
+        code: 404,
+      });
+    } finally {
+      // Whatever failed above, the test leaves nothing behind (its worker has no reconciler).
+      await env.run(activities.cleanup, {
+        executionId,
+        attempt: 1,
+        namespace: SANDBOX_NAMESPACE,
+        sandbox: 'warm' as const,
+      });
+      await kube.core.deleteNamespacedConfigMap({ name, namespace: SANDBOX_NAMESPACE }).catch(() => undefined);
+    }
     // The tries here were not the worker's, so nobody asked the pool to refill: ask, and wait, for the tests after.
     await w.temporal.workflow
       .getHandle(poolWorkflowId(w.config.temporal.taskQueue, 'python'))
