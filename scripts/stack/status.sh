@@ -15,7 +15,7 @@ row() {
 printf '%-24s %-10s %-8s %-7s %-34s %s\n' COMPONENT VERSION PID HEALTH ENDPOINT LOG
 row temporal "$TEMPORAL_CLI_VERSION" "127.0.0.1:$TEMPORAL_PORT (UI :$TEMPORAL_UI_PORT)" \
   "$TEMPORAL_BIN/temporal" operator cluster health --address "127.0.0.1:$TEMPORAL_PORT"
-row seaweedfs "${SEAWEEDFS_VERSION:0:16}" "http://127.0.0.1:$S3_PORT (S3)" \
+row seaweedfs "$SEAWEEDFS_VERSION" "http://127.0.0.1:$S3_PORT (S3)" \
   bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$S3_PORT/) =~ ^(200|403)\$ ]]"
 row etcd "$ETCD_VERSION" "https://127.0.0.1:$ETCD_PORT" curl -sf http://127.0.0.1:2381/health
 row kube-apiserver "$KUBERNETES_VERSION" "https://127.0.0.1:$APISERVER_PORT" \
