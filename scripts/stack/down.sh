@@ -33,6 +33,19 @@ stop() {
   log "$name stopped (PID $pid)"
 }
 
+# Background workers the CLI started for this stack (cli/background-worker.ts) go first: they serve its Temporal.
+for note in "$DS_STACK_DIR"/workers/*.json; do
+  [[ -e $note ]] || continue
+  pid=$(sed -nE 's/^\s*"pid": ([0-9]+),?$/\1/p' "$note")
+  if [[ -n $pid ]] && grep -qa -- '--background' "/proc/$pid/cmdline" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$pid" 2>/dev/null || true
+    log "background worker stopped (PID $pid)"
+  fi
+  rm -f "$note"
+done
+
 # The kubelet goes first so it does not restart what is removed next.
 stop kubelet
 if running_pid containerd >/dev/null && [[ -x $CRICTL_BIN/crictl ]]; then
@@ -40,6 +53,7 @@ if running_pid containerd >/dev/null && [[ -x $CRICTL_BIN/crictl ]]; then
   "$CRICTL_BIN/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 30s rmp --all --force >/dev/null 2>&1 ||
     log "warning: crictl rmp failed; remaining sandboxes are removed with containerd below"
 fi
+stop gateway
 stop kube-scheduler
 stop kube-controller-manager
 stop kube-apiserver
@@ -66,6 +80,10 @@ for ns in /var/run/netns/cni-*; do
 done
 if ip link show "$POD_BRIDGE" >/dev/null 2>&1; then ip link delete "$POD_BRIDGE"; fi
 while iptables -D FORWARD "${POD_ISOLATION_RULE[@]}" 2>/dev/null; do :; done
+while iptables -D INPUT -i "$POD_BRIDGE" -j "$SANDBOX_INPUT_CHAIN" 2>/dev/null; do :; done
+iptables -F "$SANDBOX_INPUT_CHAIN" 2>/dev/null || true
+iptables -X "$SANDBOX_INPUT_CHAIN" 2>/dev/null || true
+ipset destroy "$EGRESS_IPSET" 2>/dev/null || true
 # Empty pod cgroups, leaves first.
 for ctl in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
   if [[ -d $ctl ]]; then find "$ctl" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi

@@ -9,11 +9,26 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 MIRROR=${DS_DEBIAN_MIRROR:-$(sed -nE 's/^URIs: (http[^ ]*debian)\/?$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SANDBOX_UID=1001
-PYTHON_PACKAGES=python3,python3-numpy,python3-pandas,python3-matplotlib,python3-seccomp
-# The launcher's python3 and the language's runtime.
-NODE_PACKAGES=python3,nodejs
+# Python with the data stack programs reach for (numpy, pandas, matplotlib), IPython (its display classes), pip
+# (installs through the egress gateway), dill (a session's state kept between pods) and the seccomp bindings the
+# launcher uses; the CA certificates every TLS client checks against.
+PYTHON_PACKAGES=python3,python3-numpy,python3-pandas,python3-matplotlib,python3-ipython,python3-pip,python3-dill,python3-seccomp,ca-certificates
+# The launcher's python3, the language's runtime, and TypeScript's compiler (its `typescript` module).
+NODE_PACKAGES=python3,nodejs,node-typescript,ca-certificates
 # Copied into each sandbox's HOME by the launcher (see launcher.py).
 HOME_SKELETON=/usr/share/durable-sandbox/home
+
+# The host's own extra certificate authorities (/usr/local/share/ca-certificates), trusted in the images too: a
+# network that inspects TLS (a corporate proxy) must be trusted inside the sandbox as it is on the host, since the
+# egress gateway passes TLS through untouched.
+trust_host_cas() {
+  local root=$1 crt
+  for crt in /usr/local/share/ca-certificates/*.crt; do
+    [[ -e $crt ]] || continue
+    install -D -m 0644 "$crt" "$root/usr/local/share/ca-certificates/$(basename "$crt")"
+  done
+  chroot "$root" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in $root"
+}
 
 archive_for() { local ref=$1; echo "$IMAGE_DIR/$(tr '/:' '__' <<<"$ref").oci.tar"; }
 
@@ -51,6 +66,7 @@ build_python() {
   chroot "$root" env HOME="$HOME_SKELETON" MPLBACKEND=Agg python3 -c 'import matplotlib.pyplot' \
     >>"$DS_CACHE_DIR/build-logs/image-python.log" 2>&1
   chmod -R a+rX "$root$HOME_SKELETON"
+  trust_host_cas "$root"
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc "$root"/usr/share/man
   with_progress "python image (pack)" "$DS_CACHE_DIR/build-logs/image-python-pack.log" \
     pack "$PYTHON_IMAGE" "$root" --config.user "$SANDBOX_UID:$SANDBOX_UID" --config.workingdir /tmp \
@@ -69,6 +85,7 @@ build_node() {
   echo "sandbox:x:$SANDBOX_UID:" >>"$root/etc/group"
   chroot "$root" node -e 'console.log("node " + process.version)' >>"$DS_CACHE_DIR/build-logs/image-node.log" 2>&1 ||
     die "the node image's node does not run; see $DS_CACHE_DIR/build-logs/image-node.log"
+  trust_host_cas "$root"
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc "$root"/usr/share/man
   with_progress "node image (pack)" "$DS_CACHE_DIR/build-logs/image-node-pack.log" \
     pack "$NODE_IMAGE" "$root" --config.user "$SANDBOX_UID:$SANDBOX_UID" --config.workingdir /tmp \

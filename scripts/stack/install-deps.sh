@@ -4,7 +4,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # command:package pairs
 DEPS=(containerd:containerd runc:runc ctr:containerd umoci:umoci debootstrap:debootstrap catatonit:catatonit
-  iptables:iptables ip:iproute2 ss:iproute2 curl:curl openssl:openssl conntrack:conntrack socat:socat)
+  iptables:iptables ip:iproute2 ss:iproute2 curl:curl openssl:openssl conntrack:conntrack socat:socat ipset:ipset)
 missing=()
 for d in "${DEPS[@]}"; do
   command -v "${d%%:*}" >/dev/null 2>&1 || missing+=("${d#*:}")

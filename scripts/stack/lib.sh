@@ -21,6 +21,13 @@ CRICTL_BIN=$BIN_DIR/crictl-$CRICTL_VERSION
 SEAWEEDFS_BIN=$BIN_DIR/seaweedfs-$SEAWEEDFS_VERSION
 IMAGE_DIR=$DS_CACHE_DIR/images
 
+# The egress gateway's build, named by the hash of its sources.
+gateway_bin_dir() {
+  local sum
+  sum=$(cd "$DS_ROOT/gateway" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)
+  echo "$BIN_DIR/gateway-$sum"
+}
+
 LOG_DIR=$DS_STACK_DIR/logs
 PID_DIR=$DS_STACK_DIR/pids
 PKI_DIR=$DS_STACK_DIR/pki
@@ -43,6 +50,12 @@ SANDBOX_NAMESPACE=${DS_SANDBOX_NAMESPACE:-durable-sandbox}
 POD_CIDR=10.88.0.0/16
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1
+# The egress gateway listens on the pod bridge's own address: the only address a sandbox with an allow-list reaches.
+GATEWAY_IP=10.88.0.1
+GATEWAY_PORT=${DS_GATEWAY_PORT:-3128}
+GATEWAY_REPORT_PORT=${DS_GATEWAY_REPORT_PORT:-3129}
+EGRESS_IPSET=ds-egress
+SANDBOX_INPUT_CHAIN=DS-SANDBOX-IN
 NODE_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
 
 CONTAINERD_SOCK=$RUN_DIR/containerd.sock

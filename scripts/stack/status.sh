@@ -25,6 +25,7 @@ row kube-scheduler "$KUBERNETES_VERSION" https://127.0.0.1:10259 curl -sfk https
 row containerd "$(containerd --version 2>/dev/null | awk '{print $3}')" "unix://$CONTAINERD_SOCK" \
   ctr --address "$CONTAINERD_SOCK" version
 row kubelet "$KUBERNETES_VERSION" "https://0.0.0.0:10250" curl -sf http://127.0.0.1:10248/healthz
+row gateway "smokescreen" "$GATEWAY_IP:$GATEWAY_PORT (egress)" curl -sf "http://127.0.0.1:$GATEWAY_REPORT_PORT/healthz"
 printf '\ngVisor %s (runsc, containerd-shim-runsc-v1 in %s)\n' "$GVISOR_VERSION" "$GVISOR_BIN"
 printf 'KUBECONFIG=%s\nTEMPORAL_ADDRESS=127.0.0.1:%s\n' "$KUBECONFIG_PATH" "$TEMPORAL_PORT"
 if [[ -f $KUBECONFIG_PATH && -x $K8S_BIN/kubectl ]]; then

@@ -56,6 +56,33 @@ prepare_host() {
     die "br_netfilter is not available: sandbox pods could reach each other (modprobe br_netfilter)"
   sysctl -qw net.bridge.bridge-nf-call-iptables=1
   iptables -C FORWARD "${POD_ISOLATION_RULE[@]}" 2>/dev/null || iptables -I FORWARD "${POD_ISOLATION_RULE[@]}"
+  sandbox_network
+}
+
+# The pod bridge, made here (the CNI plugin reuses it) with the egress gateway's address on it: pods have no route,
+# and that address is on their own link. The host's firewall lets a pod reach that address on the gateway's port
+# only while the gateway lists the pod in its ipset (it does for pods with an allow-list, from its pod watch), and
+# nothing else of the host at all (kubelet, apiserver, every other port): what NetworkPolicy does on a cluster.
+sandbox_network() {
+  need ipset "apt-get install ipset"
+  if ! ip link show "$POD_BRIDGE" >/dev/null 2>&1; then
+    ip link add "$POD_BRIDGE" type bridge
+  fi
+  ip addr replace "$GATEWAY_IP/16" dev "$POD_BRIDGE"
+  ip link set "$POD_BRIDGE" up
+  ipset create "$EGRESS_IPSET" hash:ip -exist
+  # Built whole in a chain of its own and then swapped in: a running stack is never without its rules for a moment.
+  local next=$SANDBOX_INPUT_CHAIN-NEXT
+  iptables -N "$next" 2>/dev/null || iptables -F "$next"
+  iptables -A "$next" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  iptables -A "$next" -p tcp -d "$GATEWAY_IP" --dport "$GATEWAY_PORT" -m set --match-set "$EGRESS_IPSET" src -j ACCEPT
+  # Refused at once (not dropped): a program that tries learns at once that it cannot connect.
+  iptables -A "$next" -p tcp -d "$GATEWAY_IP" --dport "$GATEWAY_PORT" -j REJECT --reject-with tcp-reset
+  iptables -A "$next" -j DROP
+  iptables -I INPUT -i "$POD_BRIDGE" -j "$next"
+  while iptables -D INPUT -i "$POD_BRIDGE" -j "$SANDBOX_INPUT_CHAIN" 2>/dev/null; do :; done
+  if iptables -F "$SANDBOX_INPUT_CHAIN" 2>/dev/null; then iptables -X "$SANDBOX_INPUT_CHAIN"; fi
+  iptables -E "$next" "$SANDBOX_INPUT_CHAIN"
 }
 
 TEMPORAL_SEARCH_ATTRIBUTES=(SandboxStatus=Keyword SandboxLanguage=Keyword SandboxExitCode=Int)
@@ -272,6 +299,31 @@ bootstrap() {
   mv "$DS_STACK_DIR/worker.kubeconfig.tmp" "$DS_STACK_DIR/worker.kubeconfig"
 }
 
+# The egress gateway (gateway/): a host process here (a Deployment on a cluster: k8s/egress-gateway.yaml), on the
+# bridge's address, watching the sandbox namespace with its own ServiceAccount's token.
+gateway_up() {
+  local dir=$DS_STACK_DIR/gateway bin
+  bin=$(gateway_bin_dir)/durable-sandbox-gateway
+  mkdir -p "$dir"
+  [[ -f $dir/key ]] || (umask 077 && openssl rand -hex 32 >"$dir/key")
+  touch "$dir/hosts"
+  "${KUBECTL[@]}" apply -f "$DS_ROOT/k8s/egress-gateway-rbac.yaml" >/dev/null
+  local token
+  token=$("${KUBECTL[@]}" -n durable-sandbox-system create token durable-sandbox-gateway --duration 48h)
+  sed -e "/client-certificate-data/d" -e "s|client-key-data: .*|token: $token|" -e "s|- name: admin$|- name: gateway|" \
+    -e "s|user: admin$|user: gateway|" "$KUBECONFIG_PATH" >"$dir/kubeconfig.tmp"
+  chmod 600 "$dir/kubeconfig.tmp"
+  mv "$dir/kubeconfig.tmp" "$dir/kubeconfig"
+  if fresh gateway; then
+    ensure_port_free "$GATEWAY_PORT" "egress gateway"
+    ensure_port_free "$GATEWAY_REPORT_PORT" "egress gateway (report)"
+  fi
+  start gateway "$bin" --listen "$GATEWAY_IP:$GATEWAY_PORT" --report "127.0.0.1:$GATEWAY_REPORT_PORT" \
+    --kubeconfig "$dir/kubeconfig" --namespace "$SANDBOX_NAMESPACE" --key-file "$dir/key" --hosts-file "$dir/hosts" \
+    --ipset "$EGRESS_IPSET" --deny "$POD_CIDR" --deny "$SERVICE_CIDR"
+  ready gateway 30 curl -sf "http://127.0.0.1:$GATEWAY_REPORT_PORT/healthz"
+}
+
 node_ready() {
   [[ $("${KUBECTL[@]}" get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
@@ -285,6 +337,7 @@ containerd_up
 controllers_up
 kubelet_up
 bootstrap
+gateway_up
 wait_until "node $NODE_NAME Ready" 120 node_ready || die "node $NODE_NAME did not become Ready; see $LOG_DIR/kubelet.log"
 
 # What the worker, tests and demo read when KUBECONFIG / TEMPORAL_ADDRESS do not point elsewhere.
@@ -300,6 +353,9 @@ DS_WORKSPACE_STORE=s3://$WORKSPACE_BUCKET
 DS_WORKSPACE_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 DS_WORKSPACE_S3_ACCESS_KEY_ID=$(sed -nE 's/.*"accessKey":"([^"]+)".*/\1/p' "$DS_STACK_DIR/seaweedfs/s3.json")
 DS_WORKSPACE_S3_SECRET_ACCESS_KEY=$(sed -nE 's/.*"secretKey":"([^"]+)".*/\1/p' "$DS_STACK_DIR/seaweedfs/s3.json")
+DS_EGRESS_GATEWAY=$GATEWAY_IP:$GATEWAY_PORT
+DS_EGRESS_REPORT=http://127.0.0.1:$GATEWAY_REPORT_PORT
+DS_EGRESS_KEY_FILE=$DS_STACK_DIR/gateway/key
 ENV
 chmod 600 "$DS_STACK_DIR/stack.env"
 
