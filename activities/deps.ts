@@ -11,6 +11,7 @@ export function poolSize(deps: Pick<ActivityDeps, 'pool'>, language: Language): 
   return deps.pool?.sizes?.[language] ?? deps.pool?.size ?? 0;
 }
 
+import type { EgressGateway } from './egress';
 import type { WorkspaceStore } from './workspace-store';
 
 export interface ActivityDeps {
@@ -26,6 +27,8 @@ export interface ActivityDeps {
   pool?: PoolConfig & { sizes?: Partial<Record<Language, number>> };
   /** For the reconciler's questions and the pool's replenish signal. */
   temporal?: Client;
+  /** The egress gateway: where sandboxes reach it, where its records are read, the key shared with it. */
+  egress?: EgressGateway;
   /** Receives every decision of every attempt's watch with what it was made from (scripts/capture-watch-sequences.ts). */
   recordWatch?: (entry: WatchRecord) => void;
 }

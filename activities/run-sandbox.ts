@@ -23,6 +23,8 @@ import {
   type Sandbox,
 } from './sandboxes';
 import { recordConfirmed } from './record';
+import { networkReport } from './egress';
+import { attemptEgressId } from '../core/egress';
 import { deleteAttemptObjects } from './sandbox-objects';
 import { annotateSpan } from './trace';
 import { nudgePools } from './warm-sandbox';
@@ -96,12 +98,18 @@ export function runSandboxActivity(deps: ActivityDeps) {
       const { end, progress, output } = await running;
       await got.settled;
       annotateSpan(attemptAttributes({ ...traced, pod: progress.podName ?? got.pod }));
+      // With egress: what the program reached and was refused (the id is this attempt's alone: all of its records).
+      const rules = spec.request.egress;
+      const network = rules?.length
+        ? await networkReport(deps, attemptEgressId(spec.executionId, spec.attempt), rules, 0)
+        : undefined;
       return {
         end,
         progress,
         acquiredAt: got.acquiredAt,
         sandbox: got.kind,
         output: collectedOutput(output!, Date.now()),
+        ...(network ? { network } : {}),
       };
     } finally {
       clearInterval(starting);

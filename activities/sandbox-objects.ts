@@ -7,6 +7,7 @@ import type { AttemptSpec } from '../core/attempt';
 import { buildConfigMap, buildJob, ownerReferenceTo } from '../core/manifests';
 import { LABELS } from '../core/names';
 import { createOrAdopt } from './adopt';
+import { attemptNetwork } from './egress';
 import type { ActivityDeps } from './deps';
 import { apiStatus, kubeCall, kubeCallOrMissing, kubeFailure, type Kube } from './kube';
 
@@ -20,11 +21,12 @@ export interface CreatedJob {
 }
 
 export async function createCodeConfigMap(
-  { kube, launcherSource }: ActivityDeps,
+  deps: ActivityDeps,
   spec: AttemptSpec,
 ): Promise<{ name: string; adopted: boolean }> {
+  const { kube, launcherSource } = deps;
   const namespace = spec.policy.namespace;
-  const body = buildConfigMap({ ...spec, namespace, launcherSource });
+  const body = buildConfigMap({ ...spec, namespace, launcherSource, network: attemptNetwork(deps, spec) });
   const name = body.metadata!.name!;
   const { adopted } = await createOrAdopt(
     'ConfigMap',
@@ -35,9 +37,10 @@ export async function createCodeConfigMap(
   return { name, adopted };
 }
 
-export async function createSandboxJob({ kube, launcherSource }: ActivityDeps, spec: AttemptSpec): Promise<CreatedJob> {
+export async function createSandboxJob(deps: ActivityDeps, spec: AttemptSpec): Promise<CreatedJob> {
+  const { kube, launcherSource } = deps;
   const namespace = spec.policy.namespace;
-  const body = buildJob({ ...spec, namespace, launcherSource });
+  const body = buildJob({ ...spec, namespace, launcherSource, network: attemptNetwork(deps, spec) });
   const name = body.metadata!.name!;
   const { object, adopted } = await createOrAdopt(
     'Job',

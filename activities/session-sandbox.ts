@@ -35,6 +35,19 @@ import { recordConfirmed } from './record';
 import { frameTask } from './task-frame';
 import { nudgePools, poolPods } from './warm-sandbox';
 import { compactLauncher } from './launcher-program';
+import { networkFor, networkReport } from './egress';
+import { sessionEgressId, type EgressRule, type NetworkReport } from '../core/egress';
+import type { SandboxNetwork } from '../core/manifests';
+
+/** A session's egress: one id for its whole life, whatever pod it is on. */
+function sessionNetwork(
+  deps: ActivityDeps,
+  sessionId: string,
+  rules: EgressRule[] | undefined,
+  policy: ExecutionPolicy,
+): SandboxNetwork | undefined {
+  return networkFor(deps, sessionEgressId(sessionId), rules, policy);
+}
 
 /** How long past a run's time limit (and the launcher's 2 s to interrupt it) the step waits before it stops the pod. */
 const RUN_GRACE_MS = 15_000;
@@ -60,6 +73,8 @@ export interface SessionRunSpec {
   idleSeconds?: number;
   /** The run's id (its Update's), in every heartbeat: what a client follows the run's live output by. */
   runId?: string;
+  /** The session's allow-list (its egress, for its life), when it has one. */
+  egress?: EgressRule[];
 }
 
 export interface SessionRunReport {
@@ -70,6 +85,8 @@ export interface SessionRunReport {
   sentAt: number;
   /** The pod was gone (or ended) before the run could be handed to it: nothing ran. */
   notSent?: true;
+  /** With egress: what the run reached and was refused. */
+  network?: NetworkReport;
 }
 
 interface RunHeartbeat {
@@ -116,7 +133,12 @@ export function sessionActivities(deps: ActivityDeps) {
       policy: ExecutionPolicy;
     }): Promise<OpenedPod> {
       const ctx = Context.current();
-      const body = buildSessionPod({ ...input, launcherSource: compactLauncher(launcherSource) });
+      const network = sessionNetwork(deps, input.sessionId, input.spec.egress, input.policy);
+      const body = buildSessionPod({
+        ...input,
+        launcherSource: compactLauncher(launcherSource),
+        ...(network ? { network } : {}),
+      });
       const namespace = input.policy.namespace;
       const name = body.metadata!.name!;
       // A retried step first looks for what an earlier try took: a claimed pool pod is the session's already; a pod
@@ -239,7 +261,14 @@ export function sessionActivities(deps: ActivityDeps) {
         if (!held) throw failed;
         close = held.listen(c.onData, c.ended);
         const task = {
-          ...launcherTask(spec.sessionId, 1, spec.request, spec.policy, 'handed'),
+          ...launcherTask(
+            spec.sessionId,
+            1,
+            spec.request,
+            spec.policy,
+            'handed',
+            sessionNetwork(deps, spec.sessionId, spec.egress, spec.policy),
+          ),
           seq: spec.seq,
           kernel: sessionKernelOf(spec.request.language),
           ...(spec.idleSeconds !== undefined ? { idleSeconds: spec.idleSeconds } : {}),
@@ -264,7 +293,16 @@ export function sessionActivities(deps: ActivityDeps) {
                     reason: t.timedOut ? 'TimedOut' : 'Completed',
                     oomKilled: false,
                   };
-            return { end, output: collectedOutput(parser.result(true), Date.now()), session: parser.session, sentAt };
+            const network = spec.egress?.length
+              ? await networkReport(deps, sessionEgressId(spec.sessionId), spec.egress, sentAt - 1000)
+              : undefined;
+            return {
+              end,
+              output: collectedOutput(parser.result(true), Date.now()),
+              session: parser.session,
+              sentAt,
+              ...(network ? { network } : {}),
+            };
           }
           if (ctx.cancellationSignal.aborted) await ctx.cancelled;
           if (channelDown && reopened < MAX_REOPENS) {
@@ -375,7 +413,15 @@ async function claimForSession(
     const name = candidate.metadata!.name!;
     try {
       await deps.kube.core.patchNamespacedPod(
-        { name, namespace, body: sessionClaimPatch(candidate, { ...input, now: Date.now() }) },
+        {
+          name,
+          namespace,
+          body: sessionClaimPatch(candidate, {
+            ...input,
+            now: Date.now(),
+            network: sessionNetwork(deps, input.sessionId, spec.egress, policy),
+          }),
+        },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
       nudgePools(deps, taskQueue, [language]);

@@ -9,7 +9,8 @@ import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-
 import { log } from '@temporalio/activity';
 import type { AttemptSpec } from '../core/attempt';
 import { LANGUAGE_NAMES, type Language } from '../core/languages';
-import { CONTAINER_NAME, launcherTask } from '../core/manifests';
+import { CONTAINER_NAME, launcherTask, type SandboxNetwork } from '../core/manifests';
+import { attemptNetwork } from './egress';
 import { hash16, LABELS, resourceNames } from '../core/names';
 import { capsOf, LauncherLogParser, logReadLimit } from '../core/output';
 import {
@@ -69,7 +70,12 @@ function note(message: string, attrs: Record<string, unknown>): void {
   }
 }
 
-export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec): Promise<Claimed | undefined> {
+export async function claimWarmPod(
+  kube: Kube,
+  pool: PoolRef,
+  spec: AttemptSpec,
+  network?: SandboxNetwork,
+): Promise<Claimed | undefined> {
   const namespace = spec.policy.namespace;
   const list = { items: await poolPods(kube, namespace, poolSelector(pool), `list the ${pool.id} pool`) };
   const own = list.items.find(ownedBy(spec));
@@ -89,7 +95,7 @@ export async function claimWarmPod(kube: Kube, pool: PoolRef, spec: AttemptSpec)
     const name = candidate.metadata!.name!;
     try {
       const pod = await kube.core.patchNamespacedPod(
-        { name, namespace, body: claimPatch(candidate, { ...spec, now: Date.now() }) },
+        { name, namespace, body: claimPatch(candidate, { ...spec, now: Date.now(), ...(network ? { network } : {}) }) },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       );
       return { pod, adopted: false, at: Date.now() };
@@ -123,10 +129,15 @@ export async function poolPods(kube: Kube, namespace: string, selector: string, 
 }
 
 /** Writes the task to the pod's launcher through pods/attach; closing the handover ends the attach (and stdin). */
-export async function deliverTask(kube: Kube, pod: string, spec: AttemptSpec): Promise<Handover> {
+export async function deliverTask(
+  kube: Kube,
+  pod: string,
+  spec: AttemptSpec,
+  network?: SandboxNetwork,
+): Promise<Handover> {
   const stdin = new PassThrough();
   const attached = await attachLauncher(kube, spec.policy.namespace, pod, { stdin }, `attach to pool pod ${pod}`);
-  stdin.end(frameTask(launcherTask(spec.executionId, spec.attempt, spec.request, spec.policy, 'handed')));
+  stdin.end(frameTask(launcherTask(spec.executionId, spec.attempt, spec.request, spec.policy, 'handed', network)));
   return attached;
 }
 
@@ -212,7 +223,7 @@ async function handOverUnlessDelivered(
   check: boolean,
 ): Promise<(() => Promise<Handover>) | undefined> {
   if (check && (await alreadyDelivered(deps.kube, pod, spec))) return undefined;
-  return () => deliverTask(deps.kube, pod, spec);
+  return () => deliverTask(deps.kube, pod, spec, attemptNetwork(deps, spec));
 }
 
 export const warmSandboxes: SandboxSource = {
@@ -220,7 +231,8 @@ export const warmSandboxes: SandboxSource = {
     const language = spec.request.language;
     if (poolSize(deps, language) === 0 || !fitsPool(spec.request, spec.policy)) return undefined;
     const pool = poolRef(taskQueue, language, spec.policy, deps.launcherSource);
-    const claimed = await claimWarmPod(deps.kube, pool, spec);
+    // With an allow-list, the claim gives the pod its egress (no new pod): the gateway sees it with the claim.
+    const claimed = await claimWarmPod(deps.kube, pool, spec, attemptNetwork(deps, spec));
     if (!claimed) return undefined;
     // Replenish now rather than at the pool's next period.
     nudgePools(deps, taskQueue, [language]);

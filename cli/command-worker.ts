@@ -13,6 +13,7 @@
  */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { InProcessWorker } from '../worker/in-process';
+import { workerIdentity } from './background-worker';
 
 export interface CommandWorkerOptions {
   env: Record<string, string | undefined>;
@@ -54,7 +55,9 @@ export class CommandWorker {
       );
       installQuietRuntime();
       const { startInProcessWorker } = await import('../worker/in-process');
-      return startInProcessWorker(pools ? env : { ...env, DS_WARM_POOL_SIZE: '0' }, {
+      // Named as a command's own worker: a session never counts on it (cli/background-worker.ts).
+      const named = { ...env, DS_WORKER_IDENTITY: workerIdentity('command') };
+      return startInProcessWorker(pools ? named : { ...named, DS_WARM_POOL_SIZE: '0' }, {
         ephemeral: true,
         duties: { reconcilerSchedule: false, pools },
       });

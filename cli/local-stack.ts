@@ -29,6 +29,10 @@ const KUBE_KEYS = [
   'DS_WORKSPACE_S3_ENDPOINT',
   'DS_WORKSPACE_S3_ACCESS_KEY_ID',
   'DS_WORKSPACE_S3_SECRET_ACCESS_KEY',
+  // The egress gateway the local cluster's sandboxes reach, where its records are read, and the key it shares.
+  'DS_EGRESS_GATEWAY',
+  'DS_EGRESS_REPORT',
+  'DS_EGRESS_KEY_FILE',
 ];
 const TEMPORAL_KEYS = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'TEMPORAL_UI'];
 

@@ -9,35 +9,41 @@
  *   durable-sandbox list [--limit N] [--json]
  *   durable-sandbox mcp [--http PORT] [--host HOST] [--worker auto|yes|no] [--one-shot]
  *   durable-sandbox session open | run | list | state | close   (cli/session.ts)
+ *   durable-sandbox worker [--background]
  *
  * Temporal comes from TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (TLS: TEMPORAL_TLS_CERT + TEMPORAL_TLS_KEY or
  * TEMPORAL_API_KEY) and the task queue from DS_TASK_QUEUE; without them, the local stack (brought up if needed).
- * `run` and `mcp` take a worker from the task queue; with none polling (and --worker auto, the default) they run one in
- * this process for the command (cli/command-worker.ts), and nothing it serves outlives the command.
+ * `run` takes a worker from the task queue; with none polling (and --worker auto, the default) it runs one in this
+ * process for the command (cli/command-worker.ts), and nothing it serves outlives the command. `session` and `mcp`
+ * need a worker that stays: with none serving (and --worker auto) they start the background worker
+ * (cli/background-worker.ts), which stops by itself once nothing of its task queue is open.
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { InvalidInputError, NoWorkerError, SandboxClient, TemporalConnectionError, type Session } from '../client';
+import { InvalidInputError, SandboxClient, TemporalConnectionError } from '../client';
+import { validateInput } from '../core/validate';
 import type { SandboxClientLike } from '../integrations/mcp/server';
 import { ensureLocalStack, applyStackEnv } from './local-stack';
 import { loadConfig } from '../worker/config';
 import { EXIT } from './exit-codes';
 import { LANGUAGE_NAMES } from '../core/languages';
 import { CommandWorker } from './command-worker';
+import { ensureStayingWorker, runBackgroundWorker, type StayingWorker } from './background-worker';
 import { ctrlCAsKey } from './keyboard';
-import { newExecutionId, QUEUED_FOR_MS, run, UsageError, type RunArgs } from './run';
+import { newExecutionId, run, UsageError, type RunArgs } from './run';
 import { cancel, list, status } from './inspect';
 import { SESSION_USAGE, sessionCommand } from './session';
 
 const USAGE = `usage:
   durable-sandbox run [FILE | - | -e CODE] [--language ${LANGUAGE_NAMES.join('|')}] [--timeout S] [--file PATH]... [--env K=V]...
-                      [--memory Q] [--cpu Q] [--id ID] [--json] [--wait S] [--save-files DIR] [--timeline]
+                      [--allow-net DOMAIN]... [--memory Q] [--cpu Q] [--id ID] [--json] [--wait S] [--save-files DIR] [--timeline]
                       [--worker auto|yes|no]
   durable-sandbox status ID [--json]
   durable-sandbox cancel ID
   durable-sandbox list [--limit N] [--json]
-  durable-sandbox mcp [--http PORT] [--host HOST] [--worker auto|yes|no] [--one-shot]
+  durable-sandbox mcp [--http PORT] [--host HOST] [--worker auto|yes|no] [--one-shot] [--allow-net DOMAIN]...
 ${SESSION_USAGE}
+  durable-sandbox worker [--background]
 
 exit codes of run: the program's own; ${EXIT.timedOut} timed out, ${EXIT.oomKilled} out of memory, ${EXIT.infraError} infrastructure error,
 ${EXIT.cancelled} cancelled, ${EXIT.stoppedWaiting} stopped waiting (--wait), ${EXIT.invalidInput} invalid input, ${EXIT.unavailable} Temporal unreachable, ${EXIT.usage} usage`;
@@ -67,6 +73,7 @@ async function runCommand(argv: string[]): Promise<number> {
       timeout: { type: 'string', short: 't' },
       file: { type: 'string', multiple: true },
       env: { type: 'string', multiple: true },
+      'allow-net': { type: 'string', multiple: true },
       memory: { type: 'string' },
       cpu: { type: 'string' },
       id: { type: 'string' },
@@ -85,6 +92,7 @@ async function runCommand(argv: string[]): Promise<number> {
     timeout: values.timeout,
     files: values.file ?? [],
     env: values.env ?? [],
+    allowNet: values['allow-net'] ?? [],
     memory: values.memory,
     cpu: values.cpu,
     id: values.id,
@@ -158,6 +166,8 @@ async function mcpCommand(argv: string[]): Promise<number> {
       worker: { type: 'string', default: 'auto' },
       // Every call in a fresh sandbox: no session per connection.
       'one-shot': { type: 'boolean', default: false },
+      // The server's own allow-list, for every call: never a tool argument the model could widen.
+      'allow-net': { type: 'string', multiple: true, default: [] },
     },
   });
   const mode = workerMode(values.worker);
@@ -166,19 +176,24 @@ async function mcpCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--http takes a port, not "${values.http}"`);
   ensureLocalStack();
   const { client, config } = await connect();
-  const worker = await commandWorker(mode, client, config, (line) => say(`[durable-sandbox] ${line}`));
+  const note = (line: string) => say(`[durable-sandbox] ${line}`);
+  // --worker yes: a worker in this process, for as long as the server runs. auto: a worker that stays (the
+  // background worker, started if none serves), so that what a connection leaves open (its session's close, an
+  // execution's cleanup) is carried out after this process exits, and servers started together share one.
+  const worker = new CommandWorker({ env: process.env, taskQueue: config.temporal.taskQueue, pools: false, say: note });
+  if (mode === 'yes') await worker.start();
+  const staying = mode === 'auto' ? ensureStayingWorker(client, config.temporal, { say: note }) : undefined;
+  staying?.catch((err: unknown) => note(`no worker: ${err instanceof Error ? err.message : String(err)}`));
   const started: string[] = [];
-  const served = servedClient(
-    client,
-    mode === 'auto' ? () => void worker.start() : undefined,
-    mode === 'auto' ? () => worker.start() : undefined,
-    started,
-  );
+  const served = servedClient(client, staying, started);
   const newExecutionId = (): string => {
     const id = `mcp-${randomUUID()}`;
     started.push(id);
     return id;
   };
+  const network = values['allow-net'].length ? { allow: values['allow-net'] } : undefined;
+  // Checked now (against this process's policy, the worker's ceiling when it is local): a bad list fails at start.
+  if (network) validateInput({ code: '0', network }, config.policy);
   const { serveHttp, serveStdio } = await import('../integrations/mcp');
   try {
     if (port !== undefined) {
@@ -187,6 +202,7 @@ async function mcpCommand(argv: string[]): Promise<number> {
         port,
         newExecutionId,
         sessions: !values['one-shot'],
+        ...(network ? { network } : {}),
         ...(values.host ? { host: values.host } : {}),
       });
       say(`MCP endpoint: ${server.url}`);
@@ -196,7 +212,12 @@ async function mcpCommand(argv: string[]): Promise<number> {
       });
       await server.close();
     } else {
-      const server = await serveStdio({ client: served, newExecutionId, sessions: !values['one-shot'] });
+      const server = await serveStdio({
+        client: served,
+        newExecutionId,
+        sessions: !values['one-shot'],
+        ...(network ? { network } : {}),
+      });
       const close = () => void server.close();
       process.once('SIGINT', close);
       process.once('SIGTERM', close);
@@ -211,46 +232,30 @@ async function mcpCommand(argv: string[]): Promise<number> {
 }
 
 /**
- * The client as the MCP server uses it, starting the command's own worker (once) when a call stays queued: a worker
- * the server still lists as polling may have stopped.
+ * The client as the MCP server uses it: each call first waits for the worker the server relies on (the background
+ * worker, when it is starting), and the executions and sessions it starts are remembered.
  */
 function servedClient(
   client: SandboxClient,
-  onQueued: (() => void) | undefined,
-  ensureWorker: (() => Promise<unknown>) | undefined,
+  staying: Promise<StayingWorker> | undefined,
   started: string[],
 ): SandboxClientLike {
-  const opened = (s: Session): Session => {
-    started.push(s.id);
-    return s;
+  const ready = async (): Promise<void> => {
+    if (staying) await staying;
   };
   return {
     getExecution: (id) => client.getExecution(id),
     cancelExecution: (id) => client.cancelExecution(id),
     getSession: (id) => client.getSession(id),
-    // No worker polls (one went away): start the command's own, then open.
     openSession: async (options) => {
-      try {
-        return opened(await client.openSession(options));
-      } catch (err) {
-        if (!(err instanceof NoWorkerError) || !ensureWorker) throw err;
-        await ensureWorker();
-        // openSession gives a worker that has just started a while to show up.
-        return opened(await client.openSession(options));
-      }
+      await ready();
+      const s = await client.openSession(options);
+      started.push(s.id);
+      return s;
     },
-    executeCode: (input, options = {}) => {
-      if (!onQueued) return client.executeCode(input, options);
-      let queuedSince: number | undefined;
-      return client.executeCode(input, {
-        ...options,
-        onProgress: (p) => {
-          options.onProgress?.(p);
-          if (p.stage !== 'queued') return;
-          queuedSince ??= Date.now();
-          if (Date.now() - queuedSince >= QUEUED_FOR_MS) onQueued();
-        },
-      });
+    executeCode: async (input, options = {}) => {
+      await ready();
+      return client.executeCode(input, options);
     },
   };
 }
@@ -292,8 +297,27 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'mcp':
         return await mcpCommand(rest);
-      case 'session':
-        return await withClient((c) => sessionCommand(c, rest));
+      case 'session': {
+        const sub = rest[0];
+        // open, run, state and close need a worker that stays; list reads Temporal's visibility only.
+        if (sub !== 'list') ensureLocalStack();
+        const { client, config } = await connect();
+        try {
+          return await sessionCommand(client, rest, (start) =>
+            ensureStayingWorker(client, config.temporal, { say: (l) => say(`[durable-sandbox] ${l}`), start }),
+          );
+        } finally {
+          await client.close();
+        }
+      }
+      case 'worker': {
+        const { values } = parseArgs({ args: rest, options: { background: { type: 'boolean', default: false } } });
+        applyStackEnv();
+        if (values.background) return await runBackgroundWorker();
+        // A worker in the foreground, until Ctrl-C: the same process as `npm run worker`.
+        await import('../worker/main');
+        return new Promise<number>(() => undefined);
+      }
       case undefined:
       case 'help':
       case '--help':

@@ -2,6 +2,7 @@
  * `durable-sandbox run`: runs one program and streams its output, with the execution's progress on stderr (a spinner
  * on a terminal, plain lines otherwise). The process exits with the program's exit code (cli/exit-codes.ts).
  */
+import { networkNotes } from '../core/egress';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
@@ -23,6 +24,8 @@ export interface RunArgs {
   timeout?: string;
   files: string[];
   env: string[];
+  /** --allow-net: domains the program may reach through the egress gateway. */
+  allowNet?: string[];
   memory?: string;
   cpu?: string;
   id?: string;
@@ -66,6 +69,7 @@ export function inputFrom(args: RunArgs): ExecutionInput {
     ...(timeout !== undefined ? { timeoutSeconds: timeout } : {}),
     ...(files.length ? { files } : {}),
     ...(Object.keys(env).length ? { env } : {}),
+    ...(args.allowNet?.length ? { network: { allow: args.allowNet } } : {}),
     ...(args.memory || args.cpu
       ? { limits: { ...(args.memory ? { memory: args.memory } : {}), ...(args.cpu ? { cpu: args.cpu } : {}) } }
       : {}),
@@ -104,6 +108,18 @@ function summary(r: ExecutionResult): string {
   const code = r.exitCode !== null ? ` (exit ${r.exitCode})` : '';
   const why = r.error ? `: ${r.error.reason}: ${r.error.message}` : '';
   return `${r.status}${code}${took}, ${r.sandbox} sandbox, execution ${r.executionId}${why}`;
+}
+
+/** What the program reached and was refused through the egress gateway, a line each (none without an allow-list). */
+export function networkLines(r: Pick<ExecutionResult, 'network'>): string[] {
+  const n = r.network;
+  if (!n) return [];
+  const lines = n.reached.map(
+    (c) =>
+      `  network: reached ${c.host}:${c.port} (sent ${c.sent} B, received ${c.received} B${c.reason ? `; ${c.reason}` : ''})`,
+  );
+  lines.push(...networkNotes(n, '--allow-net DOMAIN').map((l) => `  ${l.replace(/^\[|\]$/g, '')}`));
+  return lines;
 }
 
 function timelineLines(r: ExecutionResult, full: { phase: string; at: number; attempt: number }[]): string[] {
@@ -225,6 +241,7 @@ export async function run(client: SandboxClient, args: RunArgs, options: RunHook
     } else {
       const ok = result.status === 'succeeded';
       view?.done(summary(result), ok);
+      for (const line of networkLines(result)) process.stderr.write(`${line}\n`);
       for (const f of result.outputFiles) {
         const where = args.saveFiles ? ` -> ${path.join(args.saveFiles, f.name)}` : '';
         process.stderr.write(

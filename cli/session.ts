@@ -1,7 +1,9 @@
 /**
  * `durable-sandbox session open | run | list | close`: a durable session from a shell. A session outlives the command
- * that opened it, so these commands need a worker that stays (`npm run worker`, or the Deployment in k8s/); with none
- * polling they say so and start nothing.
+ * that opened it, so these commands need a worker that stays: one already serving the task queue (`npm run worker`,
+ * the Deployment in k8s/), else the background worker they start (cli/background-worker.ts), which stops by itself
+ * once no session or execution of the queue is open. `--worker no` starts none: with none serving they say so
+ * (exit 69) and start nothing.
  *
  *   S=$(durable-sandbox session open)
  *   durable-sandbox session run "$S" -e 'x = 6 * 7'
@@ -18,17 +20,18 @@ import {
 } from '../client';
 import { languageChoices, languageNamed } from '../core/languages';
 import { EXIT } from './exit-codes';
-import { exitCodeOf, inputFrom, saveOutputFiles, UsageError } from './run';
+import { exitCodeOf, inputFrom, networkLines, saveOutputFiles, UsageError } from './run';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const note = (line: string) => process.stderr.write(`[durable-sandbox] ${line}\n`);
 
 export const SESSION_USAGE = `  durable-sandbox session open [--language L] [--timeout S] [--idle S] [--lifetime S] [--memory Q] [--cpu Q]
-                               [--env K=V]... [--id ID] [--json]
+                               [--env K=V]... [--allow-net DOMAIN]... [--id ID] [--json] [--worker auto|no]
   durable-sandbox session run ID [FILE | - | -e CODE] [--timeout S] [--file PATH]... [--save-files DIR] [--json]
+                               [--worker auto|no]
   durable-sandbox session list [--json]
-  durable-sandbox session state ID
-  durable-sandbox session close ID`;
+  durable-sandbox session state ID [--worker auto|no]
+  durable-sandbox session close ID [--worker auto|no]`;
 
 function wholeSeconds(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -37,23 +40,54 @@ function wholeSeconds(flag: string, value: string | undefined): number | undefin
   return n;
 }
 
-export async function sessionCommand(client: SandboxClient, argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
+/** Takes `--worker auto|no` out of a session command's arguments. */
+function workerFlag(argv: string[]): { start: boolean; rest: string[] } {
+  const rest: string[] = [];
+  let value = 'auto';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--worker') value = argv[++i] ?? '';
+    else if (a.startsWith('--worker=')) value = a.slice('--worker='.length);
+    else rest.push(a);
+  }
+  if (value !== 'auto' && value !== 'no') throw new UsageError(`--worker: auto or no, not "${value}"`);
+  return { start: value === 'auto', rest };
+}
+
+/**
+ * Makes sure a worker that stays serves the task queue (the background worker, started when none does; with `start`
+ * false, NoWorkerError when none does).
+ */
+export type EnsureWorker = (start: boolean) => Promise<unknown>;
+
+/** A session still open needs a worker to carry out what is asked of it; a closed one needs none. */
+async function ensureForSession(client: SandboxClient, id: string, ensure: EnsureWorker, start: boolean) {
+  const d = await client.temporal.workflow.getHandle(id).describe();
+  if (d.status.name === 'RUNNING') await ensure(start);
+}
+
+export async function sessionCommand(client: SandboxClient, argv: string[], ensure: EnsureWorker): Promise<number> {
+  const [sub, ...args] = argv;
   try {
+    const { start, rest } = workerFlag(args);
     switch (sub) {
       case 'open':
+        await ensure(start);
         return await open(client, rest);
       case 'run':
+        if (rest[0] && !rest[0].startsWith('-')) await ensureForSession(client, rest[0], ensure, start);
         return await runIn(client, rest);
       case 'list':
         return await list(client, rest);
       case 'state': {
         if (!rest[0]) throw new UsageError('session state needs a session id');
+        await ensureForSession(client, rest[0], ensure, start);
         out(JSON.stringify(await client.getSession(rest[0]).state(), null, 2));
         return EXIT.ok;
       }
       case 'close': {
         if (!rest[0]) throw new UsageError('session close needs a session id');
+        await ensureForSession(client, rest[0], ensure, start);
         const s = await client.getSession(rest[0]).close();
         out(`${s.sessionId}: closed (${s.closedBecause ?? 'closed'}) after ${s.runs} run(s); its pods are gone`);
         return EXIT.ok;
@@ -69,9 +103,7 @@ export async function sessionCommand(client: SandboxClient, argv: string[]): Pro
       return EXIT.noSession;
     }
     if (err instanceof Error && err.name === 'NoWorkerError') {
-      process.stderr.write(
-        `durable-sandbox: ${err.message}\n(a session outlives this command, so it needs a worker that stays: \`npm run worker:dev\` in a clone, the built \`npm run worker\`, or the Deployment in k8s/)\n`,
-      );
+      process.stderr.write(`durable-sandbox: ${err.message}\n`);
       return EXIT.unavailable;
     }
     if (err instanceof Error && err.name === 'WorkflowNotFoundError') {
@@ -93,6 +125,7 @@ async function open(client: SandboxClient, argv: string[]): Promise<number> {
       memory: { type: 'string' },
       cpu: { type: 'string' },
       env: { type: 'string', multiple: true, default: [] },
+      'allow-net': { type: 'string', multiple: true, default: [] },
       id: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
@@ -113,6 +146,7 @@ async function open(client: SandboxClient, argv: string[]): Promise<number> {
       ? { limits: { ...(values.memory ? { memory: values.memory } : {}), ...(values.cpu ? { cpu: values.cpu } : {}) } }
       : {}),
     ...(env ? { env } : {}),
+    ...(values['allow-net'].length ? { network: { allow: values['allow-net'] } } : {}),
     ...(values.id ? { sessionId: values.id } : {}),
   };
   const session = await client.openSession(options);
@@ -183,6 +217,7 @@ function show(r: SessionRunResult, json: boolean, saveFiles: string | undefined)
   }
   // The output itself went out as it came.
   for (const n of sessionRunNotes(r)) note(n);
+  for (const line of networkLines(r)) note(line.trim());
   if (r.status !== 'succeeded')
     note(
       `run ${r.seq}: ${r.status}${r.exitCode !== null ? ` (exit ${r.exitCode})` : ''}${r.error ? `: ${r.error.reason}: ${r.error.message}` : ''}`,

@@ -41,17 +41,29 @@ export class SessionLimitError extends Error {
 }
 
 /**
- * No worker polls the session's task queue: the message says how to start one. Raised by openSession before anything
- * is started, and by a run that no worker took up within the client's `noWorkerSeconds` (that run stays queued in the
- * session and runs if a worker comes back before the session's lifetime ends; its result goes to nobody).
+ * No worker serves the task queue: the message says how to start one, and whether anything may have run.
+ * - openSession, before anything is started (no `runId`; nothing ran).
+ * - A session run that no worker took up within the client's `runAcceptSeconds`: `mayHaveRun: false`. The session
+ *   refuses it from then on (its `acceptBy` passed), so it never runs.
+ * - A session run that was taken up, after which no worker polled for `noWorkerSeconds`: `mayHaveRun: true`. It may
+ *   have run or may still run once a worker comes back; sending it again with the same `runId` gets its result and
+ *   does not run it twice.
  */
 export class NoWorkerError extends Error {
   override readonly name = 'NoWorkerError';
   readonly reason = 'NoWorker';
+  readonly sessionId?: string;
+  readonly runId?: string;
+  /** Whether the code may have run (or may still run): false when it is certain that it never runs. */
+  readonly mayHaveRun: boolean;
   constructor(
     readonly taskQueue: string,
     message: string,
+    about: { sessionId?: string; runId?: string; mayHaveRun?: boolean } = {},
   ) {
     super(message);
+    if (about.sessionId !== undefined) this.sessionId = about.sessionId;
+    if (about.runId !== undefined) this.runId = about.runId;
+    this.mayHaveRun = about.mayHaveRun ?? false;
   }
 }

@@ -23,6 +23,7 @@ import { DEFAULT_POLICY, DEFAULT_TASK_QUEUE, type ExecutionPolicy } from '../cor
 import {
   queueTimedOut,
   readUnserved,
+  unservedBoundSeconds,
   unservedError,
   unservedReason,
   unservedResult,
@@ -32,8 +33,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_LANGUAGE, isLanguage } from '../core/languages';
 import type { ExecutionInput, ExecutionResult, Language, LiveOutput } from '../core/types';
 import { validateExecutionId, validateInput } from '../core/validate';
-import { openSessionsQuery, sessionLimitMessage, validateSessionOptions, type SessionOptions } from '../core/session';
+import {
+  openSessionsQuery,
+  sessionBoundSeconds,
+  sessionLimitMessage,
+  validateSessionOptions,
+  type SessionOptions,
+} from '../core/session';
 import type { session as sessionWorkflow } from '../workflows/session';
+import type { workerPing } from '../workflows/ping';
 import { Session, type SessionServed } from './session';
 import type { executeCode as executeCodeWorkflow } from '../workflows';
 import { progressQuery, resultUpdate, timelineQuery, type ExecutionProgress } from '../workflows/queries';
@@ -52,6 +60,7 @@ export {
   type LanguageSpec,
 } from '../core/languages';
 export type * from '../core/types';
+export type { NetworkOptions, NetworkReport, NetworkConnection } from '../core/egress';
 export type { ExecutionProgress } from '../workflows/queries';
 export type { PodProgress } from '../core/classify';
 export type { OutputChunkInfo, ProgressUpdate, WatchCallbacks } from './watch';
@@ -89,6 +98,12 @@ export interface SandboxClientOptions {
    * how to start one, instead of waiting for the queue timeout. Default 10; 0 waits for the queue timeout.
    */
   noWorkerSeconds?: number;
+  /**
+   * How long a session run may wait for its session to take it up (a worker handles the session's workflow task at
+   * once when there is one). Past it the run is refused for good and `run` throws NoWorkerError with `mayHaveRun:
+   * false`: nothing ran. Default 30; 0 waits forever.
+   */
+  runAcceptSeconds?: number;
 }
 
 export interface OpenSessionOptions extends SessionOptions {
@@ -116,6 +131,19 @@ export interface ExecuteOptions extends StartOptions, WatchCallbacks {
 const GRPC_NOT_FOUND = 5;
 
 const DEFAULT_NO_WORKER_SECONDS = 10;
+const DEFAULT_RUN_ACCEPT_SECONDS = 30;
+/**
+ * Temporal lists a worker's poller with the time its last poll began: a worker waiting in a long poll (up to a
+ * minute) and one that stopped just after its last poll began look alike. Past this, a listed poller is a worker
+ * gone (the server keeps one listed for minutes).
+ */
+const LISTED_POLL_MS = 70_000;
+/** How long a ping waits for a worker to answer. */
+const PING_MS = 5_000;
+/** While a caller waits on a session run, how often at most it pings the task queue. */
+const PING_EVERY_MS = 10_000;
+/** A step of a session that heartbeat this recently is a worker serving it (steps beat every second or so). */
+const STEP_BEAT_MS = 15_000;
 
 /** The update id every caller of executeCode uses: the server keeps one `result` update per execution. */
 const RESULT_UPDATE_ID = 'result';
@@ -198,6 +226,7 @@ export class SandboxClient {
     private readonly policy: ExecutionPolicy,
     private readonly ownedConnection?: { close(): Promise<void> },
     private readonly noWorkerSeconds = DEFAULT_NO_WORKER_SECONDS,
+    private readonly runAcceptSeconds = DEFAULT_RUN_ACCEPT_SECONDS,
   ) {}
 
   /** Connects to Temporal; an unreachable server or a missing namespace is a TemporalConnectionError naming both. */
@@ -221,6 +250,7 @@ export class SandboxClient {
       options.policy ?? DEFAULT_POLICY,
       owned,
       options.noWorkerSeconds ?? DEFAULT_NO_WORKER_SECONDS,
+      options.runAcceptSeconds ?? DEFAULT_RUN_ACCEPT_SECONDS,
     );
   }
 
@@ -327,17 +357,27 @@ export class SandboxClient {
     return this.queueTimeoutOutcome(executionId);
   }
 
-  /** The result of an execution a client ended because no worker started it in time; undefined for any other. */
+  /**
+   * The result of an execution nobody ran: one a client ended because no worker started it in time, or one the
+   * server ended at its bound before any worker took it up (unservedBoundSeconds). Undefined for any other.
+   */
   private async queueTimeoutOutcome(executionId: string): Promise<ExecutionResult | undefined> {
     const events = (await this.handle(executionId).fetchHistory()).events ?? [];
-    const why = readUnserved(events[events.length - 1]?.workflowExecutionTerminatedEventAttributes?.reason ?? '');
-    if (!why) return undefined;
+    const last = events[events.length - 1];
     const started = events[0];
+    // A workflow task begun means a worker took it up (at the very moment it was ended, for a termination).
+    const takenUp = events.some((e) => e.workflowTaskStartedEventAttributes);
+    let why = readUnserved(last?.workflowExecutionTerminatedEventAttributes?.reason ?? '');
+    if (!why && last?.workflowExecutionTimedOutEventAttributes && !takenUp) {
+      const bound = started?.workflowExecutionStartedEventAttributes?.workflowExecutionTimeout;
+      why = { kind: 'queueTimeout', limitSeconds: Number(bound?.seconds ?? 0), onServer: true };
+    }
+    if (!why) return undefined;
     const payload = started?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
     const input = payload ? defaultPayloadConverter.fromPayload<Partial<ExecutionInput>>(payload) : {};
     const language: Language = isLanguage(input.language) ? input.language : DEFAULT_LANGUAGE;
     const t = started?.eventTime;
-    return unservedResult(why, {
+    return unservedResult(takenUp ? { ...why, takenUp } : why, {
       executionId,
       language,
       startedAt: t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0,
@@ -382,13 +422,16 @@ export class SandboxClient {
 
   private startOptions(input: ExecutionInput, options: StartOptions) {
     const executionId = validateExecutionId(options.executionId ?? randomUUID());
-    validateInput(input, this.policy);
+    const request = validateInput(input, this.policy);
+    const bound = unservedBoundSeconds(this.policy, request.timeoutSeconds);
     const start: WorkflowStartOptions<typeof executeCodeWorkflow> = {
       taskQueue: this.taskQueue,
       workflowId: executionId,
       args: [input],
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      // The server ends it there, waited for or not: one no worker ever takes up does not stay open for good.
+      ...(bound !== undefined ? { workflowExecutionTimeout: bound * 1000 } : {}),
       staticSummary: `${input.language ?? DEFAULT_LANGUAGE}: ${firstLine(input.code)}`,
       staticDetails: preview(input),
     };
@@ -438,7 +481,7 @@ export class SandboxClient {
   async openSession(options: OpenSessionOptions = {}): Promise<Session> {
     const { sessionId = `session-${randomUUID()}`, ifOpen = 'fail', ...rest } = options;
     validateExecutionId(sessionId);
-    validateSessionOptions(rest, this.policy);
+    const spec = validateSessionOptions(rest, this.policy);
     await this.someWorkerPolls();
     // The cap on open sessions: checked here against this client's policy, and again by the session itself.
     const { count: open } = await this.temporal.workflow.count(openSessionsQuery(this.taskQueue));
@@ -454,6 +497,7 @@ export class SandboxClient {
       taskQueue: this.taskQueue,
       args: [{ options: rest }],
       workflowIdConflictPolicy: ifOpen === 'attach' ? 'USE_EXISTING' : 'FAIL',
+      workflowExecutionTimeout: sessionBoundSeconds(spec, this.policy) * 1000,
     });
     return new Session(this.temporal, sessionId, this.served);
   }
@@ -463,15 +507,63 @@ export class SandboxClient {
     return new Session(this.temporal, validateExecutionId(sessionId), this.served);
   }
 
-  /** Resolves once a worker polls the task queue; NoWorkerError when none has for `noWorkerSeconds` (0: no check). */
+  /**
+   * Resolves once a worker serves the task queue now; NoWorkerError when none has for `noWorkerSeconds` (0: no
+   * check). A poll begun in the last few seconds says so; an older one may be a worker gone, and a ping decides.
+   */
   private async someWorkerPolls(): Promise<void> {
     const started = Date.now();
     // A worker that has just started shows here after its first poll: it is given the same while.
-    while (this.noWorkerSeconds > 0 && (await this.pollers()) === 0) {
+    while (
+      this.noWorkerSeconds > 0 &&
+      !(await this.workerServes(this.noWorkerSeconds * 1000 - (Date.now() - started)))
+    ) {
       if (Date.now() - started >= this.noWorkerSeconds * 1000)
         throw this.noWorkerError(Math.round((Date.now() - started) / 1000));
       await sleep(500);
     }
+  }
+
+  /**
+   * Whether a worker serves the task queue now, on evidence that cannot be minutes old: with a poller listed (the
+   * server lists one for minutes after its worker stopped, and even a poll begun a second ago may be a worker's last),
+   * a worker that answers a ping within `withinMs` (at most PING_MS). `accept` filters the pollers (and the answering
+   * worker) that count, by identity.
+   */
+  async workerServes(withinMs = PING_MS, accept: (identity: string) => boolean = () => true): Promise<boolean> {
+    const listed = (await this.pollerList()).filter((p) => accept(p.identity));
+    if (!listed.some((p) => p.ageMs < LISTED_POLL_MS)) return false;
+    const answered = await this.ping(Math.max(1000, Math.min(PING_MS, withinMs)));
+    return answered !== undefined && accept(answered);
+  }
+
+  /**
+   * Starts a `workerPing` workflow on the task queue and returns the identity of the worker that completed it, or
+   * undefined when none did within `ms` (the server ends it then: nothing is left).
+   */
+  async ping(ms = PING_MS): Promise<string | undefined> {
+    const id = `durable-sandbox-ping-${randomUUID()}`;
+    const handle = await this.temporal.workflow.start<typeof workerPing>('workerPing', {
+      workflowId: id,
+      taskQueue: this.taskQueue,
+      workflowExecutionTimeout: Math.ceil(ms / 1000) * 1000 + 1000,
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+    try {
+      const answer: string = await Promise.race([handle.result().catch(() => 'late' as const), late]);
+      if (answer === 'late') {
+        await handle.terminate('no worker answered the ping').catch(() => undefined);
+        return undefined;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    const history = await handle.fetchHistory();
+    return (
+      history.events?.find((e) => e.workflowTaskStartedEventAttributes)?.workflowTaskStartedEventAttributes?.identity ??
+      ''
+    );
   }
 
   private noWorkerError(waitedSeconds: number): NoWorkerError {
@@ -480,24 +572,50 @@ export class SandboxClient {
   }
 
   /** A run's guard: it gives up once no worker has polled the task queue for `noWorkerSeconds` (0: never). */
-  private readonly served: SessionServed = {
-    whileUnserved: async (stop) => {
-      const noWorkerMs = this.noWorkerSeconds * 1000;
-      let unservedSince: number | undefined;
-      for (;;) {
-        await sleep(noWorkerMs > 0 ? Math.min(1000, noWorkerMs) : 3_600_000, undefined, { signal: stop }).catch(
-          () => undefined,
-        );
-        if (stop.aborted) return new Promise<never>(() => undefined);
-        if (noWorkerMs <= 0) continue;
-        const pollers = await this.pollers().catch(() => undefined);
-        const now = Date.now();
-        unservedSince = pollers === 0 ? (unservedSince ?? now) : undefined;
-        if (unservedSince !== undefined && now - unservedSince >= noWorkerMs)
-          throw this.noWorkerError(Math.round((now - unservedSince) / 1000));
-      }
-    },
-  };
+  private get served(): SessionServed {
+    return {
+      taskQueue: this.taskQueue,
+      ...(this.runAcceptSeconds > 0 ? { acceptWithinMs: this.runAcceptSeconds * 1000 } : {}),
+      whileUnserved: async (stop, sessionId) => {
+        const noWorkerMs = this.noWorkerSeconds * 1000;
+        let unservedSince: number | undefined;
+        let pingedAt = 0;
+        for (;;) {
+          await sleep(noWorkerMs > 0 ? Math.min(1000, noWorkerMs) : 3_600_000, undefined, { signal: stop }).catch(
+            () => undefined,
+          );
+          if (stop.aborted) return new Promise<never>(() => undefined);
+          if (noWorkerMs <= 0) continue;
+          // A step of the session that heartbeats is a worker there (a run's step beats every second); else, with a
+          // poller listed, a ping answered (at most every PING_EVERY_MS; the answer stands until the next).
+          let served = await this.stepBeats(sessionId).catch(() => true);
+          if (!served) {
+            const listed = await this.pollerList().catch(() => undefined);
+            if (!listed)
+              served = true; // Temporal itself did not answer: nothing to go by
+            else if (listed.some((p) => p.ageMs < LISTED_POLL_MS) && Date.now() - pingedAt >= PING_EVERY_MS) {
+              pingedAt = Date.now();
+              served = (await this.ping().catch(() => '')) !== undefined;
+            } else served = unservedSince === undefined && listed.some((p) => p.ageMs < LISTED_POLL_MS);
+          }
+          const now = Date.now();
+          unservedSince = served ? undefined : (unservedSince ?? now);
+          if (unservedSince !== undefined && now - unservedSince >= noWorkerMs)
+            throw this.noWorkerError(Math.round((now - unservedSince) / 1000));
+        }
+      },
+    };
+  }
+
+  /** Whether a step of the workflow (a session's run, its pod's opening) heartbeat in the last STEP_BEAT_MS. */
+  private async stepBeats(workflowId: string): Promise<boolean> {
+    const { raw } = await this.temporal.workflow.getHandle(workflowId).describe();
+    const now = Date.now();
+    return (raw.pendingActivities ?? []).some((a) => {
+      const t = a.lastHeartbeatTime;
+      return !!t?.seconds && now - Number(t.seconds) * 1000 < STEP_BEAT_MS;
+    });
+  }
 
   handle(executionId: string): Handle {
     return this.temporal.workflow.getHandle<typeof executeCodeWorkflow>(executionId);
@@ -561,7 +679,10 @@ export class SandboxClient {
       case 'COMPLETED':
         return { executionId, state: 'completed', result: await handle.result() };
       default: {
-        const ended = status.name === 'TERMINATED' ? await this.queueTimeoutOutcome(executionId) : undefined;
+        const ended =
+          status.name === 'TERMINATED' || status.name === 'TIMED_OUT'
+            ? await this.queueTimeoutOutcome(executionId)
+            : undefined;
         if (ended) return { executionId, state: 'completed', result: ended };
         const state = status.name === 'TIMED_OUT' ? 'timed_out' : (status.name.toLowerCase() as 'failed');
         const error = await handle.result().then(
@@ -573,17 +694,29 @@ export class SandboxClient {
     }
   }
 
-  /** Workers polling this client's task queue for workflow tasks (recently seen ones). */
+  /** Workers polling this client's task queue for workflow tasks (listed, and seen in the last minute or so). */
   async pollers(): Promise<number> {
+    return (await this.pollerList()).filter((p) => p.ageMs < LISTED_POLL_MS).length;
+  }
+
+  /**
+   * The pollers Temporal lists for this client's task queue (workflow tasks), each with how long ago its last poll
+   * began. The server keeps a worker listed for minutes after it stopped; one waiting in a long poll shows the poll's
+   * start, up to a minute back.
+   */
+  async pollerList(): Promise<{ identity: string; ageMs: number }[]> {
     const { pollers } = await this.temporal.workflowService.describeTaskQueue({
       namespace: this.temporal.options.namespace,
       taskQueue: { name: this.taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
       taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
     });
-    // The server keeps a worker in the list for a few minutes after it stopped polling.
-    const recent = Date.now() - 70_000;
-    return (pollers ?? []).filter((p) => !p.lastAccessTime?.seconds || Number(p.lastAccessTime.seconds) * 1000 > recent)
-      .length;
+    const now = Date.now();
+    return (pollers ?? []).map((p) => ({
+      identity: p.identity ?? '',
+      ageMs: p.lastAccessTime?.seconds
+        ? Math.max(0, now - (Number(p.lastAccessTime.seconds) * 1000 + Math.floor((p.lastAccessTime.nanos ?? 0) / 1e6)))
+        : 0,
+    }));
   }
 
   /** A question to the workflow (needs a worker), given up on after a few seconds. */

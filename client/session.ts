@@ -10,7 +10,7 @@ import { STEP_FAILURES } from '../core/failures';
 import { SESSION_HANDLERS, type SessionRunInput, type SessionRunResult, type SessionState } from '../core/session';
 import { InvalidInputError } from '../core/validate';
 import type { session as sessionWorkflow } from '../workflows/session';
-import { SessionClosedError } from './errors';
+import { NoWorkerError, SessionClosedError } from './errors';
 import { SessionRunWatcher } from './watch';
 
 /**
@@ -23,11 +23,24 @@ export type SessionRunOptions = Omit<SessionRunInput, 'code'> & {
   onStderr?: (text: string) => void;
 };
 
-/** What a session asks of its SandboxClient: whether any worker serves its task queue. */
+/** What a session asks of its SandboxClient: how long a run may wait to be taken up, and whether a worker serves. */
 export interface SessionServed {
-  /** Rejects with NoWorkerError when no worker has polled the task queue for `noWorkerSeconds`. */
-  whileUnserved(stop: AbortSignal): Promise<never>;
+  /** The task queue the session's workflow runs on (named in errors). */
+  taskQueue: string;
+  /**
+   * How long a run may wait for the session to take it up (ms; undefined: forever). Past it the session refuses the
+   * run (its `acceptBy`), so a caller that stops waiting then knows for certain that it never runs.
+   */
+  acceptWithinMs?: number;
+  /**
+   * Rejects with NoWorkerError once no worker has served the session for `noWorkerSeconds`: none of its steps has
+   * heartbeaten lately, and no worker polls the task queue (a fresh poll, or one that answers a ping).
+   */
+  whileUnserved(stop: AbortSignal, sessionId: string): Promise<never>;
 }
+
+/** Beyond a run's acceptBy, how long the caller still waits for it to be taken up (clocks a little apart). */
+const ACCEPT_MARGIN_MS = 5_000;
 
 export class Session {
   constructor(
@@ -45,34 +58,93 @@ export class Session {
    * Runs code in the session: its variables, imports, working directory and files are those the earlier runs left.
    * `runId` makes the call idempotent: sent again with the same id (a retry after a lost answer), it gets the first
    * call's result and nothing runs twice.
+   *
+   * A run that no worker takes up in time (the client's `runAcceptSeconds`) throws NoWorkerError with `mayHaveRun:
+   * false`: the session refuses it from then on, so it never runs. One taken up whose worker then goes away for
+   * `noWorkerSeconds` throws NoWorkerError with `mayHaveRun: true`: it may have run or still run; sending it again
+   * with the same `runId` gets its result without running it twice.
    */
   async run(code: string, options: SessionRunOptions = {}): Promise<SessionRunResult> {
-    const { onStdout, onStderr, ...withId } = options;
+    const { onStdout, onStderr, runId = `run-${randomUUID()}`, ...rest } = options;
     const live = onStdout || onStderr;
-    // Live output is followed by the run's id: one is made when the caller gives none.
-    const { runId = live ? `run-${randomUUID()}` : undefined, ...rest } = withId;
+    const acceptWithinMs = this.served?.acceptWithinMs;
+    const input: SessionRunInput = {
+      code,
+      ...rest,
+      ...(acceptWithinMs !== undefined ? { acceptBy: Date.now() + acceptWithinMs } : {}),
+    };
     const watch = live
-      ? new SessionRunWatcher(this.handle, runId!, {
+      ? new SessionRunWatcher(this.handle, runId, {
           ...(onStdout ? { onStdout: (t: string) => onStdout(t) } : {}),
           ...(onStderr ? { onStderr: (t: string) => onStderr(t) } : {}),
         })
       : undefined;
-    const running = this.typed(() =>
-      this.handle.executeUpdate<SessionRunResult, [SessionRunInput]>(SESSION_HANDLERS.run, {
-        args: [{ code, ...rest }],
-        ...(runId !== undefined ? { updateId: runId } : {}),
-      }),
-    );
     const stop = new AbortController();
-    running.catch(() => undefined);
     try {
-      const result = await (this.served ? Promise.race([running, this.served.whileUnserved(stop.signal)]) : running);
+      const update = await this.takenUp(runId, input, acceptWithinMs);
+      const running = this.typed(() => update.result());
+      running.catch(() => undefined);
+      const unserved = this.served?.whileUnserved(stop.signal, this.id).catch((err: unknown) => {
+        throw err instanceof NoWorkerError ? this.mayHaveRun(runId, err) : err;
+      });
+      const result = await (unserved ? Promise.race([running, unserved]) : running);
       await watch?.finish(result);
       return result;
     } finally {
       stop.abort();
       await watch?.stop();
     }
+  }
+
+  /** Sends the run and waits until the session has taken it up (its Update accepted), or until it is too late. */
+  private async takenUp(runId: string, input: SessionRunInput, acceptWithinMs: number | undefined) {
+    const send = (signal?: AbortSignal) => {
+      const start = () =>
+        this.handle.startUpdate<SessionRunResult, [SessionRunInput]>(SESSION_HANDLERS.run, {
+          args: [input],
+          updateId: runId,
+          waitForStage: WorkflowUpdateStage.ACCEPTED,
+        });
+      return this.typed(() => (signal ? this.temporal.withAbortSignal(signal, start) : start()), runId);
+    };
+    if (acceptWithinMs === undefined) return send();
+    const giveUp = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), acceptWithinMs + ACCEPT_MARGIN_MS);
+    });
+    const sent = send(giveUp.signal);
+    sent.catch(() => undefined);
+    try {
+      const first = await Promise.race([sent, late]);
+      if (first !== 'late') return first;
+    } finally {
+      clearTimeout(timer);
+    }
+    giveUp.abort();
+    // The session refuses the run from now on (its acceptBy has passed): certain it never runs.
+    throw this.notTakenUp(runId, `within ${Math.round((acceptWithinMs + ACCEPT_MARGIN_MS) / 1000)} s`);
+  }
+
+  private notTakenUp(runId: string, when: string): NoWorkerError {
+    const queue = this.served?.taskQueue ?? 'its task queue';
+    return new NoWorkerError(
+      queue,
+      `NoWorker: run ${runId} was not taken up by session ${this.id} (${when}): no worker serves task queue ${queue}. ` +
+        `The session refuses it from now on, so nothing ran; send it again once a worker serves the queue ` +
+        `(\`npm run worker\`, the Deployment in k8s/, or the CLI, which starts one)`,
+      { sessionId: this.id, runId, mayHaveRun: false },
+    );
+  }
+
+  private mayHaveRun(runId: string, cause: NoWorkerError): NoWorkerError {
+    return new NoWorkerError(
+      cause.taskQueue,
+      `NoWorker: run ${runId} of session ${this.id} was taken up, and then no worker served task queue ${cause.taskQueue}: ` +
+        `it may have run, or may still run when a worker comes back. Send it again with the same run id (${runId}) ` +
+        `to get its result; it does not run twice`,
+      { sessionId: this.id, runId, mayHaveRun: true },
+    );
   }
 
   /** Where the session stands (open, closing, closed; its runs and current pod). */
@@ -119,7 +191,7 @@ export class Session {
     }
   }
 
-  private async typed<T>(call: () => Promise<T>): Promise<T> {
+  private async typed<T>(call: () => Promise<T>, runId?: string): Promise<T> {
     try {
       return await call();
     } catch (err) {
@@ -135,6 +207,8 @@ export class Session {
         );
       if (cause instanceof ApplicationFailure) {
         if (cause.type === STEP_FAILURES.sessionClosed) throw new SessionClosedError(this.id, cause.message);
+        // It reached the session after this caller's acceptBy: refused, never run.
+        if (cause.type === STEP_FAILURES.runExpired && runId) throw this.notTakenUp(runId, cause.message);
         if (cause.type === STEP_FAILURES.invalidInput) {
           const d = (cause.details?.[0] ?? {}) as { field?: string; limit?: string };
           throw new InvalidInputError(d.field ?? 'input', d.limit ?? 'valid', cause.message.replace(/^[^:]*: /, ''));

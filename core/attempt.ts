@@ -1,5 +1,6 @@
 /** What the workflow hands each activity of one attempt, and what the steps report back. */
 import type { PodProgress } from './classify';
+import type { NetworkReport } from './egress';
 import type { SandboxKind } from './sandbox';
 import type { ExecutionPolicy } from './policy';
 import type { InfraError, LiveOutput, OutputFile, StreamOutput } from './types';
@@ -60,6 +61,8 @@ export interface RunHeartbeat {
 /** What the run step returns: how the attempt ended and everything the program wrote, capped. */
 export interface RunResult extends AwaitResult {
   output: CollectedOutput;
+  /** With egress: what the program reached and was refused, from the gateway. */
+  network?: NetworkReport;
   /** When the attempt got its sandbox; undefined only when the step never got that far. */
   acquiredAt?: number;
   sandbox: SandboxKind;

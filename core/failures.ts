@@ -33,11 +33,13 @@ export const FAILURE_REASONS = {
   // The workflow's own view.
   QueueTimeout: {
     retryable: false,
-    meaning: 'no worker started the execution within DS_QUEUE_TIMEOUT_SECONDS; nothing ran',
+    meaning:
+      'no worker started the execution within DS_QUEUE_TIMEOUT_SECONDS, or before the server ended it at its bound; nothing ran (the message says if a worker took it up as it ended)',
   },
   NoWorker: {
     retryable: false,
-    meaning: "no worker polled the task queue while a caller waited (the client's noWorkerSeconds); nothing ran",
+    meaning:
+      "no worker polled the task queue while a caller waited (the client's noWorkerSeconds); nothing ran (the message says if a worker took it up as it ended)",
   },
   StepFailed: { retryable: false, meaning: 'a step failed in an unexpected way (its message says how)' },
 } as const;
@@ -54,6 +56,8 @@ export const STEP_FAILURES = {
   invalidInput: 'InvalidInput',
   /** A run sent to a session that is closing or closed. */
   sessionClosed: 'SessionClosed',
+  /** A run that reached its session after its caller had stopped waiting for it to be taken up (acceptBy). */
+  runExpired: 'RunExpired',
 } as const;
 
 export function isFailureReason(value: unknown): value is FailureReason {

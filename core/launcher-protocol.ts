@@ -135,6 +135,11 @@ export interface LauncherTask {
   files?: { name: string; content: string; encoding?: 'utf8' | 'base64' }[];
   /** The program's own variables, on top of the language's environment. */
   env: Record<string, string>;
+  /**
+   * With network egress: the gateway (host:port) the launcher waits to reach before it starts the program, so that
+   * the program's first connection finds the host's firewall already open for its pod.
+   */
+  egress?: { proxy: string };
   timeoutSeconds: number;
   stdoutCap: number;
   stderrCap: number;

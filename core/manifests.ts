@@ -5,6 +5,7 @@
  */
 import type { V1ConfigMap, V1Job, V1KeyToPath, V1OwnerReference, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { LANGUAGES, LAUNCHER_INTERPRETER, SANDBOX_DIR } from './languages';
+import { egressMetadata, type SandboxEgress } from './egress';
 import { ANNOTATIONS, hash16, LABELS, MANAGED_BY, resourceNames } from './names';
 import type { ExecutionPolicy } from './policy';
 import type { LauncherTask } from './launcher-protocol';
@@ -34,6 +35,19 @@ export interface SandboxSpec {
   policy: ExecutionPolicy;
   /** Source of launcher/launcher.py. */
   launcherSource: string;
+  /** Its network egress, when the request has an allow-list. */
+  network?: SandboxNetwork;
+}
+
+/**
+ * A sandbox's network egress as the worker gives it: what its pod carries for the gateway (the egress annotation
+ * and label), what its program gets in its environment (the proxy, with its credential), and where the gateway is.
+ */
+export interface SandboxNetwork {
+  egress: SandboxEgress;
+  env: Record<string, string>;
+  /** host:port */
+  proxy: string;
 }
 
 const LAUNCHER_CONFIGMAP_PREFIX = 'ds-launcher-';
@@ -73,6 +87,7 @@ export function launcherTask(
   request: ExecutionRequest,
   policy: ExecutionPolicy,
   how: 'handed' | 'mounted',
+  network?: SandboxNetwork,
 ): LauncherTask {
   const language = LANGUAGES[request.language];
   return {
@@ -81,7 +96,9 @@ export function launcherTask(
     file: language.file,
     command: [...language.command],
     ...(how === 'handed' ? { code: request.code, files: request.files } : {}),
-    env: request.env,
+    // The proxy settings win over the program's own: there is no other way out anyway.
+    env: network ? { ...request.env, ...network.env } : request.env,
+    ...(network ? { egress: { proxy: network.proxy } } : {}),
     timeoutSeconds: request.timeoutSeconds,
     stdoutCap: policy.stdoutCapBytes,
     stderrCap: policy.stderrCapBytes,
@@ -107,7 +124,7 @@ function annotationsFor(spec: SandboxSpec): Record<string, string> {
 
 export function buildConfigMap(spec: SandboxSpec): V1ConfigMap {
   const { name } = resourceNames(spec.executionId, spec.attempt);
-  const task = launcherTask(spec.executionId, spec.attempt, spec.request, spec.policy, 'mounted');
+  const task = launcherTask(spec.executionId, spec.attempt, spec.request, spec.policy, 'mounted', spec.network);
   const data: Record<string, string> = {
     [TASK_KEY]: JSON.stringify(task),
     [CODE_KEY]: spec.request.code,
@@ -167,7 +184,11 @@ export function buildJob(spec: SandboxSpec): V1Job {
       activeDeadlineSeconds: activeDeadlineSeconds(request, policy),
       ttlSecondsAfterFinished: TTL_AFTER_FINISHED_SECONDS,
       template: {
-        metadata: { labels, annotations: annotationsFor(spec) },
+        // With egress, the pod carries it for the gateway (which watches pods by the egress label).
+        metadata: {
+          labels: { ...labels, ...egressMetadata(spec.network?.egress).labels },
+          annotations: { ...annotationsFor(spec), ...egressMetadata(spec.network?.egress).annotations },
+        },
         spec: hardenedPodSpec(policy, {
           image: policy.images[request.language],
           command,

@@ -12,6 +12,15 @@ export const METRICS = {
   poolDeleted: 'durable_sandbox_pool_pods_deleted',
 } as const;
 
+/** What the worker counts of its sandboxes' egress, from the gateway's records (the gateway has its own too). */
+export const EGRESS_METRICS = {
+  connections: {
+    name: 'durable_sandbox_egress_connections',
+    help: "sandboxes' connections through the egress gateway, by outcome (allowed, refused)",
+  },
+  bytes: { name: 'durable_sandbox_egress_bytes', help: 'bytes sandboxes moved through the egress gateway' },
+} as const;
+
 /** The phases measured, each from one timeline mark to the next that exists (a warm attempt has `claimed`). */
 const PHASES: { phase: string; from: PhaseName[]; to: PhaseName[] }[] = [
   { phase: 'acquire', from: ['started'], to: ['jobCreated', 'claimed'] },

@@ -2,6 +2,7 @@
  * The execution policy: defaults and ceilings that apply to every execution. The worker builds it from its
  * configuration; the workflow fetches it once (recorded in history) so validation and the Job spec agree.
  */
+import type { EgressPolicy } from './egress';
 import { LANGUAGE_NAMES, LANGUAGES, type Language } from './languages';
 
 /** The task queue workers poll and clients start executions on, unless configured otherwise. */
@@ -63,6 +64,12 @@ export interface ExecutionPolicy {
   runtimeClassName: string;
   /** Whether the workflow sets the Sandbox* search attributes (they must be registered in the namespace). */
   searchAttributes: boolean;
+  /**
+   * Network egress: the ceiling every caller's allow-list must stay within, and each sandbox's caps. Absent in a
+   * client that does not know the worker's (it checks an allow-list's form only; the workflow checks the ceiling)
+   * and in histories recorded before egress.
+   */
+  egress?: EgressPolicy;
 }
 
 /** Hard ceilings that no configuration can raise: they keep every payload far below Temporal's 2 MB limit. */

@@ -3,6 +3,8 @@
  * Job's pod, started without a program), the one conditional write that claims a pod for an attempt, and the task
  * the launcher receives. Single use: a claimed pod is never marked ready again; after its one program it is deleted.
  */
+import { egressMetadata } from './egress';
+import type { SandboxNetwork } from './manifests';
 import type { V1Pod } from '@kubernetes/client-node';
 import { LAUNCHER_INTERPRETER, SANDBOX_DIR } from './languages';
 import { hardenedPodSpec, programEnv } from './manifests';
@@ -144,9 +146,18 @@ export function podAgeSeconds(pod: V1Pod, now: number): number {
  */
 export function claimPatch(
   pod: V1Pod,
-  args: { executionId: string; attempt: number; request: ExecutionRequest; policy: ExecutionPolicy; now: number },
+  args: {
+    executionId: string;
+    attempt: number;
+    request: ExecutionRequest;
+    policy: ExecutionPolicy;
+    now: number;
+    /** The attempt's egress: the pod gets it with the claim (its annotation and label; none without). */
+    network?: SandboxNetwork;
+  },
 ): object {
   const names = resourceNames(args.executionId, args.attempt);
+  const egress = egressMetadata(args.network?.egress);
   const deadline = podAgeSeconds(pod, args.now) + args.request.timeoutSeconds + args.policy.startupAllowanceSeconds;
   return {
     metadata: {
@@ -155,8 +166,13 @@ export function claimPatch(
         [LABELS.poolState]: 'claimed',
         [LABELS.execution]: names.executionLabel,
         [LABELS.attempt]: String(args.attempt),
+        ...egress.labels,
       },
-      annotations: { [ANNOTATIONS.executionId]: args.executionId, [ANNOTATIONS.language]: args.request.language },
+      annotations: {
+        [ANNOTATIONS.executionId]: args.executionId,
+        [ANNOTATIONS.language]: args.request.language,
+        ...egress.annotations,
+      },
     },
     spec: { activeDeadlineSeconds: Math.min(deadline, pod.spec?.activeDeadlineSeconds ?? deadline) },
   };

@@ -1,4 +1,5 @@
 /** Assembles the typed result of an execution from how its last attempt ended. Pure; runs inside the workflow. */
+import type { NetworkReport } from './egress';
 import type { AttemptEnd, CollectedOutput } from './attempt';
 import type { SandboxKind } from './sandbox';
 import type {
@@ -41,6 +42,7 @@ export function buildResult(args: {
   kubernetes: KubernetesRefs;
   timeline: PhaseEvent[];
   sandbox?: SandboxKind;
+  network?: NetworkReport;
 }): ExecutionResult {
   const { status, exitCode } = statusOf(args.end, args.output);
   const stdout = args.output?.stdout ?? EMPTY;
@@ -64,5 +66,6 @@ export function buildResult(args: {
     kubernetes: args.kubernetes,
     timeline: args.timeline,
     ...(t && t.finishedAt >= t.startedAt && t.startedAt > 0 ? { durationMs: t.finishedAt - t.startedAt } : {}),
+    ...(args.network ? { network: args.network } : {}),
   };
 }

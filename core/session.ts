@@ -5,7 +5,8 @@
  */
 import { DEFAULT_LANGUAGE, isLanguage, languageChoices, SESSION_LANGUAGES } from './languages';
 import type { V1Pod } from '@kubernetes/client-node';
-import { hardenedPodSpec, programEnv } from './manifests';
+import { egressMetadata, type EgressRule, type NetworkOptions } from './egress';
+import { hardenedPodSpec, programEnv, type SandboxNetwork } from './manifests';
 import { ANNOTATIONS, MANAGED_BY, LABELS, hash16 } from './names';
 import { fitsPool, podAgeSeconds, waitingLauncher } from './pool';
 import type { ExecutionPolicy } from './policy';
@@ -34,6 +35,11 @@ export interface SessionOptions {
    * the worker's workspace store).
    */
   replay?: boolean;
+  /**
+   * Network egress for the session's life: the domains its runs may reach through the worker's egress gateway
+   * (within the worker's ceiling, DS_EGRESS_ALLOW). Without it the session's sandbox reaches nothing.
+   */
+  network?: NetworkOptions;
 }
 
 /** A session's options with every default applied and every limit checked. */
@@ -47,6 +53,8 @@ export interface SessionSpec {
   maxLifetimeSeconds: number;
   /** Absent in sessions opened before the option: true. */
   replay?: boolean;
+  /** The domains its runs may reach (absent: none). */
+  egress?: EgressRule[];
 }
 
 /** One run's input. */
@@ -54,6 +62,19 @@ export interface SessionRunInput {
   code: string;
   timeoutSeconds?: number;
   files?: InputFile[];
+  /**
+   * The latest moment (ms since the epoch) the session may take the run up; the session refuses it after that. A
+   * caller that gave up waiting for the run to be taken up (no worker served the session) can then say for certain
+   * that it never runs. Set by the client.
+   */
+  acceptBy?: number;
+}
+
+/** Why a run came too late: refused by the session, as the caller that sent it has given up on it. */
+export function acceptDeadlinePassed(run: unknown, now: number): string | undefined {
+  const by = (run as SessionRunInput | undefined)?.acceptBy;
+  if (typeof by !== 'number' || now <= by) return undefined;
+  return `the run reached the session ${Math.round((now - by) / 1000)} s after its caller stopped waiting for it to be taken up (acceptBy); it was not run`;
 }
 
 export const SESSION_DEFAULTS = { idleTimeoutSeconds: 600, maxLifetimeSeconds: 3600 } as const;
@@ -92,7 +113,7 @@ export function validateSessionOptions(options: unknown, policy: ExecutionPolicy
     throw new InvalidInputError('replay', 'true or false', 'must be true or false');
   // The run-level checks (time limit, limits, env) are the one-shot ones.
   const probe = validateInput(
-    { code: '0', language, timeoutSeconds: o.timeoutSeconds, limits: o.limits, env: o.env },
+    { code: '0', language, timeoutSeconds: o.timeoutSeconds, limits: o.limits, env: o.env, network: o.network },
     policy,
   );
   return {
@@ -114,6 +135,7 @@ export function validateSessionOptions(options: unknown, policy: ExecutionPolicy
       SESSION_LIMITS.maxLifetimeSeconds,
     ),
     replay: o.replay !== false,
+    ...(probe.egress ? { egress: probe.egress } : {}),
   };
 }
 
@@ -158,16 +180,27 @@ export function buildSessionPod(args: {
   spec: SessionSpec;
   policy: ExecutionPolicy;
   launcherSource: string;
+  /** The session's egress: its pod carries it for the gateway (none without). */
+  network?: SandboxNetwork;
 }): V1Pod {
   const { spec, policy } = args;
+  const egress = egressMetadata(args.network?.egress);
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
       name: sessionPodName(args.sessionId, args.generation),
       namespace: policy.namespace,
-      labels: { ...sessionLabels(args.sessionId), [LABELS.sessionGeneration]: String(args.generation) },
-      annotations: { [ANNOTATIONS.sessionId]: args.sessionId, [ANNOTATIONS.language]: spec.language },
+      labels: {
+        ...sessionLabels(args.sessionId),
+        [LABELS.sessionGeneration]: String(args.generation),
+        ...egress.labels,
+      },
+      annotations: {
+        [ANNOTATIONS.sessionId]: args.sessionId,
+        [ANNOTATIONS.language]: spec.language,
+        ...egress.annotations,
+      },
     },
     spec: hardenedPodSpec(policy, {
       image: policy.images[spec.language],
@@ -181,6 +214,15 @@ export function buildSessionPod(args: {
       activeDeadlineSeconds: sessionPodDeadlineSeconds(spec, policy),
     }),
   };
+}
+
+/**
+ * How long a session's workflow may stay open on the server, from its start: its lifetime, and room for the end
+ * (its pods' release). The server ends it there (the workflow execution timeout), so a session that no worker ever
+ * serves does not stay open for good; one that closes by itself never gets near it.
+ */
+export function sessionBoundSeconds(spec: Pick<SessionSpec, 'maxLifetimeSeconds'>, policy: ExecutionPolicy): number {
+  return spec.maxLifetimeSeconds + 2 * policy.startupAllowanceSeconds + 60;
 }
 
 /** How long a session's pod may live from its start: the session's whole lifetime, and the startup allowance. */
@@ -208,8 +250,16 @@ export function poolPodFitsSession(pod: V1Pod, spec: SessionSpec, policy: Execut
  */
 export function sessionClaimPatch(
   pod: V1Pod,
-  args: { sessionId: string; generation: number; spec: SessionSpec; policy: ExecutionPolicy; now: number },
+  args: {
+    sessionId: string;
+    generation: number;
+    spec: SessionSpec;
+    policy: ExecutionPolicy;
+    now: number;
+    network?: SandboxNetwork;
+  },
 ): object {
+  const egress = egressMetadata(args.network?.egress);
   return {
     metadata: {
       resourceVersion: pod.metadata!.resourceVersion,
@@ -219,11 +269,13 @@ export function sessionClaimPatch(
         [LABELS.template]: null,
         ...sessionLabels(args.sessionId),
         [LABELS.sessionGeneration]: String(args.generation),
+        ...egress.labels,
       },
       annotations: {
         [ANNOTATIONS.poolOwner]: null,
         [ANNOTATIONS.sessionId]: args.sessionId,
         [ANNOTATIONS.language]: args.spec.language,
+        ...egress.annotations,
       },
     },
     spec: { activeDeadlineSeconds: podAgeSeconds(pod, args.now) + sessionPodDeadlineSeconds(args.spec, args.policy) },

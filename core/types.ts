@@ -2,6 +2,7 @@
  * The public shapes of an execution: what a caller sends, what it gets back. Shared by the client, the workflow
  * and the activities; types and constants only.
  */
+import type { NetworkOptions, NetworkReport } from './egress';
 import type { FailureReason } from './failures';
 import type { Language } from './languages';
 import type { SandboxKind } from './sandbox';
@@ -39,6 +40,11 @@ export interface ExecutionInput {
   limits?: ResourceLimits;
   /** Extra environment variables for the program. */
   env?: Record<string, string>;
+  /**
+   * Network egress through the worker's egress gateway: the domains the program may reach (within the worker's
+   * ceiling, DS_EGRESS_ALLOW). Without it the sandbox reaches nothing.
+   */
+  network?: NetworkOptions;
 }
 
 /**
@@ -154,4 +160,6 @@ export interface ExecutionResult {
   timeline: PhaseEvent[];
   /** The program's own run time in ms, as measured inside the sandbox, when known. */
   durationMs?: number;
+  /** With an allow-list: what the program reached and was refused through the egress gateway. */
+  network?: NetworkReport;
 }

@@ -3,6 +3,7 @@
  * anything. Pure: no Node APIs, so it runs inside the workflow sandbox too.
  */
 import { DEFAULT_LANGUAGE, isLanguage, languageChoices, LANGUAGE_NAMES } from './languages';
+import { checkNetwork, type EgressRule } from './egress';
 import { HARD_LIMITS, type ExecutionPolicy } from './policy';
 import { bytes, cpuMillis } from './quantity';
 import type { ExecutionInput, InputFile, Language } from './types';
@@ -28,6 +29,8 @@ export interface ExecutionRequest {
   cpu: string;
   memory: string;
   env: Record<string, string>;
+  /** The domains the program may reach through the egress gateway (absent: none). */
+  egress?: EgressRule[];
 }
 
 export function utf8Length(s: string): number {
@@ -225,6 +228,9 @@ export function validateInput(input: unknown, policy: ExecutionPolicy): Executio
     memory,
     env: validateEnv(i.env),
   };
+  const network = checkNetwork(i.network, policy);
+  if (network.error) fail(network.error.field, network.error.limit, network.error.message);
+  if (network.rules) request.egress = network.rules;
   const jsonBytes = utf8Length(JSON.stringify(request));
   if (jsonBytes > HARD_LIMITS.maxInputJsonBytes) {
     fail('input', `max ${kib(HARD_LIMITS.maxInputJsonBytes)} serialized`, `serializes to ${kib(jsonBytes)}`);

@@ -60,6 +60,7 @@ import select
 import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -623,17 +624,59 @@ def main():
         env = harden()
         write_line(FORMAT)
         try:
-            program = program_of(read_task_file(path)[0])
+            task = read_task_file(path)[0]
+            program = program_of(task)
         except DeliveryError as exc:
             return failed_delivery(str(exc))
     timeout, stdout_cap, stderr_cap, command, extra_env, files = program
     env.update(extra_env)
+    await_gateway(egress_of(task))
     return run(timeout, stdout_cap, stderr_cap, command, env, files)
 
 
+def egress_of(task):
+    """The egress gateway (host, port) a task names, if it has egress."""
+    egress = task.get("egress") if isinstance(task, dict) else None
+    proxy = str(egress.get("proxy") or "") if isinstance(egress, dict) else ""
+    host, _, port = proxy.rpartition(":")
+    try:
+        return (host, int(port)) if host else None
+    except ValueError:
+        return None
+
+
+GATEWAY_WAIT = 2.0
+
+
+def await_gateway(gateway):
+    """With egress, waits (up to GATEWAY_WAIT s) until the gateway's port answers: the host lets a pod through only
+    once the gateway has seen its pod (a claim is milliseconds old), and the program's first connection should not be
+    the one that finds out. A gateway that never answers (it is down) leaves the program to meet the refusal."""
+    if not gateway:
+        return False
+    deadline = time.monotonic() + GATEWAY_WAIT
+    while True:
+        try:
+            with socket.create_connection(gateway, timeout=0.25):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
 def seed_home(home):
-    """Copies the image's home skeleton (caches built with the image, e.g. matplotlib's fonts) into HOME."""
-    if not home or not os.path.isdir(HOME_SKELETON):
+    """Copies the image's home skeleton (caches built with the image, e.g. matplotlib's fonts) into HOME, and makes
+    the user's site-packages: Python puts it on sys.path only when it exists at start, so a package `pip install
+    --user` puts there (through the egress gateway) imports in the session's next run."""
+    if not home:
+        return
+    try:
+        os.makedirs(os.path.join(home, ".local", "lib", "python%d.%d" % sys.version_info[:2], "site-packages"),
+                    exist_ok=True)
+    except OSError:
+        pass
+    if not os.path.isdir(HOME_SKELETON):
         return
     try:
         shutil.copytree(HOME_SKELETON, home, symlinks=True, dirs_exist_ok=True)
@@ -1153,6 +1196,9 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
             run_env.update(extra_env)
             kernel = Kernel(command[0], run_env, kind)
             how = "restarted" if runs > 0 else "started"
+        if runs == 0:
+            # The session's first run on this pod: its egress (claimed pods get it with the claim) is open first.
+            await_gateway(egress_of(task))
         started = now_ms()
         since = time.time() - 0.001
         status, timed_out, stuck, (out_bytes, err_bytes) = run_cell(

@@ -9,6 +9,7 @@ import {
 import { temporalSettingsFromEnv, type TemporalSettings } from '../client/connection';
 import { imageVariable, LANGUAGE_NAMES, poolSizeVariable, type Language } from '../core/languages';
 import type { PoolConfig } from '../core/pool';
+import { EGRESS_DEFAULTS, parseEgressCeiling, type EgressRule } from '../core/egress';
 import { bytes, cpuMillis } from '../core/quantity';
 import {
   parseStoreUrl,
@@ -41,6 +42,11 @@ export interface WorkerConfig {
   identity?: string;
   /** Where sessions keep their workspaces (DS_WORKSPACE_STORE); unset: nowhere (files come back by replay alone). */
   workspaceStore?: WorkspaceStoreConfig;
+  /**
+   * The egress gateway (DS_EGRESS_GATEWAY, DS_EGRESS_REPORT, DS_EGRESS_KEY_FILE or DS_EGRESS_KEY); unset: sandboxes
+   * have no egress, and the ceiling (DS_EGRESS_ALLOW) must be empty.
+   */
+  egress?: { gateway: string; report: string; keyFile?: string; key?: string };
 }
 
 export class ConfigError extends Error {
@@ -121,7 +127,17 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     >,
     runtimeClassName: env.DS_RUNTIME_CLASS ?? d.runtimeClassName,
     searchAttributes: flag(env, 'DS_SEARCH_ATTRIBUTES', d.searchAttributes),
+    egress: {
+      allow: egressCeiling(env),
+      maxBytes: int(env, 'DS_EGRESS_MAX_BYTES', EGRESS_DEFAULTS.maxBytes, 1024, 64 * 1024 ** 3),
+      maxConnections: int(env, 'DS_EGRESS_MAX_CONNECTIONS', EGRESS_DEFAULTS.maxConnections, 1, 10_000),
+    },
   };
+  const egress = egressGatewayOf(env);
+  if (policy.egress!.allow.length > 0 && !egress)
+    throw new ConfigError(
+      'DS_EGRESS_ALLOW needs DS_EGRESS_GATEWAY (host:port of the egress gateway the sandboxes reach) and DS_EGRESS_REPORT',
+    );
   if (policy.stdoutCapBytes + policy.stderrCapBytes > HARD_LIMITS.maxOutputCapBytesTotal) {
     throw new ConfigError(
       `DS_STDOUT_CAP_BYTES + DS_STDERR_CAP_BYTES = ${policy.stdoutCapBytes + policy.stderrCapBytes}: ` +
@@ -171,7 +187,31 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     shutdownGraceSeconds: int(env, 'DS_SHUTDOWN_GRACE_SECONDS', 10, 0, 3600),
     ...(env.DS_WORKER_IDENTITY ? { identity: env.DS_WORKER_IDENTITY } : {}),
     ...(env.DS_WORKSPACE_STORE ? { workspaceStore: workspaceStoreOf(env, env.DS_WORKSPACE_STORE) } : {}),
+    ...(egress ? { egress } : {}),
   };
+}
+
+/** DS_EGRESS_ALLOW: the most any caller may be allowed (domains, `*.suffix`, optional ports); empty: no egress. */
+function egressCeiling(env: Env): EgressRule[] {
+  try {
+    return parseEgressCeiling(env.DS_EGRESS_ALLOW);
+  } catch (err) {
+    throw new ConfigError(`DS_EGRESS_ALLOW: ${(err as Error).message}`);
+  }
+}
+
+/** Where the egress gateway is: the address sandboxes reach, its report URL, and the key shared with it. */
+function egressGatewayOf(env: Env): WorkerConfig['egress'] {
+  const gateway = hostPort(env, 'DS_EGRESS_GATEWAY', '10.96.0.50:3128');
+  if (!gateway) return undefined;
+  const report = env.DS_EGRESS_REPORT || undefined;
+  if (!report || !/^https?:\/\/[^/]+/.test(report))
+    throw new ConfigError(`DS_EGRESS_REPORT=${report ?? ''}: the gateway's report URL, e.g. http://10.96.0.50:3129`);
+  const keyFile = env.DS_EGRESS_KEY_FILE || undefined;
+  const key = env.DS_EGRESS_KEY || undefined;
+  if (!keyFile && !key)
+    throw new ConfigError('DS_EGRESS_GATEWAY needs the key the gateway shares: DS_EGRESS_KEY_FILE or DS_EGRESS_KEY');
+  return { gateway, report, ...(keyFile ? { keyFile } : {}), ...(key ? { key } : {}) };
 }
 
 /** DS_WORKSPACE_STORE=s3://bucket[/prefix] and how to reach it (DS_WORKSPACE_S3_*). */

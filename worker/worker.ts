@@ -27,6 +27,13 @@ function readLauncherFile(name: 'launcher.py' | 'workspace.py'): string {
   throw new Error(`launcher/${name} not found next to the worker`);
 }
 
+/** The egress gateway as the activities use it, its key read from its file (never part of the configuration). */
+function egressGateway(e: NonNullable<WorkerConfig['egress']>): { gateway: string; report: string; key: string } {
+  const key = (e.key ?? readFileSync(e.keyFile!, 'utf8')).trim();
+  if (key.length < 16) throw new Error('the egress key (DS_EGRESS_KEY_FILE / DS_EGRESS_KEY) is shorter than 16 bytes');
+  return { gateway: e.gateway, report: e.report, key };
+}
+
 /** launcher/launcher.py: what runs first in every sandbox. */
 export const readLauncherSource = () => readLauncherFile('launcher.py');
 /** launcher/workspace.py: saves and restores a session's workspace in its sandbox. */
@@ -75,6 +82,7 @@ async function buildWorker(
     ...(config.workspaceStore ? { workspaces: s3WorkspaceStore(config.workspaceStore) } : {}),
     pool: config.pool,
     temporal: temporalClient,
+    ...(config.egress ? { egress: egressGateway(config.egress) } : {}),
   });
   const worker = await Worker.create({
     connection,

@@ -55,7 +55,7 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
   }
   const attemptErrors: InfraError[] = [];
   for (let attempt = 1; ; attempt++) {
-    const { end, output, refs, sandbox } = await runAttempt(exec, attempt);
+    const { end, output, refs, sandbox, network } = await runAttempt(exec, attempt);
     if (end.kind === 'infra') attemptErrors.push(end.error);
     if (end.kind === 'infra' && end.error.retryable && attempt < policy.maxInfraAttempts) {
       await cleanupAttempt(exec, attempt, sandbox);
@@ -76,6 +76,7 @@ async function fastPath(input: ExecutionInput, gate: ResultGate): Promise<Execut
       kubernetes: refs,
       timeline: [...exec.progress.timeline],
       sandbox,
+      ...(network ? { network } : {}),
     });
     exec.progress.finish(result);
     gate.resolve(result);

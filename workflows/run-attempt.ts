@@ -5,6 +5,7 @@
  */
 import { ActivityFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
 import type { AttemptEnd, AttemptRef, AttemptSpec, CollectedOutput, RunResult } from '../core/attempt';
+import type { NetworkReport } from '../core/egress';
 import { resourceNames } from '../core/names';
 import { capsOf, type ExecutionPolicy } from '../core/policy';
 import { sandboxTraits, type SandboxKind } from '../core/sandbox';
@@ -26,6 +27,7 @@ export interface AttemptOutcome {
   output?: CollectedOutput;
   refs: KubernetesRefs;
   sandbox?: SandboxKind;
+  network?: NetworkReport;
 }
 
 export async function runAttempt(exec: Execution, attempt: number): Promise<AttemptOutcome> {
@@ -46,7 +48,13 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
     if (!objects.includes('job')) delete refs.job;
     if (!objects.includes('configMap')) delete refs.configMap;
     markPhases(progress, run, attempt);
-    return { end: run.end, output: run.output, refs, sandbox: run.sandbox };
+    return {
+      end: run.end,
+      output: run.output,
+      refs,
+      sandbox: run.sandbox,
+      ...(run.network ? { network: run.network } : {}),
+    };
   } catch (err) {
     if (isCancellation(err)) {
       // Keep whatever the program printed so far; cleanup then stops it.

@@ -28,6 +28,7 @@ import { DEFAULT_LANGUAGE } from '../core/languages';
 import type { ExecutionPolicy } from '../core/policy';
 import { buildResult } from '../core/result';
 import {
+  acceptDeadlinePassed,
   SESSION_HANDLERS,
   SESSION_HISTORY,
   SESSION_IDLE_GRACE_SECONDS,
@@ -117,6 +118,10 @@ export async function session(input: SessionInput = {}): Promise<SessionState> {
     },
     {
       validator: (run) => {
+        // Refused, not run, once its caller has given up on it (the caller then says for certain it never ran).
+        const late = acceptDeadlinePassed(run, Date.now());
+        if (late)
+          throw ApplicationFailure.create({ message: late, type: STEP_FAILURES.runExpired, nonRetryable: true });
         if (!c) return;
         refuseClosed(c.state);
         checked(() => validateSessionRun(run, c!.spec, c!.policy));
@@ -253,6 +258,7 @@ function launch(c: Carried, run: SessionRunInput, pod: string, runId?: string): 
     request: validateSessionRun(run, c.spec, c.policy),
     policy: c.policy,
     idleSeconds: c.spec.idleTimeoutSeconds + SESSION_IDLE_GRACE_SECONDS,
+    ...(c.spec.egress ? { egress: c.spec.egress } : {}),
   });
 }
 
@@ -313,6 +319,7 @@ async function runOne(c: Carried, run: SessionRunInput, runId?: string): Promise
       { phase: 'outputCollected', at: report.output.at, attempt: 1 },
     ],
     sandbox: 'session',
+    ...(report.network ? { network: report.network } : {}),
   });
   const note = report.session;
   const digest = note?.workspace;

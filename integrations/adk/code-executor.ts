@@ -36,6 +36,7 @@
  * or nothing usable is left. Output files (what the program wrote under /sandbox/out) come back as ADK Files, content
  * base64 whatever the sandbox's encoding.
  */
+import { networkNotes, type NetworkOptions } from '../../core/egress';
 import { createHash } from 'node:crypto';
 import {
   BaseCodeExecutor,
@@ -80,6 +81,11 @@ export interface DurableSandboxCodeExecutorOptions {
   stateful?: boolean;
   /** A stateful executor's sessions: pod idle release and lifetime (the defaults of openSession otherwise). */
   session?: Pick<SessionOptions, 'idleTimeoutSeconds' | 'maxLifetimeSeconds'>;
+  /**
+   * Network egress for every block: the domains its code may reach through the worker's egress gateway (within the
+   * worker's ceiling). The application's setting, never the model's.
+   */
+  network?: NetworkOptions;
 }
 
 /** What precedes the program's stderr in stdout when it exited 0. */
@@ -148,7 +154,8 @@ export function toCodeExecutionResult(
   notes: string[] = [],
 ): CodeExecutionResult {
   const outputFiles = (r as ExecutionResult & { outputFiles?: OutputFile[] }).outputFiles ?? [];
-  const extra = [...notes];
+  // The model is told what the network refused, and which option allows a domain (the application's, not its own).
+  const extra = [...notes, ...networkNotes(r.network, "the executor's network.allow option")];
   if (r.stdoutInfo.truncated)
     extra.push(`[stdout truncated: ${r.stdoutInfo.capturedBytes} of ${r.stdoutInfo.totalBytes} bytes kept]`);
   if (r.stderrInfo.truncated)
@@ -175,6 +182,7 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
   private readonly limits?: ResourceLimits;
   private readonly executionIdPrefix: string;
   private readonly sessionOptions: DurableSandboxCodeExecutorOptions['session'];
+  private readonly network?: NetworkOptions;
   /** The sessions this executor has opened or attached to, by session id. */
   private readonly sessions = new Map<string, Promise<Session>>();
 
@@ -187,6 +195,7 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
     this.executionIdPrefix = options.executionIdPrefix ?? 'adk';
     this.stateful = options.stateful ?? false;
     this.sessionOptions = options.session;
+    if (options.network) this.network = options.network;
   }
 
   /**
@@ -221,6 +230,7 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
         language: input.language,
         ...(input.timeoutSeconds !== undefined ? { timeoutSeconds: input.timeoutSeconds } : {}),
         ...(input.limits ? { limits: input.limits } : {}),
+        ...(this.network ? { network: this.network } : {}),
         ...this.sessionOptions,
       });
       this.sessions.set(sessionId, s);
@@ -258,6 +268,7 @@ export class DurableSandboxCodeExecutor extends BaseCodeExecutor {
       ...(this.timeoutSeconds !== undefined ? { timeoutSeconds: this.timeoutSeconds } : {}),
       ...(files.length ? { files } : {}),
       ...(this.limits ? { limits: this.limits } : {}),
+      ...(this.network ? { network: this.network } : {}),
     };
     return { input, notes: renamed };
   }

@@ -3,6 +3,7 @@
  * reads first (status, exit code, ids, then the program's output); image output files follow as image content, text
  * output files as text blocks of their own.
  */
+import { networkNotes } from '../../core/egress';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { ExecutionResult, OutputFile, SessionRunResult } from '../../client';
 
@@ -81,6 +82,11 @@ export function executionResultContent(r: ExecutionResult, extraHead: string[] =
   if (r.attempts > 1)
     head.push(`attempts: ${r.attempts} (earlier sandboxes failed: ${r.attemptErrors.map((e) => e.reason).join(', ')})`);
   if (r.error) head.push(`error: ${r.error.reason}: ${r.error.message}`);
+  if (r.network) {
+    for (const c of r.network.reached) head.push(`network: reached ${c.host}:${c.port} (${c.sent + c.received} bytes)`);
+    // A refused domain says so, and which option allows one (the server's: the model cannot change it).
+    head.push(...networkNotes(r.network, "the MCP server's --allow-net option (its operator's)"));
+  }
   const parts = [head.join('\n'), stream('stdout', r.stdout, r.stdoutInfo), stream('stderr', r.stderr, r.stderrInfo)];
   if (files.length > 0) parts.push(`--- output files (/sandbox/out) ---\n${files.map(fileLine).join('\n')}`);
 

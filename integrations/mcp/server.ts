@@ -25,6 +25,7 @@
  *   shared server, and a model has no good way to choose one. The id is in every progress message and in the result,
  *   for looking the execution up (SandboxClient.getExecution, the Temporal UI).
  */
+import type { NetworkOptions } from '../../core/egress';
 import { randomUUID } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
@@ -74,6 +75,11 @@ export interface CreateMcpServerOptions {
   sessionOptions?: Pick<SessionOptions, 'idleTimeoutSeconds' | 'maxLifetimeSeconds'>;
   /** How long closing the server waits for its session to take the close request. Default 15 s. */
   sessionCloseTimeoutMs?: number;
+  /**
+   * Network egress for every call of this server (its sessions and one-shot runs): the server's configuration
+   * (`durable-sandbox mcp --allow-net DOMAIN`), never a tool argument, so the model cannot widen it.
+   */
+  network?: NetworkOptions;
 }
 
 export const RESET_SESSION_TOOL = 'reset_session';
@@ -209,7 +215,12 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
   const sessionFor = (language: Language): ConnectionSession => {
     let s = perLanguage.get(language);
     if (!s) {
-      s = new ConnectionSession(client, log, { ...options.sessionOptions, language }, options.sessionCloseTimeoutMs);
+      s = new ConnectionSession(
+        client,
+        log,
+        { ...options.sessionOptions, language, ...(options.network ? { network: options.network } : {}) },
+        options.sessionCloseTimeoutMs,
+      );
       perLanguage.set(language, s);
     }
     return s;
@@ -262,6 +273,7 @@ export function createMcpServer(options: CreateMcpServerOptions): McpServer {
 
   async function run(args: RunCodeArgs, executionId: string, stop: AbortSignal, extra: Extra): Promise<CallToolResult> {
     const input: ExecutionInput = {
+      ...(options.network ? { network: options.network } : {}),
       code: args.code,
       language: args.language,
       ...(args.timeoutSeconds !== undefined ? { timeoutSeconds: args.timeoutSeconds } : {}),

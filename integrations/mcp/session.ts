@@ -21,7 +21,10 @@ export class ConnectionSession {
   constructor(
     private readonly client: SandboxClientLike,
     private readonly log: (msg: string) => void,
-    private readonly options: Pick<SessionOptions, 'idleTimeoutSeconds' | 'maxLifetimeSeconds' | 'language'> = {},
+    private readonly options: Pick<
+      SessionOptions,
+      'idleTimeoutSeconds' | 'maxLifetimeSeconds' | 'language' | 'network'
+    > = {},
     private readonly closeTimeoutMs = 15_000,
   ) {}
 

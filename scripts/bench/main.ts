@@ -57,6 +57,7 @@ import {
 } from './report';
 import { Sampler } from './sampler';
 import { settle, untilQuiet } from './settle';
+import { benchEgress } from './egress';
 import { benchSessions } from './sessions';
 import { SIDES, type RunRecord, type Side } from './types';
 import { WORKLOADS, workload, type Workload } from './workloads';
@@ -71,6 +72,7 @@ const USAGE = `usage: npm run bench [-- options]
   --no-pairs           skip the pairs
   --no-scaling         skip the scaling bursts
   --no-sessions        skip the sessions (print(1) in an open session vs exec, warm and cold; resume and restore)
+  --no-egress          skip egress (a 1 MB download through the gateway vs a direct route; an allow-list on a warm print(1))
   --out DIR            where to write the results (default bench-results/)`;
 
 /** The scaling part's sandbox requests: 50 pods of the default 100m would not fit on a 2-core node. */
@@ -109,6 +111,7 @@ async function main(): Promise<void> {
       'no-pairs': { type: 'boolean', default: false },
       'no-scaling': { type: 'boolean', default: false },
       'no-sessions': { type: 'boolean', default: false },
+      'no-egress': { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -438,6 +441,28 @@ async function main(): Promise<void> {
       workers.delete(cold);
       await warm.close();
       workers.delete(warm);
+    }
+
+    // --------------------------------------------------------------------------------------------- egress
+    if (!values['no-egress']) {
+      log(
+        `\negress: a 1 MB download through the gateway vs a direct route; an allow-list on a warm print(1); ${pairsPerWorkload} rounds`,
+      );
+      const egress = await benchEgress({
+        kube,
+        launcherSource,
+        floorDeps: () => floorDeps(),
+        rounds: pairsPerWorkload,
+        newId,
+        log,
+        check,
+        track: (w) => workers.add(w),
+      });
+      result.egress = egress.summary;
+      section(
+        `Egress: a 1 MB download, and an allow-list on a warm print(1) (${pairsPerWorkload} interleaved rounds)`,
+        egress.markdown,
+      );
     }
 
     // -------------------------------------------------------------------------------------------- scaling

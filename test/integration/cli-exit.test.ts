@@ -14,7 +14,16 @@ import { EXIT } from '../../cli/exit-codes';
 import { LABELS, MANAGED_BY } from '../../core/names';
 import { PROJECT_ROOT } from '../../cli/local-stack';
 import { loadConfig } from '../../worker/config';
-import { adminKube, leftovers, NOTHING_LEFT, SANDBOX_NAMESPACE, sessionPods, uniqueId } from '../helpers/stack';
+import { askBackground } from '../../cli/background-worker';
+import {
+  adminKube,
+  eventually,
+  leftovers,
+  NOTHING_LEFT,
+  SANDBOX_NAMESPACE,
+  sessionPods,
+  uniqueId,
+} from '../helpers/stack';
 
 jest.setTimeout(240_000);
 const kube = adminKube();
@@ -191,10 +200,14 @@ function text(r: CallToolResult): string {
   return r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
 }
 
-async function mcpServer(taskQueue: string, args: string[] = []): Promise<{ mcp: McpClient; stderr: () => string }> {
+async function mcpServer(
+  taskQueue: string,
+  args: string[] = [],
+  extraEnv: Record<string, string> = {},
+): Promise<{ mcp: McpClient; stderr: () => string }> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  env.DS_TASK_QUEUE = taskQueue;
+  Object.assign(env, extraEnv, { DS_TASK_QUEUE: taskQueue });
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [BIN, 'mcp', ...args],
@@ -209,9 +222,9 @@ async function mcpServer(taskQueue: string, args: string[] = []): Promise<{ mcp:
   return { mcp, stderr: () => stderr };
 }
 
-test('mcp with no worker polling runs one itself: calls are answered (one-shot and in the session), and closing leaves nothing', async () => {
+test('mcp with no worker polling starts the background worker: calls are answered (one-shot and in the session), and closing leaves nothing', async () => {
   const taskQueue = uniqueId('test-mcp-own');
-  const { mcp, stderr } = await mcpServer(taskQueue);
+  const { mcp, stderr } = await mcpServer(taskQueue, [], { DS_BACKGROUND_IDLE_SECONDS: '5' });
   let id: string | undefined;
   let sessionId: string | undefined;
   try {
@@ -224,7 +237,7 @@ test('mcp with no worker polling runs one itself: calls are answered (one-shot a
     expect(text(r)).toContain('42');
     id = /execution id: (mcp-[0-9a-f-]+)/.exec(text(r))?.[1];
     expect(id).toBeDefined();
-    expect(stderr()).toContain(`no worker serves task queue ${taskQueue}: running one in this process`);
+    expect(stderr()).toContain(`no worker that stays serves task queue ${taskQueue}: starting one in the background`);
     const inSession = (await mcp.callTool({ name: 'run_code', arguments: { code: 'x = 6 * 7\nx' } }, undefined, {
       timeout: 120_000,
     })) as CallToolResult;
@@ -234,11 +247,19 @@ test('mcp with no worker polling runs one itself: calls are answered (one-shot a
   } finally {
     await mcp.close();
   }
-  // The client gives the server a few seconds before it kills it; what the server started must be gone by then.
+  // The server handed its session the close; the background worker carries it out, then stops by itself.
+  await eventually(
+    async () => ({ pods: await sessionPods(kube, sessionId!), ...(await leftForQueue(taskQueue)) }),
+    (l) => l.pods.length === 0 && l.openWorkflows.length === 0 && l.poolPods.length === 0,
+    60_000,
+  );
   expect(await leftovers(kube, id!)).toEqual(NOTHING_LEFT);
   expect((await client.getExecution(id!)).state).toBe('completed');
-  expect(await sessionPods(kube, sessionId!)).toEqual([]);
-  expect(await leftForQueue(taskQueue)).toEqual({ openWorkflows: [], poolPods: [] });
+  await eventually(
+    () => askBackground({ ...loadConfig(process.env).temporal, taskQueue }),
+    (status) => status === undefined,
+    60_000,
+  );
 });
 
 test('mcp --worker no with no worker polling: each call is answered within seconds, naming the fix', async () => {

@@ -141,8 +141,10 @@ test('session open, run (state kept from run to run), list, close; a run after c
   const none = await cli(['session', 'run', 'session-that-never-was', '-e', '1']);
   expect(none.code).toBe(EXIT.noSession);
   expect(none.stderr).toContain('there is no session session-that-never-was');
-  const noWorker = await cli(['session', 'open'], { DS_TASK_QUEUE: uniqueId('test-cli-nobody') });
+  // --worker no starts no background worker: with none serving, nothing is opened.
+  const noWorker = await cli(['session', 'open', '--worker', 'no'], { DS_TASK_QUEUE: uniqueId('test-cli-nobody') });
   expect(noWorker.code).toBe(EXIT.unavailable);
   expect(noWorker.stderr).toContain('NoWorker');
+  expect(noWorker.stderr).toContain('nothing ran');
   expect(noWorker.stdout).toBe('');
 });

@@ -1,9 +1,15 @@
+import { EGRESS_DEFAULTS } from '../../core/egress';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { ConfigError, loadConfig } from '../../worker/config';
 
 test('defaults need no environment at all', () => {
   const c = loadConfig({});
-  expect(c.policy).toEqual(DEFAULT_POLICY);
+  // The worker knows its egress ceiling (none by default); a client's default policy leaves it to the worker.
+  expect(c.policy).toEqual({
+    ...DEFAULT_POLICY,
+    egress: { allow: [], maxBytes: EGRESS_DEFAULTS.maxBytes, maxConnections: EGRESS_DEFAULTS.maxConnections },
+  });
+  expect(c.egress).toBeUndefined();
   expect(c.temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'durable-sandbox' });
   expect(c.kubeconfig).toBeUndefined();
 });
@@ -83,4 +89,31 @@ test('a workspace store: where, how to reach it, and the largest workspace it ke
   expect(
     loadConfig({ DS_WORKSPACE_STORE: 's3://b1b', DS_WORKSPACE_MAX_BYTES: '1048576' }).policy.workspaceMaxBytes,
   ).toBe(1048576);
+});
+
+test('egress: the ceiling, the gateway and its key; a ceiling without a gateway is refused', () => {
+  const gateway = {
+    DS_EGRESS_GATEWAY: '10.88.0.1:3128',
+    DS_EGRESS_REPORT: 'http://127.0.0.1:3129',
+    DS_EGRESS_KEY: 'k'.repeat(32),
+  };
+  const c = loadConfig({
+    ...gateway,
+    DS_EGRESS_ALLOW: 'data.example.org, *.example.net:8443,443',
+    DS_EGRESS_MAX_BYTES: '1048576',
+  });
+  expect(c.policy.egress).toEqual({
+    allow: [
+      { host: 'data.example.org', ports: [443, 80] },
+      { host: '*.example.net', ports: [8443, 443] },
+    ],
+    maxBytes: 1048576,
+    maxConnections: EGRESS_DEFAULTS.maxConnections,
+  });
+  expect(c.egress).toEqual({ gateway: '10.88.0.1:3128', report: 'http://127.0.0.1:3129', key: 'k'.repeat(32) });
+  expect(() => loadConfig({ DS_EGRESS_ALLOW: 'data.example.org' })).toThrow(/DS_EGRESS_ALLOW needs DS_EGRESS_GATEWAY/);
+  expect(() => loadConfig({ ...gateway, DS_EGRESS_ALLOW: '10.0.0.1' })).toThrow(
+    /DS_EGRESS_ALLOW: "10.0.0.1" is an IP address/,
+  );
+  expect(() => loadConfig({ DS_EGRESS_GATEWAY: '10.88.0.1:3128' })).toThrow(/DS_EGRESS_REPORT/);
 });
