@@ -62,7 +62,14 @@ export type EnsureWorker = (start: boolean) => Promise<unknown>;
 
 /** A session still open needs a worker to carry out what is asked of it; a closed one needs none. */
 async function ensureForSession(client: SandboxClient, id: string, ensure: EnsureWorker, start: boolean) {
-  const d = await client.temporal.workflow.getHandle(id).describe();
+  const d = await client.temporal.workflow
+    .getHandle(id)
+    .describe()
+    .catch((err: unknown) => {
+      if (err instanceof Error && err.name === 'WorkflowNotFoundError')
+        throw new SessionClosedError(id, `there is no session ${id}`);
+      throw err;
+    });
   if (d.status.name === 'RUNNING') await ensure(start);
 }
 

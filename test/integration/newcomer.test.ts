@@ -153,8 +153,10 @@ test('two MCP servers started at once, no other worker (one just went away): bot
   const taskQueue = uniqueId('test-two-mcp');
   // A worker of this queue that has just stopped: Temporal lists its poller for a minute more.
   const gone = await startWorker({ DS_TASK_QUEUE: taskQueue });
-  await gone.stop();
   const client = await clientOf(taskQueue);
+  // Its first poll has reached the server (a worker started and stopped at once on a busy node may never have polled).
+  for (let i = 0; i < 100 && (await client.pollers()) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  await gone.stop();
   expect(await client.pollers()).toBeGreaterThan(0);
 
   const [a, b] = await Promise.all([mcpServer(taskQueue), mcpServer(taskQueue)]);
