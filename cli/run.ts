@@ -2,6 +2,7 @@
  * `durable-sandbox run`: runs one program and streams its output, with the execution's progress on stderr (a spinner
  * on a terminal, plain lines otherwise). The process exits with the program's exit code (cli/exit-codes.ts).
  */
+import { displayFileName, displayText, droppedDisplaysNote, isBinaryType } from '../core/displays';
 import { networkNotes } from '../core/egress';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -33,6 +34,8 @@ export interface RunArgs {
   /** Seconds to wait for the result before leaving it running. */
   wait?: string;
   saveFiles?: string;
+  /** --save-displays: where each display's types are written (display-<n>.<ext>). */
+  saveDisplays?: string;
   timeline: boolean;
 }
 
@@ -74,6 +77,32 @@ export function inputFrom(args: RunArgs): ExecutionInput {
       ? { limits: { ...(args.memory ? { memory: args.memory } : {}), ...(args.cpu ? { cpu: args.cpu } : {}) } }
       : {}),
   };
+}
+
+/**
+ * Shows a result's display data as a terminal can: the text form of each on stdout, after the program's output; with
+ * `dir`, every type of each saved as display-<n>.<ext> there (named on stderr).
+ */
+export function showDisplays(r: Pick<ExecutionResult, 'displays' | 'displaysInfo'>, dir: string | undefined): void {
+  const displays = r.displays ?? [];
+  displays.forEach((d, i) => {
+    const saved: string[] = [];
+    if (dir) {
+      mkdirSync(dir, { recursive: true });
+      Object.entries(d).forEach(([type, content], k) => {
+        const name = displayFileName(i, type, k);
+        writeFileSync(path.join(dir, name), Buffer.from(content, isBinaryType(type) ? 'base64' : 'utf8'));
+        saved.push(name);
+      });
+    }
+    const text = displayText(d);
+    process.stdout.write(text.endsWith('\n') || !text ? text : `${text}\n`);
+    process.stderr.write(
+      `  display ${i + 1} (${Object.keys(d).join(', ')})${saved.length ? ` -> ${saved.map((n) => path.join(dir!, n)).join(', ')}` : ''}\n`,
+    );
+  });
+  const dropped = droppedDisplaysNote(r.displaysInfo);
+  if (dropped) process.stderr.write(`  ${dropped}\n`);
 }
 
 /** Writes output files under `dir`; returns their names. */
@@ -241,6 +270,7 @@ export async function run(client: SandboxClient, args: RunArgs, options: RunHook
     } else {
       const ok = result.status === 'succeeded';
       view?.done(summary(result), ok);
+      showDisplays(result, args.saveDisplays);
       for (const line of networkLines(result)) process.stderr.write(`${line}\n`);
       for (const f of result.outputFiles) {
         const where = args.saveFiles ? ` -> ${path.join(args.saveFiles, f.name)}` : '';

@@ -10,7 +10,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunHeartbeat } from '../core/attempt';
 import type { SandboxKind } from '../core/sandbox';
 import { unseen } from '../core/output';
-import type { ExecutionResult, LiveOutput, OutputTail } from '../core/types';
+import type { ExecutionResult, LiveOutput, MimeBundle, OutputTail } from '../core/types';
 
 export interface OutputChunkInfo {
   /** The attempt the text belongs to: when the infrastructure lost a sandbox, the next attempt's output starts over. */
@@ -29,6 +29,8 @@ export interface ProgressUpdate {
 export interface WatchCallbacks {
   onStdout?: (text: string, info: OutputChunkInfo) => void;
   onStderr?: (text: string, info: OutputChunkInfo) => void;
+  /** Each display (a MIME bundle: a figure, a table, a rich value) once, in order, as it is shown. */
+  onDisplay?: (bundle: MimeBundle, info: OutputChunkInfo & { index: number }) => void;
   onProgress?: (update: ProgressUpdate) => void;
 }
 
@@ -110,6 +112,36 @@ class Cursor {
   }
 }
 
+/** Displays delivered to a callback: each once, in order; what live output skipped comes from the result. */
+class DisplayCursor {
+  attempt = 1;
+  delivered = 0;
+  constructor(private readonly emit: WatchCallbacks['onDisplay']) {}
+
+  offer(attempt: number, live: LiveOutput['displays']): void {
+    if (!this.emit) return;
+    if (attempt > this.attempt) {
+      this.attempt = attempt;
+      this.delivered = 0;
+    }
+    if (attempt < this.attempt || !live) return;
+    for (const d of live.recent) if (d.index === this.delivered) this.send(d.bundle);
+  }
+
+  rest(displays: MimeBundle[] | undefined, attempt = this.attempt): void {
+    if (attempt > this.attempt) {
+      this.attempt = attempt;
+      this.delivered = 0;
+    }
+    for (const d of (displays ?? []).slice(this.delivered)) this.send(d);
+  }
+
+  private send(bundle: MimeBundle): void {
+    const index = this.delivered++;
+    this.emit?.(bundle, { attempt: this.attempt, index });
+  }
+}
+
 type Description = Awaited<ReturnType<WorkflowHandle['describe']>>;
 
 /** Polls a workflow's description every `intervalMs` until stopped, handing each one to `observe`. */
@@ -151,6 +183,7 @@ abstract class DescriptionPoller {
 export class ExecutionWatcher extends DescriptionPoller {
   private readonly out: Cursor;
   private readonly err: Cursor;
+  private readonly shown: DisplayCursor;
   private lastProgress = '';
   private lastRank = 0;
 
@@ -164,6 +197,7 @@ export class ExecutionWatcher extends DescriptionPoller {
     super(handle, intervalMs);
     this.out = new Cursor(callbacks.onStdout);
     this.err = new Cursor(callbacks.onStderr);
+    this.shown = new DisplayCursor(callbacks.onDisplay);
     this.start();
   }
 
@@ -176,6 +210,7 @@ export class ExecutionWatcher extends DescriptionPoller {
     if (hb?.output) {
       this.out.offer(hb.attempt, hb.output.stdout);
       this.err.offer(hb.attempt, hb.output.stderr);
+      this.shown.offer(hb.attempt, hb.output.displays);
     }
     if (this.callbacks.onProgress) {
       const p = progressOf(raw);
@@ -198,6 +233,7 @@ export class ExecutionWatcher extends DescriptionPoller {
     await this.stop();
     this.out.finish(result, result.stdout);
     this.err.finish(result, result.stderr);
+    this.shown.rest(result.displays, result.attempts);
   }
 }
 
@@ -224,16 +260,18 @@ export function sessionRunOutput(raw: Raw, runId: string): LiveOutput | undefine
 export class SessionRunWatcher extends DescriptionPoller {
   private readonly out: Cursor;
   private readonly err: Cursor;
+  private readonly shown: DisplayCursor;
 
   constructor(
     handle: Pick<WorkflowHandle, 'describe'>,
     private readonly runId: string,
-    callbacks: Pick<WatchCallbacks, 'onStdout' | 'onStderr'>,
+    callbacks: Pick<WatchCallbacks, 'onStdout' | 'onStderr' | 'onDisplay'>,
     intervalMs = 200,
   ) {
     super(handle, intervalMs);
     this.out = new Cursor(callbacks.onStdout);
     this.err = new Cursor(callbacks.onStderr);
+    this.shown = new DisplayCursor(callbacks.onDisplay);
     this.start();
   }
 
@@ -242,13 +280,15 @@ export class SessionRunWatcher extends DescriptionPoller {
     if (output) {
       this.out.offer(1, output.stdout);
       this.err.offer(1, output.stderr);
+      this.shown.offer(1, output.displays);
     }
   }
 
   /** Stops polling and delivers whatever the callbacks have not had yet of the run's result. */
-  async finish(result: Pick<ExecutionResult, 'stdout' | 'stderr'>): Promise<void> {
+  async finish(result: Pick<ExecutionResult, 'stdout' | 'stderr' | 'displays'>): Promise<void> {
     await this.stop();
     this.out.rest(result.stdout);
     this.err.rest(result.stderr);
+    this.shown.rest(result.displays);
   }
 }

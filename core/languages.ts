@@ -8,8 +8,8 @@
  * Every image must have python3: the launcher (launcher/launcher.py) runs on it and starts `command`.
  */
 
-/** The interpreters the launcher can keep for a session (launcher.py's KERNELS). */
-export type SessionKernel = 'python' | 'bash';
+/** The interpreters the launcher can keep for a session (launcher/session.py's KERNELS). */
+export type SessionKernel = 'python' | 'bash' | 'javascript' | 'typescript';
 
 export interface LanguageSpec {
   /** How people call it in help texts and tool descriptions. */
@@ -31,6 +31,16 @@ export interface LanguageSpec {
    * of `command`; a language without one runs one-shot only.
    */
   sessionKernel?: SessionKernel;
+  /**
+   * Runs in the sandboxes of another language (the same image and environment): that language's image and warm pool
+   * serve it, and it has no DS_IMAGE_<NAME> or DS_WARM_POOL_SIZE_<NAME> of its own.
+   */
+  sandboxOf?: string;
+  /**
+   * Sessions: the kept interpreter's state is checkpointed after each run and loaded on a new pod (launcher/
+   * session.py's STATE_KERNELS); without, a new pod's state is rebuilt by running the earlier runs again.
+   */
+  checkpointsState?: boolean;
 }
 
 export const SANDBOX_DIR = '/sandbox';
@@ -50,6 +60,7 @@ export const LANGUAGES = {
     aliases: ['py', 'python3'],
     image: 'python:3.12-slim',
     sessionKernel: 'python',
+    checkpointsState: true,
   },
   bash: {
     title: 'bash',
@@ -60,6 +71,7 @@ export const LANGUAGES = {
     aliases: ['sh', 'shell'],
     image: 'python:3.12-slim',
     sessionKernel: 'bash',
+    checkpointsState: true,
   },
   javascript: {
     title: 'JavaScript (Node.js)',
@@ -70,6 +82,19 @@ export const LANGUAGES = {
     extensions: ['.js', '.cjs'],
     aliases: ['js', 'node', 'nodejs'],
     image: 'nikolaik/python-nodejs:python3.12-nodejs22-slim',
+    sessionKernel: 'javascript',
+  },
+  typescript: {
+    title: 'TypeScript (Node.js)',
+    file: 'main.ts',
+    // Type-checked, then transpiled, by the TypeScript compiler of the image (the launcher's Node.js preload).
+    command: ['node', `${SANDBOX_DIR}/main.ts`],
+    env: { NO_UPDATE_NOTIFIER: '1', NODE_REPL_HISTORY: '' },
+    extensions: ['.ts', '.cts'],
+    aliases: ['ts'],
+    image: 'nikolaik/python-nodejs:python3.12-nodejs22-slim',
+    sessionKernel: 'typescript',
+    sandboxOf: 'javascript',
   },
 } as const satisfies Record<string, LanguageSpec>;
 
@@ -78,6 +103,14 @@ export type Language = keyof typeof LANGUAGES;
 
 /** Every language, in the list's order (the MCP schema's enum, the worker's pools). */
 export const LANGUAGE_NAMES = Object.keys(LANGUAGES) as [Language, ...Language[]];
+
+/** The language whose sandboxes (image, warm pool) run this one's programs: itself, or its `sandboxOf`. */
+export function sandboxLanguage(language: Language): Language {
+  return ((LANGUAGES[language] as LanguageSpec).sandboxOf as Language | undefined) ?? language;
+}
+
+/** The languages with sandboxes of their own: one image variable and one warm pool each. */
+export const SANDBOX_LANGUAGES: readonly Language[] = LANGUAGE_NAMES.filter((l) => sandboxLanguage(l) === l);
 
 /** The interpreter a session of this language keeps; undefined: the language runs one-shot only. */
 export function sessionKernelOf(language: Language): SessionKernel | undefined {

@@ -106,6 +106,9 @@ export function launcherTask(
     filesMaxCount: policy.outputFilesMaxCount,
     fileCap: policy.outputFileCapBytes,
     filesCap: policy.outputFilesCapBytes,
+    ...(policy.displaysMaxCount
+      ? { displaysMaxCount: policy.displaysMaxCount, displaysCap: policy.displaysCapBytes ?? 0 }
+      : {}),
   };
 }
 

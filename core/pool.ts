@@ -6,7 +6,7 @@
 import { egressMetadata } from './egress';
 import type { SandboxNetwork } from './manifests';
 import type { V1Pod } from '@kubernetes/client-node';
-import { LAUNCHER_INTERPRETER, SANDBOX_DIR } from './languages';
+import { LAUNCHER_INTERPRETER, SANDBOX_DIR, sandboxLanguage } from './languages';
 import { hardenedPodSpec, programEnv } from './manifests';
 import { ANNOTATIONS, hash16, LABELS, MANAGED_BY, resourceNames } from './names';
 import type { ExecutionPolicy } from './policy';
@@ -42,6 +42,8 @@ export function poolRef(
   policy: ExecutionPolicy,
   launcherSource: string,
 ): PoolRef {
+  // A language that runs in another's sandboxes (TypeScript in JavaScript's) is served by that one's pool.
+  language = sandboxLanguage(language);
   const id = `${language}-${hash16(taskQueue).slice(0, 12)}`;
   const template = hash16(JSON.stringify([policy, language, hash16(launcherSource)]));
   return { id, language, template };
@@ -49,7 +51,7 @@ export function poolRef(
 
 /** The pool workflow's id: one per task queue and language. */
 export function poolWorkflowId(taskQueue: string, language: Language): string {
-  return `durable-sandbox-pool-${taskQueue}-${language}`;
+  return `durable-sandbox-pool-${taskQueue}-${sandboxLanguage(language)}`;
 }
 
 export function poolSelector(pool: PoolRef, state?: PoolState): string {

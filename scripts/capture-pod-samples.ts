@@ -3,7 +3,8 @@
  * test/fixtures/pod-status/*.json (the unit tests of core/classify.ts read them).
  * Usage: npm run capture:pod-samples   (needs the stack: npm run stack:up)
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readLauncherSource } from '../worker/worker';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { createKube } from '../activities/kube';
@@ -35,7 +36,7 @@ async function run(): Promise<void> {
   const config = loadConfig();
   const kube = createKube(loadKubeConfig(process.env.DS_ADMIN_KUBECONFIG ?? process.env.KUBECONFIG));
   const namespace = config.policy.namespace;
-  const launcherSource = readFileSync(path.join(PROJECT_ROOT, 'launcher', 'launcher.py'), 'utf8');
+  const launcherSource = readLauncherSource();
   const samples: Sample[] = [
     { name: 'succeeded', code: 'print(1)', ready: (p) => !!cs(p)?.state?.terminated },
     { name: 'failed-exit-3', code: 'raise SystemExit(3)', ready: (p) => !!cs(p)?.state?.terminated },

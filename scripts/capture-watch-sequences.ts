@@ -4,7 +4,8 @@
  * core/watch.ts replay them (test/unit/watch.test.ts).
  * Usage: npm run capture:watch-sequences   (needs the stack: npm run stack:up)
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readLauncherSource } from '../worker/worker';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -64,7 +65,7 @@ async function run(): Promise<void> {
   const kube = createKube(loadKubeConfig(process.env.DS_ADMIN_KUBECONFIG ?? process.env.KUBECONFIG));
   const policy = config.policy;
   const namespace = policy.namespace;
-  const launcherSource = readFileSync(path.join(PROJECT_ROOT, 'launcher', 'launcher.py'), 'utf8');
+  const launcherSource = readLauncherSource();
   mkdirSync(OUT, { recursive: true });
   const only = process.argv.slice(2);
   for (const s of SCENARIOS.filter((x) => only.length === 0 || only.includes(x.name))) {

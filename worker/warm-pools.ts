@@ -5,7 +5,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { PoolInput } from '../activities/maintain-pool';
-import { LANGUAGE_NAMES, type Language } from '../core/languages';
+import { SANDBOX_LANGUAGES, type Language } from '../core/languages';
 import { POOL_SIGNALS, poolWorkflowId } from '../core/pool';
 import type { warmPool } from '../workflows';
 import type { WorkerConfig } from './config';
@@ -16,13 +16,13 @@ function poolInput(config: WorkerConfig, language: Language): PoolInput {
     taskQueue,
     language,
     policy: config.policy,
-    config: { size: config.pool.sizes[language], maxIdleSeconds: config.pool.maxIdleSeconds },
+    config: { size: config.pool.sizes[language] ?? config.pool.size, maxIdleSeconds: config.pool.maxIdleSeconds },
     owner: poolWorkflowId(taskQueue, language),
   };
 }
 
 export async function ensureWarmPools(client: Client, config: WorkerConfig): Promise<void> {
-  for (const language of LANGUAGE_NAMES) {
+  for (const language of SANDBOX_LANGUAGES) {
     const input = poolInput(config, language);
     if (input.config.size > 0) {
       await client.workflow.signalWithStart<typeof warmPool, [PoolInput]>('warmPool', {
@@ -46,10 +46,10 @@ export async function ensureWarmPools(client: Client, config: WorkerConfig): Pro
 
 /** Empties this worker's pools and waits (up to `timeoutMs`) until their workflows have ended. */
 export async function drainWarmPools(client: Client, config: WorkerConfig, timeoutMs = 60_000): Promise<void> {
-  const sizes = Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, 0])) as Record<Language, number>;
+  const sizes = Object.fromEntries(SANDBOX_LANGUAGES.map((l) => [l, 0])) as Record<Language, number>;
   const drained = { ...config, pool: { ...config.pool, size: 0, sizes } };
   await ensureWarmPools(client, drained);
-  const ends = LANGUAGE_NAMES.map((language) =>
+  const ends = SANDBOX_LANGUAGES.map((language) =>
     client.workflow
       .getHandle(poolWorkflowId(config.temporal.taskQueue, language))
       .result()

@@ -10,7 +10,8 @@
  *    `executableCode` part in a model response is cut out; an event with the text before it and the code as an
  *    `executableCode` part is emitted (text after the block is dropped, as ADK does).
  * 2. The executor runs it; an event with a `codeExecutionResult` part follows (`output`: stdout on success; stderr,
- *    then stdout, on failure), with output files saved as artifacts when the Runner has an artifact service.
+ *    then stdout, on failure), with output files saved as artifacts when the Runner has an artifact service, and
+ *    images (displays, PNG and JPEG files) as inline data parts beside it, which the model sees.
  * 3. The model's raw response is suppressed, so the agent calls the model again; ADK's own request processor shows it
  *    the code and the result (```tool_code / ```tool_output).
  * A result with non-empty stderr is a failure, as in ADK; after `errorRetryAttempts` consecutive failures in one
@@ -41,6 +42,7 @@ const FENCE_LANGUAGE: Record<string, CodeExecutionLanguage> = {
   javascript: CodeExecutionLanguage.JAVASCRIPT,
   js: CodeExecutionLanguage.JAVASCRIPT,
   typescript: CodeExecutionLanguage.TYPESCRIPT,
+  ts: CodeExecutionLanguage.TYPESCRIPT,
 };
 
 export interface CodeBlock {
@@ -144,7 +146,13 @@ export class CodeBlockProcessor extends BaseLlmResponseProcessor {
       text: output,
       codeExecutionResult: { outcome: failed ? Outcome.OUTCOME_FAILED : Outcome.OUTCOME_OK, output },
     };
-    yield event({ role: 'model', parts: [part] }, actions);
+    // Images (a figure the program showed, a PNG it wrote) go with the result as inline data: the model sees them.
+    // Before the result part: ADK takes an event whose last part is a code execution result for one that is not
+    // final (the agent calls the model again).
+    const images: Part[] = result.outputFiles
+      .filter((f) => (f.mimeType === 'image/png' || f.mimeType === 'image/jpeg') && f.content)
+      .map((f) => ({ inlineData: { data: f.content, mimeType: f.mimeType } }));
+    yield event({ role: 'model', parts: [...images, part] }, actions);
 
     // No event for the raw response: the result event is not final, so the agent calls the model again.
     llmResponse.content = undefined;

@@ -36,6 +36,7 @@
  * or nothing usable is left. Output files (what the program wrote under /sandbox/out) come back as ADK Files, content
  * base64 whatever the sandbox's encoding.
  */
+import { displayFileName, displayImages, displayText, droppedDisplaysNote } from '../../core/displays';
 import { networkNotes, type NetworkOptions } from '../../core/egress';
 import { createHash } from 'node:crypto';
 import {
@@ -163,12 +164,30 @@ export function toCodeExecutionResult(
   for (const f of outputFiles.filter((o) => o.truncated))
     extra.push(`[output file ${f.name} truncated: it has ${f.sizeBytes} bytes]`);
 
+  // Display data: images go to the model as inline data (ADK's output files), the text forms in stdout.
+  const displays = r.displays ?? [];
+  const displayFiles: File[] = [];
+  displays.forEach((d, i) => {
+    const images = displayImages(d);
+    for (const image of images)
+      displayFiles.push({
+        name: displayFileName(i, image.mimeType),
+        content: image.data,
+        contentEncoding: FileContentEncoding.BASE64,
+        mimeType: image.mimeType,
+      });
+    extra.push(
+      `[display ${i + 1}${images.length ? `: ${images.map((x) => displayFileName(i, x.mimeType)).join(', ')}` : ''}] ${displayText(d)}`,
+    );
+  });
+  const dropped = droppedDisplaysNote(r.displaysInfo);
+  if (dropped) extra.push(dropped);
   const ok = r.status === 'succeeded' && r.exitCode === 0;
   let stdout = r.stdout;
   if (ok && r.stderr) stdout += `${stdout && !stdout.endsWith('\n') ? '\n' : ''}${STDERR_MARKER}\n${r.stderr}`;
   if (extra.length) stdout += `${stdout && !stdout.endsWith('\n') ? '\n' : ''}${extra.join('\n')}\n`;
   const stderr = ok ? '' : `${failureLine(r, input)}\n${r.stderr}`;
-  return { stdout, stderr, outputFiles: outputFiles.map(toAdkFile) };
+  return { stdout, stderr, outputFiles: [...outputFiles.map(toAdkFile), ...displayFiles] };
 }
 
 function keepsInterpreter(language: Language | undefined): boolean {

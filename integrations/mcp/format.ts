@@ -3,6 +3,7 @@
  * reads first (status, exit code, ids, then the program's output); image output files follow as image content, text
  * output files as text blocks of their own.
  */
+import { displayImages, displayText, droppedDisplaysNote } from '../../core/displays';
 import { networkNotes } from '../../core/egress';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { ExecutionResult, OutputFile, SessionRunResult } from '../../client';
@@ -87,10 +88,24 @@ export function executionResultContent(r: ExecutionResult, extraHead: string[] =
     // A refused domain says so, and which option allows one (the server's: the model cannot change it).
     head.push(...networkNotes(r.network, "the MCP server's --allow-net option (its operator's)"));
   }
+  const displays = r.displays ?? [];
+  const dropped = droppedDisplaysNote(r.displaysInfo);
+  if (displays.length > 0 || dropped)
+    head.push(
+      `displays: ${displays.length} (images attached as images, HTML and markdown as text)${dropped ? ` ${dropped}` : ''}`,
+    );
   const parts = [head.join('\n'), stream('stdout', r.stdout, r.stdoutInfo), stream('stderr', r.stderr, r.stderrInfo)];
   if (files.length > 0) parts.push(`--- output files (/sandbox/out) ---\n${files.map(fileLine).join('\n')}`);
 
   const content: Content[] = [{ type: 'text', text: parts.join('\n\n') }];
+  // Display data as MCP shows it: images as image content, the rest as text (HTML and markdown as they are).
+  displays.forEach((d, i) => {
+    for (const image of displayImages(d)) content.push({ type: 'image', data: image.data, mimeType: image.mimeType });
+    const rich =
+      d['text/html'] !== undefined ? 'text/html' : d['text/markdown'] !== undefined ? 'text/markdown' : undefined;
+    const text = rich ? d[rich] : displayImages(d).length ? '' : displayText(d);
+    if (text) content.push({ type: 'text', text: `--- display ${i + 1}${rich ? ` (${rich})` : ''} ---\n${text}` });
+  });
   for (const f of files) {
     if (isImage(f)) content.push({ type: 'image', data: f.content, mimeType: f.mimeType });
     else if (isText(f))

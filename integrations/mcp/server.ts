@@ -15,10 +15,10 @@
  *   connection closing) the execution is cancelled too (SandboxClient.cancelExecution): its pod is stopped and
  *   removed, and nothing keeps running for a caller that is gone. A cancel that comes while the execution is still
  *   being started is retried until the start has happened.
- * - Sessions (on unless `sessions: false`): the Python calls of one connection share one durable-sandbox session (and
- *   its bash calls one of their own), so a model's successive calls keep their variables, imports and files. It opens with the first such
- *   call and closes when the connection ends (the server closes); `reset_session` closes it, and the next call opens
- *   a fresh one. Another connection never sees it. JavaScript runs one-shot. Cancelling a call that runs in the
+ * - Sessions (on unless `sessions: false`): the calls of one connection in one language share one durable-sandbox
+ *   session (one per language: Python, bash, JavaScript, TypeScript), so a model's successive calls keep their
+ *   variables, imports and files. It opens with the first such call and closes when the connection ends (the server
+ *   closes); `reset_session` closes it, and the next call opens a fresh one. Another connection never sees it. Cancelling a call that runs in the
  *   session stops it by closing the session (its pod goes); the next call starts afresh, and says so.
  * - Execution ids: every call gets a fresh random id (`mcp-<uuid>` unless `newExecutionId` says otherwise); the tool
  *   does not take one. An id would let one MCP client attach to (and, by cancelling, stop) another's execution on a

@@ -1,12 +1,21 @@
 /**
- * Runs the real launcher (launcher/launcher.py) on this machine as a cold sandbox does: a task file (the mounted
- * task of core/manifests.ts's launcherTask) beside the program.
+ * Runs the real launcher on this machine as a cold sandbox does: a task file (the mounted task of core/manifests.ts's
+ * launcherTask) beside the program. The launcher run is the one that ships: its modules assembled into one program
+ * (core/launcher-assembly.ts), written once per test process.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { LauncherTask } from '../../core/launcher-protocol';
+import { readLauncherSource, readWorkspaceSource } from '../../worker/worker';
 
-export const LAUNCHER = path.join(__dirname, '..', '..', 'launcher', 'launcher.py');
+const shipped = mkdtempSync(path.join(os.tmpdir(), 'ds-launcher-'));
+/** The assembled launcher, as every sandbox runs it. */
+export const LAUNCHER = path.join(shipped, 'launcher.py');
+/** The assembled workspace helper, as a session's sandbox runs it. */
+export const WORKSPACE_HELPER = path.join(shipped, 'workspace.py');
+writeFileSync(LAUNCHER, readLauncherSource());
+writeFileSync(WORKSPACE_HELPER, readWorkspaceSource());
 
 /** Writes a mounted task into `dir` and returns the launcher's arguments for it (after the interpreter). */
 export function coldLauncherArgs(

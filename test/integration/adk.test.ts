@@ -314,18 +314,28 @@ test('a ```bash block runs in bash; input files reach the program, renamed when 
       codeExecutionInput: { code: read, language: CodeExecutionLanguage.PYTHON, inputFiles: [csv, clash] },
     }),
   ).rejects.toThrow('input files "data/my table.csv" and "my_table.csv" would both be /sandbox/files/my_table.csv');
-  const ts = await executor.executeCode({
+  const ps = await executor.executeCode({
     invocationContext: ctx,
-    codeExecutionInput: { code: 'console.log(1)', language: CodeExecutionLanguage.TYPESCRIPT, inputFiles: [] },
+    codeExecutionInput: { code: 'Write-Output 1', language: CodeExecutionLanguage.POWERSHELL, inputFiles: [] },
   });
-  expect(ts).toEqual({
+  expect(ps).toEqual({
     stdout: '',
-    stderr: 'Unsupported language "typescript": this sandbox runs python, bash, javascript.\n',
+    stderr: 'Unsupported language "powershell": this sandbox runs python, bash, javascript, typescript.\n',
     outputFiles: [],
   });
+  // ADK's TypeScript is ours: type-checked, then run in Node.js.
+  const ts = await executor.executeCode({
+    invocationContext: ctx,
+    codeExecutionInput: {
+      code: 'const n: number = 6 * 7;\nconsole.log(n);',
+      language: CodeExecutionLanguage.TYPESCRIPT,
+      inputFiles: [],
+    },
+  });
+  expect(ts).toMatchObject({ stdout: '42\n', stderr: '' });
 
-  const ids = await executionsStartingWith(prefix, 2);
-  expect(ids).toHaveLength(2);
+  const ids = await executionsStartingWith(prefix, 3);
+  expect(ids).toHaveLength(3);
   for (const id of ids) expect(await leftoversAfterCompletion(kube, w.client, id)).toEqual(NOTHING_LEFT);
 });
 

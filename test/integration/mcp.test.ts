@@ -42,6 +42,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // The servers first: closing them hands their sessions the close, which the worker then carries out.
   await httpServer?.close();
+  await oneShotHttpServer?.close();
   const query = `TaskQueue = "${w.config.temporal.taskQueue}" AND WorkflowType = "session" AND ExecutionStatus = "Running"`;
   await eventually(
     async () => {
@@ -73,7 +74,7 @@ function newClient(): { client: Client; errors: Error[] } {
   return { client, errors };
 }
 
-async function connectStdio(): Promise<Connected> {
+async function connectStdio(oneShot = false): Promise<Connected> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (k.startsWith('DS_') && v !== undefined) env[k] = v;
   Object.assign(env, {
@@ -83,7 +84,12 @@ async function connectStdio(): Promise<Connected> {
   });
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'test/fixtures/mcp/stdio-server.ts')],
+    args: [
+      '-r',
+      'ts-node/register/transpile-only',
+      path.join(ROOT, 'test/fixtures/mcp/stdio-server.ts'),
+      ...(oneShot ? ['--one-shot'] : []),
+    ],
     cwd: ROOT,
     env,
     stderr: 'pipe',
@@ -97,12 +103,21 @@ async function connectStdio(): Promise<Connected> {
 }
 
 let httpServer: HttpServer | undefined;
+/** A server whose calls are all one-shot executions (sessions: false). */
+let oneShotHttpServer: HttpServer | undefined;
 const httpLog: string[] = [];
 
-async function connectHttp(): Promise<Connected> {
-  httpServer ??= await serveHttp({ client: w.client, port: 0, log: (m) => httpLog.push(m) });
+async function connectHttp(oneShot = false): Promise<Connected> {
+  const server = oneShot
+    ? (oneShotHttpServer ??= await serveHttp({
+        client: w.client,
+        port: 0,
+        sessions: false,
+        log: (m) => httpLog.push(m),
+      }))
+    : (httpServer ??= await serveHttp({ client: w.client, port: 0, log: (m) => httpLog.push(m) }));
   const { client, errors } = newClient();
-  const transport = new StreamableHTTPClientTransport(new URL(httpServer.url));
+  const transport = new StreamableHTTPClientTransport(new URL(server.url));
   await client.connect(transport);
   return {
     client,
@@ -137,7 +152,7 @@ async function runCode(c: Connected, args: Record<string, unknown>): Promise<Cal
   return { result, progress };
 }
 
-/** A one-shot program (JavaScript: a connection's Python and bash calls run in its sessions). */
+/** A long program, run as a one-shot execution (on a server with sessions off). */
 const LONG_PROGRAM = 'console.log("started");\nsetTimeout(() => undefined, 300_000);';
 
 /** Starts a long run_code call and waits until its program runs; returns its execution id and the pending call. */
@@ -183,10 +198,16 @@ describe.each([
   ['Streamable HTTP', connectHttp],
 ] as const)('over %s', (name, connect) => {
   let c: Connected;
+  /** A connection to a server with sessions off: every call a one-shot execution. */
+  let one: Connected;
   beforeAll(async () => {
     c = await connect();
+    one = await connect(true);
   });
-  afterAll(async () => c?.end());
+  afterAll(async () => {
+    await c?.end();
+    await one?.end();
+  });
 
   test('lists run_code with its input schema', async () => {
     const { tools } = await c.client.listTools();
@@ -197,12 +218,15 @@ describe.each([
       required?: string[];
     };
     expect(Object.keys(schema.properties).sort()).toEqual(['code', 'files', 'language', 'timeoutSeconds']);
-    expect(schema.properties.language).toMatchObject({ enum: ['python', 'bash', 'javascript'], default: 'python' });
+    expect(schema.properties.language).toMatchObject({
+      enum: ['python', 'bash', 'javascript', 'typescript'],
+      default: 'python',
+    });
     expect(schema.required).toEqual(['code']);
   });
 
-  test('a one-shot run (JavaScript: no kept interpreter): 42, succeeded, with progress naming the execution', async () => {
-    const { result, progress } = await runCode(c, { code: 'console.log(6 * 7)', language: 'javascript' });
+  test('a one-shot run (a server with sessions off): 42, succeeded, with progress naming the execution', async () => {
+    const { result, progress } = await runCode(one, { code: 'console.log(6 * 7)', language: 'javascript' });
     const text = textOf(result);
     expect(result.isError).toBeFalsy();
     expect(text).toMatch(/^status: succeeded/);
@@ -247,7 +271,7 @@ describe.each([
   });
 
   test('bad input: isError naming the field (and the limit), nothing run', async () => {
-    const tooLong = await runCode(c, { code: 'console.log(1)', language: 'javascript', timeoutSeconds: 999_999 });
+    const tooLong = await runCode(one, { code: 'console.log(1)', language: 'javascript', timeoutSeconds: 999_999 });
     expect(tooLong.result.isError).toBe(true);
     expect(textOf(tooLong.result)).toMatch(/^Invalid input: timeoutSeconds: .*\(limit: max \d+\)/);
     expect(tooLong.progress).toEqual([]);
@@ -268,17 +292,17 @@ describe.each([
 
   test("the client's cancellation cancels the execution; nothing is left running", async () => {
     const ac = new AbortController();
-    const { id, call } = await startLongCall(c, ac.signal);
+    const { id, call } = await startLongCall(one, ac.signal);
     ac.abort();
     await expect(call).rejects.toMatchObject({ code: ErrorCode.RequestTimeout });
     await expectCancelled(id);
-    expect(c.serverLog()).toContain(`execution ${id}: cancelled`);
+    expect(one.serverLog()).toContain(`execution ${id}: cancelled`);
     // The connection still serves calls.
-    expect((await c.client.listTools()).tools).toHaveLength(2);
+    expect((await one.client.listTools()).tools).toHaveLength(1);
   });
 
   test('a client that goes away mid-call (closes the connection) gets its execution cancelled', async () => {
-    const other = await connect();
+    const other = await connect(true);
     const { id, call } = await startLongCall(other);
     await other.close();
     await expect(call).rejects.toThrow();

@@ -14,6 +14,8 @@ import {
   languageOfFile,
   LANGUAGES,
   poolSizeVariable,
+  SANDBOX_LANGUAGES,
+  sandboxLanguage,
 } from '../../core/languages';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { validateInput, InvalidInputError } from '../../core/validate';
@@ -22,7 +24,7 @@ import { loadConfig } from '../../worker/config';
 const ROOT = path.join(__dirname, '..', '..');
 
 test('names, aliases (any case) and file endings resolve to a language; anything else to none', () => {
-  expect(LANGUAGE_NAMES).toEqual(['python', 'bash', 'javascript']);
+  expect(LANGUAGE_NAMES).toEqual(['python', 'bash', 'javascript', 'typescript']);
   expect(languageNamed('JavaScript')).toBe('javascript');
   expect(languageNamed('js')).toBe('javascript');
   expect(languageNamed('node')).toBe('javascript');
@@ -34,8 +36,10 @@ test('names, aliases (any case) and file endings resolve to a language; anything
   expect(languageOfFile('dir/Analysis.PY')).toBe('python');
   expect(languageOfFile('run.sh')).toBe('bash');
   expect(languageOfFile('sum.js')).toBe('javascript');
+  expect(languageOfFile('sum.ts')).toBe('typescript');
+  expect(languageNamed('TS')).toBe('typescript');
   expect(languageOfFile('notes.txt')).toBeUndefined();
-  expect(languageChoices()).toBe('python, bash or javascript');
+  expect(languageChoices()).toBe('python, bash, javascript or typescript');
 });
 
 test('every entry is complete: its program file has its own ending, its command runs that file', () => {
@@ -61,8 +65,11 @@ test('the policy and the worker configuration have an image and a pool size for 
     DS_WARM_POOL_SIZE: '2',
     [poolSizeVariable('bash')]: '0',
   });
-  expect(c.policy.images).toEqual({ python: 'shared:1', bash: 'shared:1', javascript: 'node:1' });
+  // TypeScript runs in JavaScript's sandboxes: its image, its pool.
+  expect(c.policy.images).toEqual({ python: 'shared:1', bash: 'shared:1', javascript: 'node:1', typescript: 'node:1' });
   expect(c.pool.sizes).toEqual({ python: 2, bash: 0, javascript: 2 });
+  expect(SANDBOX_LANGUAGES).toEqual(['python', 'bash', 'javascript']);
+  expect(sandboxLanguage('typescript')).toBe('javascript');
   expect(() => loadConfig({ DS_WARM_POOL_SIZE_JAVASCRIPT: 'lots' })).toThrow(/DS_WARM_POOL_SIZE_JAVASCRIPT=lots/);
 });
 
@@ -70,12 +77,12 @@ test('validation names the choices', () => {
   expect(validateInput({ code: 'console.log(1)', language: 'javascript' }, DEFAULT_POLICY).language).toBe('javascript');
   expect(() => validateInput({ code: 'x', language: 'ruby' }, DEFAULT_POLICY)).toThrow(InvalidInputError);
   expect(() => validateInput({ code: 'x', language: 'ruby' }, DEFAULT_POLICY)).toThrow(
-    'language: "ruby" is not supported (python, bash or javascript)',
+    'language: "ruby" is not supported (python, bash, javascript or typescript)',
   );
   try {
     validateInput({ code: 'x', language: 'ruby' }, DEFAULT_POLICY);
   } catch (err) {
-    expect(err).toMatchObject({ field: 'language', limit: 'one of python, bash, javascript' });
+    expect(err).toMatchObject({ field: 'language', limit: 'one of python, bash, javascript, typescript' });
   }
 });
 

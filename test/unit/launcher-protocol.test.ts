@@ -9,10 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { LAUNCHER_EXIT, LAUNCHER_FORMAT, TAG, TASK_FORMAT, TRAILER_FIELDS } from '../../core/launcher-protocol';
 import { parseLauncherLog } from '../../core/output';
-import { coldLauncherArgs } from '../helpers/launcher';
+import { coldLauncherArgs, LAUNCHER } from '../helpers/launcher';
 
 const ROOT = path.join(__dirname, '..', '..');
-const LAUNCHER = path.join(ROOT, 'launcher', 'launcher.py');
+// The launcher as it ships: its modules assembled into one program.
 const source = readFileSync(LAUNCHER, 'utf8');
 const doc = readFileSync(path.join(ROOT, 'docs', 'LAUNCHER.md'), 'utf8');
 
@@ -35,6 +35,8 @@ test('both sides name the same formats, tags and exit codes', () => {
     fileData: pyString('TAG_FILE_DATA'),
     trailer: pyString('TAG_TRAILER'),
     session: pyString('TAG_SESSION'),
+    display: pyString('TAG_DISPLAY'),
+    checkpoint: pyString('TAG_CHECKPOINT'),
   }).toEqual(TAG);
   expect(new Set(Object.values(TAG)).size).toBe(Object.values(TAG).length);
   expect(Number(pythonConstant('DELIVERY_FAILED'))).toBe(LAUNCHER_EXIT.deliveryFailed);

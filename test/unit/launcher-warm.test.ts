@@ -13,11 +13,11 @@ import type { LauncherTask } from '../../core/launcher-protocol';
 import { launcherTask } from '../../core/manifests';
 import { MAX_TASK_BYTES, waitingLauncher } from '../../core/pool';
 import { SANDBOX_DIR } from '../../core/languages';
+import { LAUNCHER } from '../helpers/launcher';
 import { compactLauncher } from '../../activities/launcher-program';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { validateInput } from '../../core/validate';
 
-const LAUNCHER = path.join(__dirname, '..', '..', 'launcher', 'launcher.py');
 const caps = { stdoutCapBytes: 4096, stderrCapBytes: 4096 };
 let dir: string;
 

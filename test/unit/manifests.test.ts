@@ -13,7 +13,12 @@ import { validateInput } from '../../core/validate';
 
 const policy = {
   ...DEFAULT_POLICY,
-  images: { python: 'img/python:1', bash: 'img/bash:1', javascript: 'img/javascript:1' },
+  images: {
+    python: 'img/python:1',
+    bash: 'img/bash:1',
+    javascript: 'img/javascript:1',
+    typescript: 'img/javascript:1',
+  },
 };
 const request = validateInput(
   {
@@ -107,6 +112,8 @@ describe('buildJob', () => {
       filesMaxCount: policy.outputFilesMaxCount,
       fileCap: policy.outputFileCapBytes,
       filesCap: policy.outputFilesCapBytes,
+      displaysMaxCount: policy.displaysMaxCount,
+      displaysCap: policy.displaysCapBytes,
     });
     // The same document a warm sandbox is handed, less the program and files the ConfigMap mounts.
     const { code, files, ...rest } = launcherTask('exec-1', 2, request, policy, 'handed');

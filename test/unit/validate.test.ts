@@ -32,7 +32,7 @@ describe('validateInput', () => {
     [{ code: '  \n\t' }, 'code', 'non-empty'],
     [{ code: 'x'.repeat(HARD_LIMITS.maxCodeBytes + 1) }, 'code', 'max 256 KiB'],
     [{ code: 'é'.repeat(HARD_LIMITS.maxCodeBytes / 2 + 1) }, 'code', 'max 256 KiB'],
-    [{ code: 'x', language: 'ruby' }, 'language', 'one of python, bash, javascript'],
+    [{ code: 'x', language: 'ruby' }, 'language', 'one of python, bash, javascript, typescript'],
     [{ code: 'x', timeoutSeconds: 0 }, 'timeoutSeconds', 'integer >= 1'],
     [{ code: 'x', timeoutSeconds: 1.5 }, 'timeoutSeconds', 'integer >= 1'],
     [{ code: 'x', timeoutSeconds: 10 ** 9 }, 'timeoutSeconds', 'max 3600'],
