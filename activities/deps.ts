@@ -1,14 +1,14 @@
 /** What the activities need from the outside world; given to createActivities by the worker (or a test). */
 import type { Client } from '@temporalio/client';
 import type { ExecutionPolicy } from '../core/policy';
-import type { Language } from '../core/languages';
+import { sandboxLanguage, type Language } from '../core/languages';
 import type { PoolConfig } from '../core/pool';
 import type { WatchRecord } from './attempt-watch';
 import type { Kube } from './kube';
 
 /** The size of a language's warm pool for these activities (0: it has none). */
 export function poolSize(deps: Pick<ActivityDeps, 'pool'>, language: Language): number {
-  return deps.pool?.sizes?.[language] ?? deps.pool?.size ?? 0;
+  return deps.pool?.sizes?.[sandboxLanguage(language)] ?? deps.pool?.size ?? 0;
 }
 
 import type { EgressGateway } from './egress';

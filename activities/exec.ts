@@ -23,6 +23,12 @@ function exitCodeOf(status: V1Status): number | null {
   return code !== undefined && /^\d+$/.test(code) ? Number(code) : null;
 }
 
+const STDIN_PIECE = 256 * 1024;
+
+function* pieces(b: Buffer, size: number): Generator<Buffer> {
+  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
+}
+
 export async function execInSandbox(
   kube: Kube,
   args: {
@@ -61,7 +67,8 @@ export async function execInSandbox(
     },
   });
   let status: V1Status | undefined;
-  const stdin = args.stdin ? Readable.from([args.stdin]) : null;
+  // In pieces: each becomes one WebSocket message, and the apiserver and kubelet take messages of a bounded size.
+  const stdin = args.stdin ? Readable.from(pieces(args.stdin, STDIN_PIECE)) : null;
   let ws: { close(): void; once(event: 'close', listener: () => void): void; readyState: number };
   try {
     const socket: unknown = await new Exec(kube.config).exec(

@@ -8,7 +8,7 @@ import { PassThrough } from 'node:stream';
 import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { log } from '@temporalio/activity';
 import type { AttemptSpec } from '../core/attempt';
-import { LANGUAGE_NAMES, type Language } from '../core/languages';
+import { SANDBOX_LANGUAGES, sandboxLanguage, type Language } from '../core/languages';
 import { CONTAINER_NAME, launcherTask, type SandboxNetwork } from '../core/manifests';
 import { attemptNetwork } from './egress';
 import { hash16, LABELS, resourceNames } from '../core/names';
@@ -185,11 +185,11 @@ const nudgers = new WeakMap<ActivityDeps, Map<string, Nudger>>();
 export function nudgePools(
   deps: ActivityDeps,
   taskQueue: string,
-  languages: readonly Language[] = LANGUAGE_NAMES,
+  languages: readonly Language[] = SANDBOX_LANGUAGES,
 ): void {
   const mine = nudgers.get(deps) ?? new Map<string, Nudger>();
   nudgers.set(deps, mine);
-  for (const language of languages.filter((l) => poolSize(deps, l) > 0)) {
+  for (const language of new Set(languages.map(sandboxLanguage).filter((l) => poolSize(deps, l) > 0))) {
     const id = poolWorkflowId(taskQueue, language);
     const n = mine.get(id) ?? { last: -Infinity };
     mine.set(id, n);

@@ -1,25 +1,33 @@
 /**
  * The object store sessions keep their workspaces in: any S3-compatible store (the local stack's SeaweedFS, AWS S3,
- * Cloud Storage through its XML API with HMAC keys, MinIO, Ceph). One object per session, written whole (a PUT
- * replaces an object atomically), read whole, deleted when the session ends.
+ * Cloud Storage through its XML API with HMAC keys, MinIO, Ceph). A session's snapshots (after its runs: one object
+ * each, the last few kept; sessions from before snapshots: one object), each written whole (a PUT replaces an object
+ * atomically), read whole, copied for a fork, all deleted when the session ends.
  */
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  ListObjectsV2Command,
   NoSuchKey,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
-import { workspaceKey, type WorkspaceStoreConfig } from '../core/workspace';
+import { sessionPrefix, workspaceKey, type WorkspaceStoreConfig } from '../core/workspace';
 
 export interface WorkspaceStore {
   /** Where it keeps them, for messages: s3://bucket/prefix at the endpoint. */
   readonly where: string;
-  put(sessionId: string, body: Buffer, metadata: Record<string, string>): Promise<void>;
+  /** `seq`: the snapshot after that run; none: the session's one workspace object (sessions before snapshots). */
+  put(sessionId: string, body: Buffer, metadata: Record<string, string>, seq?: number): Promise<void>;
   /** Undefined when there is no such object. */
-  get(sessionId: string): Promise<Buffer | undefined>;
-  delete(sessionId: string): Promise<void>;
+  get(sessionId: string, seq?: number): Promise<Buffer | undefined>;
+  delete(sessionId: string, seq?: number): Promise<void>;
+  /** One session's snapshot as another's (a fork's first). */
+  copy(from: { sessionId: string; seq: number }, to: { sessionId: string; seq: number }): Promise<void>;
+  /** Every object of the session (it has ended). */
+  deleteAll(sessionId: string): Promise<number>;
 }
 
 export function s3WorkspaceStore(config: WorkspaceStoreConfig): WorkspaceStore {
@@ -35,23 +43,23 @@ export function s3WorkspaceStore(config: WorkspaceStoreConfig): WorkspaceStore {
     // Temporal retries the step; the SDK's own retries stay short so a step's heartbeat is never starved.
     maxAttempts: 2,
   });
-  const key = (sessionId: string) => workspaceKey(config.prefix, sessionId);
+  const key = (sessionId: string, seq?: number) => workspaceKey(config.prefix, sessionId, seq);
   return {
     where: `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` at ${config.endpoint}` : ''}`,
-    async put(sessionId, body, metadata) {
+    async put(sessionId, body, metadata, seq) {
       await s3.send(
         new PutObjectCommand({
           Bucket: config.bucket,
-          Key: key(sessionId),
+          Key: key(sessionId, seq),
           Body: body,
           ContentType: 'application/gzip',
           Metadata: metadata,
         }),
       );
     },
-    async get(sessionId) {
+    async get(sessionId, seq) {
       try {
-        const r = await s3.send(new GetObjectCommand({ Bucket: config.bucket, Key: key(sessionId) }));
+        const r = await s3.send(new GetObjectCommand({ Bucket: config.bucket, Key: key(sessionId, seq) }));
         return Buffer.from(await r.Body!.transformToByteArray());
       } catch (err) {
         if (err instanceof NoSuchKey || (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404))
@@ -59,8 +67,33 @@ export function s3WorkspaceStore(config: WorkspaceStoreConfig): WorkspaceStore {
         throw err;
       }
     },
-    async delete(sessionId) {
-      await s3.send(new DeleteObjectCommand({ Bucket: config.bucket, Key: key(sessionId) }));
+    async delete(sessionId, seq) {
+      await s3.send(new DeleteObjectCommand({ Bucket: config.bucket, Key: key(sessionId, seq) }));
+    },
+    async copy(from, to) {
+      await s3.send(
+        new CopyObjectCommand({
+          Bucket: config.bucket,
+          Key: key(to.sessionId, to.seq),
+          CopySource: encodeURI(`${config.bucket}/${key(from.sessionId, from.seq)}`),
+        }),
+      );
+    },
+    async deleteAll(sessionId) {
+      const prefix = sessionPrefix(config.prefix, sessionId);
+      let deleted = 0;
+      let token: string | undefined;
+      do {
+        const page = await s3.send(
+          new ListObjectsV2Command({ Bucket: config.bucket, Prefix: prefix, ContinuationToken: token }),
+        );
+        for (const o of page.Contents ?? []) {
+          await s3.send(new DeleteObjectCommand({ Bucket: config.bucket, Key: o.Key! }));
+          deleted++;
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return deleted;
     },
   };
 }

@@ -36,7 +36,8 @@ import { SESSION_USAGE, sessionCommand } from './session';
 
 const USAGE = `usage:
   durable-sandbox run [FILE | - | -e CODE] [--language ${LANGUAGE_NAMES.join('|')}] [--timeout S] [--file PATH]... [--env K=V]...
-                      [--allow-net DOMAIN]... [--memory Q] [--cpu Q] [--id ID] [--json] [--wait S] [--save-files DIR] [--timeline]
+                      [--allow-net DOMAIN]... [--memory Q] [--cpu Q] [--id ID] [--json] [--wait S] [--save-files DIR]
+                      [--save-displays DIR] [--timeline]
                       [--worker auto|yes|no]
   durable-sandbox status ID [--json]
   durable-sandbox cancel ID
@@ -80,6 +81,7 @@ async function runCommand(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
       wait: { type: 'string' },
       'save-files': { type: 'string' },
+      'save-displays': { type: 'string' },
       timeline: { type: 'boolean', default: false },
       worker: { type: 'string', default: 'auto' },
     },
@@ -99,6 +101,7 @@ async function runCommand(argv: string[]): Promise<number> {
     json: values.json,
     wait: values.wait,
     saveFiles: values['save-files'],
+    saveDisplays: values['save-displays'],
     timeline: values.timeline,
   };
   ensureLocalStack();

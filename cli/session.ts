@@ -20,17 +20,19 @@ import {
 } from '../client';
 import { languageChoices, languageNamed } from '../core/languages';
 import { EXIT } from './exit-codes';
-import { exitCodeOf, inputFrom, networkLines, saveOutputFiles, UsageError } from './run';
+import { exitCodeOf, inputFrom, networkLines, saveOutputFiles, showDisplays, UsageError } from './run';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const note = (line: string) => process.stderr.write(`[durable-sandbox] ${line}\n`);
 
 export const SESSION_USAGE = `  durable-sandbox session open [--language L] [--timeout S] [--idle S] [--lifetime S] [--memory Q] [--cpu Q]
                                [--env K=V]... [--allow-net DOMAIN]... [--id ID] [--json] [--worker auto|no]
-  durable-sandbox session run ID [FILE | - | -e CODE] [--timeout S] [--file PATH]... [--save-files DIR] [--json]
+  durable-sandbox session run ID [FILE | - | -e CODE] [--timeout S] [--file PATH]... [--save-files DIR]
+                               [--save-displays DIR] [--json]
                                [--worker auto|no]
   durable-sandbox session list [--json]
   durable-sandbox session state ID [--worker auto|no]
+  durable-sandbox session fork ID [--at-run N] [--count N] [--json] [--worker auto|no]
   durable-sandbox session close ID [--worker auto|no]`;
 
 function wholeSeconds(flag: string, value: string | undefined): number | undefined {
@@ -92,6 +94,11 @@ export async function sessionCommand(client: SandboxClient, argv: string[], ensu
         out(JSON.stringify(await client.getSession(rest[0]).state(), null, 2));
         return EXIT.ok;
       }
+      case 'fork': {
+        if (!rest[0] || rest[0].startsWith('-')) throw new UsageError('session fork needs a session id');
+        await ensureForSession(client, rest[0], ensure, start);
+        return await fork(client, rest[0], rest.slice(1));
+      }
       case 'close': {
         if (!rest[0]) throw new UsageError('session close needs a session id');
         await ensureForSession(client, rest[0], ensure, start);
@@ -101,7 +108,7 @@ export async function sessionCommand(client: SandboxClient, argv: string[], ensu
       }
       default:
         throw new UsageError(
-          sub ? `unknown session command "${sub}"` : 'session needs a command: open, run, list, state, close',
+          sub ? `unknown session command "${sub}"` : 'session needs a command: open, run, list, state, fork, close',
         );
     }
   } catch (err) {
@@ -119,6 +126,32 @@ export async function sessionCommand(client: SandboxClient, argv: string[], ensu
     }
     throw err;
   }
+}
+
+/** New sessions with the state of this one as of a run: their ids, one per line (or JSON). */
+async function fork(client: SandboxClient, id: string, argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { 'at-run': { type: 'string' }, count: { type: 'string' }, json: { type: 'boolean', default: false } },
+    allowPositionals: false,
+  });
+  const whole = (flag: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${flag} takes a whole number, not "${v}"`);
+    return n;
+  };
+  const atRun = whole('at-run', values['at-run']);
+  const count = whole('count', values.count);
+  const forks = await client
+    .getSession(id)
+    .fork({ ...(atRun !== undefined ? { atRun } : {}), ...(count !== undefined ? { count } : {}) });
+  if (values.json) out(JSON.stringify({ forkedFrom: id, atRun: atRun ?? 'last', sessions: forks.map((f) => f.id) }));
+  else for (const f of forks) out(f.id);
+  note(
+    `${forks.length} fork(s) of ${id}${atRun !== undefined ? ` as of run ${atRun}` : ''}; each is a session of its own (close it with \`durable-sandbox session close ID\`)`,
+  );
+  return EXIT.ok;
 }
 
 async function open(client: SandboxClient, argv: string[]): Promise<number> {
@@ -171,6 +204,7 @@ async function runIn(client: SandboxClient, argv: string[]): Promise<number> {
       timeout: { type: 'string' },
       file: { type: 'string', multiple: true, default: [] },
       'save-files': { type: 'string' },
+      'save-displays': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -209,19 +243,20 @@ async function runIn(client: SandboxClient, argv: string[]): Promise<number> {
       );
       return EXIT.cancelled;
     }
-    show(r, values.json, values['save-files']);
+    show(r, values.json, values['save-files'], values['save-displays']);
     return exitCodeOf(r);
   } finally {
     process.off('SIGINT', stopped);
   }
 }
 
-function show(r: SessionRunResult, json: boolean, saveFiles: string | undefined): void {
+function show(r: SessionRunResult, json: boolean, saveFiles: string | undefined, saveDisplays?: string): void {
   const saved = saveFiles ? saveOutputFiles(r.outputFiles, saveFiles) : [];
   if (json) {
     out(JSON.stringify(r, null, 2));
     return;
   }
+  showDisplays(r, saveDisplays);
   // The output itself went out as it came.
   for (const n of sessionRunNotes(r)) note(n);
   for (const line of networkLines(r)) note(line.trim());

@@ -66,7 +66,7 @@ export type { PodProgress } from '../core/classify';
 export type { OutputChunkInfo, ProgressUpdate, WatchCallbacks } from './watch';
 export { ExecutionWaitAbortedError, NoWorkerError, SessionClosedError, SessionLimitError } from './errors';
 export { Session, type SessionRunOptions } from './session';
-export type { SessionOptions, SessionRunInput, SessionRunResult, SessionState } from '../core/session';
+export type { ForkOptions, SessionOptions, SessionRunInput, SessionRunResult, SessionState } from '../core/session';
 export { sessionRunNotes } from '../core/session';
 export { TemporalConnectionError, temporalSettingsFromEnv, type TemporalSettings } from './connection';
 
@@ -290,7 +290,7 @@ export class SandboxClient {
       return `waiting for a worker on task queue ${this.taskQueue} (${who}; waited ${Math.round(waitedMs / 1000)} s)`;
     };
     const watch =
-      options.onStdout || options.onStderr || options.onProgress
+      options.onStdout || options.onStderr || options.onDisplay || options.onProgress
         ? new ExecutionWatcher(this.handle(executionId), options, queued)
         : undefined;
     // The guard stops when the result is in or this caller stops waiting (the execution then stays queued).

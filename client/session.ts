@@ -7,7 +7,14 @@ import { randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage, type Client } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { STEP_FAILURES } from '../core/failures';
-import { SESSION_HANDLERS, type SessionRunInput, type SessionRunResult, type SessionState } from '../core/session';
+import {
+  SESSION_HANDLERS,
+  type ForkOptions,
+  type SessionRunInput,
+  type SessionRunResult,
+  type SessionState,
+} from '../core/session';
+import type { MimeBundle } from '../core/types';
 import { InvalidInputError } from '../core/validate';
 import type { session as sessionWorkflow } from '../workflows/session';
 import { NoWorkerError, SessionClosedError } from './errors';
@@ -21,6 +28,8 @@ export type SessionRunOptions = Omit<SessionRunInput, 'code'> & {
   runId?: string;
   onStdout?: (text: string) => void;
   onStderr?: (text: string) => void;
+  /** Each display (a figure, a table, a rich value) once, in order, as the run shows it. */
+  onDisplay?: (bundle: MimeBundle, info: { index: number }) => void;
 };
 
 /** What a session asks of its SandboxClient: how long a run may wait to be taken up, and whether a worker serves. */
@@ -37,6 +46,26 @@ export interface SessionServed {
    * heartbeaten lately, and no worker polls the task queue (a fresh poll, or one that answers a ping).
    */
   whileUnserved(stop: AbortSignal, sessionId: string): Promise<never>;
+}
+
+/**
+ * Sends an Update again while its session refuses it for moving to a new history (a moment: its runs in flight end,
+ * then it continues as new); nothing ran, and the same update id reaches the new history.
+ */
+async function untilSettled<T>(send: () => Promise<T>): Promise<T> {
+  for (let wait = 20; ; wait = Math.min(500, wait * 2)) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!refusedWhileMoving(err)) throw err;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+function refusedWhileMoving(err: unknown): boolean {
+  const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;
+  return cause instanceof ApplicationFailure && cause.type === STEP_FAILURES.sessionMoving;
 }
 
 /** Beyond a run's acceptBy, how long the caller still waits for it to be taken up (clocks a little apart). */
@@ -65,8 +94,8 @@ export class Session {
    * with the same `runId` gets its result without running it twice.
    */
   async run(code: string, options: SessionRunOptions = {}): Promise<SessionRunResult> {
-    const { onStdout, onStderr, runId = `run-${randomUUID()}`, ...rest } = options;
-    const live = onStdout || onStderr;
+    const { onStdout, onStderr, onDisplay, runId = `run-${randomUUID()}`, ...rest } = options;
+    const live = onStdout || onStderr || onDisplay;
     const acceptWithinMs = this.served?.acceptWithinMs;
     const input: SessionRunInput = {
       code,
@@ -77,12 +106,23 @@ export class Session {
       ? new SessionRunWatcher(this.handle, runId, {
           ...(onStdout ? { onStdout: (t: string) => onStdout(t) } : {}),
           ...(onStderr ? { onStderr: (t: string) => onStderr(t) } : {}),
+          ...(onDisplay
+            ? { onDisplay: (b: MimeBundle, i: { index: number }) => onDisplay(b, { index: i.index }) }
+            : {}),
         })
       : undefined;
     const stop = new AbortController();
+    let sent = 0;
     try {
-      const update = await this.takenUp(runId, input, acceptWithinMs);
-      const running = this.typed(() => update.result());
+      // A run refused by its validator (the session moving to a new history) is known once its result is asked
+      // for: sent again, with the same id (nothing ran).
+      const first = await this.takenUp(runId, input, acceptWithinMs);
+      const running = this.typed(() =>
+        untilSettled(async () => {
+          const update = sent++ === 0 ? first : await this.takenUp(runId, input, acceptWithinMs);
+          return update.result();
+        }),
+      );
       running.catch(() => undefined);
       const unserved = this.served?.whileUnserved(stop.signal, this.id).catch((err: unknown) => {
         throw err instanceof NoWorkerError ? this.mayHaveRun(runId, err) : err;
@@ -100,11 +140,13 @@ export class Session {
   private async takenUp(runId: string, input: SessionRunInput, acceptWithinMs: number | undefined) {
     const send = (signal?: AbortSignal) => {
       const start = () =>
-        this.handle.startUpdate<SessionRunResult, [SessionRunInput]>(SESSION_HANDLERS.run, {
-          args: [input],
-          updateId: runId,
-          waitForStage: WorkflowUpdateStage.ACCEPTED,
-        });
+        untilSettled(() =>
+          this.handle.startUpdate<SessionRunResult, [SessionRunInput]>(SESSION_HANDLERS.run, {
+            args: [input],
+            updateId: runId,
+            waitForStage: WorkflowUpdateStage.ACCEPTED,
+          }),
+        );
       return this.typed(() => (signal ? this.temporal.withAbortSignal(signal, start) : start()), runId);
     };
     if (acceptWithinMs === undefined) return send();
@@ -145,6 +187,21 @@ export class Session {
         `to get its result; it does not run twice`,
       { sessionId: this.id, runId, mayHaveRun: true },
     );
+  }
+
+  /**
+   * New sessions whose state is this one's as of a run (`atRun`, default its last; 0: as it opened): its variables,
+   * imports and files then, each fork its own pod, workspace and history from there on. This session goes on as it
+   * was. A fork from an earlier run needs that run's snapshot (the newest DS_SESSION_SNAPSHOTS_KEPT are kept); without
+   * one, the fork's state is rebuilt by running the earlier runs again, and its first run's `restored` says which.
+   */
+  async fork(options: ForkOptions = {}): Promise<Session[]> {
+    const ids = await this.typed(() =>
+      untilSettled(() =>
+        this.handle.executeUpdate<string[], [ForkOptions]>(SESSION_HANDLERS.fork, { args: [options] }),
+      ),
+    );
+    return ids.map((id) => new Session(this.temporal, id, this.served));
   }
 
   /** Where the session stands (open, closing, closed; its runs and current pod). */

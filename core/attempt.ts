@@ -3,7 +3,7 @@ import type { PodProgress } from './classify';
 import type { NetworkReport } from './egress';
 import type { SandboxKind } from './sandbox';
 import type { ExecutionPolicy } from './policy';
-import type { InfraError, LiveOutput, OutputFile, StreamOutput } from './types';
+import type { InfraError, LiveOutput, MimeBundle, OutputFile, StreamOutput } from './types';
 import type { ExecutionRequest } from './validate';
 
 export interface AttemptSpec {
@@ -75,6 +75,9 @@ export interface CollectedOutput {
   stderr: StreamOutput;
   /** Absent in results recorded before output files existed. */
   outputFiles?: OutputFile[];
+  /** Display data (absent when the program displayed nothing), and how many displays it made in all. */
+  displays?: MimeBundle[];
+  displaysTotal?: number;
   trailer: {
     exitCode: number;
     timedOut: boolean;

@@ -58,6 +58,11 @@ export const STEP_FAILURES = {
   sessionClosed: 'SessionClosed',
   /** A run that reached its session after its caller had stopped waiting for it to be taken up (acceptBy). */
   runExpired: 'RunExpired',
+  /**
+   * A run (or fork) refused for a moment while its session moves to a new history (continue-as-new): nothing ran;
+   * the client sends it again, and it reaches the session's new history.
+   */
+  sessionMoving: 'SessionMoving',
 } as const;
 
 export function isFailureReason(value: unknown): value is FailureReason {

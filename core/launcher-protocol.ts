@@ -27,6 +27,13 @@ export const TAG = {
   trailer: 'x',
   /** Session: the interpreter a run ran in, just before its trailer, JSON (LauncherSessionNote). */
   session: 's',
+  /**
+   * Display data follows, JSON `{index, size}`: its `size` bytes (a MIME bundle as JSON) come in the `fileData` lines
+   * after it.
+   */
+  display: 'd',
+  /** Session: after a run's trailer, how the checkpoint of its interpreter's state went, JSON (LauncherCheckpoint). */
+  checkpoint: 'k',
 } as const;
 
 export type Tag = (typeof TAG)[keyof typeof TAG];
@@ -55,6 +62,9 @@ export interface LauncherTrailer {
    */
   files?: number;
   filesSkipped?: number;
+  /** Displays sent, and displays dropped (past the count or byte cap, or not a MIME bundle). */
+  displays?: number;
+  displaysDropped?: number;
 }
 
 /** Every field of the trailer, in the order the launcher writes them. */
@@ -70,6 +80,8 @@ export const TRAILER_FIELDS = [
   'error',
   'files',
   'filesSkipped',
+  'displays',
+  'displaysDropped',
 ] as const satisfies readonly (keyof LauncherTrailer)[];
 
 /** A warm sandbox's launcher says which task it accepted (its one and only); a session's, which run it starts. */
@@ -96,7 +108,35 @@ export interface LauncherSessionNote {
    * of the workspace as the sandbox started (nothing of the session's own in it).
    */
   workspace?: { sig: string | null; entries: number; bytes: number; base?: string | null };
+  /** Output the interpreter wrote between the run before and this one (a thread still printing): its bytes, and the
+   * first of it. */
+  leftover?: { bytes: number; text: string };
+  /** The state restored into the interpreter (a restore task, or a restart in the pod), or why it was not. */
+  state?: StateReport;
+  /** A replay task: how many runs ran again, how many of them failed. */
+  replayed?: { runs: number; of: number; failed: number; error?: string };
 }
+
+/**
+ * How a checkpoint or a restore of a session's interpreter went (the kernel's answer): its size and digest, how many
+ * names it holds, the names it could not hold (a socket, a thread, a generator) and why, what serialized it, its
+ * time; or an error (then nothing was written or loaded).
+ */
+export interface StateReport {
+  sha?: string;
+  bytes?: number;
+  names?: number;
+  skipped?: string[];
+  with?: string;
+  /** A checkpoint: whether it differs from the one before (an unchanged one is not written again). */
+  changed?: boolean;
+  restored?: boolean;
+  ms?: number;
+  error?: string;
+}
+
+/** The launcher's `k` line after a session run whose task asked for it: the checkpoint of the state it left. */
+export type LauncherCheckpoint = StateReport & { seq: number };
 
 /** The container's exit codes when the launcher runs no program (otherwise: the program's). */
 export const LAUNCHER_EXIT = {
@@ -126,6 +166,14 @@ export interface LauncherTask {
   idleSeconds?: number;
   /** Session runs only: the interpreter kept for the session (its language's `sessionKernel`; python if absent). */
   kernel?: SessionKernel;
+  /**
+   * Session tasks only: a run (the default); `restore`, the interpreter's state from the checkpoint in the workspace;
+   * `replay`, the session's earlier runs (`codes`) again, in order, their output this task's.
+   */
+  op?: 'run' | 'restore' | 'replay';
+  codes?: string[];
+  /** Session runs only: checkpoint the interpreter's state after the run (a `k` line), up to maxBytes. */
+  checkpoint?: { maxBytes: number };
   /** The program's file name (under the sandbox directory). */
   file: string;
   /** What runs the program. */
@@ -147,4 +195,7 @@ export interface LauncherTask {
   filesMaxCount: number;
   fileCap: number;
   filesCap: number;
+  /** Display data (a notebook's rich output) that comes back: how many displays, in how many bytes in all. */
+  displaysMaxCount?: number;
+  displaysCap?: number;
 }

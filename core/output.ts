@@ -7,14 +7,16 @@
 import type { CollectedOutput } from './attempt';
 import type { Caps } from './policy';
 export { capsOf } from './policy';
-import type { LiveOutput, OutputFile, OutputTail, StreamOutput } from './types';
+import type { LiveOutput, MimeBundle, OutputFile, OutputTail, StreamOutput } from './types';
 
 import {
   LAUNCHER_FORMAT,
   TAG,
   type LauncherAcceptance,
+  type LauncherCheckpoint,
   type LauncherSessionNote,
   type LauncherTrailer,
+  type StateReport,
 } from './launcher-protocol';
 export { LAUNCHER_FORMAT, type LauncherAcceptance, type LauncherTrailer };
 /** The longest line a launcher writes is a frame of 8 KiB (about 11 KB of base64): anything longer is not ours. */
@@ -27,6 +29,9 @@ export interface ParsedOutput {
   stderr: StreamOutput;
   /** Files the program left under /sandbox/out, as the launcher sent them (capped again here). */
   files: OutputFile[];
+  /** Display data the launcher sent (capped again here), and how many the program made in all. */
+  displays: MimeBundle[];
+  displaysTotal: number;
   trailer: LauncherTrailer | null;
   /** False when the log did not come from the launcher at all (e.g. it never started). */
   launcherSeen: boolean;
@@ -183,6 +188,8 @@ function parseTrailer(json: string): LauncherTrailer | null {
       startedAt: Number(t.startedAt) || 0,
       finishedAt: Number(t.finishedAt) || 0,
       error: typeof t.error === 'string' ? t.error : null,
+      ...(typeof t.displays === 'number' ? { displays: t.displays } : {}),
+      ...(typeof t.displaysDropped === 'number' ? { displaysDropped: t.displaysDropped } : {}),
     };
   } catch {
     return null;
@@ -225,11 +232,46 @@ function parseSessionNote(json: string): LauncherSessionNote | null {
       why: n.why ?? null,
       next: n.next === 'restart' ? 'restart' : 'keep',
       ...(workspaceOf(n.workspace) ? { workspace: workspaceOf(n.workspace) } : {}),
+      ...(n.leftover && typeof n.leftover.bytes === 'number'
+        ? { leftover: { bytes: n.leftover.bytes, text: String(n.leftover.text ?? '') } }
+        : {}),
+      ...(stateReportOf(n.state) ? { state: stateReportOf(n.state) } : {}),
+      ...(n.replayed && typeof n.replayed.runs === 'number' ? { replayed: n.replayed } : {}),
     };
   } catch {
     return null;
   }
 }
+
+/** A kernel's account of a checkpoint or a restore, the fields it should have (anything else dropped). */
+function stateReportOf(r: unknown): StateReport | undefined {
+  if (!r || typeof r !== 'object') return undefined;
+  const v = r as Record<string, unknown>;
+  const out: StateReport = {};
+  for (const k of ['sha', 'with', 'error'] as const) if (typeof v[k] === 'string') out[k] = v[k];
+  for (const k of ['bytes', 'names', 'ms'] as const) if (typeof v[k] === 'number') out[k] = v[k];
+  for (const k of ['changed', 'restored'] as const) if (typeof v[k] === 'boolean') out[k] = v[k];
+  if (Array.isArray(v.skipped)) out.skipped = v.skipped.map(String);
+  return out;
+}
+
+/** The `k` line of a session run (its checkpoint), from a piece of the launcher's log; the last one for `seq`. */
+export function checkpointOf(log: string, seq: number): LauncherCheckpoint | undefined {
+  let found: LauncherCheckpoint | undefined;
+  for (const line of log.split('\n')) {
+    if (!line.startsWith(`${TAG.checkpoint} `)) continue;
+    try {
+      const v = JSON.parse(line.slice(2)) as { seq?: unknown };
+      if (v.seq === seq) found = { ...stateReportOf(v), seq };
+    } catch {
+      // a damaged line: not this one
+    }
+  }
+  return found;
+}
+
+/** The most display data a heartbeat carries (the newest displays; the rest come with the result). */
+export const LIVE_DISPLAY_BYTES = 192 * 1024;
 
 /**
  * Parses a launcher log fed in pieces of any size. The launcher writes ASCII only (base64 frames, an ASCII JSON
@@ -251,6 +293,11 @@ export class LauncherLogParser {
   private inRun: boolean;
   private readonly files: FileCollector[] = [];
   private filesKept = 0;
+  /** Display data: the bundles' JSON bytes as they come. */
+  private readonly displayBlobs: { size: number; chunks: Uint8Array[]; kept: number }[] = [];
+  private displaysKept = 0;
+  /** Where `fileData` lines go: the last file announced, or the last display. */
+  private blob: 'file' | 'display' = 'file';
   /** Log bytes consumed so far. */
   bytes = 0;
 
@@ -312,12 +359,56 @@ export class LauncherLogParser {
     } else if (tag === TAG.session) {
       this.session = parseSessionNote(line.slice(2)) ?? this.session;
     } else if (tag === TAG.fileHeader) {
+      this.blob = 'file';
       this.fileHeader(line.slice(2));
+    } else if (tag === TAG.display) {
+      this.blob = 'display';
+      this.displayHeader(line.slice(2));
+    } else if (tag === TAG.fileData && this.blob === 'display') {
+      const d = this.displayBlobs[this.displayBlobs.length - 1];
+      const data = Buffer.from(line.slice(2), 'base64');
+      const room = Math.min((this.caps.displaysCapBytes ?? 0) - this.displaysKept, d ? d.size - d.kept : 0);
+      if (d && room >= data.length) {
+        d.chunks.push(data);
+        d.kept += data.length;
+        this.displaysKept += data.length;
+      }
     } else if (tag === TAG.fileData) {
       const file = this.files[this.files.length - 1];
       const room = (this.caps.outputFilesCapBytes ?? 0) - this.filesKept;
       if (file) this.filesKept += file.add(Buffer.from(line.slice(2), 'base64'), room);
     }
+  }
+
+  private displayHeader(json: string): void {
+    let h: { size?: unknown };
+    try {
+      h = JSON.parse(json) as typeof h;
+    } catch {
+      return;
+    }
+    if (typeof h.size !== 'number' || !(h.size > 0)) return;
+    if (this.displayBlobs.length >= (this.caps.displaysMaxCount ?? 0)) return;
+    this.displayBlobs.push({ size: h.size, chunks: [], kept: 0 });
+  }
+
+  /** The displays that came whole and are MIME bundles (strings by type), in order. */
+  private displays(): MimeBundle[] {
+    const out: MimeBundle[] = [];
+    for (const d of this.displayBlobs) {
+      if (d.kept !== d.size) continue;
+      try {
+        const parsed = JSON.parse(Buffer.concat(d.chunks).toString('utf8')) as unknown;
+        if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) continue;
+        const bundle: MimeBundle = {};
+        for (const [k, v] of Object.entries(parsed as Record<string, unknown>))
+          if (typeof v === 'string') bundle[k] = v;
+        if (typeof bundle['text/plain'] === 'string') out.push(bundle);
+      } catch {
+        // not a bundle: dropped
+      }
+    }
+    return out;
   }
 
   private fileHeader(json: string): void {
@@ -332,9 +423,21 @@ export class LauncherLogParser {
     this.files.push(new FileCollector(h.name, h.size, this.caps.outputFileCapBytes ?? 0));
   }
 
-  /** The newest text of each stream, for live output. */
+  /** The newest text of each stream, and the newest displays (at most LIVE_DISPLAY_BYTES of them), for live output. */
   live(chars = LIVE_TAIL_CHARS): LiveOutput {
-    return { stdout: this.out.tail(chars), stderr: this.err.tail(chars) };
+    const live: LiveOutput = { stdout: this.out.tail(chars), stderr: this.err.tail(chars) };
+    const whole = this.displays();
+    if (whole.length === 0) return live;
+    const recent: { index: number; bundle: MimeBundle }[] = [];
+    let bytes = 0;
+    for (let i = whole.length - 1; i >= 0 && recent.length < 4; i--) {
+      const size = JSON.stringify(whole[i]).length;
+      if (recent.length > 0 && bytes + size > LIVE_DISPLAY_BYTES) break;
+      bytes += size;
+      recent.unshift({ index: i, bundle: whole[i] });
+    }
+    live.displays = { count: whole.length, recent: bytes <= LIVE_DISPLAY_BYTES ? recent : [] };
+    return live;
   }
 
   /**
@@ -349,6 +452,8 @@ export class LauncherLogParser {
       stdout: this.out.result(this.trailer?.stdoutBytes, cutShort),
       stderr: this.err.result(this.trailer?.stderrBytes, cutShort),
       files: this.files.map((f) => f.result()),
+      displays: this.displays(),
+      displaysTotal: (this.trailer?.displays ?? 0) + (this.trailer?.displaysDropped ?? 0),
       trailer: this.trailer,
       launcherSeen: this.launcherSeen,
     };
@@ -370,6 +475,9 @@ export function collectedOutput(parsed: ParsedOutput, at: number): CollectedOutp
     stdout: parsed.stdout,
     stderr: parsed.stderr,
     outputFiles: parsed.files,
+    ...(parsed.displays.length || parsed.displaysTotal
+      ? { displays: parsed.displays, displaysTotal: Math.max(parsed.displaysTotal, parsed.displays.length) }
+      : {}),
     trailer: t && {
       exitCode: t.exitCode,
       timedOut: t.timedOut,

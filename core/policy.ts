@@ -16,6 +16,9 @@ export interface Caps {
   outputFilesMaxCount?: number;
   outputFileCapBytes?: number;
   outputFilesCapBytes?: number;
+  /** Display data: how many displays, bytes of them in all (their MIME bundles as JSON; 0 or absent: none). */
+  displaysMaxCount?: number;
+  displaysCapBytes?: number;
 }
 
 export interface ExecutionPolicy {
@@ -40,6 +43,12 @@ export interface ExecutionPolicy {
   outputFilesMaxCount: number;
   outputFileCapBytes: number;
   outputFilesCapBytes: number;
+  /**
+   * Display data that comes back with the result (figures, tables, rich values): how many, and bytes of them in all
+   * (their MIME bundles as JSON). Absent in histories recorded before display data: none.
+   */
+  displaysMaxCount?: number;
+  displaysCapBytes?: number;
   /** Attempts with fresh resources when the infrastructure fails (1 = no retry). */
   maxInfraAttempts: number;
   /** How long a pod may stay unschedulable before the attempt fails as an infrastructure error. */
@@ -56,6 +65,8 @@ export interface ExecutionPolicy {
    * before) when it has no store: a new pod gets a session's files back by replay alone.
    */
   workspaceMaxBytes?: number;
+  /** Snapshots a session keeps (the newest; a fork starts from one of them); absent in histories recorded before: 8. */
+  snapshotsKept?: number;
   /** Time the Job's server-side deadline allows, on top of the program's timeout, for scheduling and startup. */
   startupAllowanceSeconds: number;
   /** The image each language runs in. */
@@ -89,6 +100,7 @@ export const HARD_LIMITS = {
    */
   maxResultBytes: 1800 * 1024,
   maxOutputFiles: 100,
+  maxDisplays: 100,
   maxTimeoutSeconds: 24 * 3600,
   minCpuMillis: 10,
   minMemoryBytes: 16 * 1024 * 1024,
@@ -108,14 +120,17 @@ export const DEFAULT_POLICY: ExecutionPolicy = {
   stdoutCapBytes: 64 * 1024,
   stderrCapBytes: 64 * 1024,
   outputFilesMaxCount: 20,
-  outputFileCapBytes: 512 * 1024,
-  outputFilesCapBytes: 640 * 1024,
+  outputFileCapBytes: 320 * 1024,
+  outputFilesCapBytes: 320 * 1024,
+  displaysMaxCount: 20,
+  displaysCapBytes: 256 * 1024,
   maxInfraAttempts: 3,
   unschedulableGraceSeconds: 30,
   startupAllowanceSeconds: 120,
   queueTimeoutSeconds: 300,
   maxOpenSessions: 20,
   workspaceMaxBytes: 0,
+  snapshotsKept: 8,
   images: Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, LANGUAGES[l].image])) as Record<Language, string>,
   runtimeClassName: 'gvisor',
   searchAttributes: true,
@@ -123,11 +138,17 @@ export const DEFAULT_POLICY: ExecutionPolicy = {
 
 /** The worst-case size of a result (bytes) with these caps: streams escaped 6x in JSON, files in base64, and room. */
 export function worstResultBytes(
-  p: Pick<ExecutionPolicy, 'stdoutCapBytes' | 'stderrCapBytes' | 'outputFilesCapBytes' | 'outputFilesMaxCount'>,
+  p: Pick<
+    ExecutionPolicy,
+    'stdoutCapBytes' | 'stderrCapBytes' | 'outputFilesCapBytes' | 'outputFilesMaxCount' | 'displaysCapBytes'
+  >,
 ): number {
+  // Display data is JSON whose text the launcher passes as it is: escaped at most 2x again in the result's JSON
+  // (quotes, backslashes and newlines; other control characters are not kept in display text).
   return (
     6 * (p.stdoutCapBytes + p.stderrCapBytes) +
     Math.ceil((p.outputFilesCapBytes * 4) / 3) +
+    2 * (p.displaysCapBytes ?? 0) +
     p.outputFilesMaxCount * 512 +
     16 * 1024
   );
@@ -136,5 +157,9 @@ export function worstResultBytes(
 /** The output caps a policy sets (streams and files). */
 export function capsOf(policy: ExecutionPolicy): Caps {
   const { stdoutCapBytes, stderrCapBytes, outputFilesMaxCount, outputFileCapBytes, outputFilesCapBytes } = policy;
-  return { stdoutCapBytes, stderrCapBytes, outputFilesMaxCount, outputFileCapBytes, outputFilesCapBytes };
+  const displays =
+    policy.displaysMaxCount !== undefined && policy.displaysCapBytes !== undefined
+      ? { displaysMaxCount: policy.displaysMaxCount, displaysCapBytes: policy.displaysCapBytes }
+      : {};
+  return { stdoutCapBytes, stderrCapBytes, outputFilesMaxCount, outputFileCapBytes, outputFilesCapBytes, ...displays };
 }

@@ -67,5 +67,14 @@ export function buildResult(args: {
     timeline: args.timeline,
     ...(t && t.finishedAt >= t.startedAt && t.startedAt > 0 ? { durationMs: t.finishedAt - t.startedAt } : {}),
     ...(args.network ? { network: args.network } : {}),
+    ...(args.output?.displays
+      ? {
+          displays: args.output.displays,
+          displaysInfo: {
+            total: args.output.displaysTotal ?? args.output.displays.length,
+            dropped: Math.max(0, (args.output.displaysTotal ?? 0) - args.output.displays.length),
+          },
+        }
+      : {}),
   };
 }

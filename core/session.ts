@@ -3,7 +3,14 @@
  * a session's pods, and what a run into a session answers. A session is a workflow (workflows/session.ts) that owns
  * one hardened pod at a time, whose launcher runs every run in one interpreter (launcher.py --session).
  */
-import { DEFAULT_LANGUAGE, isLanguage, languageChoices, SESSION_LANGUAGES } from './languages';
+import {
+  DEFAULT_LANGUAGE,
+  isLanguage,
+  languageChoices,
+  LANGUAGES,
+  SESSION_LANGUAGES,
+  type LanguageSpec,
+} from './languages';
 import type { V1Pod } from '@kubernetes/client-node';
 import { egressMetadata, type EgressRule, type NetworkOptions } from './egress';
 import { hardenedPodSpec, programEnv, type SandboxNetwork } from './manifests';
@@ -85,10 +92,50 @@ export const SESSION_DEFAULTS = { idleTimeoutSeconds: 600, maxLifetimeSeconds: 3
  * history to history) stop growing at this many bytes: runs after that are not replayed, and a restore says so.
  */
 export const SESSION_HISTORY = { runsPerHistory: 100, replayBytes: 512 * 1024 } as const;
-export const SESSION_LIMITS = { maxIdleTimeoutSeconds: 24 * 3600, maxLifetimeSeconds: 7 * 24 * 3600 } as const;
+export const SESSION_LIMITS = {
+  maxIdleTimeoutSeconds: 24 * 3600,
+  maxLifetimeSeconds: 7 * 24 * 3600,
+  /** Forks made by one call. */
+  maxForks: 10,
+} as const;
 
 /** The workflow's update, query and signal names. */
-export const SESSION_HANDLERS = { run: 'run', close: 'close', state: 'state' } as const;
+export const SESSION_HANDLERS = { run: 'run', close: 'close', state: 'state', fork: 'fork' } as const;
+
+/**
+ * Whether a session of this language has its interpreter's state checkpointed after each run and restored on a new
+ * pod (its LanguageSpec's `checkpointsState`); the others' state is rebuilt by running their earlier runs again.
+ */
+export function checkpointsState(language: Language): boolean {
+  return (LANGUAGES[language] as LanguageSpec).checkpointsState === true;
+}
+
+/** What forking a session asks for: the state after which of its runs (default: its last), and how many copies. */
+export interface ForkOptions {
+  atRun?: number;
+  count?: number;
+}
+
+/** A fork's request with its defaults applied, checked against the session as it is. */
+export function validateFork(options: unknown, runs: number): { atRun: number; count: number } {
+  const o = (options ?? {}) as ForkOptions;
+  if (typeof o !== 'object' || Array.isArray(o)) throw new InvalidInputError('options', 'object', 'must be an object');
+  const count = o.count ?? 1;
+  if (!Number.isInteger(count) || count < 1 || count > SESSION_LIMITS.maxForks)
+    throw new InvalidInputError(
+      'count',
+      `1 to ${SESSION_LIMITS.maxForks}`,
+      `must be a whole number from 1 to ${SESSION_LIMITS.maxForks}`,
+    );
+  const atRun = o.atRun ?? runs;
+  if (!Number.isInteger(atRun) || atRun < 0 || atRun > runs)
+    throw new InvalidInputError(
+      'atRun',
+      `0 to ${runs}`,
+      `must be a run of the session: 0 (before its first) to ${runs} (its last)`,
+    );
+  return { atRun, count };
+}
 
 function seconds(field: string, value: unknown, fallback: number, max: number): number {
   if (value === undefined) return fallback;
@@ -306,7 +353,16 @@ export interface SessionRunResult extends ExecutionResult {
       notReplayed?: number;
       /** The workspace put back from the store (as saved after run `seq`), or why it could not be. */
       workspace?: { bytes: number; seq: number; ms: number } | { error: string };
+      /**
+       * The interpreter's state loaded from the snapshot after run `seq` (its names; what the checkpoint could not
+       * hold, named, is not there), or why it could not be (then its runs were run again instead).
+       */
+      state?: { seq: number; names: number; ms: number; skipped?: string[] } | { error: string };
     };
+    /** The interpreter's state came back from its last checkpoint after a restart in the pod (names), or why not. */
+    state?: { names: number; skipped?: string[] } | { error: string };
+    /** Output the interpreter wrote between the run before and this one (a thread still printing): counted. */
+    leftover?: { bytes: number; text: string };
   };
 }
 
@@ -324,6 +380,11 @@ export interface SessionState {
   refused?: string;
   /** The workspace in the worker's store: as saved after run `seq` (its archive's bytes), or why the last save failed. */
   workspace?: { seq: number; bytes: number } | { error: string };
+  /** The snapshots kept (after which run, their bytes, whether the interpreter's state is in them): what a fork can
+   * start from. */
+  snapshots?: { seq: number; bytes: number; state: boolean }[];
+  /** A fork: the session and run it was forked from. */
+  forkedFrom?: { sessionId: string; atRun: number };
 }
 
 /** The query that finds a task queue's open sessions (Temporal's visibility). */
@@ -347,10 +408,20 @@ export function sessionRunNotes(r: Pick<SessionRunResult, 'session'>): string[] 
       : 'error' in ws
         ? `; its files could not be restored from the store (${ws.error})`
         : `; its files were restored as they were after run ${ws.seq}`;
+    const st = restored.state;
+    const loaded =
+      st && !('error' in st)
+        ? `its state was loaded as it was after run ${st.seq} (${st.names} name(s) in ${st.ms} ms${
+            st.skipped?.length ? `; not kept: ${st.skipped.join(', ')}` : ''
+          })${restored.runs > 0 ? `, then its ${restored.runs} later run(s) ran again` : ''}`
+        : undefined;
     const rebuilt =
-      restored.runs > 0
-        ? `its state was rebuilt by running its ${restored.runs} earlier run(s) again in ${restored.ms} ms`
-        : 'its interpreter starts afresh (variables and imports are gone)';
+      loaded ??
+      (restored.runs > 0
+        ? `its state was rebuilt by running its ${restored.runs} earlier run(s) again in ${restored.ms} ms${
+            st && 'error' in st ? ` (its saved state could not be loaded: ${st.error})` : ''
+          }`
+        : 'its interpreter starts afresh (variables and imports are gone)');
     notes.push(
       `[the session's sandbox was replaced; ${rebuilt}` +
         files +
@@ -359,7 +430,18 @@ export function sessionRunNotes(r: Pick<SessionRunResult, 'session'>): string[] 
           : ']'),
     );
   }
-  if (interpreter === 'restarted')
-    notes.push(`[the interpreter was restarted${why ? ` (${why})` : ''}; files were kept, variables were not]`);
+  const back = r.session.state;
+  if (interpreter === 'restarted' && !restored)
+    notes.push(
+      `[the interpreter was restarted${why ? ` (${why})` : ''}; files were kept, ${
+        back && !('error' in back)
+          ? `its state came back as of its last checkpoint (${back.names} name(s))`
+          : 'variables were not'
+      }]`,
+    );
+  if (r.session.leftover)
+    notes.push(
+      `[${r.session.leftover.bytes} bytes of output came between runs (a thread of an earlier run still writing); not shown]`,
+    );
   return notes;
 }

@@ -102,6 +102,8 @@ export interface OutputTail {
 export interface LiveOutput {
   stdout: OutputTail;
   stderr: OutputTail;
+  /** Display data so far: how many came whole, and the newest of them (a reader that fell behind gets the rest at the end). */
+  displays?: { count: number; recent: { index: number; bundle: MimeBundle }[] };
 }
 
 /** A file the program wrote under /sandbox/out, returned with the result. */
@@ -117,6 +119,20 @@ export interface OutputFile {
   content: string;
   /** True when not all of it is in `content` (a per-file or total cap). */
   truncated: boolean;
+}
+
+/**
+ * One display: what a notebook shows for an object (a figure, a table, a rich value), as a MIME bundle keyed by type:
+ * `text/plain` always; `image/png`, `image/jpeg` as base64; `text/html`, `text/markdown`, `image/svg+xml`,
+ * `text/latex` as text; `application/json` as JSON text; `durable-sandbox/truncated` when the bundle was too large
+ * whole and only its text form came back.
+ */
+export type MimeBundle = Record<string, string>;
+
+/** How many displays the program made, and how many of them did not come back (past the count or byte cap). */
+export interface DisplaysInfo {
+  total: number;
+  dropped: number;
 }
 
 export interface KubernetesRefs {
@@ -162,4 +178,11 @@ export interface ExecutionResult {
   durationMs?: number;
   /** With an allow-list: what the program reached and was refused through the egress gateway. */
   network?: NetworkReport;
+  /**
+   * Display data, in the order shown: `display(obj)`, `plt.show()` and the figures a run leaves open, a session's
+   * trailing expression that shows as more than its repr (a DataFrame, HTML); capped (`displaysInfo` says how many
+   * did not come back). Absent when the program displayed nothing.
+   */
+  displays?: MimeBundle[];
+  displaysInfo?: DisplaysInfo;
 }

@@ -37,9 +37,44 @@ export function parseStoreUrl(url: string): { bucket: string; prefix: string } {
   return { bucket: m[1], prefix: prefix ? `${prefix}/` : '' };
 }
 
-/** The one object of a session's workspace. The session id is hashed: any id makes a valid key, and ids do not show. */
-export function workspaceKey(prefix: string, sessionId: string): string {
-  return `${prefix}sessions/${hash16(sessionId)}/workspace.tar.gz`;
+/** Where a session's objects are. The session id is hashed: any id makes a valid key, and ids do not show. */
+export function sessionPrefix(prefix: string, sessionId: string): string {
+  return `${prefix}sessions/${hash16(sessionId)}/`;
+}
+
+/**
+ * The object of a session's workspace: its one object (sessions before snapshots), or its snapshot after run `seq`
+ * (the workspace and the interpreter's checkpoint, one object each; the last few kept).
+ */
+export function workspaceKey(prefix: string, sessionId: string, seq?: number): string {
+  return `${sessionPrefix(prefix, sessionId)}${seq === undefined ? 'workspace.tar.gz' : `snapshot-${seq}.tar.gz`}`;
+}
+
+/**
+ * A snapshot of a session after one of its runs: the saved workspace (its checkpoint of the interpreter's state
+ * inside, when it has one), and how many of the session's replay entries it already holds.
+ */
+export interface Snapshot extends SavedWorkspace {
+  /** The interpreter's checkpoint in it: its digest, and the names it could not hold. */
+  state?: { sha: string; bytes: number; skipped: string[] };
+  /** The replay entries (successful runs) up to it: a restore replays only those after. */
+  replayed: number;
+}
+
+/** How many snapshots a session keeps, unless the worker says otherwise (DS_SESSION_SNAPSHOTS_KEPT). */
+export const SNAPSHOTS_KEPT_DEFAULT = 8;
+
+/** The snapshot a session is as of run `atRun` (the last one saved at or before it), if one is kept. */
+export function snapshotAt(snapshots: readonly Snapshot[], atRun: number): Snapshot | undefined {
+  let found: Snapshot | undefined;
+  for (const s of snapshots) if (s.seq <= atRun && (!found || s.seq > found.seq)) found = s;
+  return found;
+}
+
+/** The snapshots past the newest `keep` (oldest first): what a save deletes once the new one is in. */
+export function snapshotsToDrop(snapshots: readonly Snapshot[], keep: number): Snapshot[] {
+  const sorted = [...snapshots].sort((a, b) => a.seq - b.seq);
+  return sorted.slice(0, Math.max(0, sorted.length - Math.max(1, keep)));
 }
 
 /** A saved workspace: which run it follows, the launcher's digest of it, and its archive's size and SHA-256. */

@@ -4,7 +4,8 @@
   python3 -c <this> restore ROOT   makes the workspace under ROOT what the tar.gz on stdin holds: its entries written
                                    (files with their modes and times), files it does not hold removed
 
-The launcher's own entries at the top of ROOT (".durable-sandbox-*") are neither saved nor touched. Only regular
+The launcher's own entries at the top of ROOT (".durable-sandbox-*") are neither saved nor touched, but for the
+interpreter's checkpoints (".durable-sandbox-state/"), saved and restored with the workspace. Only regular
 files, directories and symbolic links are kept. A restore writes nothing outside ROOT: a member with an absolute name,
 a ".." in it, or a parent that resolves outside ROOT (through a link) is skipped, and said on stderr. The walk is the
 one of the launcher's workspace digest, so a restored workspace has the digest it was saved with.
@@ -16,30 +17,33 @@ import stat
 import sys
 import tarfile
 
-OWN = ".durable-sandbox-"
+from walk import *  # noqa: F401,F403
+
+OWN = WORKSPACE_OWN_PREFIX
+STATE = WORKSPACE_STATE_DIR
+
+
+def state_files(root):
+    """The interpreter's checkpoints in the workspace (relative paths): regular files, none half-written."""
+    try:
+        names = sorted(os.listdir(os.path.join(root, STATE)))
+    except OSError:
+        return []
+    return [os.path.join(STATE, n) for n in names
+            if not n.endswith(".tmp") and os.path.isfile(os.path.join(root, STATE, n))
+            and not os.path.islink(os.path.join(root, STATE, n))]
 
 
 def walk(root):
-    """Relative paths under root, directories before their entries, the launcher's own entries left out."""
-    pending = [""]
-    while pending:
-        rel_dir = pending.pop()
-        try:
-            listing = sorted(os.scandir(os.path.join(root, rel_dir)), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in listing:
-            if not rel_dir and entry.name.startswith(OWN):
-                continue
-            rel = os.path.join(rel_dir, entry.name)
-            yield rel
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(rel)
+    """Relative paths under root, directories before their entries, the launcher's own entries left out: the walk
+    of the launcher's workspace digest (walk.py), so a restored workspace has the digest it was saved with."""
+    for rel, _entry in walk_workspace(root):
+        yield rel
 
 
 def save(root):
     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|gz", format=tarfile.PAX_FORMAT) as tf:
-        for rel in walk(root):
+        for rel in list(walk(root)) + ([STATE] + state_files(root) if state_files(root) else []):
             path = os.path.join(root, rel)
             try:
                 mode = os.lstat(path).st_mode
@@ -62,7 +66,9 @@ def restore(root):
         for member in tf:
             name = os.path.normpath(member.name)
             parts = name.split(os.sep)
-            if (os.path.isabs(member.name) or ".." in parts or name == "." or parts[0].startswith(OWN) or
+            own = parts[0].startswith(OWN) and not (parts[0] == STATE and (member.isdir() and len(parts) == 1 or
+                                                                            member.isreg() and len(parts) == 2))
+            if (os.path.isabs(member.name) or ".." in parts or name == "." or own or
                     not (member.isreg() or member.isdir() or member.issym())):
                 sys.stderr.write("skipped: %r\n" % member.name)
                 continue
@@ -85,7 +91,7 @@ def restore(root):
             member.name = name
             tf.extract(member, root, set_attrs=True)
     # What the workspace holds and the snapshot does not goes: files and links first, then empty directories.
-    extra = [rel for rel in walk(root) if rel not in kept]
+    extra = [rel for rel in list(walk(root)) + state_files(root) if rel not in kept]
     for rel in sorted(extra, key=lambda r: -r.count(os.sep)):
         path = os.path.join(root, rel)
         try:

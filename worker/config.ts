@@ -7,7 +7,14 @@ import {
   type ExecutionPolicy,
 } from '../core/policy';
 import { temporalSettingsFromEnv, type TemporalSettings } from '../client/connection';
-import { imageVariable, LANGUAGE_NAMES, poolSizeVariable, type Language } from '../core/languages';
+import {
+  imageVariable,
+  LANGUAGE_NAMES,
+  poolSizeVariable,
+  SANDBOX_LANGUAGES,
+  sandboxLanguage,
+  type Language,
+} from '../core/languages';
 import type { PoolConfig } from '../core/pool';
 import { EGRESS_DEFAULTS, parseEgressCeiling, type EgressRule } from '../core/egress';
 import { bytes, cpuMillis } from '../core/quantity';
@@ -28,7 +35,7 @@ export interface WorkerConfig {
    * The warm pools: pods kept ready per language (`size` for each, unless `sizes` says otherwise; 0: off) and how
    * long one may idle before it is replaced.
    */
-  pool: PoolConfig & { sizes: Record<Language, number> };
+  pool: PoolConfig & { sizes: Partial<Record<Language, number>> };
   /** The reconciler's Temporal Schedule; intervalSeconds 0 turns it off. */
   reconcile: { scheduleId: string; intervalSeconds: number; minAgeSeconds: number; maxAgeSeconds: number };
   logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -113,6 +120,8 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     outputFilesMaxCount: int(env, 'DS_OUTPUT_FILES_MAX_COUNT', d.outputFilesMaxCount, 0, HARD_LIMITS.maxOutputFiles),
     outputFileCapBytes: int(env, 'DS_OUTPUT_FILE_CAP_BYTES', d.outputFileCapBytes, 0, HARD_LIMITS.maxResultBytes),
     outputFilesCapBytes: int(env, 'DS_OUTPUT_FILES_CAP_BYTES', d.outputFilesCapBytes, 0, HARD_LIMITS.maxResultBytes),
+    displaysMaxCount: int(env, 'DS_DISPLAYS_MAX_COUNT', d.displaysMaxCount ?? 0, 0, HARD_LIMITS.maxDisplays),
+    displaysCapBytes: int(env, 'DS_DISPLAYS_CAP_BYTES', d.displaysCapBytes ?? 0, 0, HARD_LIMITS.maxResultBytes),
     maxInfraAttempts: int(env, 'DS_MAX_INFRA_ATTEMPTS', d.maxInfraAttempts, 1, 10),
     unschedulableGraceSeconds: int(env, 'DS_UNSCHEDULABLE_GRACE_SECONDS', d.unschedulableGraceSeconds, 1, 3600),
     startupAllowanceSeconds: int(env, 'DS_STARTUP_ALLOWANCE_SECONDS', d.startupAllowanceSeconds, 5, 3600),
@@ -121,10 +130,10 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     workspaceMaxBytes: env.DS_WORKSPACE_STORE
       ? int(env, 'DS_WORKSPACE_MAX_BYTES', WORKSPACE_DEFAULT_MAX_BYTES, 1024, WORKSPACE_HARD_MAX_BYTES)
       : 0,
-    images: Object.fromEntries(LANGUAGE_NAMES.map((l) => [l, env[imageVariable(l)] || image || d.images[l]])) as Record<
-      Language,
-      string
-    >,
+    snapshotsKept: int(env, 'DS_SESSION_SNAPSHOTS_KEPT', d.snapshotsKept ?? 8, 1, 1000),
+    images: Object.fromEntries(
+      LANGUAGE_NAMES.map((l) => [l, env[imageVariable(sandboxLanguage(l))] || image || d.images[l]]),
+    ) as Record<Language, string>,
     runtimeClassName: env.DS_RUNTIME_CLASS ?? d.runtimeClassName,
     searchAttributes: flag(env, 'DS_SEARCH_ATTRIBUTES', d.searchAttributes),
     egress: {
@@ -146,8 +155,8 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
   }
   if (worstResultBytes(policy) > HARD_LIMITS.maxResultBytes) {
     throw new ConfigError(
-      `DS_STDOUT_CAP_BYTES, DS_STDERR_CAP_BYTES and DS_OUTPUT_FILES_CAP_BYTES allow a result of up to ${worstResultBytes(policy)} bytes: ` +
-        `at most ${HARD_LIMITS.maxResultBytes} (6 x the stream caps + 4/3 x the files cap; Temporal's payload limit is 2 MB)`,
+      `DS_STDOUT_CAP_BYTES, DS_STDERR_CAP_BYTES, DS_OUTPUT_FILES_CAP_BYTES and DS_DISPLAYS_CAP_BYTES allow a result of up to ${worstResultBytes(policy)} bytes: ` +
+        `at most ${HARD_LIMITS.maxResultBytes} (6 x the stream caps + 4/3 x the files cap + 2 x the displays cap; Temporal's payload limit is 2 MB)`,
     );
   }
   if (policy.defaultTimeoutSeconds > policy.maxTimeoutSeconds) {
@@ -170,9 +179,7 @@ export function loadConfig(env: Env = process.env): WorkerConfig {
     maxConcurrentActivities: int(env, 'DS_MAX_CONCURRENT_ACTIVITIES', 200, 1, 10_000),
     pool: {
       size: poolSize,
-      sizes: Object.fromEntries(
-        LANGUAGE_NAMES.map((l) => [l, int(env, poolSizeVariable(l), poolSize, 0, 100)]),
-      ) as Record<Language, number>,
+      sizes: Object.fromEntries(SANDBOX_LANGUAGES.map((l) => [l, int(env, poolSizeVariable(l), poolSize, 0, 100)])),
       maxIdleSeconds: int(env, 'DS_WARM_POOL_MAX_IDLE_SECONDS', 600, 10, 86_400),
     },
     reconcile: {

@@ -1,5 +1,6 @@
 /** Builds the durable-sandbox worker: the executeCode workflow and its activities, bound to one cluster. */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { assembleLauncher, type LauncherFiles } from '../core/launcher-assembly';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
@@ -15,16 +16,18 @@ import { ensureWarmPools } from './warm-pools';
 /** The longest a heartbeat (and with it the live output clients read) is held back by the worker. */
 export const LIVE_OUTPUT_INTERVAL = '250ms';
 
-/** A file of launcher/, found beside the sources (ts-node) or the compiled output (dist/). */
-function readLauncherFile(name: 'launcher.py' | 'workspace.py'): string {
-  for (const dir of [path.resolve(__dirname, '..'), path.resolve(__dirname, '..', '..')]) {
-    try {
-      return readFileSync(path.join(dir, 'launcher', name), 'utf8');
-    } catch {
-      // try the next place
-    }
+/** The launcher's modules and kernels (launcher/), found beside the sources (ts-node) or the compiled output (dist/). */
+export function readLauncherFiles(): LauncherFiles {
+  for (const dir of [path.resolve(__dirname, '..', 'launcher'), path.resolve(__dirname, '..', '..', 'launcher')]) {
+    if (!existsSync(path.join(dir, 'launcher.py'))) continue;
+    const files: Record<string, string> = {};
+    for (const name of readdirSync(dir))
+      if (name.endsWith('.py')) files[name] = readFileSync(path.join(dir, name), 'utf8');
+    for (const name of readdirSync(path.join(dir, 'kernels')))
+      files[`kernels/${name}`] = readFileSync(path.join(dir, 'kernels', name), 'utf8');
+    return files;
   }
-  throw new Error(`launcher/${name} not found next to the worker`);
+  throw new Error('launcher/ not found next to the worker');
 }
 
 /** The egress gateway as the activities use it, its key read from its file (never part of the configuration). */
@@ -34,10 +37,10 @@ function egressGateway(e: NonNullable<WorkerConfig['egress']>): { gateway: strin
   return { gateway: e.gateway, report: e.report, key };
 }
 
-/** launcher/launcher.py: what runs first in every sandbox. */
-export const readLauncherSource = () => readLauncherFile('launcher.py');
-/** launcher/workspace.py: saves and restores a session's workspace in its sandbox. */
-export const readWorkspaceSource = () => readLauncherFile('workspace.py');
+/** The launcher as it ships (core/launcher-assembly.ts): what runs first in every sandbox. */
+export const readLauncherSource = () => assembleLauncher(readLauncherFiles(), 'launcher.py');
+/** launcher/workspace.py as it ships: saves and restores a session's workspace in its sandbox. */
+export const readWorkspaceSource = () => assembleLauncher(readLauncherFiles(), 'workspace.py');
 
 /**
  * The worker, plus a Temporal client its reconciler and pool activities use (close it after the worker stops). Also

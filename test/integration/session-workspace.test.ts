@@ -1,9 +1,9 @@
 /**
  * A session's workspace kept outside its pod, on the real stack (SeaweedFS's S3 gateway, pods/exec into gVisor):
- * a run that changes files has them saved after its answer; a new pod gets them back exactly (with replay off: the
- * files alone; with replay on: the runs up to the save, the files as saved, the runs after it, so an appended file is
+ * a run that changes files (or, with replay on, the interpreter's state) is a snapshot after its answer; a new pod gets
+ * the newest back exactly (with replay off: the files alone; with replay on: files and state, so an appended file is
  * not appended twice and a random value is not drawn again); runs that change nothing save nothing; a workspace past
- * the worker's limit is refused and said; the session's end deletes its object.
+ * the worker's limit is refused and said; the session's end deletes its objects.
  */
 import { s3WorkspaceStore } from '../../activities/workspace-store';
 import type { Session, SessionRunResult, SessionState } from '../../client';
@@ -65,20 +65,22 @@ test('replay off: a new pod gets the files back from the store, not the variable
   expect(await store().get(session.id)).toBeUndefined();
 });
 
-test('replay on: runs up to the save, the files as saved, the runs after it: nothing appended twice, nothing drawn again', async () => {
+test('replay on: a snapshot after each run that changed the files or the state; a new pod gets the newest, nothing drawn again', async () => {
   const session = await w.client.openSession({});
   try {
     ok(await session.run('open("log.txt", "a").write("one\\n")\ncount = 1'));
     const drawn = ok(await session.run('import random\nr = repr(random.random())\nopen("r.txt", "w").write(r)\nr'));
     await savedAfter(session, 2);
-    // A run that changes no file saves nothing.
+    // A run that changes the state alone is a snapshot too; one that changes nothing is none.
     ok(await session.run('count += 1'));
+    await savedAfter(session, 3);
+    ok(await session.run('print(count)'));
     await new Promise((r) => setTimeout(r, 1500));
-    expect((await session.state()).workspace).toMatchObject({ seq: 2 });
+    expect((await session.state()).workspace).toMatchObject({ seq: 3 });
     await deletePod(session);
     const back = ok(await session.run('print(open("log.txt").read(), end="")\nprint(open("r.txt").read())\ncount'));
     expect(back.stdout).toBe(`one\n${drawn.stdout.trim().replace(/^'|'$/g, '')}\n2\n`);
-    expect(back.session.restored).toMatchObject({ runs: 3, workspace: { seq: 2 } });
+    expect(back.session.restored).toMatchObject({ runs: 0, workspace: { seq: 3 }, state: { seq: 3 } });
   } finally {
     await session.close();
   }

@@ -11,8 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { frameTask } from '../../activities/task-frame';
 import type { LauncherTask } from '../../core/launcher-protocol';
-import { LauncherLogParser } from '../../core/output';
+import { checkpointOf, LauncherLogParser } from '../../core/output';
 import { MAX_TASK_BYTES } from '../../core/pool';
+import { PROJECT_ROOT } from '../../cli/local-stack';
 import { LAUNCHER } from '../helpers/launcher';
 
 const caps = {
@@ -44,6 +45,8 @@ function start(mode: '--session' | '--warm') {
       HOME: home(),
       TMPDIR: home(),
       DS_TERMINATION_LOG: path.join(dir, 'tl'),
+      // The image's `typescript` module: this checkout's here.
+      NODE_PATH: path.join(PROJECT_ROOT, 'node_modules'),
     },
   });
   launcher.stdout.setEncoding('latin1');
@@ -247,6 +250,200 @@ describe('a bash session', () => {
     const next = await bash('cat f.txt; echo "${GONE:-unset}"');
     expect(next.stdout.text).toBe('kept\nunset\n');
     expect(next.session).toMatchObject({ interpreter: 'restarted' });
+  });
+});
+
+/** The checkpoint the launcher wrote after run `n` (its `k` line, after the run's trailer). */
+async function checkpointAfter(n: number) {
+  for (let i = 0; i < 200; i++) {
+    const k = checkpointOf(log, n);
+    if (k) return k;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no checkpoint after run ${n}; log:\n${log}`);
+}
+
+/** A new launcher in the same sandbox (its workspace kept, as the workspace store puts it back on a new pod). */
+async function newPod() {
+  launcher.kill('SIGKILL');
+  await exited;
+  start('--session');
+}
+
+describe('checkpoints: the state a run leaves, kept in the workspace and restored from it', () => {
+  const withCheckpoint = { checkpoint: { maxBytes: 1 << 20 } };
+
+  test("Python: a random draw, a timestamp and a failed run's assignments come back the same; unchanged state is not written again", async () => {
+    await run(
+      'import random, time, math\nx = random.random()\nt = time.time()\ndef twice(v):\n    return 2 * v',
+      withCheckpoint,
+    );
+    const first = await checkpointAfter(seq);
+    expect(first).toMatchObject({ changed: true, names: expect.any(Number) });
+    const failed = await run('partial = "assigned"\nraise ValueError("after the assignment")', withCheckpoint);
+    expect(failed.trailer?.exitCode).toBe(1);
+    expect(await checkpointAfter(seq)).toMatchObject({ changed: true });
+    await run('print(1)', withCheckpoint);
+    const same = await checkpointAfter(seq);
+    expect(same).toMatchObject({ changed: false, sha: (await checkpointAfter(seq - 1)).sha });
+    const before = (await run('print(repr((x, t, partial, math.pi)))')).stdout.text;
+
+    await newPod();
+    const restored = await run('', { op: 'restore' });
+    expect([restored.trailer?.exitCode, restored.session?.state]).toEqual([
+      0,
+      expect.objectContaining({ names: same.names }),
+    ]);
+    const after = await run('print(repr((x, t, partial, math.pi)))');
+    expect(after.stdout.text).toBe(before);
+    // A function defined in the session: kept by dill (the images' serializer); plain pickle names it as not kept.
+    const fn = await run('print(twice(21))');
+    if (restored.session?.state?.with === 'dill') expect(fn.stdout.text).toBe('42\n');
+    else expect(first.skipped).toEqual([expect.stringMatching(/^twice \(function/)]);
+  });
+
+  test('what cannot be serialized is named and left out; the rest is kept', async () => {
+    await run(
+      'import socket, threading\ns = socket.socket()\ng = (i for i in range(3))\nkept = [1, 2]',
+      withCheckpoint,
+    );
+    const k = await checkpointAfter(seq);
+    expect(k.skipped).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^g \(generator/), expect.stringMatching(/^s \(socket/)]),
+    );
+    await newPod();
+    await run('', { op: 'restore' });
+    expect((await run('print(kept, "s" in globals(), "g" in globals())')).stdout.text).toBe('[1, 2] False False\n');
+  });
+
+  test('an interpreter restarted in the pod (its stdout closed) gets the last checkpoint back, and says so', async () => {
+    await run('z = 5', withCheckpoint);
+    await checkpointAfter(seq);
+    await run('import os\nos.close(1)\nos.close(2)');
+    const next = await run('print(z)');
+    expect(next.stdout.text).toBe('5\n');
+    expect(next.session).toMatchObject({ interpreter: 'restarted', state: { names: 1 } });
+  });
+
+  test('a replay task runs earlier runs again, in order, in one task', async () => {
+    const r = await run('', { op: 'replay', codes: ['a = 1', 'a += 1', 'raise ValueError()', 'b = a * 21'] });
+    expect(r.session?.replayed).toEqual({ runs: 4, of: 4, failed: 1 });
+    expect((await run('b')).stdout.text).toBe('42\n');
+  });
+
+  test('bash: variables (exported, arrays), functions and the working directory come back', async () => {
+    const bash = (code: string, extra: Partial<LauncherTask> = {}) =>
+      run(code, { command: ['bash'], file: 'main.sh', kernel: 'bash', ...extra });
+    await bash(
+      'mkdir -p proj && cd proj\nCOUNT=41\nexport GREETING=hi\nLIST=(a "b c")\nMULTI=$\'x\\ny\'\ntwice() { echo "$1$1"; }',
+      withCheckpoint,
+    );
+    expect(await checkpointAfter(seq)).toMatchObject({ changed: true });
+    await newPod();
+    const restored = await bash('', { op: 'restore' });
+    expect(restored.trailer?.exitCode).toBe(0);
+    const after = await bash(
+      'echo "$((COUNT + 1)) $(basename "$PWD") $(bash -c \'echo $GREETING\') ${LIST[1]} ${#MULTI}"\ntwice ab',
+    );
+    expect(after.stdout.text).toBe('42 proj hi b c 3\nabab\n');
+  });
+
+  test('a restore with no checkpoint in the workspace says so, and fails', async () => {
+    const r = await run('', { op: 'restore' });
+    expect(r.trailer?.exitCode).toBe(1);
+    expect(r.session?.state).toEqual({ error: 'the workspace holds no saved state' });
+  });
+});
+
+test('output a run leaves behind (a thread printing forever) is read between runs, counted and said; the session goes on', async () => {
+  await run(
+    'import threading, time, sys\ndef spam():\n    while True:\n        sys.stdout.write("x" * 1000 + "\\n")\n        time.sleep(0.001)\nthreading.Thread(target=spam, daemon=True).start()',
+  );
+  await new Promise((r) => setTimeout(r, 1500));
+  // The thread goes on writing to stdout: the run answers on stderr.
+  const next = await run('import sys\nprint("answer", file=sys.stderr)');
+  expect(next.trailer?.exitCode).toBe(0);
+  expect(next.stderr.text).toBe('answer\n');
+  expect(next.session).toMatchObject({ interpreter: 'kept', leftover: { bytes: expect.any(Number) } });
+  expect(next.session!.leftover!.bytes).toBeGreaterThan(100_000);
+  expect(next.session!.leftover!.text).toMatch(/^x+/);
+});
+
+describe('a JavaScript session', () => {
+  const js = (code: string, extra: Partial<LauncherTask> = {}) =>
+    run(code, { command: ['node'], file: 'main.js', kernel: 'javascript', ...extra });
+
+  test('variables, functions, classes and required modules persist; top-level await; the last value is shown', async () => {
+    expect((await js('let x = 6')).stdout.text).toBe('');
+    expect((await js('x * 7')).stdout.text).toBe('42\n');
+    await js(
+      "const fs = require('fs')\nfunction twice(s) { return s + s }\nclass Box { constructor(v) { this.v = v } }",
+    );
+    expect((await js("fs.existsSync('/') + ' ' + twice('ab') + ' ' + new Box(3).v")).stdout.text).toBe(
+      "'true abab 3'\n",
+    );
+    const awaited = await js('const later = await new Promise((r) => setTimeout(() => r(5), 20))\nlater + x');
+    expect(awaited.stdout.text).toBe('11\n');
+    expect((await js('async function f() { return 2 }\nconst y = await f()\nclass C {}\ny')).stdout.text).toBe('2\n');
+    expect((await js('[later, y, f.name, typeof C]')).stdout.text).toBe("[ 5, 2, 'f', 'function' ]\n");
+    expect((await js('console.log({ a: [1, 2] })\nundefined')).stdout.text).toBe('{ a: [ 1, 2 ] }\n');
+  });
+
+  test("a failing run prints its error with the run's line, exits 1, and the kernel goes on", async () => {
+    await js('let count = 1');
+    const failed = await js('count += 1\nnull.boom');
+    expect(failed.trailer).toMatchObject({ exitCode: 1, timedOut: false });
+    expect(failed.stderr.text).toMatch(/TypeError: Cannot read properties of null[\s\S]*<run \d+>:2/);
+    expect(failed.stderr.text).not.toMatch(/node:internal|ds-kernel/);
+    expect((await js('count')).stdout.text).toBe('2\n');
+    expect((await js('let = =')).stderr.text).toMatch(/SyntaxError/);
+    // An error a timer throws later is reported, not the kernel's end.
+    await js("setTimeout(() => { throw new Error('late') }, 10); 'set'");
+    await new Promise((r) => setTimeout(r, 100));
+    const after = await js('count');
+    expect(after.session).toMatchObject({ interpreter: 'kept' });
+  });
+
+  test('a run past its limit is interrupted, a busy loop or a wait, and the session keeps its state', async () => {
+    await js('const kept = "yes"');
+    const busy = await js('while (true) {}', { timeoutSeconds: 1 });
+    expect(busy.trailer).toMatchObject({ timedOut: true });
+    const waiting = await js('await new Promise(() => {})', { timeoutSeconds: 1 });
+    expect(waiting.trailer).toMatchObject({ timedOut: true });
+    const next = await js('kept');
+    expect(next.stdout.text).toBe("'yes'\n");
+    expect(next.session).toMatchObject({ interpreter: 'kept' });
+  });
+
+  test('process.exit ends the run with its status, as sys.exit does; a kernel that exits or goes deaf is restarted', async () => {
+    await js('const kept = 1');
+    expect((await js('process.exit(4)')).trailer?.exitCode).toBe(4);
+    expect((await js('kept')).session).toMatchObject({ interpreter: 'kept' });
+    await js("setTimeout(() => process.exit(9), 10); 'later'");
+    await new Promise((r) => setTimeout(r, 100));
+    const next = await js('typeof kept');
+    expect(next).toMatchObject({ stdout: { text: "'undefined'\n" }, session: { interpreter: 'restarted' } });
+    await js("require('fs').closeSync(1)");
+    expect((await js('1')).session).toMatchObject({ interpreter: 'restarted' });
+  });
+});
+
+describe('a TypeScript session', () => {
+  const tsRun = (code: string) => run(code, { command: ['node'], file: 'main.ts', kernel: 'typescript' });
+
+  test('typed runs run; a type error fails the run with its line and leaves nothing declared', async () => {
+    expect((await tsRun('const n: number = 42; n')).stdout.text).toBe('42\n');
+    const bad = await tsRun('const s: string = n');
+    expect(bad.trailer?.exitCode).toBe(1);
+    expect(bad.stderr.text).toMatch(/<run \d+>\(1,7\): error TS2322: Type 'number' is not assignable to type 'string'/);
+    // The failed run declared nothing: `s` may be declared again, and earlier names keep their types.
+    expect((await tsRun('const s: string = String(n); s.length')).stdout.text).toBe('2\n');
+    expect(
+      (await tsRun('interface P { a: number }\nconst p: P = { a: await Promise.resolve(2) }\np.a + n')).stdout.text,
+    ).toBe('44\n');
+    expect((await tsRun("const fs = require('fs') as typeof import('fs'); fs.existsSync('/')")).stdout.text).toBe(
+      'true\n',
+    );
   });
 });
 

@@ -39,7 +39,7 @@ test('bad options name the field and the limit they broke', () => {
     }
     throw new Error('accepted');
   };
-  expect(bad({ language: 'javascript' })).toBe('language');
+  expect(bad({ language: 'ruby' })).toBe('language');
   expect(bad({ idleTimeoutSeconds: 0 })).toBe('idleTimeoutSeconds');
   expect(bad({ maxLifetimeSeconds: 10 ** 9 })).toBe('maxLifetimeSeconds');
   expect(bad({ timeoutSeconds: policy.maxTimeoutSeconds + 1 })).toBe('timeoutSeconds');

@@ -18,9 +18,9 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { parseStoreUrl, workspaceKey } from '../../core/workspace';
-import { LAUNCHER } from '../helpers/launcher';
+import { LAUNCHER, WORKSPACE_HELPER } from '../helpers/launcher';
 
-const HELPER = path.join(__dirname, '..', '..', 'launcher', 'workspace.py');
+const HELPER = WORKSPACE_HELPER;
 
 let dir: string;
 beforeEach(() => {
@@ -143,4 +143,43 @@ test('a restore writes nothing outside the workspace, whatever the archive holds
   expect(existsSync(path.join(outside, 'through-link.txt'))).toBe(false);
   expect(existsSync(path.join(root, '.durable-sandbox-python-1'))).toBe(false);
   expect(stderr).toMatch(/skipped/);
+});
+
+test("the interpreter's checkpoints go with the workspace (not in its digest); a half-written one and a link do not", () => {
+  const a = path.join(dir, 'a');
+  const b = path.join(dir, 'b');
+  mkdirSync(path.join(a, '.durable-sandbox-state'), { recursive: true });
+  writeFileSync(path.join(a, 'notes.txt'), 'n');
+  writeFileSync(path.join(a, '.durable-sandbox-state', 'python.state'), 'pickled');
+  writeFileSync(path.join(a, '.durable-sandbox-state', 'bash.state.tmp'), 'half');
+  symlinkSync('/etc/passwd', path.join(a, '.durable-sandbox-state', 'bash.state'));
+  const before = digest(a);
+  writeFileSync(path.join(a, '.durable-sandbox-state', 'python.state'), 'pickled again');
+  expect(digest(a)).toEqual(before);
+  // The new pod's own stale checkpoint goes; the saved one comes.
+  mkdirSync(path.join(b, '.durable-sandbox-state'), { recursive: true });
+  writeFileSync(path.join(b, '.durable-sandbox-state', 'old.state'), 'stale');
+  helper('restore', b, helper('save', a).stdout);
+  expect(readFileSync(path.join(b, '.durable-sandbox-state', 'python.state'), 'utf8')).toBe('pickled again');
+  expect(readFileSync(path.join(b, 'notes.txt'), 'utf8')).toBe('n');
+  for (const gone of ['bash.state.tmp', 'bash.state', 'old.state'])
+    expect([gone, existsSync(path.join(b, '.durable-sandbox-state', gone))]).toEqual([gone, false]);
+});
+
+test("an archive cannot use the checkpoints' place to write anything else", () => {
+  const b = path.join(dir, 'b');
+  mkdirSync(b);
+  const r = helper(
+    'restore',
+    b,
+    archive([
+      ['.durable-sandbox-state/deep/x.state', 'file', 'nested'],
+      ['.durable-sandbox-state/link.state', 'link', '/etc/passwd'],
+      ['.durable-sandbox-python-1/sitecustomize.py', 'file', 'planted'],
+    ]),
+  );
+  expect(r.stderr).toMatch(/skipped: '\.durable-sandbox-state\/deep\/x\.state'/);
+  expect(existsSync(path.join(b, '.durable-sandbox-state', 'deep'))).toBe(false);
+  expect(existsSync(path.join(b, '.durable-sandbox-state', 'link.state'))).toBe(false);
+  expect(existsSync(path.join(b, '.durable-sandbox-python-1'))).toBe(false);
 });

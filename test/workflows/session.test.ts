@@ -10,12 +10,13 @@ import { type ApplicationFailure } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
 import type { SandboxActivities } from '../../activities';
 import type { SessionRunReport, SessionRunSpec } from '../../activities/session-sandbox';
+import type { LauncherCheckpoint, StateReport } from '../../core/launcher-protocol';
 import { collectedOutput } from '../../core/output';
 import { SESSION_HISTORY, sessionRunNotes, type SessionRunResult, type SessionState } from '../../core/session';
 import { DEFAULT_POLICY } from '../../core/policy';
 import { workflowBundle } from '../../worker/in-process';
 import type { session } from '../../workflows';
-import { closeUpdate, runUpdate, stateQuery } from '../../workflows/session';
+import { closeUpdate, forkUpdate, runUpdate, stateQuery } from '../../workflows/session';
 import { useWorkflowEnvironment } from './temporal-cli';
 
 const testing = useWorkflowEnvironment();
@@ -25,6 +26,8 @@ class MockPods {
   readonly opened: string[] = [];
   readonly runs: { pod: string; seq: number; code: string; start: number; end: number }[] = [];
   released = 0;
+  /** The sessions a fork copied a snapshot to. */
+  readonly copies: string[] = [];
   /** Pods deleted from outside between runs: a run sent to one finds it gone. */
   readonly gone = new Set<string>();
   /** What counting the task queue's open sessions answers (this one included). */
@@ -32,7 +35,12 @@ class MockPods {
   /** With a workspace store: runs whose code starts with `write` change the workspace (a new digest). */
   workspaceStore = false;
   private sig = 'sig-0';
-  /** The steps in the order they ran: `run <code>`, `save <seq>`, `restore <seq>`, `drop`. */
+  /** The interpreter's state: a run with an assignment in it changes it (its checkpoint then differs). */
+  private stateSha = 'state-0';
+  private readonly checkpoints = new Map<number, LauncherCheckpoint>();
+  /** A restore of the interpreter's state fails (its runs are then run again instead). */
+  failStateRestore = false;
+  /** The steps in the order they ran: `run <code>`, `save <seq>`, `restore <seq>`, `state`, `copy`, `drop`. */
   readonly events: string[] = [];
 
   activities(): Partial<SandboxActivities> {
@@ -50,6 +58,23 @@ class MockPods {
       dropWorkspace: async () => {
         this.events.push('drop');
       },
+      awaitCheckpoint: async (i: { launcherSeq: number }) =>
+        this.checkpoints.get(i.launcherSeq) ?? { error: `no checkpoint after launcher run ${i.launcherSeq}` },
+      saveSnapshot: async (i: { seq: number; sig: string; replayed: number; state?: LauncherCheckpoint }) => {
+        this.events.push(`save ${i.seq}`);
+        return {
+          seq: i.seq,
+          sig: i.sig,
+          bytes: 10,
+          sha256: 'h',
+          replayed: i.replayed,
+          ...(i.state?.sha ? { state: { sha: i.state.sha, bytes: 5, skipped: [] } } : {}),
+        };
+      },
+      copySnapshot: async (i: { from: { sessionId: string; seq: number }; to: { sessionId: string; seq: number } }) => {
+        this.events.push(`copy ${i.from.seq}`);
+        this.copies.push(i.to.sessionId);
+      },
       countOpenSessions: async () => this.openSessions,
       openSessionPod: async (i: { generation: number }) => {
         const pod = `pod-${i.generation}`;
@@ -66,6 +91,8 @@ class MockPods {
                 stdout: { text: '', totalBytes: 0, capturedBytes: 0, truncated: false },
                 stderr: { text: '', totalBytes: 0, capturedBytes: 0, truncated: false },
                 files: [],
+                displays: [],
+                displaysTotal: 0,
                 trailer: null,
                 launcherSeen: false,
               },
@@ -76,10 +103,27 @@ class MockPods {
             notSent: true,
           };
         if (spec.request.code.startsWith('slow')) await new Promise((r) => setTimeout(r, 300));
-        this.runs.push({ pod: spec.pod, seq: spec.seq, code: spec.request.code, start, end: Date.now() });
-        this.events.push(`run ${spec.request.code}`);
-        if (spec.request.code.startsWith('write')) this.sig = `sig-${spec.seq}`;
-        const fails = spec.request.code.startsWith('fail');
+        let restored: StateReport | undefined;
+        // A replay task's runs are recorded one by one, as the launcher runs them.
+        for (const code of spec.op === 'replay'
+          ? (spec.codes ?? [])
+          : spec.op === 'restore'
+            ? []
+            : [spec.request.code]) {
+          this.runs.push({ pod: spec.pod, seq: spec.seq, code, start, end: Date.now() });
+          this.events.push(`run ${code}`);
+          if (code.startsWith('write')) this.sig = `sig-${spec.seq}`;
+          if (code.includes('=')) this.stateSha = `state-${spec.seq}-${code}`;
+        }
+        if (spec.op === 'restore') {
+          this.events.push('state');
+          restored = this.failStateRestore ? { error: 'it would not load' } : { names: 2, ms: 1 };
+        }
+        const fails = spec.request.code.startsWith('fail') || (spec.op === 'restore' && this.failStateRestore);
+        if (spec.checkpoint) {
+          const last = [...this.checkpoints.values()].pop();
+          this.checkpoints.set(spec.seq, { seq: spec.seq, sha: this.stateSha, changed: last?.sha !== this.stateSha });
+        }
         return {
           end: { kind: 'finished', exitCode: fails ? 1 : 0, reason: 'Completed', oomKilled: false },
           output: collectedOutput(
@@ -87,6 +131,8 @@ class MockPods {
               stdout: { text: spec.request.code, totalBytes: 1, capturedBytes: 1, truncated: false },
               stderr: { text: '', totalBytes: 0, capturedBytes: 0, truncated: false },
               files: [],
+              displays: [],
+              displaysTotal: 0,
               trailer: null,
               launcherSeen: true,
             },
@@ -96,8 +142,9 @@ class MockPods {
             seq: spec.seq,
             interpreter: 'kept',
             why: null,
-            next: 'keep',
-            ...(this.workspaceStore ? { workspace: { sig: this.sig, entries: 1, bytes: 1 } } : {}),
+            next: spec.request.code.startsWith('break') ? 'restart' : 'keep',
+            ...(this.workspaceStore ? { workspace: { sig: this.sig, entries: 1, bytes: 1, base: 'sig-0' } } : {}),
+            ...(restored ? { state: restored } : {}),
           },
           sentAt: start,
         };
@@ -290,46 +337,115 @@ test('a run sent with the start of a session past the cap is refused, typed, nam
   });
 });
 
-test('with a workspace store: a changed workspace is saved after its run, before the next; a new pod replays the runs up to the save, gets the workspace, replays the rest; close deletes it', async () => {
+test('with a store: a snapshot after each run that changed the files or the state, none after one that did not; a new pod gets the newest (files and state) and runs nothing again; close deletes them', async () => {
   const pods = new MockPods();
   pods.workspaceStore = true;
   await withSession(pods, {}, async (h) => {
-    for (const code of ['write a', 'b', 'write c', 'd']) await run(h, code);
-    expect(await h.query(stateQuery)).toMatchObject({ workspace: { seq: 3, bytes: 10 } });
+    for (const code of ['write a', 'x = 1', 'print(x)', 'y = 2', 'print(y)']) await run(h, code);
+    expect(await h.query(stateQuery)).toMatchObject({
+      workspace: { seq: 4, bytes: 10 },
+      snapshots: [1, 2, 4].map((seq) => ({ seq, bytes: 10, state: true })),
+    });
     pods.gone.add('pod-1');
     const r = await run(h, 'e');
-    expect(r.session.restored).toMatchObject({ runs: 4, workspace: { seq: 3, bytes: 10 } });
-    expect(sessionRunNotes(r).join(' ')).toMatch(/files were restored as they were after run 3/);
+    expect(r.session.restored).toMatchObject({ runs: 0, workspace: { seq: 4 }, state: { seq: 4, names: 2 } });
+    expect(sessionRunNotes(r).join(' ')).toMatch(/its state was loaded as it was after run 4/);
     await h.executeUpdate(closeUpdate);
   });
   expect(pods.events).toEqual([
     'run write a',
     'save 1',
-    'run b',
-    'run write c',
-    'save 3',
-    'run d',
-    // pod-2: the runs up to the save, the workspace as saved, the run after it, then the new run.
-    'run write a',
-    'run b',
-    'run write c',
-    'restore 3',
-    'run d',
+    'run x = 1',
+    'save 2',
+    'run print(x)',
+    'run y = 2',
+    'save 4',
+    'run print(y)',
+    // pod-2: the newest snapshot's files, then its state; nothing runs again.
+    'restore 4',
+    'state',
     'run e',
     'drop',
   ]);
 });
 
-test('replay off: a new pod gets the workspace and runs nothing again', async () => {
+test('a state that will not load: the runs it held run again (one step), its files put back over theirs, then the rest', async () => {
   const pods = new MockPods();
   pods.workspaceStore = true;
-  await withSession(pods, { replay: false }, async (h) => {
-    await run(h, 'write a');
-    await run(h, 'b');
+  pods.failStateRestore = true;
+  await withSession(pods, {}, async (h) => {
+    for (const code of ['write a', 'x = 1']) await run(h, code);
     pods.gone.add('pod-1');
-    const r = await run(h, 'c');
-    expect(r.session.restored).toMatchObject({ runs: 0, workspace: { seq: 1 } });
+    const r = await run(h, 'print(x)');
+    expect(r.session.restored).toMatchObject({ runs: 2, state: { error: 'it would not load' } });
+    expect(sessionRunNotes(r).join(' ')).toMatch(
+      /rebuilt by running its 2 earlier run\(s\) again .*could not be loaded: it would not load/,
+    );
     await h.executeUpdate(closeUpdate);
   });
-  expect(pods.events).toEqual(['run write a', 'save 1', 'run b', 'restore 1', 'run c', 'drop']);
+  // The state the runs rebuilt is not the saved one: a snapshot of it follows the run.
+  expect(pods.events).toEqual([
+    'run write a',
+    'save 1',
+    'run x = 1',
+    'save 2',
+    'restore 2',
+    'state',
+    'run write a',
+    'run x = 1',
+    'restore 2',
+    'run print(x)',
+    'save 3',
+    'drop',
+  ]);
+});
+
+test('a run that left the interpreter unusable is not run again on a new pod', async () => {
+  const pods = new MockPods();
+  await withSession(pods, {}, async (h) => {
+    await run(h, 'x = 1');
+    await run(h, 'break the interpreter');
+    // The launcher restarts the interpreter in its own pod: no new pod for it.
+    expect(pods.opened).toEqual(['pod-1']);
+    pods.gone.add('pod-1');
+    const r = await run(h, 'print(x)');
+    expect(r.session.restored).toMatchObject({ runs: 1 });
+    expect(pods.runs.map((p) => `${p.pod} ${p.code}`)).toEqual([
+      'pod-1 x = 1',
+      'pod-1 break the interpreter',
+      'pod-2 x = 1',
+      'pod-2 print(x)',
+    ]);
+    await h.executeUpdate(closeUpdate);
+  });
+});
+
+test('fork: new sessions from the snapshot as of a run (the last, or an earlier one), each its own copy; the parent goes on', async () => {
+  const pods = new MockPods();
+  pods.workspaceStore = true;
+  await withSession(pods, {}, async (h) => {
+    for (const code of ['x = 1', 'write f', 'y = 2', 'z = 3']) await run(h, code);
+    const forks = await h.executeUpdate(forkUpdate, { args: [{ count: 2 }] });
+    // Numbered, not drawn: the same on every replay, with or without interceptors that draw random numbers.
+    expect(forks).toEqual([`${h.workflowId}.fork-1`, `${h.workflowId}.fork-2`]);
+    expect(pods.copies).toEqual(forks);
+    const earlier = await h.executeUpdate(forkUpdate, { args: [{ atRun: 2 }] });
+    const bad = await h.executeUpdate(forkUpdate, { args: [{ atRun: 9 }] }).catch((e: unknown) => e);
+    expect(((bad as WorkflowUpdateFailedError).cause as ApplicationFailure).type).toBe('InvalidInput');
+    for (const id of [...forks, ...earlier]) {
+      const f = testing.env.client.workflow.getHandle<typeof session>(id);
+      expect(await f.query(stateQuery)).toMatchObject({
+        state: 'open',
+        runs: 0,
+        forkedFrom: { sessionId: h.workflowId },
+      });
+      const first = await run(f, 'print(x)');
+      expect(first.session.restored).toMatchObject({ state: { names: 2 } });
+      await f.executeUpdate(closeUpdate);
+    }
+    // The parent's next run is on its own pod, its state untouched.
+    expect((await run(h, 'print(z)')).session.pod).toBe('pod-1');
+    await h.executeUpdate(closeUpdate);
+  });
+  expect(pods.events.filter((e) => e.startsWith('copy'))).toEqual(['copy 4', 'copy 4', 'copy 2']);
 });
