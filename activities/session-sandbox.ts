@@ -34,6 +34,7 @@ import { openLogStream } from './log-stream';
 import { recordConfirmed } from './record';
 import { frameTask } from './task-frame';
 import { nudgePools, poolPods } from './warm-sandbox';
+import { decideSessionRun, podAlive, SESSION_RUN, type SessionRunMemo } from '../core/session-run';
 import { compactLauncher } from './launcher-program';
 import { networkFor, networkReport } from './egress';
 import { sessionEgressId, type EgressRule, type NetworkReport } from '../core/egress';
@@ -49,11 +50,8 @@ function sessionNetwork(
   return networkFor(deps, sessionEgressId(sessionId), rules, policy);
 }
 
-/** How long past a run's time limit (and the launcher's 2 s to interrupt it) the step waits before it stops the pod. */
-const RUN_GRACE_MS = 15_000;
-const POLL_MS = 1_000;
-/** How many times a run's broken channel is reopened (from the pod's log) before the step waits for its limit. */
-const MAX_REOPENS = 10;
+/** How often a run's step heartbeats (with its live output). */
+const HEARTBEAT_MS = 1_000;
 
 export interface OpenedPod {
   pod: string;
@@ -75,6 +73,13 @@ export interface SessionRunSpec {
   runId?: string;
   /** The session's allow-list (its egress, for its life), when it has one. */
   egress?: EgressRule[];
+  /** Not a run: restore the interpreter's state from the workspace's checkpoint, or run earlier runs again. */
+  op?: 'restore' | 'replay';
+  codes?: string[];
+  /** Checkpoint the interpreter's state after the run (the launcher's `k` line), up to maxBytes. */
+  checkpoint?: { maxBytes: number };
+  /** How long the whole task may take (a replay's runs, each within the request's limit); default: the request's. */
+  watchSeconds?: number;
 }
 
 export interface SessionRunReport {
@@ -87,6 +92,8 @@ export interface SessionRunReport {
   notSent?: true;
   /** With egress: what the run reached and was refused. */
   network?: NetworkReport;
+  /** The pod ended under the run (it is lost to the session, whatever the run's end). */
+  podGone?: true;
 }
 
 interface RunHeartbeat {
@@ -95,11 +102,6 @@ interface RunHeartbeat {
 }
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Whether the pod can still run anything: present, not being deleted, not ended. */
-function alive(pod: V1Pod | undefined): boolean {
-  return !!pod && !pod.metadata?.deletionTimestamp && !['Failed', 'Succeeded'].includes(pod.status?.phase ?? '');
-}
 
 export function sessionActivities(deps: ActivityDeps) {
   const { kube, launcherSource } = deps;
@@ -116,7 +118,7 @@ export function sessionActivities(deps: ActivityDeps) {
       }),
     );
     const own = list.items.find(
-      (p) => p.metadata?.labels?.[LABELS.sessionGeneration] === String(input.generation) && alive(p),
+      (p) => p.metadata?.labels?.[LABELS.sessionGeneration] === String(input.generation) && podAlive(p),
     );
     return own?.metadata?.name;
   };
@@ -157,9 +159,9 @@ export function sessionActivities(deps: ActivityDeps) {
       for (;;) {
         const pod = await readPod(namespace, name);
         const cs = pod?.status?.containerStatuses?.find((c) => c.name === CONTAINER_NAME);
-        if (pod && alive(pod) && cs?.state?.running) return { pod: name, at: Date.now(), warm: false };
+        if (pod && podAlive(pod) && cs?.state?.running) return { pod: name, at: Date.now(), warm: false };
         const waiting = cs?.state?.waiting?.reason;
-        if (!alive(pod) || ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName'].includes(waiting ?? ''))
+        if (!podAlive(pod) || ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName'].includes(waiting ?? ''))
           throw ApplicationFailure.retryable(
             `session pod ${name} did not start (${waiting ?? pod?.status?.phase ?? 'gone'})`,
           );
@@ -172,14 +174,14 @@ export function sessionActivities(deps: ActivityDeps) {
       }
     },
 
-    /** Runs one run in the session's pod and returns how it ended, with its output. */
+    /** Runs one run in the session's pod and returns how it ended, with its output (core/session-run.ts decides). */
     async runInSession(spec: SessionRunSpec): Promise<SessionRunReport> {
       const ctx = Context.current();
       const { namespace } = spec.policy;
       const caps = capsOf(spec.policy);
       let parser = new LauncherLogParser(caps, { run: spec.seq });
       const earlier = ctx.info.heartbeatDetails as RunHeartbeat | undefined;
-      // Something came (output, the channel's end) since the loop last looked: it looks again at once.
+      // Something came (output, the channel's end, a change of the pod) since the loop last looked: it decides again.
       let woken = false;
       let resume: () => void = () => undefined;
       const wake = () => {
@@ -232,6 +234,8 @@ export function sessionActivities(deps: ActivityDeps) {
         }
       };
       let sentAt: number;
+      /** The pod as the look before the handover saw it. */
+      let handedPod: V1Pod | undefined;
       if (earlier?.sentAt !== undefined) {
         // An earlier try handed the run over: never again; read what the pod has written of it since.
         sentAt = earlier.sentAt;
@@ -254,7 +258,8 @@ export function sessionActivities(deps: ActivityDeps) {
           failed = err;
         }
         await recorded;
-        if (!alive(await looked)) {
+        handedPod = await looked;
+        if (!podAlive(handedPod)) {
           attachments.closePods(namespace, [spec.pod]);
           return { ...lost(parser, sentAt, `session pod ${spec.pod} was gone before the run`), notSent: true };
         }
@@ -272,83 +277,104 @@ export function sessionActivities(deps: ActivityDeps) {
           seq: spec.seq,
           kernel: sessionKernelOf(spec.request.language),
           ...(spec.idleSeconds !== undefined ? { idleSeconds: spec.idleSeconds } : {}),
+          ...(spec.op ? { op: spec.op } : {}),
+          ...(spec.codes ? { codes: spec.codes } : {}),
+          ...(spec.checkpoint ? { checkpoint: spec.checkpoint } : {}),
         };
         held.write(frameTask(task));
       }
-      const giveUpAt = sentAt + spec.request.timeoutSeconds * 1000 + RUN_GRACE_MS;
-      // A run just handed over was preceded by a look at its pod: the next look is due a beat later.
-      let lastBeat = earlier?.sentAt !== undefined ? 0 : Date.now();
+      const setup = {
+        pod: spec.pod,
+        giveUpAt: sentAt + (spec.watchSeconds ?? spec.request.timeoutSeconds) * 1000 + SESSION_RUN.graceMs,
+      };
+      const memo: SessionRunMemo = {};
+      // The pod as the step knows it: the look before the handover, then the worker's pod cache's changes to it (no
+      // request of its own), and a look on the apiserver before any verdict. Without a cache: a look every second.
+      const cache = kube.pods?.for(namespace);
+      const seen: { pod: V1Pod | undefined; fresh: boolean; lookedAt?: number } = handedPod
+        ? { pod: handedPod, fresh: true, lookedAt: sentAt }
+        : { pod: undefined, fresh: false };
+      const unsubscribe = cache?.subscribe((event, pod) => {
+        if (pod.metadata?.name !== spec.pod) return;
+        seen.pod = event === 'delete' ? undefined : pod;
+        seen.fresh = false;
+        wake();
+      });
+      let lastBeat = 0;
       try {
         for (;;) {
-          if (parser.trailer) {
-            const t = parser.trailer;
-            // The launcher was being stopped (the pod deleted or evicted) when the run ended: the sandbox is lost.
-            if (t.terminated) return lost(parser, sentAt, `session pod ${spec.pod} was stopped during the run`);
-            const end: SessionRunReport['end'] =
-              t.error && !t.timedOut && t.signal !== null
-                ? { kind: 'finished', exitCode: t.exitCode, reason: 'InterpreterExited', oomKilled: false }
-                : {
-                    kind: 'finished',
-                    exitCode: t.exitCode,
-                    reason: t.timedOut ? 'TimedOut' : 'Completed',
-                    oomKilled: false,
-                  };
-            const network = spec.egress?.length
-              ? await networkReport(deps, sessionEgressId(spec.sessionId), spec.egress, sentAt - 1000)
-              : undefined;
-            return {
-              end,
-              output: collectedOutput(parser.result(true), Date.now()),
-              session: parser.session,
-              sentAt,
-              ...(network ? { network } : {}),
-            };
-          }
           if (ctx.cancellationSignal.aborted) await ctx.cancelled;
-          if (channelDown && reopened < MAX_REOPENS) {
-            // The attach (or the log stream) broke before the run's end came through: the pod's log has all of it.
-            reopened++;
-            ctx.log.warn(`session run ${spec.seq}: its output channel broke; reading it from the log of ${spec.pod}`);
-            close();
-            await delay(Math.min(2000, 200 * reopened));
-            await followLog(sentAt);
-            continue;
-          }
           const now = Date.now();
-          if (now - lastBeat >= POLL_MS) {
+          if (now - lastBeat >= HEARTBEAT_MS) {
             lastBeat = now;
             ctx.heartbeat({ seq: spec.seq, sentAt, output: parser.live(), runId: spec.runId });
-            const pod = await readPod(namespace, spec.pod);
-            if (!alive(pod)) {
-              // What it wrote until then may still be on its way.
-              await delay(300);
-              if (parser.trailer) continue;
-              return lost(
-                parser,
+          }
+          const step = decideSessionRun(
+            setup,
+            {
+              now,
+              trailer: parser.trailer,
+              channel: channelDown ? 'broken' : 'open',
+              reopened,
+              pod: seen.pod,
+              fresh: seen.fresh,
+              cached: !!cache,
+              ...(seen.lookedAt !== undefined ? { lookedAt: seen.lookedAt } : {}),
+            },
+            memo,
+          );
+          switch (step.do) {
+            case 'answer': {
+              const network = spec.egress?.length
+                ? await networkReport(deps, sessionEgressId(spec.sessionId), spec.egress, sentAt - 1000)
+                : undefined;
+              return {
+                end: step.end,
+                output: collectedOutput(parser.result(true), Date.now()),
+                session: parser.session,
                 sentAt,
-                `session pod ${spec.pod} was ${pod ? `ended (${pod.status?.phase ?? 'deleted'})` : 'deleted'} during the run`,
-              );
+                ...(network ? { network } : {}),
+              };
             }
-            if (now > giveUpAt) {
-              // The launcher did not answer in time: the sandbox is stopped; the next run gets a new one.
+            case 'lost':
+              return lost(parser, sentAt, step.message);
+            case 'oom':
+              return {
+                end: { kind: 'finished', exitCode: 137, reason: 'OOMKilled', oomKilled: true },
+                output: collectedOutput(parser.result(false), Date.now()),
+                session: parser.session,
+                sentAt,
+                podGone: true,
+              };
+            case 'reopen':
+              // The attach (or the log stream) broke before the run's end came through: the pod's log has all of it.
+              reopened++;
+              ctx.log.warn(`session run ${spec.seq}: its output channel broke; reading it from the log of ${spec.pod}`);
+              close();
+              await delay(step.afterMs);
+              await followLog(sentAt);
+              continue;
+            case 'look':
+              seen.lookedAt = Date.now();
+              seen.pod = await readPod(namespace, spec.pod);
+              seen.fresh = true;
+              continue;
+            case 'stop':
               await kubeCall(`stop session pod ${spec.pod}`, () =>
                 kube.core.deleteNamespacedPod({ name: spec.pod, namespace, gracePeriodSeconds: 0 }),
               ).catch(() => undefined);
-              return lost(
-                parser,
-                sentAt,
-                `the session's launcher did not answer within the run's time limit; its pod was stopped`,
-              );
-            }
+              return lost(parser, sentAt, step.message);
+            case 'wait':
+              if (!woken)
+                await new Promise<void>((resolve) => {
+                  resume = resolve;
+                  setTimeout(resolve, Math.max(1, step.ms));
+                });
+              woken = false;
           }
-          if (!woken)
-            await new Promise<void>((resolve) => {
-              resume = resolve;
-              setTimeout(resolve, 250);
-            });
-          woken = false;
         }
       } finally {
+        unsubscribe?.();
         close();
       }
     },
