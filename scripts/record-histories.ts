@@ -79,13 +79,14 @@ async function recordQueueTimeout(): Promise<void> {
 }
 
 /**
- * A session: runs (one writes a file, one past its limit), idle, a run resumed on a new pod (replay, then its
- * workspace restored from the store), then close (its workspace deleted). Recorded as `session-workspace` (since
- * sessions keep their workspace in the worker's store); `session.json`, `session-bounded.json` and
- * `session-capped.json` are the ones recorded before (before sessions bounded their history; before the cap; before
- * the workspace store).
+ * A session: runs (one writes a file, one draws a random value, one past its limit, one that ends its interpreter, so
+ * the launcher restarts it in its pod from the last checkpoint), idle, a run resumed on a new pod from its newest
+ * snapshot (files and state), a fork of an earlier run, then close (its snapshots deleted). Recorded as
+ * `session-snapshots` (since sessions keep snapshots and fork); the fork's own history as `session-fork`.
+ * `session.json`, `session-bounded.json`, `session-capped.json` and `session-workspace.json` are the ones recorded
+ * before (before sessions bounded their history; before the cap; before the workspace store; before snapshots).
  */
-const SESSION_NAME = 'session-workspace';
+const SESSION_NAME = 'session-snapshots';
 
 async function recordSession(): Promise<void> {
   if (!wanted(SESSION_NAME)) return;
@@ -94,17 +95,26 @@ async function recordSession(): Promise<void> {
   try {
     const session = await w.client.openSession({ sessionId: `replay-session-${Date.now()}`, idleTimeoutSeconds: 2 });
     await session.run('x = 41\nopen("kept.txt", "w").write("kept")');
+    const drawn = await session.run('import random\nr = random.random()\nr');
     await session.run('import time\nwhile True:\n    time.sleep(0.1)', { timeoutSeconds: 1 });
+    const ended = await session.run('import os\nos._exit(3)');
+    if (!ended.session) throw new Error('the run that ended its interpreter has no session note');
     await session.run('x + 1');
     const pods = () =>
       kube.core.listNamespacedPod({ namespace: SANDBOX_NAMESPACE, labelSelector: sessionSelector(session.id) });
     while ((await pods()).items.length > 0) await new Promise((r) => setTimeout(r, 500));
-    const resumed = await session.run('print(x, open("kept.txt").read())');
-    if (!resumed.session.restored?.workspace || 'error' in resumed.session.restored.workspace)
-      throw new Error(`the resumed run has no restored workspace: ${JSON.stringify(resumed.session)}`);
+    const resumed = await session.run('print(x, open("kept.txt").read())\nr');
+    const restored = resumed.session.restored;
+    if (!restored?.state || 'error' in restored.state || !restored.workspace || 'error' in restored.workspace)
+      throw new Error(`the resumed run has no restored snapshot: ${JSON.stringify(resumed.session)}`);
+    if (!resumed.stdout.endsWith(drawn.stdout)) throw new Error(`the value drawn came back as ${resumed.stdout}`);
+    const [fork] = await session.fork({ atRun: 2 });
+    const forked = await fork.run('x, r');
+    if (forked.status !== 'succeeded') throw new Error(`the fork's run: ${forked.status} ${forked.stderr}`);
+    await fork.close();
     await session.close();
-    const handle = w.client.temporal.workflow.getHandle(session.id);
-    save(SESSION_NAME, await handle.fetchHistory(), 'closed');
+    save(SESSION_NAME, await w.client.temporal.workflow.getHandle(session.id).fetchHistory(), 'closed');
+    save('session-fork', await w.client.temporal.workflow.getHandle(fork.id).fetchHistory(), 'closed');
   } finally {
     await w.stop();
   }

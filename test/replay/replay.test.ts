@@ -31,9 +31,18 @@ const QUEUE = ['queue-timeout'];
  * A session (since sessions): runs, a run past its limit, idle release, a run resumed by replay, close; recorded
  * before sessions bound their history and replay list (`session`), since (`session-bounded`), and since the cap on
  * open sessions (`session-capped`), and since sessions keep their workspace in the worker's store
- * (`session-workspace`: a file saved after its run, restored on the resumed pod, deleted at close).
+ * (`session-workspace`: a file saved after its run, restored on the resumed pod, deleted at close), and since
+ * snapshots and fork (`session-snapshots`: state and files as of each run, an interpreter restarted in its pod, a
+ * resume from the newest snapshot, a fork of an earlier run; `session-fork`: the fork's own history).
  */
-const SESSION = ['session', 'session-bounded', 'session-capped', 'session-workspace'];
+const SESSION = [
+  'session',
+  'session-bounded',
+  'session-capped',
+  'session-workspace',
+  'session-snapshots',
+  'session-fork',
+];
 const recorded = (dir: string) =>
   readdirSync(path.join(DIR, dir))
     .filter((f) => f.endsWith('.json'))
@@ -52,22 +61,30 @@ test.each(Object.entries(generations))(
 
 const histories = () =>
   Object.values(generations).flatMap(({ dir }) =>
-    recorded(dir).map((f) => ({
-      workflowId: `${dir}/${path.basename(f, '.json')}`,
-      history: historyFromJSON(JSON.parse(readFileSync(path.join(DIR, dir, f), 'utf8'))),
-    })),
+    recorded(dir).map((f) => {
+      const json = JSON.parse(readFileSync(path.join(DIR, dir, f), 'utf8'));
+      // Replayed under the id it ran with where the history says it (a child's id is made from its parent's).
+      const ran: string | undefined = json.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowId;
+      return {
+        workflowId: ran ?? `${dir}/${path.basename(f, '.json')}`,
+        file: `${dir}/${f}`,
+        history: historyFromJSON(json),
+      };
+    }),
   );
 
 async function replayAll(options: Omit<ReplayWorkerOptions, 'workflowsPath'> = {}): Promise<string[]> {
   const failures: string[] = [];
   let replayed = 0;
   const all = histories();
+  const fileOf = new Map(all.map((h) => [h.workflowId, h.file]));
+  expect(fileOf.size).toBe(all.length);
   for await (const r of Worker.runReplayHistories(
     { workflowsPath: require.resolve('../../workflows'), ...options },
-    all,
+    all.map(({ workflowId, history }) => ({ workflowId, history })),
   )) {
     replayed++;
-    if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
+    if (r.error) failures.push(`${fileOf.get(r.workflowId) ?? r.workflowId}: ${r.error.message}`);
   }
   expect(replayed).toBe(2 * WAYS.length + WARM.length + QUEUE.length + SESSION.length);
   return failures;
