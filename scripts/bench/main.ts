@@ -57,6 +57,7 @@ import {
 } from './report';
 import { Sampler } from './sampler';
 import { settle, untilQuiet } from './settle';
+import { benchDisplays } from './displays';
 import { benchEgress } from './egress';
 import { benchSessions } from './sessions';
 import { SIDES, type RunRecord, type Side } from './types';
@@ -73,6 +74,7 @@ const USAGE = `usage: npm run bench [-- options]
   --no-scaling         skip the scaling bursts
   --no-sessions        skip the sessions (print(1) in an open session vs exec, warm and cold; resume and restore)
   --no-egress          skip egress (a 1 MB download through the gateway vs a direct route; an allow-list on a warm print(1))
+  --no-displays        skip display data and TypeScript (display capture on a session's print(1); a 100 KB PNG; TS vs JS)
   --out DIR            where to write the results (default bench-results/)`;
 
 /** The scaling part's sandbox requests: 50 pods of the default 100m would not fit on a 2-core node. */
@@ -112,6 +114,7 @@ async function main(): Promise<void> {
       'no-scaling': { type: 'boolean', default: false },
       'no-sessions': { type: 'boolean', default: false },
       'no-egress': { type: 'boolean', default: false },
+      'no-displays': { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -435,7 +438,13 @@ async function main(): Promise<void> {
         log,
         check,
       });
-      result.sessions = { summary: sessions.summary, ratios: sessions.ratios, recoveries: sessions.recoveries };
+      result.sessions = {
+        summary: sessions.summary,
+        ratios: sessions.ratios,
+        recoveries: sessions.recoveries,
+        forks: sessions.forks,
+        big: sessions.big,
+      };
       section(`Sessions: print(1) in an open session (${pairsPerWorkload} interleaved rounds)`, sessions.markdown);
       await cold.close();
       workers.delete(cold);
@@ -463,6 +472,22 @@ async function main(): Promise<void> {
         `Egress: a 1 MB download, and an allow-list on a warm print(1) (${pairsPerWorkload} interleaved rounds)`,
         egress.markdown,
       );
+    }
+
+    // ------------------------------------------------------------------------------------------- displays
+    if (!values['no-displays']) {
+      log(
+        `\ndisplays: display capture on a session's print(1); a 100 KB PNG; TypeScript vs JavaScript; ${pairsPerWorkload} rounds`,
+      );
+      const displays = await benchDisplays({
+        rounds: pairsPerWorkload,
+        newId,
+        log,
+        check,
+        track: (w) => workers.add(w),
+      });
+      result.displays = displays.summary;
+      section(`Display data and TypeScript (${pairsPerWorkload} interleaved rounds)`, displays.markdown);
     }
 
     // -------------------------------------------------------------------------------------------- scaling

@@ -3,7 +3,9 @@
  * floor of a warm run, `kubectl exec` of `python3 -c 'print(1)'` into an already running gVisor pod with the same
  * limits (a second session's pod: the same hardened spec), interleaved exec, session, warm, cold so drift hits all.
  * Then what getting a session's state back costs: resume after the idle release, and restore after the pod was
- * deleted, each split into its phases (new pod, replay of the earlier runs, the run itself).
+ * deleted, each split into its phases (new pod, putting back the snapshot and running what it does not hold, the run
+ * itself), for a session of 3 runs and one of LONG_RUNS; what a fork costs (its id, then its first run); and what a
+ * large interpreter state costs each run (print(1) in a session holding BIG_MB of values: its checkpoint).
  */
 import { spawn } from 'node:child_process';
 import type { Kube } from '../../activities/kube';
@@ -33,7 +35,7 @@ export type SessionSide = 'exec' | 'session' | 'warm' | 'cold';
 const SESSION_SIDES: SessionSide[] = ['exec', 'session', 'warm', 'cold'];
 
 export interface RecoveryRecord {
-  how: 'resume after idle' | 'restore after pod loss';
+  how: (typeof RECOVERIES)[number];
   totalMs: number;
   podMs: number;
   replayMs: number;
@@ -50,17 +52,32 @@ export interface SessionBenchResult {
   /** session p50 / exec p50, and the same for warm and cold. */
   ratios: Record<SessionSide, number>;
   recoveries: RecoveryRecord[];
+  /** fork(): until its id is in hand; then its first run (the snapshot put back on its new pod, and print). */
+  forks: { forkMs: number; firstRunMs: number }[];
+  /** print(1) in a session holding BIG_MB of values vs the session above (checkpointed after every run). */
+  big: Summary;
   markdown: string;
 }
+
+const RECOVERIES = ['resume after idle', 'restore after pod loss', 'restore after pod loss (300 runs)'] as const;
+const LONG_RUNS = 300;
+const BIG_MB = 100;
 
 const PRINT = 'print(1)';
 const STATE = ['import json, math', 'x = 41', 'data = [i * i for i in range(1000)]'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Wall time of `kubectl exec` running print(1) in the pod (kubectl's own start included, as a user would see it). */
+/**
+ * Wall time of `kubectl exec` running print(1) in the pod (kubectl's own start included, as a user would see it),
+ * timed by a shell of its own around kubectl, so the bench's own busy event loop does not count.
+ */
 function kubectlExec(deps: SessionBenchDeps, pod: string): Promise<number> {
   const kubectl = stackBinary('kubernetes', 'KUBERNETES_VERSION', 'kubectl');
   const args = [
+    '-c',
+    's=$(date +%s%N); out=$("$@"); rc=$?; e=$(date +%s%N); [ $rc -eq 0 ] && [ "$out" = 1 ] || exit 3; echo $(( (e - s) / 1000000 ))',
+    'floor',
+    kubectl,
     ...(deps.adminKubeconfig ? ['--kubeconfig', deps.adminKubeconfig] : []),
     'exec',
     '-n',
@@ -73,19 +90,48 @@ function kubectlExec(deps: SessionBenchDeps, pod: string): Promise<number> {
     '-c',
     PRINT,
   ];
-  const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(kubectl, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/bin/sh', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('exit', (code) =>
-      code === 0 && out === '1\n'
-        ? resolve(Date.now() - t0)
+      code === 0 && /^\d+\n$/.test(out)
+        ? resolve(Number(out))
         : reject(new Error(`kubectl exec exited ${code}: ${out}${err}`.trim())),
     );
   });
+}
+
+/**
+ * The exec floor's target: a plain pod of the session pod's own spec (image, limits, RuntimeClass, hardening), its
+ * container only sleeping: no launcher, no session environment in it.
+ */
+async function plainPod(deps: SessionBenchDeps, like: string): Promise<string> {
+  const src = await deps.kube.core.readNamespacedPod({ name: like, namespace: deps.namespace });
+  const spec = structuredClone(src.spec!);
+  delete spec.nodeName;
+  spec.activeDeadlineSeconds = 3600;
+  spec.containers = spec.containers.map((c) => ({
+    ...c,
+    command: ['sleep', '3600'],
+    args: [],
+    stdin: false,
+    stdinOnce: false,
+    readinessProbe: undefined,
+  }));
+  const name = `ds-bench-floor-${Date.now()}`;
+  await deps.kube.core.createNamespacedPod({
+    namespace: deps.namespace,
+    body: { metadata: { name, labels: { 'app.kubernetes.io/name': 'durable-sandbox-bench-floor' } }, spec },
+  });
+  for (let i = 0; i < 240; i++) {
+    const p = await deps.kube.core.readNamespacedPod({ name, namespace: deps.namespace });
+    if (p.status?.containerStatuses?.[0]?.state?.running) return name;
+    await sleep(500);
+  }
+  throw new Error(`the floor's plain pod ${name} did not start`);
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -145,6 +191,7 @@ function recovery(how: RecoveryRecord['how'], totalMs: number, r: SessionRunResu
 export async function benchSessions(deps: SessionBenchDeps): Promise<SessionBenchResult> {
   const { cold, warm, log, check } = deps;
   const opened: Session[] = [];
+  let targetPod: string | undefined;
   const open = async (options: Parameters<BenchWorker['client']['openSession']>[0] = {}, on: BenchWorker = cold) => {
     const s = await on.client.openSession(options);
     opened.push(s);
@@ -156,7 +203,8 @@ export async function benchSessions(deps: SessionBenchDeps): Promise<SessionBenc
     const target = await open();
     expectOne(await session.run(PRINT));
     expectOne(await target.run(PRINT));
-    const targetPod = await podOf(target);
+    targetPod = await plainPod(deps, await podOf(target));
+    await target.close();
     await kubectlExec(deps, targetPod); // warm-up, not counted
     const latency: Record<SessionSide, number[]> = { exec: [], session: [], warm: [], cold: [] };
     for (let i = 0; i < deps.rounds; i++) {
@@ -206,6 +254,40 @@ export async function benchSessions(deps: SessionBenchDeps): Promise<SessionBenc
       const r = expectOne(await lost.run('print(x + 1 - 41)'));
       recoveries.push(recovery('restore after pod loss', Date.now() - t0, r));
     }
+    // The same after 300 runs: with snapshots the restore does not grow with the session.
+    const long = await open({}, warm);
+    for (let i = 0; i < LONG_RUNS; i++) succeeded(await long.run(`v${i % 10} = ${i}\nx = 41`));
+    for (let i = 0; i < Math.min(2, deps.rounds); i++) {
+      check();
+      const pod = await podOf(long);
+      await deps.kube.core.deleteNamespacedPod({ name: pod, namespace: deps.namespace, gracePeriodSeconds: 0 });
+      await untilNoPods(deps, long.id);
+      await deps.warmReady();
+      const t0 = Date.now();
+      const r = expectOne(await long.run('print(x + 1 - 41)'));
+      recoveries.push(recovery('restore after pod loss (300 runs)', Date.now() - t0, r));
+    }
+    // Fork: a copy of the live state (its id), then the copy's first run on a pod of its own.
+    const forks: SessionBenchResult['forks'] = [];
+    for (let i = 0; i < Math.min(3, deps.rounds); i++) {
+      check();
+      await deps.warmReady();
+      const t0 = Date.now();
+      const [copy] = await lost.fork();
+      opened.push(copy);
+      const forkMs = Date.now() - t0;
+      const firstRunMs = await timed(async () => expectOne(await copy.run('print(x + 1 - 41)')));
+      forks.push({ forkMs, firstRunMs });
+      log(`fork: ${forkMs} ms, its first run ${firstRunMs} ms`);
+      await copy.close();
+    }
+    // A large state: each run's checkpoint pickles it (written only when it changed).
+    const heavy = await open({ limits: { memory: '1Gi' } });
+    succeeded(await heavy.run(`big = bytes(${BIG_MB} << 20)\nx = 41`));
+    const bigMs: number[] = [];
+    for (let i = 0; i < Math.max(5, deps.rounds); i++)
+      bigMs.push(await timed(async () => expectOne(await heavy.run(PRINT))));
+    log(`print(1) with ${BIG_MB} MB of values: ${bigMs.join(', ')} ms`);
     for (const r of recoveries)
       log(
         `${r.how}: ${r.totalMs} ms (${r.warmPod ? 'warm' : 'new'} pod ${r.podMs}, replay ${r.replayMs}, run ${r.runMs})`,
@@ -215,6 +297,7 @@ export async function benchSessions(deps: SessionBenchDeps): Promise<SessionBenc
       SessionSide,
       Summary
     >;
+    const big = summarize(bigMs);
     const ratios = Object.fromEntries(SESSION_SIDES.map((s) => [s, summary[s].p50 / summary.exec.p50])) as Record<
       SessionSide,
       number
@@ -227,7 +310,7 @@ export async function benchSessions(deps: SessionBenchDeps): Promise<SessionBenc
       fmt(summary[s].min),
       fmt(ratios[s], 2),
     ]);
-    const recRows = (['resume after idle', 'restore after pod loss'] as const).map((how) => {
+    const recRows = RECOVERIES.map((how) => {
       const of = recoveries.filter((r) => r.how === how);
       const med = (k: keyof RecoveryRecord) => fmt(summarize(of.map((r) => Number(r[k]))).p50);
       const warmPods = of.filter((r) => r.warmPod).length;
@@ -247,16 +330,50 @@ export async function benchSessions(deps: SessionBenchDeps): Promise<SessionBenc
     });
     const markdown =
       `${table([['side', 'n', 'p50 ms', 'p95 ms', 'min ms', 'p50 / exec p50'], ...rows], ['l', 'r', 'r', 'r', 'r', 'r'])}\n\n` +
-      `exec: \`kubectl exec\` of \`python3 -c 'print(1)'\` into a running session pod (the same gVisor sandbox and ` +
-      `limits; kubectl's own start included), the floor of a warm run. session: Session.run('print(1)') in an open ` +
+      `exec: \`kubectl exec\` of \`python3 -c 'print(1)'\` into a plain pod of a session pod's spec (the same ` +
+      `image, gVisor, limits and hardening; only \`sleep\` in it), timed by a shell of its own around kubectl ` +
+      `(kubectl's start included), the floor of a warm run. session: Session.run('print(1)') in an open ` +
       `session, until the result is in hand. warm / cold: SandboxClient.executeCode('print(1)') on a warm pool pod / ` +
       `a new Job. Interleaved exec, session, warm, cold per round.\n\n` +
       `${table([['getting the state back', 'n', 'total ms', 'new pod ms', 'warm pods', 'replay ms', 'runs replayed', 'the run ms', 'total / (warm p50 + replay)'], ...recRows], ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'])}\n\n` +
-      `Medians. The session had ${STATE.length} earlier runs (imports, a variable, a list); resume: after its pod was ` +
-      `released on idle (2 s); restore: after its pod was deleted from outside; both on the worker with a warm pool, ` +
-      `once it has a ready pod. The run itself = total − new pod − replay.`;
-    return { latency, summary, ratios, recoveries, markdown };
+      `Medians. The session had ${STATE.length} earlier runs (imports, a variable, a list), or ${LONG_RUNS}; resume: ` +
+      `after its pod was released on idle (2 s); restore: after its pod was deleted from outside; both on the worker ` +
+      `with a warm pool, once it has a ready pod. "replay ms": putting back the newest snapshot (files, then the ` +
+      `interpreter's checkpoint) and running the runs it does not hold ("runs replayed"). The run itself = total − ` +
+      `new pod − replay.\n\n` +
+      `${table(
+        [
+          ['fork', 'n', 'p50 ms', 'min ms'],
+          [
+            'fork() until its id',
+            forks.length,
+            fmt(summarize(forks.map((f) => f.forkMs)).p50),
+            fmt(summarize(forks.map((f) => f.forkMs)).min),
+          ],
+          [
+            "the fork's first run",
+            forks.length,
+            fmt(summarize(forks.map((f) => f.firstRunMs)).p50),
+            fmt(summarize(forks.map((f) => f.firstRunMs)).min),
+          ],
+        ],
+        ['l', 'r', 'r', 'r'],
+      )}\n\n` +
+      `${table(
+        [
+          ['print(1) in a session holding', 'n', 'p50 ms', 'p95 ms', 'vs the session above'],
+          [`${BIG_MB} MB of values`, big.n, fmt(big.p50), fmt(big.p95), fmt(big.p50 / summary.session.p50, 2)],
+        ],
+        ['l', 'r', 'r', 'r', 'r'],
+      )}\n\n` +
+      `A run's checkpoint is taken after its answer; the next run waits for it. An unchanged state is not written again, ` +
+      `but it is pickled to know that.`;
+    return { latency, summary, ratios, recoveries, forks, big, markdown };
   } finally {
+    if (targetPod)
+      await deps.kube.core
+        .deleteNamespacedPod({ name: targetPod, namespace: deps.namespace, gracePeriodSeconds: 0 })
+        .catch(() => undefined);
     await Promise.all(opened.map((s) => s.close().catch(() => undefined)));
   }
 }
