@@ -101,6 +101,37 @@ function probes(r: Pick<ExecutionResult, 'stdout'>): Record<string, Probe> {
   return out;
 }
 
+/**
+ * Runs an expectation; its failure also says everything about the run (each probe's words and time, its pod, its
+ * stderr) and the host's side of the pod bridge.
+ */
+function explained(r: ExecutionResult, expectation: () => void): void {
+  try {
+    expectation();
+  } catch (err) {
+    const host = (cmd: string, ...args: string[]) => {
+      try {
+        return sh(cmd, ...args);
+      } catch (e) {
+        return String(e);
+      }
+    };
+    const why = {
+      probes: probes(r),
+      pod: r.kubernetes?.pod,
+      stderr: r.stderr,
+      network: r.network,
+      timeline: r.timeline,
+      // The host's side of the pod bridge just after: neighbours, the firewall's counters, tracked flows to the gateway.
+      neighbours: host('ip', 'neigh', 'show', 'dev', 'dsbr0'),
+      firewall: host('iptables', '-L', 'DS-SANDBOX-IN', '-n', '-v', '-x'),
+      flows: host('conntrack', '-L', '-p', 'tcp', '--dport', '3128'),
+    };
+    (err as Error).message += `\n\nthe run: ${JSON.stringify(why, null, 1)}`;
+    throw err;
+  }
+}
+
 function probeInput(names: string[], allow: string[] | undefined, env: Record<string, string> = {}) {
   return {
     code: PROBE,
@@ -141,13 +172,15 @@ test('warm: a claimed pool pod gets the allow-list with its claim (no new pod)',
   const r = await w.client.executeCode(probeInput(['http', 'https'], ['data.example.org']), {
     executionId: uniqueId('egress-warm'),
   });
-  // Whole objects, so that a failure shows the probes' own words and what the gateway recorded.
-  expect({ sandbox: r.sandbox, http: probes(r).http, https: probes(r).https, network: r.network }).toMatchObject({
-    sandbox: 'warm',
-    http: { ok: true },
-    https: { ok: true },
-    network: { reached: [expect.anything(), expect.anything()] },
-  });
+  // Whole objects, so that a failure shows the probes' own words, their times and what the gateway recorded.
+  explained(r, () =>
+    expect({ sandbox: r.sandbox, http: probes(r).http, https: probes(r).https, network: r.network }).toMatchObject({
+      sandbox: 'warm',
+      http: { ok: true },
+      https: { ok: true },
+      network: { reached: [expect.anything(), expect.anything()] },
+    }),
+  );
 });
 
 test('every other way out is refused, and listed as refused with why', async () => {
@@ -211,10 +244,12 @@ test("a sandbox presenting another sandbox's credential is refused; one without 
   const b = await w.client.executeCode(probeInput(['http'], ['data.example.org'], { OTHER_PROXY: stolen }), {
     executionId: uniqueId('egress-id-b'),
   });
-  expect({ http: probes(b).http, refused: refusedFor(b, 'data.example.org').map((c) => c.reason) }).toMatchObject({
-    http: { ok: false },
-    refused: ["the credential is not this sandbox's"],
-  });
+  explained(b, () =>
+    expect({ http: probes(b).http, refused: refusedFor(b, 'data.example.org').map((c) => c.reason) }).toMatchObject({
+      http: { ok: false },
+      refused: ["the credential is not this sandbox's"],
+    }),
+  );
   const none = await w.client.executeCode(probeInput(['direct-gateway', 'http'], undefined, { OTHER_PROXY: stolen }), {
     executionId: uniqueId('egress-none'),
   });
