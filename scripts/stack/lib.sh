@@ -60,6 +60,9 @@ NODE_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
 
 CONTAINERD_SOCK=$RUN_DIR/containerd.sock
 POD_BRIDGE=dsbr0
+# The bridge's own MAC, fixed (locally administered): left to itself a bridge takes the lowest MAC of its ports, so it
+# changed as pods came and went, and a pod that had learned the old one lost the gateway until its ARP entry aged.
+POD_BRIDGE_MAC=02:64:73:00:00:01
 POD_ISOLATION_RULE=(-i "$POD_BRIDGE" -o "$POD_BRIDGE" -m comment --comment "durable-sandbox: no traffic between sandbox pods" -j DROP)
 
 ts() { date +%H:%M:%S; }

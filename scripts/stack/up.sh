@@ -68,6 +68,7 @@ sandbox_network() {
   if ! ip link show "$POD_BRIDGE" >/dev/null 2>&1; then
     ip link add "$POD_BRIDGE" type bridge
   fi
+  ip link set "$POD_BRIDGE" address "$POD_BRIDGE_MAC"
   ip addr replace "$GATEWAY_IP/16" dev "$POD_BRIDGE"
   ip link set "$POD_BRIDGE" up
   ipset create "$EGRESS_IPSET" hash:ip -exist
