@@ -47,6 +47,27 @@ export function workspaceActivities(deps: ActivityDeps) {
       throw err;
     }
   };
+  /** The session's workspace (its checkpoint included) as a tar.gz, read from its pod; or why it could not be. */
+  const tarOf = async (
+    input: { namespace: string; pod: string; sessionId: string; maxBytes: number },
+    what: 'the workspace' | 'the snapshot',
+  ): Promise<{ stdout: Buffer } | WorkspaceFailure> => {
+    const ctx = Context.current();
+    const out = await inPod({
+      namespace: input.namespace,
+      pod: input.pod,
+      command: helper('save'),
+      maxStdoutBytes: input.maxBytes,
+      onProgress: (bytes) => ctx.heartbeat({ bytes }),
+      what: `save ${what} of session ${input.sessionId}`,
+    });
+    if (!out) return { error: `its pod ${input.pod} was gone before ${what} was saved` };
+    if (out.overflow)
+      return { error: `the workspace is larger than ${mib(input.maxBytes)} compressed (DS_WORKSPACE_MAX_BYTES)` };
+    if (out.exitCode !== 0)
+      return { error: `saving ${what} failed (exit ${out.exitCode ?? 'none'}): ${out.stderr.trim()}`.trim() };
+    return { stdout: out.stdout };
+  };
 
   return {
     /** Saves the session's workspace from its pod to the store: the session's one object, replaced whole. */
@@ -58,21 +79,9 @@ export function workspaceActivities(deps: ActivityDeps) {
       sig: string;
       maxBytes: number;
     }): Promise<WorkspaceSaveResult> {
-      const ctx = Context.current();
       const workspaces = store();
-      const out = await inPod({
-        namespace: input.namespace,
-        pod: input.pod,
-        command: helper('save'),
-        maxStdoutBytes: input.maxBytes,
-        onProgress: (bytes) => ctx.heartbeat({ bytes }),
-        what: `save the workspace of session ${input.sessionId}`,
-      });
-      if (!out) return { error: `its pod ${input.pod} was gone before the workspace was saved` };
-      if (out.overflow)
-        return { error: `the workspace is larger than ${mib(input.maxBytes)} compressed (DS_WORKSPACE_MAX_BYTES)` };
-      if (out.exitCode !== 0)
-        return { error: `saving the workspace failed (exit ${out.exitCode ?? 'none'}): ${out.stderr.trim()}`.trim() };
+      const out = await tarOf(input, 'the workspace');
+      if ('error' in out) return out;
       const saved: SavedWorkspace = {
         seq: input.seq,
         sig: input.sig,
@@ -171,21 +180,9 @@ export function workspaceActivities(deps: ActivityDeps) {
       maxBytes: number;
       drop: number[];
     }): Promise<Snapshot | WorkspaceFailure> {
-      const ctx = Context.current();
       const workspaces = store();
-      const out = await inPod({
-        namespace: input.namespace,
-        pod: input.pod,
-        command: helper('save'),
-        maxStdoutBytes: input.maxBytes,
-        onProgress: (bytes) => ctx.heartbeat({ bytes }),
-        what: `save a snapshot of session ${input.sessionId}`,
-      });
-      if (!out) return { error: `its pod ${input.pod} was gone before the snapshot was saved` };
-      if (out.overflow)
-        return { error: `the workspace is larger than ${mib(input.maxBytes)} compressed (DS_WORKSPACE_MAX_BYTES)` };
-      if (out.exitCode !== 0)
-        return { error: `saving the snapshot failed (exit ${out.exitCode ?? 'none'}): ${out.stderr.trim()}`.trim() };
+      const out = await tarOf(input, 'the snapshot');
+      if ('error' in out) return out;
       const snapshot: Snapshot = {
         seq: input.seq,
         sig: input.sig,
