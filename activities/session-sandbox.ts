@@ -16,7 +16,7 @@ import { CONTAINER_NAME, launcherTask } from '../core/manifests';
 import { capsOf, collectedOutput, LauncherLogParser, logReadLimit } from '../core/output';
 import type { ExecutionPolicy } from '../core/policy';
 import { sessionKernelOf } from '../core/languages';
-import { LABELS } from '../core/names';
+import { ANNOTATIONS, LABELS } from '../core/names';
 import { fitsPool, poolRef, poolSelector, claimable } from '../core/pool';
 import {
   buildSessionPod,
@@ -233,13 +233,46 @@ export function sessionActivities(deps: ActivityDeps) {
           // The pod is gone or ended: the next look at it says so.
         }
       };
+      /** The run as the launcher takes it. */
+      const taskOf = () => ({
+        ...launcherTask(
+          spec.sessionId,
+          1,
+          spec.request,
+          spec.policy,
+          'handed',
+          sessionNetwork(deps, spec.sessionId, spec.egress, spec.policy),
+        ),
+        seq: spec.seq,
+        kernel: sessionKernelOf(spec.request.language),
+        ...(spec.idleSeconds !== undefined ? { idleSeconds: spec.idleSeconds } : {}),
+        ...(spec.op ? { op: spec.op } : {}),
+        ...(spec.codes ? { codes: spec.codes } : {}),
+        ...(spec.checkpoint ? { checkpoint: spec.checkpoint } : {}),
+      });
       let sentAt: number;
       /** The pod as the look before the handover saw it. */
       let handedPod: V1Pod | undefined;
+      /** When the run was last handed over (a retry may hand it again): its time limit counts from there. */
+      let handedAt: number;
       if (earlier?.sentAt !== undefined) {
-        // An earlier try handed the run over: never again; read what the pod has written of it since.
+        // An earlier try recorded the handover and may have died before or after writing the run: what the pod has
+        // written of it is in its log, read from then. A launcher that takes each run once is handed it again (one
+        // that took it does not run it again); an older one never is.
         sentAt = earlier.sentAt;
+        handedAt = sentAt;
         await followLog(sentAt);
+        const pod = await readPod(namespace, spec.pod);
+        if (podAlive(pod) && pod?.metadata?.annotations?.[ANNOTATIONS.runsOnce] === 'true') {
+          try {
+            const held = await attachments.use(namespace, spec.pod, `attach to ${spec.pod}`);
+            handedAt = Date.now();
+            held.write(frameTask(taskOf()));
+          } catch (err) {
+            // The pod is going or gone: the loop below sees it and says so.
+            ctx.log.warn(`session run ${spec.seq}: could not hand it again: ${(err as Error).message}`);
+          }
+        }
       } else {
         sentAt = Date.now();
         const c = channel();
@@ -265,27 +298,12 @@ export function sessionActivities(deps: ActivityDeps) {
         }
         if (!held) throw failed;
         close = held.listen(c.onData, c.ended);
-        const task = {
-          ...launcherTask(
-            spec.sessionId,
-            1,
-            spec.request,
-            spec.policy,
-            'handed',
-            sessionNetwork(deps, spec.sessionId, spec.egress, spec.policy),
-          ),
-          seq: spec.seq,
-          kernel: sessionKernelOf(spec.request.language),
-          ...(spec.idleSeconds !== undefined ? { idleSeconds: spec.idleSeconds } : {}),
-          ...(spec.op ? { op: spec.op } : {}),
-          ...(spec.codes ? { codes: spec.codes } : {}),
-          ...(spec.checkpoint ? { checkpoint: spec.checkpoint } : {}),
-        };
-        held.write(frameTask(task));
+        handedAt = sentAt;
+        held.write(frameTask(taskOf()));
       }
       const setup = {
         pod: spec.pod,
-        giveUpAt: sentAt + (spec.watchSeconds ?? spec.request.timeoutSeconds) * 1000 + SESSION_RUN.graceMs,
+        giveUpAt: handedAt + (spec.watchSeconds ?? spec.request.timeoutSeconds) * 1000 + SESSION_RUN.graceMs,
       };
       const memo: SessionRunMemo = {};
       // The pod as the step knows it: the look before the handover, then the worker's pod cache's changes to it (no

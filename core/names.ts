@@ -25,6 +25,11 @@ export const ANNOTATIONS = {
   poolOwner: 'durable-sandbox.dev/pool-owner',
   /** Session pods: the session's id (its workflow's id; the reconciler's owner). */
   sessionId: 'durable-sandbox.dev/session-id',
+  /**
+   * Session pods whose launcher takes each run once ("true"): a run handed to it again (its number already accepted)
+   * is not run again, so a retried run step may hand over a run its dead predecessor may or may not have written.
+   */
+  runsOnce: 'durable-sandbox.dev/runs-once',
 } as const;
 
 /** 64-bit FNV-1a as 16 hex digits (two 32-bit halves with different offsets; no Node crypto in workflows). */

@@ -246,6 +246,7 @@ export function buildSessionPod(args: {
       annotations: {
         [ANNOTATIONS.sessionId]: args.sessionId,
         [ANNOTATIONS.language]: spec.language,
+        [ANNOTATIONS.runsOnce]: 'true',
         ...egress.annotations,
       },
     },
@@ -322,6 +323,8 @@ export function sessionClaimPatch(
         [ANNOTATIONS.poolOwner]: null,
         [ANNOTATIONS.sessionId]: args.sessionId,
         [ANNOTATIONS.language]: args.spec.language,
+        // Only pods of the claiming worker's own template are claimed: their launcher is its own.
+        [ANNOTATIONS.runsOnce]: 'true',
         ...egress.annotations,
       },
     },

@@ -338,6 +338,9 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
     kernel = None
     why_restart = None
     runs = 0
+    # The highest run number accepted: a run handed again (a worker that died after writing it retries the
+    # handover) is not run again; its lines are already in the log, where the retry reads them.
+    accepted_seq = None
     while state["terminated"] is None:
         if first is None and not await_next(max_idle, kernel):
             note_termination("idle: no run arrived within %g s" % max_idle)
@@ -353,6 +356,8 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
             timeout, stdout_cap, stderr_cap, command, extra_env, files = program_of(task)
             code = task["code"]
             number = int(task["seq"])
+            if accepted_seq is not None and number <= accepted_seq:
+                continue
             kind = task.get("kernel") or "python"
             op = task.get("op") or "run"
             if kind not in KERNELS:
@@ -371,6 +376,7 @@ def session(max_bytes, task_dir, max_idle, first=None, env=None):
         accepted = {"executionId": task.get("executionId"), "attempt": task.get("attempt"), "seq": number,
                     "sha256": digest}
         write_line(TAG_ACCEPTED + " " + json.dumps(accepted, separators=(",", ":")))
+        accepted_seq = number
         if kernel is not None and not kernel.alive():
             why_restart = why_restart or "the interpreter had exited (code %s)" % kernel.process.returncode
         if kernel is not None and (not kernel.alive() or kernel.unheard):

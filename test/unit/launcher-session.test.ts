@@ -117,6 +117,17 @@ test('variables, imports, the working directory and files persist; a trailing ex
   expect((await run('None')).stdout.text).toBe('');
 });
 
+test('a run handed again (its number already accepted) is not run again; the next run is', async () => {
+  const first = await run('n = globals().get("n", 0) + 1\nprint(n)');
+  expect(first.stdout.text).toBe('1\n');
+  // A worker that died after handing run `seq` over hands it again: the launcher already took it.
+  launcher.stdin.write(frameTask(taskOf('n = globals().get("n", 0) + 1\nprint(n)', { seq })));
+  launcher.stdin.write(frameTask(taskOf('n = globals().get("n", 0) + 1\nprint(n)', { seq: seq - 1 })));
+  const next = await run('print(n)');
+  expect(next.stdout.text).toBe('1\n');
+  expect(log.match(/^a /gm)).toHaveLength(2);
+});
+
 test('a failing run prints its traceback, exits 1, and leaves the interpreter as it was', async () => {
   await run('count = 1');
   const failed = await run('count += 1\n1/0');
