@@ -110,6 +110,7 @@ export class SandboxPodCache {
 /** The caches of one worker process, one per namespace, made on first use. */
 export class PodCaches {
   private readonly caches = new Map<string, SandboxPodCache>();
+  private stopped = false;
 
   constructor(private readonly kube: Pick<Kube, 'config' | 'core'>) {}
 
@@ -117,6 +118,12 @@ export class PodCaches {
     let cache = this.caches.get(namespace);
     if (!cache) {
       cache = new SandboxPodCache(this.kube, namespace);
+      // Asked for after the worker closed its clients (a step still unwinding): a cache that never starts a watch,
+      // which would otherwise keep the process alive for good.
+      if (this.stopped) {
+        cache.stop();
+        return cache;
+      }
       this.caches.set(namespace, cache);
     }
     return cache;
@@ -130,6 +137,7 @@ export class PodCaches {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const c of this.caches.values()) c.stop();
     this.caches.clear();
   }

@@ -91,6 +91,8 @@ export function runSandboxActivity(deps: ActivityDeps) {
           if (watch.progress.containerStartedAt === undefined) whileStarting().catch(() => undefined);
         }, STARTING_CHECK_MS)
       : undefined;
+    // The step's own awaits keep the process alive while it runs; this check never should by itself.
+    starting?.unref();
     try {
       const running = watch.run();
       running.catch(() => undefined);
