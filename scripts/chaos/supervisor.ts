@@ -53,6 +53,11 @@ export class WorkerSupervisor {
     await exited;
   }
 
+  /** The worker process running now, if one is. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   /** SIGKILL, as a crash: no graceful shutdown, no heartbeat, nothing flushed. */
   kill(): boolean {
     if (!this.child?.pid) return false;
