@@ -6,12 +6,7 @@
 import { parseArgs } from 'node:util';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { DEFAULT_CHAOS, failed, formatReport, runChaos } from './run';
-
-function duration(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s);
-  if (!m) throw new Error(`not a duration: ${s} (e.g. 500ms, 2s, 1m)`);
-  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
-}
+import { parseDuration } from '../seeded';
 
 async function run(): Promise<void> {
   const { values } = parseArgs({
@@ -35,11 +30,11 @@ async function run(): Promise<void> {
     ...DEFAULT_CHAOS,
     executions: num(values.executions, DEFAULT_CHAOS.executions),
     concurrency: num(values.concurrency, DEFAULT_CHAOS.concurrency),
-    killEveryMs: values['kill-every'] ? duration(values['kill-every']) : DEFAULT_CHAOS.killEveryMs,
+    killEveryMs: values['kill-every'] ? parseDuration(values['kill-every']) : DEFAULT_CHAOS.killEveryMs,
     targetedKills: !values['no-targeted-kills'],
     temporalRestarts: num(values['temporal-restarts'], DEFAULT_CHAOS.temporalRestarts),
     apiserverOutages: num(values['apiserver-outages'], DEFAULT_CHAOS.apiserverOutages),
-    apiserverDownMs: values['apiserver-down'] ? duration(values['apiserver-down']) : DEFAULT_CHAOS.apiserverDownMs,
+    apiserverDownMs: values['apiserver-down'] ? parseDuration(values['apiserver-down']) : DEFAULT_CHAOS.apiserverDownMs,
     podDeletions: num(values['pod-deletions'], DEFAULT_CHAOS.podDeletions),
     warmPool: num(values['warm-pool'], DEFAULT_CHAOS.warmPool),
     seed: num(values.seed, DEFAULT_CHAOS.seed),

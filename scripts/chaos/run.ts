@@ -22,6 +22,7 @@ import { readLauncherSource } from '../../worker/worker';
 import { killComponent, stackUp } from './faults';
 import { ClusterObserver } from './observer';
 import { WorkerSupervisor } from './supervisor';
+import { seededRandom } from '../seeded';
 
 export interface ChaosOptions {
   executions: number;
@@ -103,18 +104,6 @@ export interface ChaosReport {
   checks: ExecutionCheck[];
 }
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same fault schedule. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function program(i: number): {
   code: string;
   expected: Pick<ExecutionResult, 'status' | 'exitCode' | 'stdout' | 'stderr'>;
@@ -145,7 +134,7 @@ async function retrying<T>(what: () => Promise<T>, deadline: number): Promise<T>
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   applyStackEnv();
-  const random = rng(opts.seed);
+  const random = seededRandom(opts.seed);
   const log = opts.log;
   const runId = `chaos-${Date.now().toString(36)}`;
   const taskQueue = runId;

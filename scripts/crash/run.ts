@@ -14,6 +14,7 @@ import { s3WorkspaceStore } from '../../activities/workspace-store';
 import type { CrashAt, CrashMode } from './crashable';
 import { poolEmpty, STEP_CASES, type Harness, type StepCase } from './steps';
 import { runWithCrashes, type TryRecord } from './tries';
+import { seededRandom } from '../seeded';
 
 export interface CrashOptions {
   /** Which cases (by name substring; all when empty). */
@@ -61,17 +62,6 @@ const describe = (crashes: ReadonlyArray<CrashAt | undefined>, tries: TryRecord[
     )
     .filter(Boolean)
     .join(', then ');
-
-/** A small deterministic generator (the sample of pairs is the same run to run). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 
 export function harnessFor(prefix: string): Harness {
   const taskQueue = `${prefix}-${randomBytes(4).toString('hex')}`;
@@ -165,7 +155,7 @@ export async function runCase(c: StepCase, o: CrashOptions): Promise<CaseReport>
       ).flat(),
     );
     report.pairUniverse = universe.length;
-    const draw = rng(o.seed);
+    const draw = seededRandom(o.seed);
     const chosen =
       o.pairsPerCase >= universe.length
         ? universe

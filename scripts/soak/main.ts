@@ -7,12 +7,7 @@
 import { parseArgs } from 'node:util';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { DEFAULT_SOAK, formatSoak, runSoak, soakFailed } from './run';
-
-function duration(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s);
-  if (!m) throw new Error(`not a duration: ${s} (e.g. 500ms, 2s, 1m; 0: never)`);
-  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
-}
+import { parseDuration } from '../seeded';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -28,7 +23,7 @@ async function main(): Promise<void> {
   });
   const minutes = Number(values.minutes ?? DEFAULT_SOAK.minutes);
   if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, not ${values.minutes}`);
-  const d = (v: string | undefined, fallback: number) => (v === undefined ? fallback : duration(v));
+  const d = (v: string | undefined, fallback: number) => (v === undefined ? fallback : parseDuration(v));
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const report = await runSoak({
     ...DEFAULT_SOAK,

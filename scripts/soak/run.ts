@@ -19,6 +19,7 @@ import { drainWarmPools } from '../../worker/warm-pools';
 import { killComponent, stackUp } from '../chaos/faults';
 import { ClusterObserver } from '../chaos/observer';
 import { WorkerSupervisor } from '../chaos/supervisor';
+import { seededRandom } from '../seeded';
 
 export interface SoakOptions {
   minutes: number;
@@ -83,17 +84,6 @@ export interface SoakReport {
   rss: { afterWarmupMiB: number; atEndMiB: number; peakMiB: number; samples: number };
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TYPED = new Set(['infra_error', 'sandbox_lost']);
 
@@ -123,7 +113,7 @@ function rssOf(pid: number | undefined): number | undefined {
 
 export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   applyStackEnv();
-  const random = rng(o.seed);
+  const random = seededRandom(o.seed);
   const runId = `soak-${Date.now().toString(36)}`;
   const taskQueue = runId;
   const workerEnv = {
