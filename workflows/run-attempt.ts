@@ -3,7 +3,7 @@
  * is separate, so the execution can answer with its result first and clean up after. Cleanup always runs, as
  * compensation, in a scope that cancellation cannot interrupt.
  */
-import { ActivityFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
+import { ActivityFailure, CancellationScope, isCancellation, patched } from '@temporalio/workflow';
 import type { AttemptEnd, AttemptRef, AttemptSpec, CollectedOutput, RunResult } from '../core/attempt';
 import type { NetworkReport } from '../core/egress';
 import { resourceNames } from '../core/names';
@@ -14,6 +14,12 @@ import type { ExecutionRequest } from '../core/validate';
 import { cleanup, collectOutput, runSandbox } from './activities';
 import type { Progress } from './progress';
 import { stepFailure } from './step-failure';
+
+/**
+ * A cancel that came while the run step was lost (its worker died: the step ends by its heartbeat timeout, which
+ * Temporal reports as the step's failure, not a cancellation) ends the attempt as cancelled, as any other cancel.
+ */
+export const CANCEL_WHILE_LOST = 'cancel-while-lost';
 
 export interface Execution {
   executionId: string;
@@ -56,7 +62,12 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
       ...(run.network ? { network: run.network } : {}),
     };
   } catch (err) {
-    if (isCancellation(err)) {
+    const cancelled =
+      isCancellation(err) ||
+      (err instanceof ActivityFailure &&
+        CancellationScope.current().consideredCancelled &&
+        patched(CANCEL_WHILE_LOST));
+    if (cancelled) {
       // Keep whatever the program printed so far; cleanup then stops it.
       const caps = capsOf(policy);
       const output = await CancellationScope.nonCancellable(() =>

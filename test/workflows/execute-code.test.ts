@@ -201,6 +201,23 @@ test('cancelling stops the run step, keeps the output so far and cleans up: stat
   expect(script.cleanups).toEqual([1]);
 });
 
+test('a cancel that comes while the run step is lost (it fails instead of taking the cancel) ends as cancelled', async () => {
+  // As a step whose worker died under it: it never hears the cancel, and Temporal reports its failure.
+  const script = new Script(async () => {
+    await new Promise((r) => setTimeout(r, 1500));
+    throw ApplicationFailure.retryable('the worker died (mocked)');
+  });
+  const result = await withWorker(script, async (q) => {
+    const handle = await start(q);
+    while (script.runs.length === 0) await new Promise((r) => setTimeout(r, 50));
+    await handle.cancel();
+    return handle.result();
+  });
+  expect(result).toMatchObject({ status: 'cancelled', exitCode: null, stdout: 'printed before the cancel\n' });
+  expect(script.runs).toEqual([1]);
+  expect(script.cleanups).toEqual([1]);
+});
+
 test('an execution no worker started within the queue timeout ends as QueueTimeout, with no step run at all', async () => {
   const script = new Script(async () => finished(0), { ...POLICY, queueTimeoutSeconds: 1 });
   const taskQueue = `wf-${randomUUID()}`;
