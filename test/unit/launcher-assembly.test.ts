@@ -67,7 +67,13 @@ test('the shipped launcher and the checkout run a program alike', () => {
         encoding: 'utf8',
       },
     );
-    const strip = (s: string) => s.replace(/"(startedAt|finishedAt)":\d+/g, '');
+    // The two streams are read apart, so their lines may come in either order; each stream's own order is kept.
+    const strip = (s: string) =>
+      s
+        .replace(/"(startedAt|finishedAt)":\d+/g, '')
+        .split('\n')
+        .sort((a, b) => (a[0] === b[0] ? 0 : a < b ? -1 : 1))
+        .join('\n');
     expect(args[0]).toBe(LAUNCHER);
     expect(shipped.status).toBe(3);
     expect(checkout.status).toBe(3);
