@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { SandboxClient, type ExecutionResult } from '../../client';
+import { NoWorkerError } from '../../client/errors';
 import { createKube } from '../../activities/kube';
 import { ANNOTATIONS, LABELS, MANAGED_BY, resourceNames } from '../../core/names';
 import { InvalidInputError } from '../../core/validate';
@@ -94,7 +95,11 @@ async function patiently<T>(f: () => Promise<T>, ms = 120_000): Promise<T> {
     try {
       return await f();
     } catch (err) {
-      const transient = /UNAVAILABLE|ECONNREFUSED|connect|deadline|Connection|SessionMoving|14 /i.test(String(err));
+      // No worker took it up yet (it is being restarted): every call here is idempotent by its id, so it is sent
+      // again, as an agent backend would.
+      const transient =
+        err instanceof NoWorkerError ||
+        /UNAVAILABLE|ECONNREFUSED|connect|deadline|Connection|SessionMoving|14 /i.test(String(err));
       if (!transient || Date.now() > until) throw err;
       await delay(1000);
     }
@@ -278,12 +283,15 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       }
       case 'session': {
         sessionIds.push(id);
-        const s = await patiently(() => client.openSession({ sessionId: id, idleTimeoutSeconds: 5 }));
+        const s = await patiently(() => client.openSession({ sessionId: id, idleTimeoutSeconds: 5, ifOpen: 'attach' }));
         try {
-          const first = await patiently(() => s.run(`x = ${i}\nopen("f.txt", "w").write("${i}")`), 600_000);
+          const first = await patiently(
+            () => s.run(`x = ${i}\nopen("f.txt", "w").write("${i}")`, { runId: `${id}-1` }),
+            600_000,
+          );
           // Some go idle (their pod is released) and come back on a new one with their state.
           if (random() < 0.4) await delay(9000);
-          const second = await patiently(() => s.run('print(x, open("f.txt").read())'), 600_000);
+          const second = await patiently(() => s.run('print(x, open("f.txt").read())', { runId: `${id}-2` }), 600_000);
           const right = first.status === 'succeeded' && second.stdout === `${i} ${i}\n`;
           return right
             ? { kind, id, verdict: 'right' }
@@ -309,6 +317,18 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         try {
           outcomes.push({ ...(await item(kind, i)), ms: Date.now() - t });
         } catch (err) {
+          // No worker took it up in time (it was being restarted): the caller is told for certain that nothing
+          // ran, a typed answer it can act on.
+          if (err instanceof NoWorkerError) {
+            outcomes.push({
+              kind,
+              id: `${runId}-${kind}-${i}`,
+              verdict: 'typed',
+              note: err.message,
+              ms: Date.now() - t,
+            });
+            continue;
+          }
           outcomes.push({
             kind,
             id: `${runId}-${kind}-${i}`,
