@@ -159,8 +159,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     meanMs > 0
       ? (async () => {
           for (;;) {
-            await delay(-Math.log(1 - random()) * meanMs);
-            if (Date.now() > end) return;
+            // A fault drawn for after the load's end never comes (nor is waited for).
+            const at = Date.now() - Math.log(1 - random()) * meanMs;
+            if (at > end) return;
+            await delay(at - Date.now());
             await f().catch((err: unknown) => log(`fault failed: ${String(err).slice(0, 300)}`));
           }
         })()
