@@ -64,9 +64,7 @@ export async function runAttempt(exec: Execution, attempt: number): Promise<Atte
   } catch (err) {
     const cancelled =
       isCancellation(err) ||
-      (err instanceof ActivityFailure &&
-        CancellationScope.current().consideredCancelled &&
-        patched(CANCEL_WHILE_LOST));
+      (err instanceof ActivityFailure && CancellationScope.current().consideredCancelled && patched(CANCEL_WHILE_LOST));
     if (cancelled) {
       // Keep whatever the program printed so far; cleanup then stops it.
       const caps = capsOf(policy);
