@@ -177,6 +177,16 @@ test('the result update answers before cleanup; the workflow completes after it 
   });
 });
 
+/** Starts an execution, cancels it once its run step has started, and gives its result. */
+function cancelOnceRunning(script: Script): Promise<ExecutionResult> {
+  return withWorker(script, async (q) => {
+    const handle = await start(q);
+    while (script.runs.length === 0) await new Promise((r) => setTimeout(r, 50));
+    await handle.cancel();
+    return handle.result();
+  });
+}
+
 test('cancelling stops the run step, keeps the output so far and cleans up: status cancelled', async () => {
   const script = new Script(async () => {
     // Runs until cancelled, as the real step does; heartbeats deliver the cancellation.
@@ -190,12 +200,7 @@ test('cancelling stops the run step, keeps the output so far and cleans up: stat
       }
     }
   });
-  const result = await withWorker(script, async (q) => {
-    const handle = await start(q);
-    while (script.runs.length === 0) await new Promise((r) => setTimeout(r, 50));
-    await handle.cancel();
-    return handle.result();
-  });
+  const result = await cancelOnceRunning(script);
   expect(result).toMatchObject({ status: 'cancelled', exitCode: null, stdout: 'printed before the cancel\n' });
   expect(script.collected).toEqual([1]);
   expect(script.cleanups).toEqual([1]);
@@ -207,12 +212,7 @@ test('a cancel that comes while the run step is lost (it fails instead of taking
     await new Promise((r) => setTimeout(r, 1500));
     throw ApplicationFailure.retryable('the worker died (mocked)');
   });
-  const result = await withWorker(script, async (q) => {
-    const handle = await start(q);
-    while (script.runs.length === 0) await new Promise((r) => setTimeout(r, 50));
-    await handle.cancel();
-    return handle.result();
-  });
+  const result = await cancelOnceRunning(script);
   expect(result).toMatchObject({ status: 'cancelled', exitCode: null, stdout: 'printed before the cancel\n' });
   expect(script.runs).toEqual([1]);
   expect(script.cleanups).toEqual([1]);
